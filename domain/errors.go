@@ -1,0 +1,64 @@
+package domain
+
+import "errors"
+
+// The error vocabulary of the ledger. Every error returned by this package
+// wraps exactly one of these sentinels (test with errors.Is), so that the HTTP
+// adapter can map errors to status codes in one table without ever parsing a
+// message.
+var (
+	// ErrInvalid reports input that breaks a validation rule: a malformed
+	// field, an unknown enum value, an event that cannot be decoded or
+	// applied. It maps to 400 Bad Request.
+	ErrInvalid = errors.New("invalid input")
+
+	// ErrNotFound reports that a booking (or another addressed entity) does
+	// not exist, e.g. Rehydrate of a stream with no events.
+	ErrNotFound = errors.New("not found")
+
+	// ErrConflict reports that a stay overlaps a confirmed stay of another
+	// booking of the same resource. It maps to 409 Conflict.
+	ErrConflict = errors.New("stay overlaps a confirmed booking")
+
+	// ErrConcurrency reports that the stream version an append expected was
+	// already taken by a concurrent writer; the caller reloads and decides
+	// again.
+	ErrConcurrency = errors.New("stream version already taken")
+
+	// ErrDuplicate reports that an idempotency key (e.g. a Stripe event id)
+	// was already processed; the caller answers as if it had succeeded.
+	ErrDuplicate = errors.New("idempotency key already seen")
+
+	// ErrUnauthorized reports a missing or wrong credential or signature.
+	ErrUnauthorized = errors.New("unauthorized")
+)
+
+// FieldError names one invalid input field, using the JSON field name the
+// client sent (e.g. "check_in"), and says what is wrong with it.
+//
+// errors.Is(fieldErr, ErrInvalid) is true, so code that only cares about the
+// class of error needs no type assertion; code that wants the field name uses
+// errors.As with a *FieldError target. This package always returns
+// *FieldError (pointer), possibly several joined with errors.Join.
+type FieldError struct {
+	// Field is the JSON name of the offending field.
+	Field string
+	// Msg says what is wrong, in words safe to show to a client.
+	Msg string
+}
+
+// Error returns "<field>: <msg>".
+func (e *FieldError) Error() string {
+	return e.Field + ": " + e.Msg
+}
+
+// Is makes every FieldError match ErrInvalid, so the error class survives
+// without the FieldError having to carry a wrapped cause.
+func (e *FieldError) Is(target error) bool {
+	return target == ErrInvalid
+}
+
+// fieldErr is shorthand used by the validators.
+func fieldErr(field, msg string) *FieldError {
+	return &FieldError{Field: field, Msg: msg}
+}
