@@ -1,0 +1,159 @@
+// Package postgres is the PostgreSQL edge of the ledger: connections and
+// migrations, the Transact helper, the event store on watermill-sql, the
+// Stripe inbox and the storage of the projections.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// Config configures a connection pool. Zero fields take the defaults of
+// setDefaults; Validate reports what cannot work.
+type Config struct {
+	// URL is a postgres:// URL as understood by lib/pq.
+	URL string
+	// MaxOpenConns bounds the pool (default 20), so that a burst of webhooks
+	// queues for a connection instead of exhausting the server's slots.
+	MaxOpenConns int
+	// MaxIdleConns defaults to MaxOpenConns: every webhook needs one.
+	MaxIdleConns int
+	// ConnMaxIdleTime closes idle connections (default 5 minutes).
+	ConnMaxIdleTime time.Duration
+	// ConnectTimeout bounds dialing the server (default 5 s), so that an
+	// unreachable database answers quickly instead of hanging a request.
+	ConnectTimeout time.Duration
+	// CreateDatabase creates the database named in URL when it is missing.
+	CreateDatabase bool
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxOpenConns == 0 {
+		c.MaxOpenConns = 20
+	}
+	if c.MaxIdleConns == 0 {
+		c.MaxIdleConns = c.MaxOpenConns
+	}
+	if c.ConnMaxIdleTime == 0 {
+		c.ConnMaxIdleTime = 5 * time.Minute
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 5 * time.Second
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if c.URL == "" {
+		return errors.New("postgres: empty database URL")
+	}
+	if _, err := url.Parse(c.URL); err != nil && !strings.Contains(c.URL, "=") {
+		return fmt.Errorf("postgres: database URL: %w", err)
+	}
+	if c.MaxOpenConns < 1 || c.MaxIdleConns < 0 || c.ConnectTimeout < 0 {
+		return errors.New("postgres: pool sizes and timeouts must be positive")
+	}
+	return nil
+}
+
+// Open opens a pool on cfg.URL, creating the database first when
+// cfg.CreateDatabase is set, and checks that the server answers.
+func Open(ctx context.Context, cfg Config) (*sql.DB, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	dsn := withConnectTimeout(cfg.URL, cfg.ConnectTimeout)
+	if cfg.CreateDatabase {
+		if err := EnsureDatabase(ctx, dsn); err != nil {
+			return nil, err
+		}
+	}
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	db.SetMaxOpenConns(cfg.MaxOpenConns)
+	db.SetMaxIdleConns(cfg.MaxIdleConns)
+	db.SetConnMaxIdleTime(cfg.ConnMaxIdleTime)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: connect to %s: %w", Redact(cfg.URL), err)
+	}
+	return db, nil
+}
+
+// EnsureDatabase creates the database named in dsn when it does not exist,
+// connecting to the server's `postgres` database to do so. Two processes
+// racing to create it both succeed.
+func EnsureDatabase(ctx context.Context, dsn string) error {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		return fmt.Errorf("postgres: creating the database needs a postgres:// URL")
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	if name == "" || name == "postgres" {
+		return nil
+	}
+	admin := *u
+	admin.Path = "/postgres"
+	db, err := sql.Open("postgres", admin.String())
+	if err != nil {
+		return fmt.Errorf("postgres: open maintenance database: %w", err)
+	}
+	defer db.Close()
+	var exists bool
+	if err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return fmt.Errorf("postgres: connect to %s: %w", Redact(admin.String()), err)
+	}
+	if exists {
+		return nil
+	}
+	_, err = db.ExecContext(ctx, `CREATE DATABASE `+pq.QuoteIdentifier(name))
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) && (pqErr.Code == "42P04" || pqErr.Code == "23505") {
+		// Created meanwhile by another process (42P04), or the catalog
+		// race of two concurrent CREATE DATABASE (23505).
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: create database %q: %w", name, err)
+	}
+	return nil
+}
+
+// Redact returns a database URL with its password replaced, for logs.
+func Redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return dsn
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+func withConnectTimeout(dsn string, d time.Duration) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		return dsn
+	}
+	q := u.Query()
+	if q.Get("connect_timeout") == "" {
+		secs := int(d / time.Second)
+		if secs < 1 {
+			secs = 1
+		}
+		q.Set("connect_timeout", fmt.Sprint(secs))
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}

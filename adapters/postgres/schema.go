@@ -1,0 +1,254 @@
+package postgres
+
+import (
+	stdsql "database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// EventsTopic is the watermill topic of the event log. The schema adapter
+// maps it to the ledger_events table.
+const EventsTopic = "ledger_events"
+
+// Metadata keys of a watermill message that carries a ledger event. They
+// travel from Append to the schema adapter's INSERT, and from the
+// subscriber's SELECT to handlers (EventFromMessage).
+const (
+	MetaPosition      = "position"
+	MetaStreamID      = "stream_id"
+	MetaStreamVersion = "stream_version"
+	MetaEventType     = "event_type"
+	MetaSchemaVersion = "schema_version"
+	MetaOccurredAt    = "occurred_at"
+	MetaRecordedAt    = "recorded_at"
+	MetaCausationID   = "causation_id"
+	MetaPrevHash      = "prev_hash"
+	MetaHash          = "hash"
+	MetaTransactionID = "transaction_id"
+)
+
+var envelopeKeys = map[string]bool{
+	MetaPosition: true, MetaStreamID: true, MetaStreamVersion: true, MetaEventType: true,
+	MetaSchemaVersion: true, MetaOccurredAt: true, MetaRecordedAt: true, MetaCausationID: true,
+	MetaPrevHash: true, MetaHash: true, MetaTransactionID: true,
+}
+
+// eventsSchema is watermill-sql's SchemaAdapter for ledger_events. It keeps
+// the ordering rule of DefaultPostgreSQLSchema — subscribers read in
+// (transaction_id, position) order, bounded by the oldest transaction still
+// running — so every committed event is delivered once, in commit order of
+// transaction ids, while the stored position stays a plain sequence value.
+type eventsSchema struct {
+	// batchSize is the number of events a subscriber reads per poll.
+	batchSize int
+}
+
+const insertColumns = 12
+
+func (s eventsSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Query, error) {
+	if params.Topic != EventsTopic {
+		return wsql.Query{}, fmt.Errorf("postgres: unknown topic %q", params.Topic)
+	}
+	var b strings.Builder
+	b.WriteString(`INSERT INTO ledger_events (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, causation_id, payload, metadata, prev_hash, hash) VALUES `)
+	args := make([]any, 0, len(params.Msgs)*insertColumns)
+	for i, msg := range params.Msgs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		for c := 1; c <= insertColumns; c++ {
+			if c > 1 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(i*insertColumns + c))
+		}
+		b.WriteByte(')')
+		row, err := insertArgs(msg)
+		if err != nil {
+			return wsql.Query{}, err
+		}
+		args = append(args, row...)
+	}
+	return wsql.Query{Query: b.String(), Args: args}, nil
+}
+
+func insertArgs(msg *message.Message) ([]any, error) {
+	md := msg.Metadata
+	prev, err := hex.DecodeString(md.Get(MetaPrevHash))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: message %s: prev_hash: %w", msg.UUID, err)
+	}
+	hash, err := hex.DecodeString(md.Get(MetaHash))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: message %s: hash: %w", msg.UUID, err)
+	}
+	extra := map[string]string{}
+	for k, v := range md {
+		if !envelopeKeys[k] {
+			extra[k] = v
+		}
+	}
+	extraJSON, err := json.Marshal(extra)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: message %s: metadata: %w", msg.UUID, err)
+	}
+	return []any{
+		msg.UUID,
+		md.Get(MetaStreamID),
+		md.Get(MetaStreamVersion),
+		md.Get(MetaEventType),
+		md.Get(MetaSchemaVersion),
+		md.Get(MetaOccurredAt),
+		md.Get(MetaRecordedAt),
+		md.Get(MetaCausationID),
+		[]byte(msg.Payload),
+		extraJSON,
+		prev,
+		hash,
+	}, nil
+}
+
+// selectColumns is the column list shared by the subscriber's query and the
+// store's reads, scanned by scanEvent.
+const selectColumns = `position, transaction_id, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, causation_id, payload, metadata, prev_hash, hash`
+
+func (s eventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, error) {
+	next, err := params.OffsetsAdapter.NextOffsetQuery(wsql.NextOffsetQueryParams{
+		Topic:         params.Topic,
+		ConsumerGroup: params.ConsumerGroup,
+	})
+	if err != nil {
+		return wsql.Query{}, err
+	}
+	batch := s.batchSize
+	if batch <= 0 {
+		batch = 100
+	}
+	// The same shape as DefaultPostgreSQLSchema.SelectQuery (a subquery, so
+	// that the planner does not walk the index in order with a filter).
+	q := `
+	SELECT * FROM (
+		WITH last_processed AS (` + next.Query + `)
+		SELECT ` + selectColumns + ` FROM ledger_events
+		WHERE (
+			(transaction_id = (SELECT last_processed_transaction_id FROM last_processed)
+				AND position > (SELECT offset_acked FROM last_processed))
+			OR transaction_id > (SELECT last_processed_transaction_id FROM last_processed)
+		)
+		AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+	) AS events
+	ORDER BY transaction_id ASC, position ASC
+	LIMIT ` + strconv.Itoa(batch)
+	return wsql.Query{Query: q, Args: next.Args}, nil
+}
+
+func (s eventsSchema) UnmarshalMessage(params wsql.UnmarshalMessageParams) (wsql.Row, error) {
+	e, err := scanEvent(params.Row)
+	if err != nil {
+		return wsql.Row{}, err
+	}
+	msg := message.NewMessage(e.EventID, message.Payload(e.Payload))
+	for k, v := range e.Metadata {
+		msg.Metadata.Set(k, v)
+	}
+	setEnvelope(msg, e)
+	msg.Metadata.Set(MetaPosition, strconv.FormatInt(e.Position, 10))
+	msg.Metadata.Set(MetaTransactionID, strconv.FormatUint(e.TransactionID, 10))
+	return wsql.Row{
+		Offset:    e.Position,
+		UUID:      []byte(e.EventID),
+		Payload:   e.Payload,
+		Msg:       msg,
+		ExtraData: map[string]any{"transaction_id": wsql.XID8(e.TransactionID)},
+	}, nil
+}
+
+// SchemaInitializingQueries returns nothing: the tables belong to the
+// migrations, so that every constraint is named and versioned.
+func (s eventsSchema) SchemaInitializingQueries(wsql.SchemaInitializingQueriesParams) ([]wsql.Query, error) {
+	return nil, nil
+}
+
+func (s eventsSchema) SubscribeIsolationLevel() stdsql.IsolationLevel {
+	// One snapshot for the whole poll, as watermill-sql's own schema.
+	return stdsql.LevelRepeatableRead
+}
+
+func setEnvelope(msg *message.Message, e StoredEvent) {
+	md := msg.Metadata
+	md.Set(MetaStreamID, strconv.FormatInt(e.StreamID, 10))
+	md.Set(MetaStreamVersion, strconv.Itoa(e.StreamVersion))
+	md.Set(MetaEventType, e.Type)
+	md.Set(MetaSchemaVersion, strconv.Itoa(e.SchemaVersion))
+	md.Set(MetaOccurredAt, formatTime(e.OccurredAt))
+	md.Set(MetaRecordedAt, formatTime(e.RecordedAt))
+	md.Set(MetaCausationID, e.CausationID)
+	md.Set(MetaPrevHash, hex.EncodeToString(e.PrevHash))
+	md.Set(MetaHash, hex.EncodeToString(e.Hash))
+}
+
+// EventFromMessage turns a message delivered by a subscriber of
+// EventsTopic back into the stored event with its envelope.
+func EventFromMessage(msg *message.Message) (StoredEvent, error) {
+	md := msg.Metadata
+	var e StoredEvent
+	var errs []error
+	parseInt := func(key string) int64 {
+		v, err := strconv.ParseInt(md.Get(key), 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+		return v
+	}
+	parseTime := func(key string) time.Time {
+		v, err := time.Parse(time.RFC3339Nano, md.Get(key))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+		return v
+	}
+	parseHex := func(key string) []byte {
+		v, err := hex.DecodeString(md.Get(key))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+		return v
+	}
+	e.EventID = msg.UUID
+	e.Position = parseInt(MetaPosition)
+	e.StreamID = parseInt(MetaStreamID)
+	e.StreamVersion = int(parseInt(MetaStreamVersion))
+	e.Type = md.Get(MetaEventType)
+	e.SchemaVersion = int(parseInt(MetaSchemaVersion))
+	e.OccurredAt = parseTime(MetaOccurredAt)
+	e.RecordedAt = parseTime(MetaRecordedAt)
+	e.CausationID = md.Get(MetaCausationID)
+	e.PrevHash = parseHex(MetaPrevHash)
+	e.Hash = parseHex(MetaHash)
+	if tx, err := strconv.ParseUint(md.Get(MetaTransactionID), 10, 64); err == nil {
+		e.TransactionID = tx
+	}
+	e.Payload = json.RawMessage(msg.Payload)
+	if len(errs) > 0 {
+		return StoredEvent{}, fmt.Errorf("postgres: message %s is not a ledger event: %w", msg.UUID, errors.Join(errs...))
+	}
+	return e, nil
+}
+
+// offsetsAdapter stores subscriber offsets in ledger_events_offsets; its
+// queries are watermill-sql's own.
+func offsetsAdapter() wsql.OffsetsAdapter {
+	return wsql.DefaultPostgreSQLOffsetsAdapter{
+		GenerateMessagesOffsetsTableName: func(string) string { return "ledger_events_offsets" },
+	}
+}

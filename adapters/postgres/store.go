@@ -1,0 +1,264 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+
+	"github.com/booking-ledger/ledger/domain"
+)
+
+// NewEvent is an event to append: what the domain decided, with the
+// envelope fields the caller knows.
+type NewEvent struct {
+	// EventID is the event's UUID; empty means a new random one.
+	EventID       string
+	Type          string
+	SchemaVersion int
+	// OccurredAt is when the fact happened (Stripe's event time).
+	OccurredAt time.Time
+	// CausationID names what caused the event: a Stripe event id, or an API
+	// request id.
+	CausationID string
+	// Payload is the event's JSON document.
+	Payload json.RawMessage
+	// Metadata is free-form context kept with the event (correlation ids).
+	Metadata map[string]string
+}
+
+// StoredEvent is an event as the log keeps it.
+type StoredEvent struct {
+	// Position is the global position: unique and increasing, with gaps.
+	Position      int64
+	EventID       string
+	StreamID      int64
+	StreamVersion int
+	Type          string
+	SchemaVersion int
+	OccurredAt    time.Time
+	RecordedAt    time.Time
+	CausationID   string
+	Payload       json.RawMessage
+	Metadata      map[string]string
+	// PrevHash is the hash of the stream's previous event (GenesisHash for
+	// the first) and Hash this event's EventHash.
+	PrevHash, Hash []byte
+	// TransactionID is the PostgreSQL transaction that appended the event.
+	TransactionID uint64
+}
+
+// Querier is what reads need: a *sql.DB, *sql.Tx or *sql.Conn.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// EventStoreConfig configures an EventStore.
+type EventStoreConfig struct {
+	// Logger receives watermill's log lines; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for recorded_at; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *EventStoreConfig) setDefaults() {
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// EventStore appends events through watermill-sql's publisher and reads
+// them back. It holds no connection: every call runs on the caller's
+// transaction or pool.
+type EventStore struct {
+	now    func() time.Time
+	logger watermill.LoggerAdapter
+	schema eventsSchema
+}
+
+// NewEventStore returns an event store with cfg's defaults applied.
+func NewEventStore(cfg EventStoreConfig) *EventStore {
+	cfg.setDefaults()
+	var logger watermill.LoggerAdapter = watermill.NopLogger{}
+	if cfg.Logger != nil {
+		logger = watermill.NewSlogLogger(cfg.Logger)
+	}
+	return &EventStore{now: cfg.Now, logger: logger}
+}
+
+// Append appends events to stream streamID on tx, numbering them from
+// expectedVersion+1 and chaining their hashes from prevHash (the Hash of the
+// stream's event number expectedVersion, or GenesisHash when it is 0).
+//
+// It publishes with a watermill-sql Publisher created on tx, so the events
+// commit or roll back with everything else the transaction does. When
+// another transaction has already appended at one of these versions, it
+// returns an error wrapping domain.ErrConcurrency; the transaction is then
+// aborted and must be rolled back. The returned events carry every envelope
+// field but Position and TransactionID, which the database assigns.
+func (s *EventStore) Append(ctx context.Context, tx *sql.Tx, streamID int64, expectedVersion int, prevHash []byte, events []NewEvent) ([]StoredEvent, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	if expectedVersion < 0 {
+		return nil, fmt.Errorf("postgres: append to stream %d: negative expected version: %w", streamID, domain.ErrInvalid)
+	}
+	if expectedVersion == 0 {
+		prevHash = GenesisHash
+	}
+	if len(prevHash) != len(GenesisHash) {
+		return nil, fmt.Errorf("postgres: append to stream %d: previous hash of %d bytes: %w", streamID, len(prevHash), domain.ErrInvalid)
+	}
+	recordedAt := storageTime(s.now())
+	stored := make([]StoredEvent, len(events))
+	msgs := make(message.Messages, len(events))
+	for i, ne := range events {
+		payload, err := CanonicalJSON(ne.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: append %s to stream %d: %w", ne.Type, streamID, err)
+		}
+		id := ne.EventID
+		if id == "" {
+			id = uuid.NewString()
+		}
+		e := StoredEvent{
+			EventID:       id,
+			StreamID:      streamID,
+			StreamVersion: expectedVersion + i + 1,
+			Type:          ne.Type,
+			SchemaVersion: ne.SchemaVersion,
+			OccurredAt:    storageTime(ne.OccurredAt),
+			RecordedAt:    recordedAt,
+			CausationID:   ne.CausationID,
+			Payload:       payload,
+			Metadata:      ne.Metadata,
+			PrevHash:      prevHash,
+		}
+		if e.Type == "" || e.SchemaVersion < 1 {
+			return nil, fmt.Errorf("postgres: append to stream %d: event without type or schema version: %w", streamID, domain.ErrInvalid)
+		}
+		e.Hash = EventHash(e, prevHash)
+		prevHash = e.Hash
+		stored[i] = e
+
+		msg := message.NewMessage(id, message.Payload(payload))
+		for k, v := range ne.Metadata {
+			msg.Metadata.Set(k, v)
+		}
+		setEnvelope(msg, e)
+		msg.SetContext(ctx)
+		msgs[i] = msg
+	}
+	// One publisher per transaction: watermill-sql binds a publisher to the
+	// executor it was created with, and refuses schema initialization on a
+	// transaction, which the migrations own anyway.
+	pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.logger)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: publisher: %w", err)
+	}
+	if err := pub.Publish(EventsTopic, msgs...); err != nil {
+		if constraintViolated(err, "ledger_events_stream_version_key") {
+			return nil, fmt.Errorf("postgres: append to stream %d at version %d: %w", streamID, expectedVersion+1, domain.ErrConcurrency)
+		}
+		return nil, fmt.Errorf("postgres: append to stream %d: %w", streamID, err)
+	}
+	return stored, nil
+}
+
+// LoadStream returns the events of one stream in version order; an unknown
+// stream has none.
+func (s *EventStore) LoadStream(ctx context.Context, q Querier, streamID int64) ([]StoredEvent, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+selectColumns+` FROM ledger_events WHERE stream_id = $1 ORDER BY stream_version`, streamID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load stream %d: %w", streamID, err)
+	}
+	events, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: load stream %d: %w", streamID, err)
+	}
+	return events, nil
+}
+
+// ReadAll returns up to limit events with a position greater than after, in
+// position order. Paging with the last position read walks the whole log
+// with memory bounded by limit.
+//
+// Position order is not commit order: an event of a transaction still in
+// flight can later appear behind a position already read. Readers that must
+// see every event exactly once while appends go on use a Subscriber, or
+// bound the read with HeadPosition taken under the appends' lock.
+func (s *EventStore) ReadAll(ctx context.Context, q Querier, after int64, limit int) ([]StoredEvent, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := q.QueryContext(ctx, `SELECT `+selectColumns+` FROM ledger_events WHERE position > $1 ORDER BY position LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: read events after %d: %w", after, err)
+	}
+	events, err := scanEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: read events after %d: %w", after, err)
+	}
+	return events, nil
+}
+
+// HeadPosition returns the highest committed position visible to q, 0 for
+// an empty log.
+func (s *EventStore) HeadPosition(ctx context.Context, q Querier) (int64, error) {
+	var head int64
+	if err := q.QueryRowContext(ctx, `SELECT COALESCE(max(position), 0) FROM ledger_events`).Scan(&head); err != nil {
+		return 0, fmt.Errorf("postgres: head position: %w", err)
+	}
+	return head, nil
+}
+
+func scanEvents(rows *sql.Rows) ([]StoredEvent, error) {
+	defer rows.Close()
+	var events []StoredEvent
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, e)
+	}
+	return events, rows.Err()
+}
+
+func scanEvent(row wsql.Scanner) (StoredEvent, error) {
+	var e StoredEvent
+	var txid wsql.XID8
+	var metadata []byte
+	if err := row.Scan(&e.Position, &txid, &e.EventID, &e.StreamID, &e.StreamVersion, &e.Type, &e.SchemaVersion,
+		&e.OccurredAt, &e.RecordedAt, &e.CausationID, (*[]byte)(&e.Payload), &metadata, &e.PrevHash, &e.Hash); err != nil {
+		return StoredEvent{}, fmt.Errorf("scan event: %w", err)
+	}
+	e.TransactionID = uint64(txid)
+	e.OccurredAt = e.OccurredAt.UTC()
+	e.RecordedAt = e.RecordedAt.UTC()
+	if len(metadata) > 0 && string(metadata) != "{}" {
+		if err := json.Unmarshal(metadata, &e.Metadata); err != nil {
+			return StoredEvent{}, fmt.Errorf("event %d metadata: %w", e.Position, err)
+		}
+	}
+	return e, nil
+}
+
+// String identifies an event in logs and errors.
+func (e StoredEvent) String() string {
+	h := hex.EncodeToString(e.Hash)
+	if len(h) > 12 {
+		h = h[:12]
+	}
+	return e.Type + "#" + strconv.FormatInt(e.Position, 10) + " (stream " + strconv.FormatInt(e.StreamID, 10) + " v" + strconv.Itoa(e.StreamVersion) + ", hash " + h + ")"
+}
