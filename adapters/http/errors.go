@@ -1,0 +1,63 @@
+package http
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/booking-ledger/ledger/domain"
+)
+
+// statusOf is the one table from the domain's error vocabulary to HTTP
+// status codes. Anything not in it is an internal failure.
+var statusOf = []struct {
+	err    error
+	status int
+}{
+	{domain.ErrInvalid, http.StatusBadRequest},
+	{domain.ErrUnauthorized, http.StatusUnauthorized},
+	{domain.ErrNotFound, http.StatusNotFound},
+	{domain.ErrConflict, http.StatusConflict},
+	{domain.ErrDuplicate, http.StatusConflict},
+	// A stream version lost to a concurrent writer after every retry: the
+	// client may simply try again.
+	{domain.ErrConcurrency, http.StatusServiceUnavailable},
+}
+
+// errorStatus maps err to an HTTP status and the message the client may
+// see: the error's own text for client errors, which name the problem (and
+// never carry secrets), and a fixed text for internal failures, whose details
+// go to the log only.
+func errorStatus(err error) (int, string) {
+	var maxBytes *http.MaxBytesError
+	if errors.As(err, &maxBytes) {
+		return http.StatusRequestEntityTooLarge, "request body too large"
+	}
+	for _, m := range statusOf {
+		if errors.Is(err, m.err) {
+			if m.status == http.StatusServiceUnavailable {
+				return m.status, "busy, try again"
+			}
+			return m.status, err.Error()
+		}
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
+// writeError answers {"error": "..."} with the status errorStatus gives,
+// logging internal failures with their details.
+func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
+	status, msg := errorStatus(err)
+	if status >= 500 {
+		logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	}
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,155 @@
+// Package http is the HTTP edge of the ledger: the Stripe webhook, the
+// bookings API and the health endpoints, routed with gorilla/mux. Errors are
+// mapped to status codes in one place (errors.go).
+package http
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/projections"
+)
+
+// Ledger is what the handlers need from the storage side.
+type Ledger interface {
+	Ingest(ctx context.Context, d postgres.StripeDelivery) (postgres.IngestResult, error)
+	CreateBooking(ctx context.Context, p domain.NewBookingParams, causationID string) (projections.BookingRow, error)
+	GetBooking(ctx context.Context, id int64) (projections.BookingRow, error)
+	ListBookings(ctx context.Context, f postgres.BookingFilter) ([]projections.BookingRow, int64, error)
+}
+
+// Verifier checks a Stripe-Signature header against the raw body.
+type Verifier interface {
+	Verify(payload []byte, header string) error
+}
+
+// Config configures the handler. Ledger, Verifier and APIToken are required.
+type Config struct {
+	Ledger   Ledger
+	Verifier Verifier
+	// APIToken is the bearer token of every endpoint but the webhook and
+	// the health checks.
+	APIToken string
+	// Ready reports whether the service can take traffic (database
+	// reachable, migrations applied); nil means always ready.
+	Ready  func(ctx context.Context) error
+	Logger *slog.Logger
+	// MaxBodyBytes bounds a webhook body (default 1 MiB: real Stripe events
+	// outgrow the 64 KiB of Stripe's own example).
+	MaxBodyBytes int64
+	// Now is the clock for received_at; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Ledger == nil:
+		return errors.New("http: no ledger")
+	case c.Verifier == nil:
+		return errors.New("http: no webhook verifier")
+	case c.APIToken == "":
+		return errors.New("http: no API token")
+	}
+	return nil
+}
+
+type server struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// NewHandler returns the ledger's HTTP handler.
+func NewHandler(cfg Config) (http.Handler, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &server{cfg: cfg, log: cfg.Logger}
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint"})
+	})
+
+	route := func(path string, h http.HandlerFunc, methods ...string) {
+		r.Handle(path, h).Methods(methods...)
+		// Same path, any other method: 405 with the methods it takes.
+		r.Handle(path, methodNotAllowed(methods...))
+	}
+	route("/webhooks/stripe/", s.webhook, http.MethodPost)
+	route("/webhooks/stripe", s.webhook, http.MethodPost)
+	route("/healthz", s.healthz, http.MethodGet, http.MethodHead)
+	route("/readyz", s.readyz, http.MethodGet, http.MethodHead)
+
+	api := r.NewRoute().Subrouter()
+	api.Use(s.requireToken)
+	api.Handle("/bookings", http.HandlerFunc(s.createBooking)).Methods(http.MethodPost)
+	api.Handle("/bookings", http.HandlerFunc(s.listBookings)).Methods(http.MethodGet, http.MethodHead)
+	api.Handle("/bookings", methodNotAllowed(http.MethodGet, http.MethodHead, http.MethodPost))
+	api.Handle("/bookings/{id}", http.HandlerFunc(s.getBooking)).Methods(http.MethodGet, http.MethodHead)
+	api.Handle("/bookings/{id}", methodNotAllowed(http.MethodGet, http.MethodHead))
+	return r, nil
+}
+
+func methodNotAllowed(methods ...string) http.Handler {
+	allow := strings.Join(methods, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed; allowed: " + allow})
+	})
+}
+
+// requireToken checks `Authorization: Bearer <token>` in constant time.
+func (s *server) requireToken(next http.Handler) http.Handler {
+	want := []byte("Bearer " + s.cfg.APIToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ledger"`)
+			writeError(w, r, s.log, errUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+var errUnauthorized = fmt.Errorf("missing or wrong bearer token: %w", domain.ErrUnauthorized)
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			s.log.WarnContext(r.Context(), "not ready", "error", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,90 @@
+package http
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/stripe"
+	"github.com/booking-ledger/ledger/domain"
+)
+
+var errBookingNotFound = fmt.Errorf("booking not found: %w", domain.ErrNotFound)
+
+// webhook answers Stripe: 400 for anything unverified or malformed (nothing
+// written), 200 {"status":"success"} once the decision is committed, 200
+// {"status":"ignored"} for unhandled types and duplicates, 404 when no
+// booking matches (the delivery is kept; Stripe's retry matches it again),
+// 500 for internal failures, which Stripe retries.
+func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	header := r.Header.Get("Stripe-Signature")
+	if len(r.Header.Values("Stripe-Signature")) > 1 {
+		writeError(w, r, s.log, fmt.Errorf("more than one Stripe-Signature header: %w", domain.ErrInvalid))
+		return
+	}
+	if err := s.cfg.Verifier.Verify(body, header); err != nil {
+		s.log.InfoContext(r.Context(), "Rejected webhook", "outcome", "rejected", "error", err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	ev, err := stripe.ParseEvent(body)
+	if err != nil {
+		s.log.InfoContext(r.Context(), "Rejected webhook", "outcome", "rejected", "error", err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	log := s.log.With("event_type", ev.Type, "event_id", ev.ID)
+	log.InfoContext(r.Context(), "Processing webhook event: "+ev.Type)
+
+	lookup := ev.Lookup()
+	res, err := s.cfg.Ledger.Ingest(r.Context(), postgres.StripeDelivery{
+		EventID:    ev.ID,
+		Type:       ev.Type,
+		APIVersion: ev.APIVersion,
+		Livemode:   ev.Livemode,
+		Created:    ev.Created,
+		Raw:        body,
+		Signature:  header,
+		Source:     string(domain.SourceWebhook),
+		ReceivedAt: s.cfg.Now(),
+		Handled:    ev.Handled(),
+		Lookup: postgres.BookingLookup{
+			BookingID:       lookup.BookingID,
+			SessionID:       lookup.SessionID,
+			PaymentIntentID: lookup.PaymentIntentID,
+		},
+		Payment: ev.Payment(string(domain.SourceWebhook)),
+	})
+	if err != nil {
+		log.WarnContext(r.Context(), "Webhook event failed", "outcome", "error", "error", err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	log = log.With("booking_id", res.BookingID, "outcome", string(res.Outcome))
+	switch res.Outcome {
+	case postgres.OutcomeUnmatched:
+		log.WarnContext(r.Context(), "Webhook event matched no booking", "error", errBookingNotFound)
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "booking not found"})
+		return
+	case postgres.OutcomeIgnored, postgres.OutcomeDuplicate:
+		log.InfoContext(r.Context(), "Webhook event ignored")
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ignored"})
+		return
+	}
+	for _, e := range res.Events {
+		switch e.Type {
+		case domain.EventBookingConfirmed:
+			log.InfoContext(r.Context(), fmt.Sprintf("Booking %d confirmed successfully via webhook", res.BookingID))
+		case domain.EventAvailabilityConflict:
+			log.WarnContext(r.Context(), fmt.Sprintf("Booking %d cancelled due to availability conflict", res.BookingID))
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+}
+

@@ -1,0 +1,139 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lib/pq"
+
+	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/projections"
+)
+
+// bookingColumns is the column list scanned by scanBookingRow.
+const bookingColumns = `id, resource_id, check_in, check_out, status, payment_status, amount, currency, customer_email, session_id, payment_intent_id, created_at, updated_at, last_event_position`
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanBookingRow(s rowScanner) (projections.BookingRow, error) {
+	var r projections.BookingRow
+	var checkIn, checkOut time.Time
+	var status, paymentStatus string
+	var session, intent sql.NullString
+	if err := s.Scan(&r.ID, &r.ResourceID, &checkIn, &checkOut, &status, &paymentStatus, &r.Amount, &r.Currency,
+		&r.CustomerEmail, &session, &intent, &r.CreatedAt, &r.UpdatedAt, &r.LastEventPosition); err != nil {
+		return r, err
+	}
+	var err error
+	if r.Status, err = domain.ParseStatus(status); err != nil {
+		return r, fmt.Errorf("booking %d: %w", r.ID, err)
+	}
+	if r.PaymentStatus, err = domain.ParsePaymentStatus(paymentStatus); err != nil {
+		return r, fmt.Errorf("booking %d: %w", r.ID, err)
+	}
+	r.CheckIn = checkIn.Format(domain.DateLayout)
+	r.CheckOut = checkOut.Format(domain.DateLayout)
+	if session.Valid {
+		r.SessionID = &session.String
+	}
+	if intent.Valid {
+		r.PaymentIntentID = &intent.String
+	}
+	r.CreatedAt = r.CreatedAt.UTC()
+	r.UpdatedAt = r.UpdatedAt.UTC()
+	return r, nil
+}
+
+// upsertBooking writes a booking's status row. A row.LastEventPosition of 0
+// stands for the position this session's append just drew from the
+// sequence (currval): the publisher's INSERT does not return positions, and
+// this saves a round trip.
+//
+// A confirmed stay that overlaps another confirmed stay of the resource
+// violates the table's exclusion constraint: that error wraps
+// domain.ErrConflict.
+func upsertBooking(ctx context.Context, tx *sql.Tx, table string, row projections.BookingRow) (projections.BookingRow, error) {
+	const position = `COALESCE(NULLIF($14::bigint, 0), currval('ledger_events_position_seq'))`
+	q := `INSERT INTO ` + table + ` (` + bookingColumns + `)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, ` + position + `)
+		ON CONFLICT (id) DO UPDATE SET
+			resource_id = excluded.resource_id, check_in = excluded.check_in, check_out = excluded.check_out,
+			status = excluded.status, payment_status = excluded.payment_status,
+			amount = excluded.amount, currency = excluded.currency, customer_email = excluded.customer_email,
+			session_id = excluded.session_id, payment_intent_id = excluded.payment_intent_id,
+			created_at = excluded.created_at, updated_at = excluded.updated_at,
+			last_event_position = excluded.last_event_position
+		RETURNING ` + bookingColumns
+	out, err := scanBookingRow(tx.QueryRowContext(ctx, q, row.ID, row.ResourceID, row.CheckIn, row.CheckOut,
+		string(row.Status), string(row.PaymentStatus), row.Amount, row.Currency, row.CustomerEmail,
+		row.SessionID, row.PaymentIntentID, row.CreatedAt, row.UpdatedAt, row.LastEventPosition))
+	if err != nil {
+		var pqErr *pq.Error
+		if errors.As(err, &pqErr) && pqErr.Code == "23P01" {
+			return out, fmt.Errorf("postgres: booking %d: %w", row.ID, domain.ErrConflict)
+		}
+		return out, fmt.Errorf("postgres: write booking %d: %w", row.ID, err)
+	}
+	return out, nil
+}
+
+// BookingFilter selects rows of the status table. Zero fields select all.
+type BookingFilter struct {
+	Status        domain.Status
+	PaymentStatus domain.PaymentStatus
+	// After is the last id of the previous page; Limit the page size
+	// (default 100, at most 1000).
+	After int64
+	Limit int
+}
+
+// GetBooking returns one row of the status table, or an error wrapping
+// domain.ErrNotFound.
+func GetBooking(ctx context.Context, q Querier, id int64) (projections.BookingRow, error) {
+	r, err := scanBookingRow(q.QueryRowContext(ctx, `SELECT `+bookingColumns+` FROM bookings WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("booking %d: %w", id, domain.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("postgres: get booking %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// ListBookings returns a page of the status table in id order, and the id
+// to pass as After for the next page (0 when this page is the last).
+func ListBookings(ctx context.Context, q Querier, f BookingFilter) ([]projections.BookingRow, int64, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	if f.Limit > 1000 {
+		f.Limit = 1000
+	}
+	rows, err := q.QueryContext(ctx, `SELECT `+bookingColumns+` FROM bookings
+		WHERE ($1 = '' OR status = $1) AND ($2 = '' OR payment_status = $2) AND id > $3
+		ORDER BY id LIMIT $4`, string(f.Status), string(f.PaymentStatus), f.After, f.Limit+1)
+	if err != nil {
+		return nil, 0, fmt.Errorf("postgres: list bookings: %w", err)
+	}
+	defer rows.Close()
+	out := []projections.BookingRow{}
+	for rows.Next() {
+		r, err := scanBookingRow(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("postgres: list bookings: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("postgres: list bookings: %w", err)
+	}
+	var next int64
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+		next = out[len(out)-1].ID
+	}
+	return out, next, nil
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	httpapi "github.com/booking-ledger/ledger/adapters/http"
+	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/stripe"
+)
+
+// App is the composition root of `ledger serve`: it builds every part from
+// a Config, runs the HTTP server, and closes everything in order. End-to-end
+// tests start it on 127.0.0.1:0.
+type App struct {
+	cfg    Config
+	logger *slog.Logger
+
+	db     *sql.DB
+	ln     net.Listener
+	srv    *http.Server
+	served chan error
+}
+
+// NewApp returns an App for cfg; Start brings it up.
+func NewApp(cfg Config, logger *slog.Logger) *App {
+	return &App{cfg: cfg, logger: logger}
+}
+
+// Start opens the database (creating it when missing), applies the
+// migrations, and starts serving on cfg.Addr. It returns once the listener
+// is open.
+func (a *App) Start(ctx context.Context) error {
+	if err := a.cfg.validateServe(); err != nil {
+		return err
+	}
+	db, err := postgres.Open(ctx, postgres.Config{URL: a.cfg.DatabaseURL, CreateDatabase: true, MaxOpenConns: a.cfg.DBMaxConns})
+	if err != nil {
+		return err
+	}
+	a.db = db
+	if applied, err := postgres.Migrate(ctx, db, nil); err != nil {
+		return err
+	} else if len(applied) > 0 {
+		a.logger.Info("migrations applied", "versions", applied)
+	}
+	verifier, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: a.cfg.WebhookSecrets})
+	if err != nil {
+		return err
+	}
+	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db, Logger: a.logger})
+	if err != nil {
+		return err
+	}
+	handler, err := httpapi.NewHandler(httpapi.Config{
+		Ledger:   ledger,
+		Verifier: verifier,
+		APIToken: a.cfg.APIToken,
+		Ready:    a.ready,
+		Logger:   a.logger,
+	})
+	if err != nil {
+		return err
+	}
+	a.ln, err = net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
+	}
+	a.srv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+	}
+	a.served = make(chan error, 1)
+	if a.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCert, a.cfg.TLSKey)
+		if err != nil {
+			a.ln.Close()
+			return fmt.Errorf("TLS certificate: %w", err)
+		}
+		a.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		go func() { a.served <- a.srv.ServeTLS(a.ln, "", "") }()
+	} else {
+		go func() { a.served <- a.srv.Serve(a.ln) }()
+	}
+	a.logger.Info("listening", "addr", a.Addr(), "tls", a.cfg.TLSCert != "")
+	return nil
+}
+
+// Addr is the address the server listens on (useful with port 0).
+func (a *App) Addr() string {
+	if a.ln == nil {
+		return ""
+	}
+	return a.ln.Addr().String()
+}
+
+// Wait blocks until the server stops by itself (an error) or ctx ends.
+func (a *App) Wait(ctx context.Context) error {
+	select {
+	case err := <-a.served:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// Close stops accepting connections, lets in-flight requests finish within
+// the grace period, then closes the database.
+func (a *App) Close() error {
+	var errs []error
+	if a.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
+		defer cancel()
+		if err := a.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		}
+	}
+	if a.db != nil {
+		errs = append(errs, a.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// ready: the database answers and has every migration this binary carries.
+func (a *App) ready(ctx context.Context) error {
+	if err := a.db.PingContext(ctx); err != nil {
+		return errors.New("database unreachable")
+	}
+	pending, err := postgres.MigrationsPending(ctx, a.db)
+	if err != nil {
+		return errors.New("database unreachable")
+	}
+	if pending {
+		return errors.New("migrations pending")
+	}
+	return nil
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/joho/godotenv"
+
+	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/stripe"
+)
+
+// defaultDatabaseURL is what `make run` uses on a fresh machine; the
+// database is created when missing.
+const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/booking_ledger?sslmode=disable"
+
+// Config is the whole configuration, read once from the environment (and a
+// .env file) by loadConfig; nothing else reads the environment.
+type Config struct {
+	DatabaseURL      string
+	WebhookSecrets   []string
+	StripeSecretKey  string
+	StripePublicKey  string
+	StripeAPIBaseURL string
+	Addr             string
+	APIToken         string
+	TLSCert, TLSKey  string
+	// DataDir holds what --dev generates (LEDGER_DATA_DIR, default .ledger).
+	DataDir string
+	// ShutdownGrace bounds the drain of in-flight requests on SIGTERM
+	// (LEDGER_SHUTDOWN_GRACE, default 20s).
+	ShutdownGrace time.Duration
+	// DBMaxConns bounds the connection pool (LEDGER_DB_MAX_CONNS, default 20).
+	DBMaxConns int
+	Dev        bool
+}
+
+// loadConfig reads .env (if present, without overriding the environment)
+// and the environment.
+func loadConfig() (Config, error) {
+	if err := godotenv.Load(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Config{}, fmt.Errorf(".env: %w", err)
+	}
+	c := Config{
+		DatabaseURL:      env("DATABASE_URL", defaultDatabaseURL),
+		WebhookSecrets:   stripe.ParseSecrets(os.Getenv("STRIPE_WEBHOOK_SECRET")),
+		StripeSecretKey:  os.Getenv("STRIPE_SECRET_KEY"),
+		StripePublicKey:  os.Getenv("STRIPE_PUBLIC_KEY"),
+		StripeAPIBaseURL: os.Getenv("STRIPE_API_BASE_URL"),
+		Addr:             env("LEDGER_ADDR", ":8000"),
+		APIToken:         os.Getenv("LEDGER_API_TOKEN"),
+		TLSCert:          os.Getenv("LEDGER_TLS_CERT"),
+		TLSKey:           os.Getenv("LEDGER_TLS_KEY"),
+		DataDir:          env("LEDGER_DATA_DIR", ".ledger"),
+	}
+	var err error
+	if c.ShutdownGrace, err = time.ParseDuration(env("LEDGER_SHUTDOWN_GRACE", "20s")); err != nil {
+		return c, fmt.Errorf("LEDGER_SHUTDOWN_GRACE: %w", err)
+	}
+	if _, err := fmt.Sscan(env("LEDGER_DB_MAX_CONNS", "20"), &c.DBMaxConns); err != nil || c.DBMaxConns < 1 {
+		return c, fmt.Errorf("LEDGER_DB_MAX_CONNS: must be a positive integer")
+	}
+	return c, nil
+}
+
+func env(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// validateServe reports what `ledger serve` cannot start without.
+func (c Config) validateServe() error {
+	var errs []error
+	if len(c.WebhookSecrets) == 0 {
+		errs = append(errs, errors.New("STRIPE_WEBHOOK_SECRET is not set: give the endpoint's whsec_... secret (comma-separated for rotation), or run `ledger serve --dev`"))
+	}
+	for _, s := range c.WebhookSecrets {
+		if !strings.HasPrefix(s, "whsec_") {
+			errs = append(errs, errors.New("STRIPE_WEBHOOK_SECRET: every secret starts with whsec_"))
+			break
+		}
+	}
+	if c.APIToken == "" {
+		errs = append(errs, errors.New("LEDGER_API_TOKEN is not set: choose a bearer token for the API, or run `ledger serve --dev`"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("LEDGER_TLS_CERT and LEDGER_TLS_KEY go together"))
+	}
+	return errors.Join(errs...)
+}
+
+// devSecrets fills in a missing webhook secret and API token from
+// DataDir/dev.env, generating and saving them on first use, so that
+// `make run` followed by `ledger send-test-webhook` works out of the box.
+func (c *Config) devSecrets(logger *slog.Logger) error {
+	path := filepath.Join(c.DataDir, "dev.env")
+	saved, err := godotenv.Read(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if saved == nil {
+		saved = map[string]string{}
+	}
+	changed := false
+	if saved["STRIPE_WEBHOOK_SECRET"] == "" {
+		saved["STRIPE_WEBHOOK_SECRET"] = "whsec_dev_" + randomHex(24)
+		changed = true
+	}
+	if saved["LEDGER_API_TOKEN"] == "" {
+		saved["LEDGER_API_TOKEN"] = "dev_" + randomHex(24)
+		changed = true
+	}
+	if changed {
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			return err
+		}
+		if err := godotenv.Write(saved, path); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		os.Chmod(path, 0o600)
+	}
+	if len(c.WebhookSecrets) == 0 {
+		c.WebhookSecrets = []string{saved["STRIPE_WEBHOOK_SECRET"]}
+		fmt.Fprintf(os.Stderr, "dev mode: STRIPE_WEBHOOK_SECRET=%s (kept in %s)\n", saved["STRIPE_WEBHOOK_SECRET"], path)
+	}
+	if c.APIToken == "" {
+		c.APIToken = saved["LEDGER_API_TOKEN"]
+		fmt.Fprintf(os.Stderr, "dev mode: LEDGER_API_TOKEN=%s (kept in %s)\n", saved["LEDGER_API_TOKEN"], path)
+	}
+	return nil
+}
+
+// loadDevSecrets is devSecrets for the client commands: it reads what a
+// dev server saved, generating nothing.
+func (c *Config) loadDevSecrets() {
+	saved, err := godotenv.Read(filepath.Join(c.DataDir, "dev.env"))
+	if err != nil {
+		return
+	}
+	if len(c.WebhookSecrets) == 0 && saved["STRIPE_WEBHOOK_SECRET"] != "" {
+		c.WebhookSecrets = []string{saved["STRIPE_WEBHOOK_SECRET"]}
+	}
+	if c.APIToken == "" {
+		c.APIToken = saved["LEDGER_API_TOKEN"]
+	}
+}
+
+// LogValue prints the configuration with every secret redacted.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("database_url", postgres.Redact(c.DatabaseURL)),
+		slog.Int("webhook_secrets", len(c.WebhookSecrets)),
+		slog.Bool("stripe_secret_key_set", c.StripeSecretKey != ""),
+		slog.String("stripe_api_base_url", c.StripeAPIBaseURL),
+		slog.String("addr", c.Addr),
+		slog.Bool("api_token_set", c.APIToken != ""),
+		slog.Bool("tls", c.TLSCert != ""),
+		slog.String("data_dir", c.DataDir),
+		slog.Duration("shutdown_grace", c.ShutdownGrace),
+		slog.Int("db_max_conns", c.DBMaxConns),
+		slog.Bool("dev", c.Dev),
+	)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

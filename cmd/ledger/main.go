@@ -1,0 +1,108 @@
+// Command ledger is the booking ledger: `ledger serve` takes Stripe
+// webhooks and serves the bookings API; the other commands migrate, send test
+// webhooks, and (later) rebuild projections and audit the log.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/booking-ledger/ledger/adapters/postgres"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "ledger:", err)
+		os.Exit(1)
+	}
+}
+
+// newLogger logs JSON when stderr is not a terminal (production), text
+// otherwise.
+func newLogger() *slog.Logger {
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "ledger",
+		Short:         "Event-sourced booking ledger fed by Stripe webhooks",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServeCmd(), newMigrateCmd(), newSendTestWebhookCmd())
+	return root
+}
+
+func newServeCmd() *cobra.Command {
+	var dev bool
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the Stripe webhook and the bookings API",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			cfg.Dev = dev
+			if addr != "" {
+				cfg.Addr = addr
+			}
+			logger := newLogger()
+			if dev {
+				if err := cfg.devSecrets(logger); err != nil {
+					return err
+				}
+			}
+			logger.Info("starting", "config", cfg)
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			app := NewApp(cfg, logger)
+			if err := app.Start(ctx); err != nil {
+				app.Close()
+				return err
+			}
+			err = app.Wait(ctx)
+			logger.Info("shutting down", "grace", cfg.ShutdownGrace)
+			return errors.Join(err, app.Close())
+		},
+	}
+	cmd.Flags().BoolVar(&dev, "dev", false, "generate and keep a webhook secret and API token under LEDGER_DATA_DIR when unset")
+	cmd.Flags().StringVar(&addr, "addr", "", "listen address (overrides LEDGER_ADDR)")
+	return cmd
+}
+
+func newMigrateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Create the database if missing and apply pending migrations",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			db, err := openDB(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			applied, err := postgres.Migrate(cmd.Context(), db, newLogger())
+			if err != nil {
+				return err
+			}
+			fmt.Printf("applied %d migration(s) %v\n", len(applied), applied)
+			return nil
+		},
+	}
+}
