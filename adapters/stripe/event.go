@@ -1,0 +1,455 @@
+package stripe
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/booking-ledger/ledger/domain"
+)
+
+// The Stripe event types the ledger acts on. Every other type is accepted by
+// ParseEvent and answered "ignored".
+const (
+	// EventCheckoutSessionCompleted: the customer finished Checkout; the
+	// money is in only when payment_status is "paid".
+	EventCheckoutSessionCompleted = "checkout.session.completed"
+	// EventCheckoutSessionAsyncPaymentSucceeded: a delayed payment method
+	// (e.g. SEPA debit) of a completed session succeeded.
+	EventCheckoutSessionAsyncPaymentSucceeded = "checkout.session.async_payment_succeeded"
+	// EventCheckoutSessionAsyncPaymentFailed: a delayed payment method of a
+	// completed session failed.
+	EventCheckoutSessionAsyncPaymentFailed = "checkout.session.async_payment_failed"
+	// EventCheckoutSessionExpired: the session expired unpaid.
+	EventCheckoutSessionExpired = "checkout.session.expired"
+	// EventPaymentIntentSucceeded: the PaymentIntent behind a payment
+	// succeeded.
+	EventPaymentIntentSucceeded = "payment_intent.succeeded"
+	// EventPaymentIntentPaymentFailed: an attempt to pay the PaymentIntent
+	// failed (it may be retried by the customer).
+	EventPaymentIntentPaymentFailed = "payment_intent.payment_failed"
+)
+
+// Values of a Stripe object's "object" field that the handled events carry.
+const (
+	ObjectCheckoutSession = "checkout.session"
+	ObjectPaymentIntent   = "payment_intent"
+)
+
+// maxEventIDLen bounds the event id, the inbox key; Stripe's ids are far
+// shorter.
+const maxEventIDLen = 255
+
+// Event is a Stripe webhook event reduced to what the ledger decides on. It
+// is produced by ParseEvent only; the raw payload stays the record.
+type Event struct {
+	// ID is the Stripe event id ("evt_..."), the inbox's idempotency key.
+	ID string
+	// Type is the event type, e.g. "checkout.session.completed".
+	Type string
+	// APIVersion is the API version the event was rendered in; "" when
+	// Stripe sent null. Any version is accepted.
+	APIVersion string
+	// Livemode is false for test-mode events.
+	Livemode bool
+	// Created is when Stripe created the event (UTC, whole seconds); the
+	// zero time when the payload has no created.
+	Created time.Time
+	// Object holds the fields of data.object the ledger uses. It is the
+	// zero Object for an unhandled type whose object could not be read.
+	Object Object
+}
+
+// Object is the subset of the event's data.object that the ledger uses, the
+// same struct for Checkout Sessions and PaymentIntents; fields an object
+// does not have stay empty.
+type Object struct {
+	// Object is Stripe's object kind: ObjectCheckoutSession or
+	// ObjectPaymentIntent for the handled types.
+	Object string
+	// ID is the object's id ("cs_..." or "pi_...").
+	ID string
+	// ClientReferenceID is the session's client_reference_id ("" if null).
+	ClientReferenceID string
+	// Metadata is the object's metadata (nil if empty or null).
+	Metadata map[string]string
+	// PaymentIntentID is the PaymentIntent's id: the session's
+	// payment_intent whether sent as an id or as an expanded object ("" when
+	// null), or ID itself for a payment_intent object.
+	PaymentIntentID string
+	// SessionID is ID for a checkout.session object, "" otherwise.
+	SessionID string
+	// Amount is amount_total for a session, amount for a payment_intent, in
+	// minor units; 0 when null. Never negative for a handled type.
+	Amount int64
+	// Currency is the three-letter ISO code as Stripe sent it (lower case).
+	// Always three ASCII letters for a handled type.
+	Currency string
+	// PaymentStatus is the session's payment_status ("paid", "unpaid",
+	// "no_payment_required"); "" for a payment_intent.
+	PaymentStatus string
+	// Status is the object's status ("complete", "expired", "succeeded",
+	// "requires_payment_method", ...).
+	Status string
+	// FailureCode and FailureMessage come from a payment_intent's
+	// last_payment_error: its code, or its decline_code when it has no code,
+	// and its message.
+	FailureCode, FailureMessage string
+}
+
+// Handled reports whether the ledger acts on events of e's type.
+func (e Event) Handled() bool { return handledObject(e.Type) != "" }
+
+// handledObject returns the object kind a handled event type carries, or ""
+// for an unhandled type.
+func handledObject(eventType string) string {
+	switch eventType {
+	case EventCheckoutSessionCompleted, EventCheckoutSessionAsyncPaymentSucceeded,
+		EventCheckoutSessionAsyncPaymentFailed, EventCheckoutSessionExpired:
+		return ObjectCheckoutSession
+	case EventPaymentIntentSucceeded, EventPaymentIntentPaymentFailed:
+		return ObjectPaymentIntent
+	}
+	return ""
+}
+
+// wireEvent mirrors the JSON of an event, limited to the fields read, so one
+// json.Unmarshal skips everything else without building it.
+type wireEvent struct {
+	ID         string  `json:"id"`
+	Type       string  `json:"type"`
+	APIVersion *string `json:"api_version"`
+	Livemode   bool    `json:"livemode"`
+	Created    int64   `json:"created"`
+	Data       struct {
+		Object *wireObject `json:"object"`
+	} `json:"data"`
+}
+
+// wireEnvelope is wireEvent without data, used only to re-check the envelope
+// of an unhandled event whose data.object did not fit wireObject.
+type wireEnvelope struct {
+	ID         string  `json:"id"`
+	Type       string  `json:"type"`
+	APIVersion *string `json:"api_version"`
+	Livemode   bool    `json:"livemode"`
+	Created    int64   `json:"created"`
+}
+
+type wireObject struct {
+	Object            string            `json:"object"`
+	ID                string            `json:"id"`
+	ClientReferenceID string            `json:"client_reference_id"`
+	Metadata          map[string]string `json:"metadata"`
+	PaymentIntent     expandableID      `json:"payment_intent"`
+	AmountTotal       int64             `json:"amount_total"`
+	Amount            int64             `json:"amount"`
+	Currency          string            `json:"currency"`
+	PaymentStatus     string            `json:"payment_status"`
+	Status            string            `json:"status"`
+	LastPaymentError  *struct {
+		Code        string `json:"code"`
+		DeclineCode string `json:"decline_code"`
+		Message     string `json:"message"`
+	} `json:"last_payment_error"`
+}
+
+// expandableID reads a field Stripe sends either as an id string, as null,
+// or, when expanded, as the object itself with an "id". It never returns an
+// error, because an error from UnmarshalJSON aborts the whole decode (the
+// event type, which says whether the field matters, may come later in the
+// payload); it records a wrong shape in bad instead.
+type expandableID struct {
+	id  string
+	bad bool
+}
+
+func (x *expandableID) UnmarshalJSON(b []byte) error {
+	*x = expandableID{}
+	switch {
+	case len(b) == 0:
+		x.bad = true
+	case b[0] == 'n': // null: encoding/json has checked the literal
+	case b[0] == '"':
+		if err := json.Unmarshal(b, &x.id); err != nil {
+			x.bad = true
+		}
+	case b[0] == '{':
+		var obj struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(b, &obj); err != nil || obj.ID == "" {
+			x.bad = true
+		}
+		x.id = obj.ID
+	default:
+		x.bad = true
+	}
+	return nil
+}
+
+// ParseEvent decodes a Stripe event payload with a single json.Unmarshal,
+// reading only the fields the ledger decides on, and accepts events of any
+// API version. It does not verify the signature: call Verifier.Verify first.
+//
+// It fails for invalid JSON (trailing data included), a payload that is not
+// a JSON object, an id that does not look like "evt_<alphanumerics>", a
+// missing type, or a field read with the wrong JSON type. For the handled
+// types it also requires data.object to be the object the type carries
+// (checkout.session or payment_intent) with an id, a non-negative amount and
+// a three-letter currency. Unhandled types only need a valid id and type.
+// Every error matches domain.ErrInvalid; field problems are a
+// *domain.FieldError whose Field is the JSON path ("data.object.amount_total")
+// and whose message is safe to answer Stripe with.
+func ParseEvent(payload []byte) (Event, error) {
+	var w wireEvent
+	err := json.Unmarshal(payload, &w)
+
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+	case errors.As(err, &typeErr):
+		// encoding/json keeps decoding after a type error, so w.Type is
+		// known here even when "type" came after the bad field.
+		if typeErr.Field == "" {
+			return Event{}, fieldError("body", "not a JSON object")
+		}
+		if handledObject(w.Type) != "" || !underData(typeErr.Field) {
+			return Event{}, wrongType(typeErr)
+		}
+		// An unhandled event's object may be any Stripe object, which may
+		// use a field name read here with another type: that must not
+		// reject the event. Only the first type error is reported, though,
+		// so check the envelope again without data.
+		var env wireEnvelope
+		if err := json.Unmarshal(payload, &env); err != nil {
+			if errors.As(err, &typeErr) {
+				return Event{}, wrongType(typeErr)
+			}
+			return Event{}, fieldError("body", "invalid JSON")
+		}
+		w.Data.Object = nil
+	default:
+		var syntaxErr *json.SyntaxError
+		if errors.As(err, &syntaxErr) {
+			return Event{}, fieldError("body", fmt.Sprintf("invalid JSON at byte %d: %s", syntaxErr.Offset, syntaxErr.Error()))
+		}
+		return Event{}, fieldError("body", "invalid JSON")
+	}
+
+	if err := checkEventID(w.ID); err != nil {
+		return Event{}, err
+	}
+	if w.Type == "" {
+		return Event{}, fieldError("type", "missing")
+	}
+	if w.Created < 0 {
+		return Event{}, fieldError("created", "negative")
+	}
+
+	e := Event{ID: w.ID, Type: w.Type, Livemode: w.Livemode}
+	if w.APIVersion != nil {
+		e.APIVersion = *w.APIVersion
+	}
+	if w.Created > 0 {
+		e.Created = time.Unix(w.Created, 0).UTC()
+	}
+
+	want := handledObject(w.Type)
+	o := w.Data.Object
+	if o == nil {
+		if want != "" {
+			return Event{}, fieldError("data.object", "missing")
+		}
+		return e, nil
+	}
+	if want != "" {
+		if err := checkObject(want, o); err != nil {
+			return Event{}, err
+		}
+	}
+	e.Object = toObject(o)
+	return e, nil
+}
+
+// underData reports whether a JSON path from encoding/json lies in data.
+func underData(field string) bool {
+	return field == "data" || strings.HasPrefix(field, "data.")
+}
+
+// checkEventID accepts "evt_" followed by letters, digits and underscores,
+// the shape of every Stripe event id: the id becomes the inbox key and
+// appears in logs, so nothing else is let through.
+func checkEventID(id string) error {
+	rest, ok := strings.CutPrefix(id, "evt_")
+	switch {
+	case id == "":
+		return fieldError("id", "missing")
+	case !ok || rest == "":
+		return fieldError("id", `must be "evt_" followed by the id`)
+	case len(id) > maxEventIDLen:
+		return fieldError("id", fmt.Sprintf("longer than %d bytes", maxEventIDLen))
+	}
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; !isASCIILetter(c) && !(c >= '0' && c <= '9') && c != '_' {
+			return fieldError("id", "may only hold letters, digits and underscores")
+		}
+	}
+	return nil
+}
+
+// checkObject validates the object of a handled event: the decision trusts
+// these fields, so a session in a payment_intent event, a negative amount or
+// a currency that is not a code must stop here.
+func checkObject(want string, o *wireObject) error {
+	if o.Object != want {
+		if o.Object == "" {
+			return fieldError("data.object.object", "missing")
+		}
+		return fieldError("data.object.object", fmt.Sprintf("is %q, want %q", o.Object, want))
+	}
+	if o.ID == "" {
+		return fieldError("data.object.id", "missing")
+	}
+	amountField, amount := "data.object.amount", o.Amount
+	if want == ObjectCheckoutSession {
+		amountField, amount = "data.object.amount_total", o.AmountTotal
+		if o.PaymentIntent.bad {
+			return fieldError("data.object.payment_intent", "wrong type: want an id, null or an object with an id")
+		}
+	}
+	if amount < 0 {
+		return fieldError(amountField, "negative")
+	}
+	if o.Currency == "" {
+		return fieldError("data.object.currency", "missing")
+	}
+	if !isCurrencyCode(o.Currency) {
+		return fieldError("data.object.currency", "not a three-letter currency code")
+	}
+	return nil
+}
+
+func toObject(o *wireObject) Object {
+	obj := Object{
+		Object:            o.Object,
+		ID:                o.ID,
+		ClientReferenceID: o.ClientReferenceID,
+		Currency:          o.Currency,
+		PaymentStatus:     o.PaymentStatus,
+		Status:            o.Status,
+	}
+	if len(o.Metadata) > 0 {
+		obj.Metadata = o.Metadata
+	}
+	switch o.Object {
+	case ObjectCheckoutSession:
+		obj.SessionID = o.ID
+		obj.Amount = o.AmountTotal
+		if !o.PaymentIntent.bad {
+			obj.PaymentIntentID = o.PaymentIntent.id
+		}
+	case ObjectPaymentIntent:
+		obj.PaymentIntentID = o.ID
+		obj.Amount = o.Amount
+	default:
+		// Other objects (charges, invoices, ...) only matter for logging;
+		// take the generic fields they commonly have.
+		obj.Amount = o.Amount
+		if !o.PaymentIntent.bad {
+			obj.PaymentIntentID = o.PaymentIntent.id
+		}
+	}
+	if e := o.LastPaymentError; e != nil {
+		obj.FailureCode = e.Code
+		if obj.FailureCode == "" {
+			obj.FailureCode = e.DeclineCode
+		}
+		obj.FailureMessage = e.Message
+	}
+	return obj
+}
+
+// Lookup is how to find the booking an event is about, in the order the
+// store must try: BookingID (when HasBookingID), then SessionID, then
+// PaymentIntentID (each when non-empty).
+type Lookup struct {
+	// BookingID is the booking's id from metadata.booking_id or, failing
+	// that, client_reference_id; valid only when HasBookingID.
+	BookingID    int64
+	HasBookingID bool
+	// SessionID is the Checkout Session id, "" for PaymentIntent events.
+	SessionID string
+	// PaymentIntentID is the PaymentIntent id, "" when unknown (e.g. a
+	// session that expired before any payment attempt).
+	PaymentIntentID string
+}
+
+// Lookup returns the keys to find e's booking by. metadata.booking_id wins
+// over client_reference_id; a value that is not a positive int64 in
+// canonical decimal form ("42", not "+42", "042" or "abc") is not ours and is
+// ignored rather than rejected, so the ids are still tried.
+func (e Event) Lookup() Lookup {
+	l := Lookup{SessionID: e.Object.SessionID, PaymentIntentID: e.Object.PaymentIntentID}
+	for _, s := range []string{e.Object.Metadata["booking_id"], e.Object.ClientReferenceID} {
+		if id, ok := parseBookingID(s); ok {
+			l.BookingID, l.HasBookingID = id, true
+			break
+		}
+	}
+	return l
+}
+
+func parseBookingID(s string) (int64, bool) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != s {
+		return 0, false
+	}
+	return id, true
+}
+
+// Payment returns the payment fact e reports, for the domain's decision.
+// source says how the fact arrived ("webhook" for this package's callers).
+// A session event gives the session and PaymentIntent ids, amount_total,
+// currency and payment_status; a payment_intent event gives the
+// PaymentIntent id, amount and currency, and for payment_intent.payment_failed
+// the failure code and message. The failure fields are left empty for other
+// types, so a stale last_payment_error never decorates a success. The domain
+// validates the result.
+func (e Event) Payment(source string) domain.Payment {
+	p := domain.Payment{
+		SessionID:       e.Object.SessionID,
+		PaymentIntentID: e.Object.PaymentIntentID,
+		Amount:          e.Object.Amount,
+		Currency:        e.Object.Currency,
+		Source:          source,
+		StripeEventType: e.Type,
+	}
+	if e.Object.Object == ObjectCheckoutSession {
+		p.PaymentStatus = e.Object.PaymentStatus
+	}
+	if e.Type == EventPaymentIntentPaymentFailed {
+		p.FailureCode = e.Object.FailureCode
+		p.FailureMessage = e.Object.FailureMessage
+	}
+	return p
+}
+
+func fieldError(field, msg string) error {
+	return &domain.FieldError{Field: field, Msg: msg}
+}
+
+func isASCIILetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+func isCurrencyCode(s string) bool {
+	return len(s) == 3 && isASCIILetter(s[0]) && isASCIILetter(s[1]) && isASCIILetter(s[2])
+}
+
+// wrongType describes a JSON type mismatch by path and the JSON type found,
+// e.g. "data.object.amount_total: wrong type (string)".
+func wrongType(err *json.UnmarshalTypeError) error {
+	return fieldError(err.Field, "wrong type ("+err.Value+")")
+}
