@@ -137,7 +137,7 @@ func (s *server) listBookings(w http.ResponseWriter, r *http.Request) {
 	}
 	out := struct {
 		Bookings  []projections.BookingRow `json:"bookings"`
-		NextAfter *int64        `json:"next_after"`
+		NextAfter *int64                   `json:"next_after"`
 	}{Bookings: make([]projections.BookingRow, len(rows))}
 	for i, row := range rows {
 		out.Bookings[i] = row

@@ -87,4 +87,3 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
 }
-

@@ -216,4 +216,3 @@ func TestSavepointRollsBackAFailedHandler(t *testing.T) {
 		t.Fatalf("rows = %v: want one row per event, the second written by attempt 4", got)
 	}
 }
-
