@@ -49,6 +49,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// Now is the clock for received_at; nil means time.Now.
 	Now func() time.Time
+	// MaxInFlight bounds the requests handled at once (default 128); more
+	// are answered 503.
+	MaxInFlight int
+	// RequestTimeout bounds one request's work (default 15 s).
+	RequestTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -61,6 +66,12 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 128
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 15 * time.Second
+	}
 }
 
 // Validate reports a configuration that cannot work.
@@ -72,13 +83,16 @@ func (c Config) Validate() error {
 		return errors.New("http: no webhook verifier")
 	case c.APIToken == "":
 		return errors.New("http: no API token")
+	case c.MaxInFlight < 0 || c.RequestTimeout < 0:
+		return errors.New("http: negative limits")
 	}
 	return nil
 }
 
 type server struct {
-	cfg Config
-	log *slog.Logger
+	cfg      Config
+	log      *slog.Logger
+	inFlight chan struct{}
 }
 
 // NewHandler returns the ledger's HTTP handler.
@@ -87,24 +101,25 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &server{cfg: cfg, log: cfg.Logger}
+	s := &server{cfg: cfg, log: cfg.Logger, inFlight: make(chan struct{}, cfg.MaxInFlight)}
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint"})
 	})
 
-	route := func(path string, h http.HandlerFunc, methods ...string) {
+	route := func(path string, h http.Handler, methods ...string) {
 		r.Handle(path, h).Methods(methods...)
 		// Same path, any other method: 405 with the methods it takes.
 		r.Handle(path, methodNotAllowed(methods...))
 	}
-	route("/webhooks/stripe/", s.webhook, http.MethodPost)
-	route("/webhooks/stripe", s.webhook, http.MethodPost)
-	route("/healthz", s.healthz, http.MethodGet, http.MethodHead)
-	route("/readyz", s.readyz, http.MethodGet, http.MethodHead)
+	// Health checks are not guarded: they must answer during a burst.
+	route("/webhooks/stripe/", s.guard(http.HandlerFunc(s.webhook)), http.MethodPost)
+	route("/webhooks/stripe", s.guard(http.HandlerFunc(s.webhook)), http.MethodPost)
+	route("/healthz", http.HandlerFunc(s.healthz), http.MethodGet, http.MethodHead)
+	route("/readyz", http.HandlerFunc(s.readyz), http.MethodGet, http.MethodHead)
 
 	api := r.NewRoute().Subrouter()
-	api.Use(s.requireToken)
+	api.Use(s.requireToken, s.guard)
 	api.Handle("/bookings", http.HandlerFunc(s.createBooking)).Methods(http.MethodPost)
 	api.Handle("/bookings", http.HandlerFunc(s.listBookings)).Methods(http.MethodGet, http.MethodHead)
 	api.Handle("/bookings", methodNotAllowed(http.MethodGet, http.MethodHead, http.MethodPost))

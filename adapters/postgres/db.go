@@ -30,6 +30,13 @@ type Config struct {
 	// ConnectTimeout bounds dialing the server (default 5 s), so that an
 	// unreachable database answers quickly instead of hanging a request.
 	ConnectTimeout time.Duration
+	// StatementTimeout bounds every statement on the server (default 10 s),
+	// lock waits included, so that no request hangs on a stuck database.
+	StatementTimeout time.Duration
+	// IdleInTransactionTimeout ends sessions that sit in an open
+	// transaction (default 30 s): a crashed or stuck client must not hold
+	// locks, nor hold back the subscribers' snapshot bound.
+	IdleInTransactionTimeout time.Duration
 	// CreateDatabase creates the database named in URL when it is missing.
 	CreateDatabase bool
 }
@@ -47,6 +54,12 @@ func (c *Config) setDefaults() {
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = 5 * time.Second
 	}
+	if c.StatementTimeout == 0 {
+		c.StatementTimeout = 10 * time.Second
+	}
+	if c.IdleInTransactionTimeout == 0 {
+		c.IdleInTransactionTimeout = 30 * time.Second
+	}
 }
 
 // Validate reports a configuration that cannot work.
@@ -57,7 +70,7 @@ func (c Config) Validate() error {
 	if _, err := url.Parse(c.URL); err != nil && !strings.Contains(c.URL, "=") {
 		return fmt.Errorf("postgres: database URL: %w", err)
 	}
-	if c.MaxOpenConns < 1 || c.MaxIdleConns < 0 || c.ConnectTimeout < 0 {
+	if c.MaxOpenConns < 1 || c.MaxIdleConns < 0 || c.ConnectTimeout < 0 || c.StatementTimeout < 0 || c.IdleInTransactionTimeout < 0 {
 		return errors.New("postgres: pool sizes and timeouts must be positive")
 	}
 	return nil
@@ -70,7 +83,7 @@ func Open(ctx context.Context, cfg Config) (*sql.DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	dsn := withConnectTimeout(cfg.URL, cfg.ConnectTimeout)
+	dsn := withSessionDefaults(cfg.URL, cfg)
 	if cfg.CreateDatabase {
 		if err := EnsureDatabase(ctx, dsn); err != nil {
 			return nil, err
@@ -141,19 +154,23 @@ func Redact(dsn string) string {
 	return u.String()
 }
 
-func withConnectTimeout(dsn string, d time.Duration) string {
+// withSessionDefaults adds the connect timeout and, as run-time parameters
+// that lib/pq sends at connection start, the statement and idle timeouts —
+// unless the URL sets them itself.
+func withSessionDefaults(dsn string, cfg Config) string {
 	u, err := url.Parse(dsn)
 	if err != nil || u.Scheme == "" {
 		return dsn
 	}
 	q := u.Query()
-	if q.Get("connect_timeout") == "" {
-		secs := int(d / time.Second)
-		if secs < 1 {
-			secs = 1
+	set := func(key, value string) {
+		if q.Get(key) == "" {
+			q.Set(key, value)
 		}
-		q.Set("connect_timeout", fmt.Sprint(secs))
-		u.RawQuery = q.Encode()
 	}
+	set("connect_timeout", fmt.Sprint(max(1, int(cfg.ConnectTimeout/time.Second))))
+	set("statement_timeout", fmt.Sprint(cfg.StatementTimeout.Milliseconds()))
+	set("idle_in_transaction_session_timeout", fmt.Sprint(cfg.IdleInTransactionTimeout.Milliseconds()))
+	u.RawQuery = q.Encode()
 	return u.String()
 }

@@ -41,7 +41,7 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.cfg.validateServe(); err != nil {
 		return err
 	}
-	db, err := postgres.Open(ctx, postgres.Config{URL: a.cfg.DatabaseURL, CreateDatabase: true, MaxOpenConns: a.cfg.DBMaxConns})
+	db, err := openDB(ctx, a.cfg)
 	if err != nil {
 		return err
 	}
@@ -65,6 +65,9 @@ func (a *App) Start(ctx context.Context) error {
 		APIToken: a.cfg.APIToken,
 		Ready:    a.ready,
 		Logger:   a.logger,
+
+		MaxInFlight:    a.cfg.MaxInFlight,
+		RequestTimeout: a.cfg.RequestTimeout,
 	})
 	if err != nil {
 		return err

@@ -39,7 +39,13 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// DBMaxConns bounds the connection pool (LEDGER_DB_MAX_CONNS, default 20).
 	DBMaxConns int
-	Dev        bool
+	// DBStatementTimeout bounds each statement (LEDGER_DB_STATEMENT_TIMEOUT, default 10s).
+	DBStatementTimeout time.Duration
+	// MaxInFlight bounds concurrent requests; more get 503 (LEDGER_MAX_INFLIGHT, default 128).
+	MaxInFlight int
+	// RequestTimeout bounds one request (LEDGER_REQUEST_TIMEOUT, default 15s).
+	RequestTimeout time.Duration
+	Dev            bool
 }
 
 // loadConfig reads .env (if present, without overriding the environment)
@@ -66,6 +72,15 @@ func loadConfig() (Config, error) {
 	}
 	if _, err := fmt.Sscan(env("LEDGER_DB_MAX_CONNS", "20"), &c.DBMaxConns); err != nil || c.DBMaxConns < 1 {
 		return c, fmt.Errorf("LEDGER_DB_MAX_CONNS: must be a positive integer")
+	}
+	if _, err := fmt.Sscan(env("LEDGER_MAX_INFLIGHT", "128"), &c.MaxInFlight); err != nil || c.MaxInFlight < 1 {
+		return c, fmt.Errorf("LEDGER_MAX_INFLIGHT: must be a positive integer")
+	}
+	if c.DBStatementTimeout, err = time.ParseDuration(env("LEDGER_DB_STATEMENT_TIMEOUT", "10s")); err != nil || c.DBStatementTimeout <= 0 {
+		return c, fmt.Errorf("LEDGER_DB_STATEMENT_TIMEOUT: must be a positive duration")
+	}
+	if c.RequestTimeout, err = time.ParseDuration(env("LEDGER_REQUEST_TIMEOUT", "15s")); err != nil || c.RequestTimeout <= 0 {
+		return c, fmt.Errorf("LEDGER_REQUEST_TIMEOUT: must be a positive duration")
 	}
 	return c, nil
 }
@@ -167,6 +182,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("data_dir", c.DataDir),
 		slog.Duration("shutdown_grace", c.ShutdownGrace),
 		slog.Int("db_max_conns", c.DBMaxConns),
+		slog.Duration("db_statement_timeout", c.DBStatementTimeout),
+		slog.Int("max_inflight", c.MaxInFlight),
+		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Bool("dev", c.Dev),
 	)
 }

@@ -8,5 +8,10 @@ import (
 )
 
 func openDB(ctx context.Context, cfg Config) (*sql.DB, error) {
-	return postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, CreateDatabase: true, MaxOpenConns: cfg.DBMaxConns})
+	return postgres.Open(ctx, postgres.Config{
+		URL:              cfg.DatabaseURL,
+		CreateDatabase:   true,
+		MaxOpenConns:     cfg.DBMaxConns,
+		StatementTimeout: cfg.DBStatementTimeout,
+	})
 }
