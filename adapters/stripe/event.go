@@ -35,13 +35,18 @@ const (
 
 // Values of a Stripe object's "object" field that the handled events carry.
 const (
+	// ObjectCheckoutSession is the object of checkout.session.* events.
 	ObjectCheckoutSession = "checkout.session"
-	ObjectPaymentIntent   = "payment_intent"
+	// ObjectPaymentIntent is the object of payment_intent.* events.
+	ObjectPaymentIntent = "payment_intent"
 )
 
 // maxEventIDLen bounds the event id, the inbox key; Stripe's ids are far
 // shorter.
 const maxEventIDLen = 255
+
+// maxCreated is 9999-12-31T23:59:59Z, the last second RFC 3339 can write.
+const maxCreated = 253402300799
 
 // Event is a Stripe webhook event reduced to what the ledger decides on. It
 // is produced by ParseEvent only; the raw payload stays the record.
@@ -196,11 +201,12 @@ func (x *expandableID) UnmarshalJSON(b []byte) error {
 // API version. It does not verify the signature: call Verifier.Verify first.
 //
 // It fails for invalid JSON (trailing data included), a payload that is not
-// a JSON object, an id that does not look like "evt_<alphanumerics>", a
-// missing type, or a field read with the wrong JSON type. For the handled
-// types it also requires data.object to be the object the type carries
-// (checkout.session or payment_intent) with an id, a non-negative amount and
-// a three-letter currency. Unhandled types only need a valid id and type.
+// a JSON object, an id that is not "evt_" followed by letters, digits and
+// underscores (at most 255 bytes in all), a missing type, a created outside
+// years 1970 to 9999, or a field read with the wrong JSON type. For the
+// handled types it also requires data.object to be the object the type
+// carries (checkout.session or payment_intent) with an id, a non-negative
+// amount and a three-letter currency. Unhandled types only need a valid id and type.
 // Every error matches domain.ErrInvalid; field problems are a
 // *domain.FieldError whose Field is the JSON path ("data.object.amount_total")
 // and whose message is safe to answer Stripe with.
@@ -246,8 +252,10 @@ func ParseEvent(payload []byte) (Event, error) {
 	if w.Type == "" {
 		return Event{}, fieldError("type", "missing")
 	}
-	if w.Created < 0 {
-		return Event{}, fieldError("created", "negative")
+	// Beyond year 9999 a time cannot be written as RFC 3339, so an event
+	// stamped there would fail later, when its domain events are encoded.
+	if w.Created < 0 || w.Created > maxCreated {
+		return Event{}, fieldError("created", "out of range")
 	}
 
 	e := Event{ID: w.ID, Type: w.Type, Livemode: w.Livemode}

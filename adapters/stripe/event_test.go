@@ -45,8 +45,8 @@ func TestParseEventRoundTripsBuildEvent(t *testing.T) {
 		},
 		{
 			EventCheckoutSessionExpired,
-			Lookup{BookingID: 42, HasBookingID: true, SessionID: b.SessionID},
-			domain.Payment{SessionID: b.SessionID, Amount: 36000, Currency: "eur", PaymentStatus: "unpaid"},
+			Lookup{BookingID: 42, HasBookingID: true, SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID},
+			domain.Payment{SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID, Amount: 36000, Currency: "eur", PaymentStatus: "unpaid"},
 		},
 		{
 			EventPaymentIntentSucceeded,
@@ -203,6 +203,7 @@ func TestParseEventRejects(t *testing.T) {
 		{"livemode wrong type", strings.Replace(valid, `"livemode":false`, `"livemode":"false"`, 1), "livemode"},
 		{"created wrong type", strings.Replace(valid, `1700000000`, `"1700000000"`, 1), "created"},
 		{"created negative", strings.Replace(valid, `1700000000`, `-1`, 1), "created"},
+		{"created after year 9999", strings.Replace(valid, `1700000000`, `253402300800`, 1), "created"},
 		{"api_version wrong type", strings.Replace(valid, `"2023-10-16"`, `20231016`, 1), "api_version"},
 		{"data missing", `{"id":"evt_1","type":"checkout.session.completed"}`, "data.object"},
 		{"data wrong type", `{"id":"evt_1","type":"checkout.session.completed","data":[]}`, "data"},

@@ -52,10 +52,11 @@ type TestBooking struct {
 // pending_webhooks and request. data.object is a complete checkout.session
 // for checkout.session.* types (payment_status "paid" for completed and
 // async_payment_succeeded, "unpaid" for expired and async_payment_failed;
-// an expired session has no PaymentIntent), a complete payment_intent for
-// payment_intent.* types (with a card-declined last_payment_error for
-// payment_failed), a charge for charge.* types, and the payment_intent for
-// any other type. Objects carry b's ids, amount and currency and
+// an expired session has a PaymentIntent only when b.PaymentIntentID is set,
+// as a customer who never tried to pay leaves none), a complete
+// payment_intent for payment_intent.* types (with a card-declined
+// last_payment_error for payment_failed), a charge for charge.* types, and
+// the payment_intent for any other type. Objects carry b's ids, amount and currency and
 // metadata.booking_id.
 //
 // It fails, with an error matching domain.ErrInvalid, when eventType is
@@ -80,6 +81,9 @@ func BuildEvent(eventType string, b TestBooking, now time.Time) ([]byte, error) 
 	if b.SessionID == "" {
 		b.SessionID = NewSessionID()
 	}
+	// An expired session only has a PaymentIntent if the customer tried to
+	// pay; an id given by the caller says so, an empty one says not.
+	expiredPI := b.PaymentIntentID
 	if b.PaymentIntentID == "" {
 		b.PaymentIntentID = NewPaymentIntentID()
 	}
@@ -97,7 +101,7 @@ func BuildEvent(eventType string, b TestBooking, now time.Time) ([]byte, error) 
 	)
 	switch {
 	case strings.HasPrefix(eventType, "checkout.session."):
-		obj, err = buildSession(eventType, b, now)
+		obj, err = buildSession(eventType, b, expiredPI, now)
 	case strings.HasPrefix(eventType, "charge."):
 		obj, err = buildCharge(eventType, b, now)
 		request = map[string]any{"id": "req_" + randomString(14), "idempotency_key": newUUID()}
@@ -123,7 +127,7 @@ func BuildEvent(eventType string, b TestBooking, now time.Time) ([]byte, error) 
 	return encodeJSON(event)
 }
 
-func buildSession(eventType string, b TestBooking, now time.Time) (map[string]any, error) {
+func buildSession(eventType string, b TestBooking, expiredPI string, now time.Time) (map[string]any, error) {
 	s, err := loadFixture(checkoutSessionFixture)
 	if err != nil {
 		return nil, err
@@ -146,7 +150,11 @@ func buildSession(eventType string, b TestBooking, now time.Time) (map[string]an
 		// Since API 2022-08-01 a session creates its PaymentIntent only
 		// when the customer confirms, so one that expired untouched has
 		// none: the booking must be found by its metadata or session id.
+		// A caller-given PaymentIntent id stands for a failed attempt.
 		status, paymentStatus, paymentIntent = "expired", "unpaid", nil
+		if expiredPI != "" {
+			paymentIntent = expiredPI
+		}
 		created = now.Add(-24 * time.Hour)
 	default:
 		status, paymentStatus = "open", "unpaid"
@@ -208,15 +216,13 @@ func buildPaymentIntent(eventType string, b TestBooking, now time.Time) (map[str
 	}
 	chargeID := "ch_" + randomString(24)
 	pmID := "pm_" + randomString(24)
+	// A PaymentIntent that has not been paid waits for a payment method;
+	// the nil fields stay JSON null unless the event type says otherwise.
+	status := "requires_payment_method"
 	var (
-		status               = "requires_payment_method"
-		amountReceived int64 = 0
-		lastError      any   = nil
-		latestCharge   any   = nil
-		paymentMethod  any   = nil
-		canceledAt     any   = nil
-		cancelReason   any   = nil
-		extra          map[string]any
+		amountReceived                                                   int64
+		lastError, latestCharge, paymentMethod, canceledAt, cancelReason any
+		extra                                                            map[string]any
 	)
 	switch eventType {
 	case EventPaymentIntentSucceeded:

@@ -73,9 +73,6 @@ func TestBuildEventIsRealistic(t *testing.T) {
 					t.Errorf("session = %+v", s)
 				}
 				wantPI := testBooking.PaymentIntentID
-				if tt.typ == EventCheckoutSessionExpired {
-					wantPI = ""
-				}
 				if (s.PaymentIntent == nil && wantPI != "") || (s.PaymentIntent != nil && s.PaymentIntent.ID != wantPI) {
 					t.Errorf("session payment_intent = %+v, want %q", s.PaymentIntent, wantPI)
 				}
@@ -133,6 +130,23 @@ func TestBuildEventDefaults(t *testing.T) {
 	l := e.Lookup()
 	if l.HasBookingID || !strings.HasPrefix(l.SessionID, "cs_test_") || !strings.HasPrefix(l.PaymentIntentID, "pi_") {
 		t.Errorf("Lookup() = %+v, want generated ids and no booking id", l)
+	}
+}
+
+func TestBuildEventExpiredWithoutPaymentIntent(t *testing.T) {
+	payload, err := BuildEvent(EventCheckoutSessionExpired, TestBooking{ID: 3, SessionID: "cs_test_3", Amount: 100, Currency: "usd"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := ParseEvent(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Lookup{BookingID: 3, HasBookingID: true, SessionID: "cs_test_3"}); e.Lookup() != want {
+		t.Errorf("Lookup() = %+v, want %+v", e.Lookup(), want)
+	}
+	if !strings.Contains(string(payload), `"payment_intent": null`) {
+		t.Errorf("expired session without a PaymentIntent id does not say payment_intent null")
 	}
 }
 
