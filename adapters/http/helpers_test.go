@@ -98,9 +98,10 @@ type harness struct {
 }
 
 type harnessOptions struct {
-	secrets []string
-	now     time.Time
-	noHTTP  bool
+	secrets     []string
+	now         time.Time
+	noHTTP      bool
+	discardLogs bool
 }
 
 type harnessOption func(*harnessOptions)
@@ -113,6 +114,12 @@ func withSecrets(secrets ...string) harnessOption {
 // withClock fixes the verifier's clock.
 func withClock(now time.Time) harnessOption {
 	return func(o *harnessOptions) { o.now = now }
+}
+
+// withoutLogs discards the log (the fuzz target would otherwise collect
+// every line of a long run in memory).
+func withoutLogs() harnessOption {
+	return func(o *harnessOptions) { o.discardLogs = true }
 }
 
 // withoutServer builds the handler only (the fuzz target calls it directly).
@@ -128,7 +135,11 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	}
 	db := pgtest.NewDB(t)
 	logs := &logBuffer{}
-	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var sink io.Writer = logs
+	if o.discardLogs {
+		sink = io.Discard
+	}
+	logger := slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db, Logger: logger})
 	if err != nil {
 		t.Fatalf("NewLedger: %v", err)
@@ -266,6 +277,16 @@ func (h *harness) do(method, path string, header http.Header, body []byte) respo
 // send is do for other goroutines than the test's: it reports errors
 // instead of failing the test.
 func (h *harness) send(method, path string, header http.Header, body []byte) (response, error) {
+	if h.srv == nil {
+		// No server: call the handler directly.
+		req := httptest.NewRequest(method, path, bytes.NewReader(body))
+		for k, vs := range header {
+			req.Header[k] = vs
+		}
+		rec := httptest.NewRecorder()
+		h.handler.ServeHTTP(rec, req)
+		return response{Status: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}, nil
+	}
 	req, err := http.NewRequest(method, h.srv.URL+path, bytes.NewReader(body))
 	if err != nil {
 		return response{}, fmt.Errorf("new request: %w", err)

@@ -40,8 +40,6 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := s.log.With("event_type", ev.Type, "event_id", ev.ID)
-	log.InfoContext(r.Context(), "Processing webhook event: "+ev.Type)
-
 	lookup := ev.Lookup()
 	res, err := s.cfg.Ledger.Ingest(r.Context(), postgres.StripeDelivery{
 		EventID:    ev.ID,
@@ -55,28 +53,33 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 		ReceivedAt: s.cfg.Now(),
 		Handled:    ev.Handled(),
 		Lookup: postgres.BookingLookup{
-			BookingID:       lookup.BookingID,
+			BookingIDs:      lookup.BookingIDs,
 			SessionID:       lookup.SessionID,
 			PaymentIntentID: lookup.PaymentIntentID,
 		},
 		Payment: ev.Payment(string(domain.SourceWebhook)),
 	})
+	// "Processing webhook event: <type>" is logged once the outcome is
+	// known (after the commit), so that the line carries it: alerts count
+	// these lines by outcome.
+	processing := "Processing webhook event: " + ev.Type
 	if err != nil {
-		log.WarnContext(r.Context(), "Webhook event failed", "outcome", "error", "error", err)
+		log.ErrorContext(r.Context(), processing, "booking_id", res.BookingID, "outcome", "error", "error", err)
 		writeError(w, r, s.log, err)
 		return
 	}
 	log = log.With("booking_id", res.BookingID, "outcome", string(res.Outcome))
 	switch res.Outcome {
 	case postgres.OutcomeUnmatched:
-		log.WarnContext(r.Context(), "Webhook event matched no booking", "error", errBookingNotFound)
+		log.WarnContext(r.Context(), processing, "error", errBookingNotFound.Error())
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "booking not found"})
 		return
 	case postgres.OutcomeIgnored, postgres.OutcomeDuplicate:
-		log.InfoContext(r.Context(), "Webhook event ignored")
+		log.InfoContext(r.Context(), processing)
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ignored"})
 		return
 	}
+	log.InfoContext(r.Context(), processing)
 	for _, e := range res.Events {
 		switch e.Type {
 		case domain.EventBookingConfirmed:

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/lib/pq"
+
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/projections"
 )
@@ -42,10 +44,10 @@ type StripeDelivery struct {
 }
 
 // BookingLookup holds the keys that find a booking, in the order they are
-// tried: the booking id (metadata.booking_id or client_reference_id), the
-// Checkout Session id, the PaymentIntent id.
+// tried: the booking ids the event names (metadata.booking_id, then
+// client_reference_id), the Checkout Session id, the PaymentIntent id.
 type BookingLookup struct {
-	BookingID       int64
+	BookingIDs      []int64
 	SessionID       string
 	PaymentIntentID string
 }
@@ -124,14 +126,14 @@ func (l *Ledger) ingestTx(ctx context.Context, tx *sql.Tx, d StripeDelivery) (In
 	err := tx.QueryRowContext(ctx, `
 		WITH found AS (
 			SELECT id, resource_id FROM (
-				SELECT id, resource_id, 1 AS rank FROM bookings WHERE id = $2
-				UNION ALL SELECT id, resource_id, 2 FROM bookings WHERE session_id = $3 AND $3 <> ''
-				UNION ALL SELECT id, resource_id, 3 FROM bookings WHERE payment_intent_id = $4 AND $4 <> ''
+				SELECT id, resource_id, array_position($2::bigint[], id) AS rank FROM bookings WHERE id = ANY ($2::bigint[])
+				UNION ALL SELECT id, resource_id, 1000 FROM bookings WHERE session_id = $3 AND $3 <> ''
+				UNION ALL SELECT id, resource_id, 1001 FROM bookings WHERE payment_intent_id = $4 AND $4 <> ''
 			) candidates ORDER BY rank, id LIMIT 1
 		)
 		SELECT EXISTS (SELECT 1 FROM stripe_inbox WHERE event_id = $1),
 			(SELECT id FROM found), (SELECT resource_id FROM found)`,
-		d.EventID, d.Lookup.BookingID, d.Lookup.SessionID, d.Lookup.PaymentIntentID,
+		d.EventID, pq.Array(d.Lookup.BookingIDs), d.Lookup.SessionID, d.Lookup.PaymentIntentID,
 	).Scan(&known, &bookingID, &resourceID)
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("postgres: look up stripe event %s: %w", d.EventID, err)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -272,7 +273,7 @@ func ParseEvent(payload []byte) (Event, error) {
 		if want != "" {
 			return Event{}, fieldError("data.object", "missing")
 		}
-		return e, nil
+		return e, checkText(e)
 	}
 	if want != "" {
 		if err := checkObject(want, o); err != nil {
@@ -280,7 +281,36 @@ func ParseEvent(payload []byte) (Event, error) {
 		}
 	}
 	e.Object = toObject(o)
+	if err := checkText(e); err != nil {
+		return Event{}, err
+	}
 	return e, nil
+}
+
+// checkText rejects a NUL character in any text the ledger stores: a
+// signed event may carry "\u0000", which PostgreSQL refuses in TEXT and
+// JSONB, so accepting it would answer 500 to every one of Stripe's retries
+// for three days instead of 400 once.
+func checkText(e Event) error {
+	fields := []struct{ path, value string }{
+		{"type", e.Type}, {"api_version", e.APIVersion},
+		{"data.object.id", e.Object.ID}, {"data.object.client_reference_id", e.Object.ClientReferenceID},
+		{"data.object.payment_intent", e.Object.PaymentIntentID}, {"data.object.currency", e.Object.Currency},
+		{"data.object.payment_status", e.Object.PaymentStatus}, {"data.object.status", e.Object.Status},
+		{"data.object.last_payment_error.code", e.Object.FailureCode},
+		{"data.object.last_payment_error.message", e.Object.FailureMessage},
+	}
+	for _, f := range fields {
+		if strings.IndexByte(f.value, 0) >= 0 {
+			return fieldError(f.path, "contains a NUL character")
+		}
+	}
+	for k, v := range e.Object.Metadata {
+		if strings.IndexByte(k, 0) >= 0 || strings.IndexByte(v, 0) >= 0 {
+			return fieldError("data.object.metadata", "contains a NUL character")
+		}
+	}
+	return nil
 }
 
 // underData reports whether a JSON path from encoding/json lies in data.
@@ -382,13 +412,13 @@ func toObject(o *wireObject) Object {
 }
 
 // Lookup is how to find the booking an event is about, in the order the
-// store must try: BookingID (when HasBookingID), then SessionID, then
-// PaymentIntentID (each when non-empty).
+// store must try: each of BookingIDs, then SessionID, then PaymentIntentID
+// (each when non-empty).
 type Lookup struct {
-	// BookingID is the booking's id from metadata.booking_id or, failing
-	// that, client_reference_id; valid only when HasBookingID.
-	BookingID    int64
-	HasBookingID bool
+	// BookingIDs are the booking ids the event names: metadata.booking_id,
+	// then client_reference_id, each only when it parses, without repeats.
+	// Both are tried because another integration may have set one of them.
+	BookingIDs []int64
 	// SessionID is the Checkout Session id, "" for PaymentIntent events.
 	SessionID string
 	// PaymentIntentID is the PaymentIntent id, "" when unknown (e.g. a
@@ -396,16 +426,15 @@ type Lookup struct {
 	PaymentIntentID string
 }
 
-// Lookup returns the keys to find e's booking by. metadata.booking_id wins
-// over client_reference_id; a value that is not a positive int64 in
+// Lookup returns the keys to find e's booking by. metadata.booking_id comes
+// before client_reference_id; a value that is not a positive int64 in
 // canonical decimal form ("42", not "+42", "042" or "abc") is not ours and is
-// ignored rather than rejected, so the ids are still tried.
+// ignored rather than rejected, so the other keys are still tried.
 func (e Event) Lookup() Lookup {
 	l := Lookup{SessionID: e.Object.SessionID, PaymentIntentID: e.Object.PaymentIntentID}
 	for _, s := range []string{e.Object.Metadata["booking_id"], e.Object.ClientReferenceID} {
-		if id, ok := parseBookingID(s); ok {
-			l.BookingID, l.HasBookingID = id, true
-			break
+		if id, ok := parseBookingID(s); ok && !slices.Contains(l.BookingIDs, id) {
+			l.BookingIDs = append(l.BookingIDs, id)
 		}
 	}
 	return l

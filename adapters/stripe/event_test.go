@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,32 +31,32 @@ func TestParseEventRoundTripsBuildEvent(t *testing.T) {
 	}{
 		{
 			EventCheckoutSessionCompleted,
-			Lookup{BookingID: 42, HasBookingID: true, SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID},
+			Lookup{BookingIDs: []int64{42}, SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID},
 			domain.Payment{SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID, Amount: 36000, Currency: "eur", PaymentStatus: "paid"},
 		},
 		{
 			EventCheckoutSessionAsyncPaymentSucceeded,
-			Lookup{BookingID: 42, HasBookingID: true, SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID},
+			Lookup{BookingIDs: []int64{42}, SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID},
 			domain.Payment{SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID, Amount: 36000, Currency: "eur", PaymentStatus: "paid"},
 		},
 		{
 			EventCheckoutSessionAsyncPaymentFailed,
-			Lookup{BookingID: 42, HasBookingID: true, SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID},
+			Lookup{BookingIDs: []int64{42}, SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID},
 			domain.Payment{SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID, Amount: 36000, Currency: "eur", PaymentStatus: "unpaid"},
 		},
 		{
 			EventCheckoutSessionExpired,
-			Lookup{BookingID: 42, HasBookingID: true, SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID},
+			Lookup{BookingIDs: []int64{42}, SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID},
 			domain.Payment{SessionID: b.SessionID, PaymentIntentID: b.PaymentIntentID, Amount: 36000, Currency: "eur", PaymentStatus: "unpaid"},
 		},
 		{
 			EventPaymentIntentSucceeded,
-			Lookup{BookingID: 42, HasBookingID: true, PaymentIntentID: b.PaymentIntentID},
+			Lookup{BookingIDs: []int64{42}, PaymentIntentID: b.PaymentIntentID},
 			domain.Payment{PaymentIntentID: b.PaymentIntentID, Amount: 36000, Currency: "eur"},
 		},
 		{
 			EventPaymentIntentPaymentFailed,
-			Lookup{BookingID: 42, HasBookingID: true, PaymentIntentID: b.PaymentIntentID},
+			Lookup{BookingIDs: []int64{42}, PaymentIntentID: b.PaymentIntentID},
 			domain.Payment{
 				PaymentIntentID: b.PaymentIntentID, Amount: 36000, Currency: "eur",
 				FailureCode: "card_declined", FailureMessage: "Your card has insufficient funds.",
@@ -79,7 +80,7 @@ func TestParseEventRoundTripsBuildEvent(t *testing.T) {
 			if e.Type != tt.typ || !strings.HasPrefix(e.ID, "evt_") || e.Livemode || e.APIVersion == "" || !e.Created.Equal(now) {
 				t.Errorf("envelope = %+v", e)
 			}
-			if got := e.Lookup(); got != tt.wantLookup {
+			if got := e.Lookup(); !reflect.DeepEqual(got, tt.wantLookup) {
 				t.Errorf("Lookup() = %+v, want %+v", got, tt.wantLookup)
 			}
 			want := tt.wantPayment
@@ -288,22 +289,21 @@ func TestParseEventAcceptsOddUnhandledEvents(t *testing.T) {
 func TestLookup(t *testing.T) {
 	tests := []struct {
 		name, metadata, clientRef string
-		wantID                    int64
-		wantOK                    bool
+		want                      []int64
 	}{
-		{"metadata", `{"booking_id":"42"}`, `null`, 42, true},
-		{"metadata wins", `{"booking_id":"42"}`, `"17"`, 42, true},
-		{"client_reference_id when no metadata", `{}`, `"17"`, 17, true},
-		{"client_reference_id when metadata null", `null`, `"17"`, 17, true},
-		{"client_reference_id when metadata not a number", `{"booking_id":"abc"}`, `"17"`, 17, true},
-		{"neither", `{"other":"1"}`, `null`, 0, false},
-		{"zero ignored", `{"booking_id":"0"}`, `"0"`, 0, false},
-		{"negative ignored", `{"booking_id":"-3"}`, `"-3"`, 0, false},
-		{"plus sign ignored", `{"booking_id":"+3"}`, `null`, 0, false},
-		{"leading zero ignored", `{"booking_id":"007"}`, `"8"`, 8, true},
-		{"spaces ignored", `{"booking_id":" 3"}`, `"booking-3"`, 0, false},
-		{"overflow ignored", `{"booking_id":"9223372036854775808"}`, `null`, 0, false},
-		{"largest int64", `{"booking_id":"9223372036854775807"}`, `null`, 9223372036854775807, true},
+		{"metadata", `{"booking_id":"42"}`, `null`, []int64{42}},
+		{"both, metadata first", `{"booking_id":"42"}`, `"17"`, []int64{42, 17}},
+		{"client_reference_id when no metadata", `{}`, `"17"`, []int64{17}},
+		{"client_reference_id when metadata null", `null`, `"17"`, []int64{17}},
+		{"client_reference_id when metadata not a number", `{"booking_id":"abc"}`, `"17"`, []int64{17}},
+		{"neither", `{"other":"1"}`, `null`, nil},
+		{"zero ignored", `{"booking_id":"0"}`, `"0"`, nil},
+		{"negative ignored", `{"booking_id":"-3"}`, `"-3"`, nil},
+		{"plus sign ignored", `{"booking_id":"+3"}`, `null`, nil},
+		{"leading zero ignored", `{"booking_id":"007"}`, `"8"`, []int64{8}},
+		{"spaces ignored", `{"booking_id":" 3"}`, `"booking-3"`, nil},
+		{"overflow ignored", `{"booking_id":"9223372036854775808"}`, `null`, nil},
+		{"largest int64", `{"booking_id":"9223372036854775807"}`, `null`, []int64{9223372036854775807}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -313,8 +313,8 @@ func TestLookup(t *testing.T) {
 				t.Fatalf("ParseEvent: %v", err)
 			}
 			l := e.Lookup()
-			if l.BookingID != tt.wantID || l.HasBookingID != tt.wantOK {
-				t.Errorf("Lookup() = %+v, want booking %d ok=%v", l, tt.wantID, tt.wantOK)
+			if !slices.Equal(l.BookingIDs, tt.want) {
+				t.Errorf("Lookup() = %+v, want booking ids %v", l, tt.want)
 			}
 			if l.SessionID != "cs_test_1" || l.PaymentIntentID != "pi_1" {
 				t.Errorf("Lookup() ids = %+v", l)

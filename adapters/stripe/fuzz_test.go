@@ -3,6 +3,7 @@ package stripe
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,7 +94,7 @@ func FuzzParseEvent(f *testing.F) {
 			}
 		}
 		l := e.Lookup()
-		if l.HasBookingID != (l.BookingID > 0) {
+		if slices.ContainsFunc(l.BookingIDs, func(id int64) bool { return id <= 0 }) {
 			t.Fatalf("Lookup() = %+v", l)
 		}
 		if p := e.Payment("webhook"); p.StripeEventType != e.Type || p.Source != "webhook" {

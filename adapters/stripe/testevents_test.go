@@ -3,6 +3,7 @@ package stripe
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -128,7 +129,7 @@ func TestBuildEventDefaults(t *testing.T) {
 		t.Errorf("Created = %v, want about now", e.Created)
 	}
 	l := e.Lookup()
-	if l.HasBookingID || !strings.HasPrefix(l.SessionID, "cs_test_") || !strings.HasPrefix(l.PaymentIntentID, "pi_") {
+	if len(l.BookingIDs) > 0 || !strings.HasPrefix(l.SessionID, "cs_test_") || !strings.HasPrefix(l.PaymentIntentID, "pi_") {
 		t.Errorf("Lookup() = %+v, want generated ids and no booking id", l)
 	}
 }
@@ -142,7 +143,7 @@ func TestBuildEventExpiredWithoutPaymentIntent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Lookup{BookingID: 3, HasBookingID: true, SessionID: "cs_test_3"}); e.Lookup() != want {
+	if want := (Lookup{BookingIDs: []int64{3}, SessionID: "cs_test_3"}); !reflect.DeepEqual(e.Lookup(), want) {
 		t.Errorf("Lookup() = %+v, want %+v", e.Lookup(), want)
 	}
 	if !strings.Contains(string(payload), `"payment_intent": null`) {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stripe/stripe-go/v76/webhook"
 
@@ -143,6 +144,12 @@ func ParseSecrets(commaSeparated string) []string {
 func (v *Verifier) Verify(payload []byte, header string) error {
 	if header == "" {
 		return ErrNoSignature
+	}
+	// The header is stored as text with the raw event for the auditors:
+	// bytes that are not UTF-8 (Go's server lets them through) would make
+	// that write fail with 500 on every retry.
+	if !utf8.ValidString(header) || strings.IndexByte(header, 0) >= 0 {
+		return fmt.Errorf("%w: not UTF-8 text", ErrMalformedHeader)
 	}
 	ts, hasV1, err := parseHeader(header)
 	if err != nil {
