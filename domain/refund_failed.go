@@ -45,14 +45,17 @@ func init() {
 // redelivered request never records a failure twice.
 //
 // It returns an error wrapping ErrInvalid for a nil or unrequested booking,
-// or a *FieldError naming "payment_intent_id" (not "pi_..."), "amount" (not
+// or a *FieldError naming "payment_intent_id" (neither empty nor "pi_...":
+// a request recorded without one can only be refused), "amount" (not
 // positive), "currency", "reason" (unknown) or "failure_code" (empty).
 func DecideRefundFailed(b *Booking, f RefundFailed) ([]Event, error) {
 	if err := checkBooking(b); err != nil {
 		return nil, err
 	}
 	var errs fieldErrors
-	errs.addErr(validateStripeID("payment_intent_id", "pi_", f.PaymentIntentID))
+	if f.PaymentIntentID != "" {
+		errs.addErr(validateStripeID("payment_intent_id", "pi_", f.PaymentIntentID))
+	}
 	m, err := NewMoney(f.Amount, f.Currency)
 	errs.addErr(err)
 	if !f.Reason.Valid() {

@@ -179,6 +179,21 @@ func (e *APIError) FailureCode() string {
 	return fmt.Sprintf("http_%d", e.HTTPStatus)
 }
 
+// FailureMessage is Stripe's message, or the error's text when there was no
+// usable answer.
+func (e *APIError) FailureMessage() string {
+	if e.Message != "" {
+		return e.Message
+	}
+	return e.Error()
+}
+
+// HTTPStatusCode is HTTPStatus.
+func (e *APIError) HTTPStatusCode() int { return e.HTTPStatus }
+
+// ProviderRequestID is RequestID, the answer's Request-Id.
+func (e *APIError) ProviderRequestID() string { return e.RequestID }
+
 // IsPermanent reports whether err is an *APIError that is Permanent.
 func IsPermanent(err error) bool {
 	var apiErr *APIError

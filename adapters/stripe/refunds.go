@@ -2,9 +2,12 @@ package stripe
 
 import (
 	"context"
+	"strconv"
 	"strings"
 
 	stripego "github.com/stripe/stripe-go/v76"
+
+	"github.com/booking-ledger/ledger/domain"
 )
 
 // MetadataRefundKey is the refund metadata key under which Refund stores the
@@ -140,4 +143,30 @@ func refundFrom(r *stripego.Refund) Refund {
 		out.PaymentIntentID = r.PaymentIntent.ID
 	}
 	return out
+}
+
+// RefundPayment refunds what the ledger requested for booking (the whole
+// req.Amount of req.PaymentIntentID) through Refund, with idempotencyKey,
+// metadata booking_id and ledger_reason, and Stripe's reason "duplicate"
+// for a duplicate payment. It returns the refund as the domain records it,
+// and Refund's errors.
+func (c *Client) RefundPayment(ctx context.Context, booking domain.BookingID, req domain.RefundRequested, idempotencyKey string) (domain.RefundIssued, error) {
+	p := RefundParams{
+		PaymentIntentID: req.PaymentIntentID,
+		Amount:          req.Amount,
+		Metadata:        map[string]string{"booking_id": strconv.FormatInt(int64(booking), 10), "ledger_reason": string(req.Reason)},
+		IdempotencyKey:  idempotencyKey,
+	}
+	if req.Reason == domain.RefundDuplicatePayment {
+		p.Reason = string(stripego.RefundReasonDuplicate)
+	}
+	r, err := c.Refund(ctx, p)
+	if err != nil {
+		return domain.RefundIssued{}, err
+	}
+	pi := r.PaymentIntentID
+	if pi == "" {
+		pi = req.PaymentIntentID
+	}
+	return domain.RefundIssued{RefundID: r.ID, PaymentIntentID: pi, Amount: r.Amount, Currency: r.Currency}, nil
 }
