@@ -49,6 +49,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// Now is the clock for received_at; nil means time.Now.
 	Now func() time.Time
+	// Checkout turns on Stripe Checkout Sessions and the redirect check
+	// (checkout.go); nil leaves them off.
+	Checkout *CheckoutConfig
 }
 
 func (c *Config) setDefaults() {
@@ -72,6 +75,9 @@ func (c Config) Validate() error {
 		return errors.New("http: no webhook verifier")
 	case c.APIToken == "":
 		return errors.New("http: no API token")
+	}
+	if c.Checkout != nil {
+		return c.Checkout.Validate()
 	}
 	return nil
 }
@@ -102,6 +108,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	route("/webhooks/stripe", s.webhook, http.MethodPost)
 	route("/healthz", s.healthz, http.MethodGet, http.MethodHead)
 	route("/readyz", s.readyz, http.MethodGet, http.MethodHead)
+	route("/bookings/{id}/success", s.checkoutSuccess, http.MethodGet, http.MethodHead)
 
 	api := r.NewRoute().Subrouter()
 	api.Use(s.requireToken)

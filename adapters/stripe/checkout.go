@@ -10,6 +10,15 @@ import (
 	stripego "github.com/stripe/stripe-go/v76"
 )
 
+// APIVersion is the Stripe API version of every request this package makes
+// (stripe-go v76 pins it), hence of the objects it returns.
+const APIVersion = stripego.APIVersion
+
+// CheckSessionID accepts a Checkout Session id: "cs_" followed by letters,
+// digits and underscores. Anything else is a *domain.FieldError naming
+// "session_id" (matching domain.ErrInvalid).
+func CheckSessionID(id string) error { return checkObjectID("session_id", "cs_", id) }
+
 // CheckoutSessionParams is what the ledger asks Stripe for when it opens a
 // Checkout Session for a booking.
 type CheckoutSessionParams struct {
@@ -145,7 +154,7 @@ func (c *Client) CreateCheckoutSession(ctx context.Context, p CheckoutSessionPar
 // and an *APIError when Stripe fails or refuses (one that matches
 // domain.ErrNotFound for an unknown session).
 func (c *Client) RetrieveCheckoutSession(ctx context.Context, id string) (CheckoutSession, error) {
-	if err := checkObjectID("session_id", "cs_", id); err != nil {
+	if err := CheckSessionID(id); err != nil {
 		return CheckoutSession{}, err
 	}
 	params := &stripego.CheckoutSessionParams{}
