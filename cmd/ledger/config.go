@@ -40,6 +40,18 @@ type Config struct {
 	// DBMaxConns bounds the connection pool (LEDGER_DB_MAX_CONNS, default 20).
 	DBMaxConns int
 	Dev        bool
+	// PublicURL is where customers' browsers reach the service, the base of
+	// Checkout's return URLs (LEDGER_PUBLIC_URL, default
+	// http://localhost:8000).
+	PublicURL string
+	// StripeTimeout bounds one request to Stripe (STRIPE_TIMEOUT, default
+	// 15s); StripeMaxNetworkRetries is stripe-go's own retries
+	// (STRIPE_MAX_NETWORK_RETRIES, default 2).
+	StripeTimeout           time.Duration
+	StripeMaxNetworkRetries int
+	// CheckoutSessionTTL is how long a Checkout Session stays payable
+	// (LEDGER_CHECKOUT_TTL, default 1h, 35m to 24h).
+	CheckoutSessionTTL time.Duration
 }
 
 // loadConfig reads .env (if present, without overriding the environment)
@@ -66,6 +78,9 @@ func loadConfig() (Config, error) {
 	}
 	if _, err := fmt.Sscan(env("LEDGER_DB_MAX_CONNS", "20"), &c.DBMaxConns); err != nil || c.DBMaxConns < 1 {
 		return c, fmt.Errorf("LEDGER_DB_MAX_CONNS: must be a positive integer")
+	}
+	if err := c.loadStripeConfig(); err != nil {
+		return c, err
 	}
 	return c, nil
 }
@@ -168,6 +183,11 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_grace", c.ShutdownGrace),
 		slog.Int("db_max_conns", c.DBMaxConns),
 		slog.Bool("dev", c.Dev),
+		slog.String("public_url", c.PublicURL),
+		slog.Bool("stripe_public_key_set", c.StripePublicKey != ""),
+		slog.Duration("stripe_timeout", c.StripeTimeout),
+		slog.Int("stripe_max_network_retries", c.StripeMaxNetworkRetries),
+		slog.Duration("checkout_ttl", c.CheckoutSessionTTL),
 	)
 }
 
