@@ -140,6 +140,14 @@ func reconcile(ctx context.Context, st eventLister, l reconcileLedger, since tim
 			continue
 		}
 		log.InfoContext(ctx, "Stripe event reconciled", "booking_id", res.BookingID, "outcome", string(res.Outcome))
+		for _, e := range res.Events {
+			switch e.Type {
+			case domain.EventBookingConfirmed:
+				log.InfoContext(ctx, fmt.Sprintf("Booking %d confirmed successfully via reconciliation", res.BookingID), "booking_id", res.BookingID)
+			case domain.EventAvailabilityConflict:
+				log.WarnContext(ctx, fmt.Sprintf("Booking %d cancelled due to availability conflict", res.BookingID), "booking_id", res.BookingID)
+			}
+		}
 		switch res.Outcome {
 		case postgres.OutcomeUnmatched:
 			sum.Unmatched++
