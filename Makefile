@@ -10,6 +10,11 @@ PKGS    := ./...
 # The server that answers, or the one ensure-postgres starts.
 PG_BASE = $(shell scripts/ensure-postgres.sh)
 
+# stripe-mock validates requests against Stripe's OpenAPI specification;
+# `make test` runs it on a free port (scripts/with-stripe-mock.sh).
+STRIPE_MOCK_VERSION ?= v0.203.0
+STRIPE_MOCK         := bin/stripe-mock
+
 .PHONY: build run test test-short lint fuzz clean
 
 build:
@@ -20,10 +25,13 @@ run: build
 	if [ -z "$$DATABASE_URL" ]; then export DATABASE_URL="$$base/booking_ledger?sslmode=disable"; fi; \
 	exec ./$(BIN) serve --dev
 
-test:
+test: $(STRIPE_MOCK)
 	@base="$(PG_BASE)"; \
 	if [ -z "$$TEST_DATABASE_URL" ]; then export TEST_DATABASE_URL="$$base/postgres?sslmode=disable"; fi; \
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	scripts/with-stripe-mock.sh $(STRIPE_MOCK) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+$(STRIPE_MOCK):
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)

@@ -63,6 +63,7 @@ type Booking struct {
 
 	refundsRequested []RefundRequested
 	refundsIssued    []RefundIssued
+	refundsFailed    []RefundFailed
 }
 
 // paymentRef is what identifies one payment: Stripe reports the same payment
@@ -177,7 +178,8 @@ func Rehydrate(id BookingID, events []Event) (*Booking, error) {
 // confirmed; BookingCancelled sets status cancelled and the reason;
 // RefundIssued sets payment status refunded when it refunds the booking's
 // PaymentIntent (a refunded duplicate payment leaves it paid);
-// AvailabilityConflict, PaymentMismatch and RefundRequested change no status.
+// AvailabilityConflict, PaymentMismatch, RefundRequested and RefundFailed
+// change no status.
 //
 // It returns an error wrapping ErrInvalid, leaving the booking unchanged, for
 // a nil or unregistered event, any event before BookingRequested, a
@@ -243,6 +245,10 @@ func (b *Booking) Apply(e Event) error {
 		if ev.PaymentIntentID == "" || b.paymentIntentID == "" || ev.PaymentIntentID == b.paymentIntentID {
 			b.paymentStatus = PaymentStatusRefunded
 		}
+	case RefundFailed:
+		// The money is still with the ledger's account: no status changes;
+		// the request is no longer pending (see PendingRefunds).
+		b.refundsFailed = append(b.refundsFailed, ev)
 	default:
 		// normaliseEvent accepted it, so it is registered: a new event type
 		// was added without teaching Apply about it.
@@ -313,20 +319,33 @@ func (b *Booking) RequestedAt() time.Time { return b.requestedAt }
 // of the last one; the next event to append gets Version()+1.
 func (b *Booking) Version() int { return b.version }
 
-// PendingRefunds returns the refunds requested but not yet issued, oldest
-// first, each matched to an issued refund by PaymentIntent id. The Stripe
-// adapter uses it to (re)issue refunds after a crash.
+// PendingRefunds returns the refunds requested but neither issued nor
+// failed for good, oldest first, each matched to an issued (RefundIssued) or
+// refused (RefundFailed) refund by PaymentIntent id. The Stripe adapter uses
+// it to (re)issue refunds after a crash.
 func (b *Booking) PendingRefunds() []RefundRequested {
 	pending := append([]RefundRequested(nil), b.refundsRequested...)
+	settled := make([]string, 0, len(b.refundsIssued)+len(b.refundsFailed))
 	for _, issued := range b.refundsIssued {
+		settled = append(settled, issued.PaymentIntentID)
+	}
+	for _, failed := range b.refundsFailed {
+		settled = append(settled, failed.PaymentIntentID)
+	}
+	for _, pi := range settled {
 		for i, req := range pending {
-			if req.PaymentIntentID == issued.PaymentIntentID {
+			if req.PaymentIntentID == pi {
 				pending = append(pending[:i], pending[i+1:]...)
 				break
 			}
 		}
 	}
 	return pending
+}
+
+// FailedRefunds returns the refunds Stripe refused for good, oldest first.
+func (b *Booking) FailedRefunds() []RefundFailed {
+	return append([]RefundFailed(nil), b.refundsFailed...)
 }
 
 // samePayment reports whether a fact with the given ids describes the

@@ -99,6 +99,10 @@ func refundIssued(r RefundIssued) func(*Booking) ([]Event, error) {
 	return func(b *Booking) ([]Event, error) { return DecideRefundIssued(b, r) }
 }
 
+func refundFailed(f RefundFailed) func(*Booking) ([]Event, error) {
+	return func(b *Booking) ([]Event, error) { return DecideRefundFailed(b, f) }
+}
+
 func TestDecisions(t *testing.T) {
 	var (
 		stay = func(id BookingID, in, out string) Stay { return Stay{BookingID: id, Range: mustRange(t, in, out)} }
@@ -475,6 +479,11 @@ func TestDecisionInputErrors(t *testing.T) {
 		{"expired: bad session", expired("pi_1"), b, "session_id"},
 		{"refund: no refund id", refundIssued(RefundIssued{PaymentIntentID: "pi_1", Amount: 1, Currency: "eur"}), b, "refund_id"},
 		{"refund: bad amount", refundIssued(RefundIssued{RefundID: "re_1", PaymentIntentID: "pi_1", Currency: "eur"}), b, "amount"},
+		{"refund failed: nil booking", refundFailed(failedRefund), nil, ""},
+		{"refund failed: bad payment intent", refundFailed(with2(failedRefund, func(f *RefundFailed) { f.PaymentIntentID = "ch_1" })), b, "payment_intent_id"},
+		{"refund failed: no amount", refundFailed(with2(failedRefund, func(f *RefundFailed) { f.Amount = 0 })), b, "amount"},
+		{"refund failed: unknown reason", refundFailed(with2(failedRefund, func(f *RefundFailed) { f.Reason = "goodwill" })), b, "reason"},
+		{"refund failed: no code", refundFailed(with2(failedRefund, func(f *RefundFailed) { f.FailureCode = "" })), b, "failure_code"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -42,20 +42,23 @@ var wireSamples = []struct {
 		`{"payment_intent_id":"pi_1","amount":36000,"currency":"eur","reason":"duplicate_payment"}`},
 	{"RefundIssued", 1, RefundIssued{RefundID: "re_1", PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur"},
 		`{"refund_id":"re_1","payment_intent_id":"pi_1","amount":36000,"currency":"eur"}`},
+	{"RefundFailed", 1, RefundFailed{PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur", Reason: RefundAvailabilityConflict,
+		FailureCode: "charge_already_refunded", FailureMessage: "Charge ch_1 has already been refunded.", HTTPStatus: 400, StripeRequestID: "req_1"},
+		`{"payment_intent_id":"pi_1","amount":36000,"currency":"eur","reason":"availability_conflict","failure_code":"charge_already_refunded","failure_message":"Charge ch_1 has already been refunded.","http_status":400,"stripe_request_id":"req_1"}`},
 }
 
 func TestWireNames(t *testing.T) {
 	want := []string{
 		"AvailabilityConflict", "BookingCancelled", "BookingConfirmed", "BookingRequested",
 		"CheckoutSessionOpened", "PaymentFailed", "PaymentMismatch", "PaymentSucceeded",
-		"RefundIssued", "RefundRequested",
+		"RefundFailed", "RefundIssued", "RefundRequested",
 	}
 	if got := EventTypes(); !slices.Equal(got, want) {
 		t.Errorf("EventTypes() = %v, want %v", got, want)
 	}
 	consts := []string{EventBookingRequested, EventCheckoutSessionOpened, EventPaymentSucceeded, EventPaymentFailed,
 		EventPaymentMismatch, EventAvailabilityConflict, EventBookingConfirmed, EventBookingCancelled,
-		EventRefundRequested, EventRefundIssued}
+		EventRefundRequested, EventRefundIssued, EventRefundFailed}
 	slices.Sort(consts)
 	if !slices.Equal(consts, want) {
 		t.Errorf("Event* constants = %v, want %v", consts, want)
@@ -171,6 +174,7 @@ func TestEncodeErrors(t *testing.T) {
 		{"unknown cancel reason", BookingCancelled{Reason: "changed_mind"}},
 		{"missing source", PaymentSucceeded{PaymentIntentID: "pi_1"}},
 		{"missing refund reason", RefundRequested{PaymentIntentID: "pi_1"}},
+		{"missing reason of a failed refund", RefundFailed{PaymentIntentID: "pi_1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -45,6 +45,7 @@ func (s *server) createBooking(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, fmt.Errorf("invalid JSON: data after the object: %w", domain.ErrInvalid))
 		return
 	}
+	causationID := "api:" + requestID(r)
 	row, err := s.cfg.Ledger.CreateBooking(r.Context(), domain.NewBookingParams{
 		ResourceID:    req.ResourceID,
 		CheckIn:       req.CheckIn,
@@ -53,9 +54,13 @@ func (s *server) createBooking(w http.ResponseWriter, r *http.Request) {
 		Currency:      req.Currency,
 		CustomerEmail: req.CustomerEmail,
 		SessionID:     req.SessionID,
-	}, "api:"+requestID(r))
+	}, causationID)
 	if err != nil {
 		writeError(w, r, s.log, err)
+		return
+	}
+	if s.cfg.Checkout != nil && req.SessionID == "" {
+		s.openCheckout(w, r, row, causationID)
 		return
 	}
 	w.Header().Set("Location", "/bookings/"+strconv.FormatInt(row.ID, 10))

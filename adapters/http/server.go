@@ -54,6 +54,9 @@ type Config struct {
 	MaxInFlight int
 	// RequestTimeout bounds one request's work (default 15 s).
 	RequestTimeout time.Duration
+	// Checkout turns on Stripe Checkout Sessions and the redirect check
+	// (checkout.go); nil leaves them off.
+	Checkout *CheckoutConfig
 }
 
 func (c *Config) setDefaults() {
@@ -86,6 +89,9 @@ func (c Config) Validate() error {
 	case c.MaxInFlight < 0 || c.RequestTimeout < 0:
 		return errors.New("http: negative limits")
 	}
+	if c.Checkout != nil {
+		return c.Checkout.Validate()
+	}
 	return nil
 }
 
@@ -117,6 +123,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	route("/webhooks/stripe", s.guard(http.HandlerFunc(s.webhook)), http.MethodPost)
 	route("/healthz", http.HandlerFunc(s.healthz), http.MethodGet, http.MethodHead)
 	route("/readyz", http.HandlerFunc(s.readyz), http.MethodGet, http.MethodHead)
+	route("/bookings/{id}/success", s.guard(http.HandlerFunc(s.checkoutSuccess)), http.MethodGet, http.MethodHead)
 
 	api := r.NewRoute().Subrouter()
 	api.Use(s.requireToken, s.guard)

@@ -27,6 +27,10 @@ type App struct {
 	ln     net.Listener
 	srv    *http.Server
 	served chan error
+
+	// refunds runs while STRIPE_SECRET_KEY is set (stripe.go).
+	refunds     *postgres.RefundWorker
+	refundsDone chan error
 }
 
 // NewApp returns an App for cfg; Start brings it up.
@@ -59,6 +63,10 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	checkout, err := a.startStripe(ctx, db, ledger)
+	if err != nil {
+		return err
+	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
 		Ledger:   ledger,
 		Verifier: verifier,
@@ -68,6 +76,7 @@ func (a *App) Start(ctx context.Context) error {
 
 		MaxInFlight:    a.cfg.MaxInFlight,
 		RequestTimeout: a.cfg.RequestTimeout,
+		Checkout:       checkout,
 	})
 	if err != nil {
 		return err
@@ -132,6 +141,7 @@ func (a *App) Close() error {
 			errs = append(errs, fmt.Errorf("shutdown: %w", err))
 		}
 	}
+	errs = append(errs, a.stopRefunds())
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
 	}

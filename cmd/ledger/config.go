@@ -46,6 +46,18 @@ type Config struct {
 	// RequestTimeout bounds one request (LEDGER_REQUEST_TIMEOUT, default 15s).
 	RequestTimeout time.Duration
 	Dev            bool
+	// PublicURL is where customers' browsers reach the service, the base of
+	// Checkout's return URLs (LEDGER_PUBLIC_URL, default
+	// http://localhost:8000).
+	PublicURL string
+	// StripeTimeout bounds one request to Stripe (STRIPE_TIMEOUT, default
+	// 15s); StripeMaxNetworkRetries is stripe-go's own retries
+	// (STRIPE_MAX_NETWORK_RETRIES, default 2).
+	StripeTimeout           time.Duration
+	StripeMaxNetworkRetries int
+	// CheckoutSessionTTL is how long a Checkout Session stays payable
+	// (LEDGER_CHECKOUT_TTL, default 1h, 35m to 24h).
+	CheckoutSessionTTL time.Duration
 }
 
 // loadConfig reads .env (if present, without overriding the environment)
@@ -81,6 +93,9 @@ func loadConfig() (Config, error) {
 	}
 	if c.RequestTimeout, err = time.ParseDuration(env("LEDGER_REQUEST_TIMEOUT", "15s")); err != nil || c.RequestTimeout <= 0 {
 		return c, fmt.Errorf("LEDGER_REQUEST_TIMEOUT: must be a positive duration")
+	}
+	if err := c.loadStripeConfig(); err != nil {
+		return c, err
 	}
 	return c, nil
 }
@@ -186,6 +201,11 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("max_inflight", c.MaxInFlight),
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Bool("dev", c.Dev),
+		slog.String("public_url", c.PublicURL),
+		slog.Bool("stripe_public_key_set", c.StripePublicKey != ""),
+		slog.Duration("stripe_timeout", c.StripeTimeout),
+		slog.Int("stripe_max_network_retries", c.StripeMaxNetworkRetries),
+		slog.Duration("checkout_ttl", c.CheckoutSessionTTL),
 	)
 }
 

@@ -1,0 +1,82 @@
+package domain
+
+import "fmt"
+
+// EventRefundFailed is the wire name of RefundFailed. It is stored with every
+// such event and never changes.
+const EventRefundFailed = "RefundFailed"
+
+// RefundFailed records that Stripe refused a requested refund for good (a 4xx
+// answer such as charge_already_refunded or a PaymentIntent Stripe does not
+// know): the money was not given back by the ledger and an operator must
+// look at it. Transient failures (network, 5xx, rate limits) are retried and
+// never recorded as RefundFailed.
+type RefundFailed struct {
+	PaymentIntentID string `json:"payment_intent_id"`
+	Amount          int64  `json:"amount"`
+	Currency        string `json:"currency"`
+	// Reason is why the refund was requested (from RefundRequested).
+	Reason RefundReason `json:"reason"`
+	// FailureCode is Stripe's error code (e.g. "charge_already_refunded"),
+	// or its error type when the error has no code; FailureMessage is
+	// Stripe's message.
+	FailureCode    string `json:"failure_code"`
+	FailureMessage string `json:"failure_message"`
+	// HTTPStatus is Stripe's answer status (e.g. 400).
+	HTTPStatus int `json:"http_status"`
+	// StripeRequestID is the Request-Id of Stripe's answer ("req_..."), for
+	// Stripe's support; "" when unknown.
+	StripeRequestID string `json:"stripe_request_id"`
+}
+
+// EventType returns EventRefundFailed.
+func (RefundFailed) EventType() string { return EventRefundFailed }
+
+// SchemaVersion returns 1.
+func (RefundFailed) SchemaVersion() int { return 1 }
+
+func init() {
+	register[RefundFailed]()
+}
+
+// DecideRefundFailed records that Stripe refused the refund requested for
+// f.PaymentIntentID: RefundFailed, or nothing when that request is no longer
+// pending (already issued, or its failure already recorded), so a
+// redelivered request never records a failure twice.
+//
+// It returns an error wrapping ErrInvalid for a nil or unrequested booking,
+// or a *FieldError naming "payment_intent_id" (neither empty nor "pi_...":
+// a request recorded without one can only be refused), "amount" (not
+// positive), "currency", "reason" (unknown) or "failure_code" (empty).
+func DecideRefundFailed(b *Booking, f RefundFailed) ([]Event, error) {
+	if err := checkBooking(b); err != nil {
+		return nil, err
+	}
+	var errs fieldErrors
+	if f.PaymentIntentID != "" {
+		errs.addErr(validateStripeID("payment_intent_id", "pi_", f.PaymentIntentID))
+	}
+	m, err := NewMoney(f.Amount, f.Currency)
+	errs.addErr(err)
+	if !f.Reason.Valid() {
+		errs.add("reason", fmt.Sprintf("unknown refund reason %q", f.Reason))
+	}
+	if f.FailureCode == "" {
+		errs.add("failure_code", "is required")
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	pending := false
+	for _, r := range b.PendingRefunds() {
+		if r.PaymentIntentID == f.PaymentIntentID {
+			pending = true
+			break
+		}
+	}
+	if !pending {
+		return nil, nil
+	}
+	f.Currency = m.Currency
+	return []Event{f}, nil
+}
