@@ -25,6 +25,7 @@ const (
 	faultTerminate = "pg_terminate_backend"
 	faultDrain     = "SIGTERM, drained"
 	faultGrace     = "SIGTERM, grace exceeded"
+	faultFreeze    = "database frozen"
 )
 
 func (r *run) record(kind, format string, args ...any) {
@@ -48,6 +49,9 @@ func (r *run) faults(ctx context.Context, rng *rand.Rand) error {
 	for range r.cfg.terminations {
 		plan = append(plan, faultTerminate)
 	}
+	for range r.cfg.freezes {
+		plan = append(plan, faultFreeze)
+	}
 	plan = append(plan, faultDrain, faultGrace)
 	rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
 
@@ -68,6 +72,8 @@ func (r *run) faults(ctx context.Context, rng *rand.Rand) error {
 			err = r.outage(ctx, mode, 4*time.Second+time.Duration(rng.Int64N(int64(3*time.Second))))
 		case faultTerminate:
 			err = r.terminate(ctx)
+		case faultFreeze:
+			err = r.freeze(ctx, requestTimeout+4*time.Second)
 		case faultDrain:
 			err = r.sigterm(ctx, r.drain[0], true, rng.Uint64())
 		case faultGrace:
@@ -394,4 +400,60 @@ func waitForLockWaiter(ctx context.Context, db *sql.DB) error {
 		}
 	}
 	return fmt.Errorf("the held webhook never waited for the resource lock")
+}
+
+// freeze stops every process of the cluster with SIGSTOP for hold, then
+// lets them go on with SIGCONT: the database is unreachable without
+// refusing anything, as behind a network partition or a paused machine.
+// Webhooks must still be answered (500 or 503) within the request timeout.
+func (r *run) freeze(ctx context.Context, hold time.Duration) error {
+	pids, err := r.cluster.pids()
+	if err != nil {
+		return err
+	}
+	p := r.servers.current()
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	t := time.Now()
+	health := &http.Client{Timeout: 10 * time.Second}
+	healthy := 0
+	for time.Since(t) < hold && ctx.Err() == nil {
+		if getStatus(health, "http://"+p.addr+"/healthz") == http.StatusOK {
+			healthy++
+		} else {
+			r.problem("freeze: /healthz did not answer 200")
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGCONT)
+	}
+	resumed := time.Now()
+	first := r.waitFor2xx(p.gen, resumed, 30*time.Second)
+	// Requests sent during the freeze and answered by now.
+	var answered, over int
+	statuses := map[int]int{}
+	var slowest time.Duration
+	for _, a := range r.client.snapshot() {
+		if a.gen != p.gen || a.start.Before(t) || a.start.After(resumed) {
+			continue
+		}
+		answered++
+		statuses[a.status]++
+		d := a.end.Sub(a.start)
+		slowest = max(slowest, d)
+		if d > requestTimeout+time.Second {
+			over++
+		}
+	}
+	if over > 0 {
+		r.problem("freeze: %d webhook(s) sent while the database was frozen took longer than the request timeout %s (slowest %s)", over, requestTimeout, slowest.Round(time.Millisecond))
+	}
+	if first.IsZero() {
+		r.problem("freeze: no 2xx within 30 s of the thaw")
+	}
+	r.record(faultFreeze, "cluster frozen (SIGSTOP) for %s: %d webhooks answered %v (slowest %s), /healthz 200 x%d; 2xx again %s after the thaw",
+		hold, answered, statuses, slowest.Round(time.Millisecond), healthy, first.Sub(resumed).Round(time.Millisecond))
+	return nil
 }

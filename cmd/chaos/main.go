@@ -61,6 +61,7 @@ type config struct {
 	kills        int
 	outages      int
 	terminations int
+	freezes      int
 	bookings     int
 	resources    int
 	redeliver    float64
@@ -79,6 +80,7 @@ func main() {
 	flag.IntVar(&cfg.kills, "kills", 6, "SIGKILLs of the server")
 	flag.IntVar(&cfg.outages, "outages", 2, "stops of the PostgreSQL cluster (alternately fast and immediate)")
 	flag.IntVar(&cfg.terminations, "terminations", 2, "pg_terminate_backend of every server connection")
+	flag.IntVar(&cfg.freezes, "freezes", 1, "SIGSTOPs of the whole cluster, longer than the request timeout")
 	flag.IntVar(&cfg.bookings, "bookings", 240, "bookings to pay for")
 	flag.IntVar(&cfg.resources, "resources", 12, "resources the bookings share (fewer: more overlaps)")
 	flag.Float64Var(&cfg.redeliver, "redeliver", 0.1, "share of acknowledged events delivered again")
