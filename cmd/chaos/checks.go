@@ -23,6 +23,7 @@ type figures struct {
 	statuses                                                     map[int]int
 	redelivered, redeliveredIgnored                              int
 	answerLost                                                   int // committed, answer lost, acknowledged "ignored" on retry
+	p50, p99, burstP50, burstP99                                 time.Duration
 
 	// The database's view.
 	inboxRows, deliveryRows, logEvents, streams, confirmed int
@@ -88,6 +89,7 @@ func (r *run) check(ctx context.Context) (figures, error) {
 			f.answerLost++
 		}
 	}
+	var calm, bursting []time.Duration
 	for _, a := range r.client.attempts {
 		f.deliveries++
 		if a.status == 0 {
@@ -95,6 +97,22 @@ func (r *run) check(ctx context.Context) (figures, error) {
 		} else {
 			f.statuses[a.status]++
 		}
+		if a.status >= 200 && a.status < 300 {
+			in := false
+			for _, b := range r.bursts {
+				in = in || (!a.start.Before(b.start) && a.start.Before(b.end))
+			}
+			if in {
+				bursting = append(bursting, a.end.Sub(a.start))
+			} else {
+				calm = append(calm, a.end.Sub(a.start))
+			}
+		}
+	}
+	f.p50, f.p99 = percentile(calm, 50), percentile(calm, 99)
+	f.burstP50, f.burstP99 = percentile(bursting, 50), percentile(bursting, 99)
+	if kib := r.servers.peakKiB; kib > maxRSSMiB<<10 {
+		r.problem("a server process grew to %d MiB (limit %d MiB)", kib>>10, maxRSSMiB)
 	}
 
 	// The inbox: every event answered 2xx is there, with the outcome its
@@ -207,6 +225,18 @@ func (r *run) check(ctx context.Context) (figures, error) {
 		return f, err
 	}
 	return f, nil
+}
+
+// maxRSSMiB bounds the peak resident memory of a server process: a burst
+// must cost latency, not memory.
+const maxRSSMiB = 256
+
+func percentile(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[(len(ds)-1)*p/100].Round(time.Millisecond)
 }
 
 func handled(typ string) bool {
@@ -479,8 +509,10 @@ func (r *run) printFigures(f figures) {
 	line("SIGTERM stops", kinds[faultDrain]+kinds[faultGrace], fmt.Sprintf("drained within the grace period: %d, grace exceeded: %d", kinds[faultDrain], kinds[faultGrace]))
 	line("database outages", kinds[faultOutage], "cluster stopped for several seconds")
 	line("pg_terminate_backend", kinds[faultTerminate], "")
+	line("database frozen (SIGSTOP)", kinds[faultFreeze], fmt.Sprintf("past the request timeout %s", requestTimeout))
 	line("bursts", len(r.bursts), fmt.Sprintf("3 s at %d events/s (%dx); %d events", r.cfg.rate*r.cfg.burstFactor, r.cfg.burstFactor, burstEvents))
-	line("server processes", r.servers.gen, fmt.Sprintf("peak RSS of any: %d MiB", r.servers.peakKiB/1024))
+	line("server processes", r.servers.gen, fmt.Sprintf("peak RSS of any: %d MiB (limit %d MiB)", r.servers.peakKiB/1024, maxRSSMiB))
+	line("latency of 2xx, p50/p99", fmt.Sprintf("%s/%s", f.p50, f.p99), fmt.Sprintf("during bursts: %s/%s", f.burstP50, f.burstP99))
 	line("inbox rows", f.inboxRows, fmt.Sprintf("stripe_deliveries rows: %d", f.deliveryRows))
 	line("log events", f.logEvents, fmt.Sprintf("in %d streams; %d bookings confirmed", f.streams, f.confirmed))
 	fmt.Println()

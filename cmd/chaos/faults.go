@@ -19,6 +19,10 @@ type faultRecord struct {
 	detail string
 }
 
+// answerSlack is what the client may see on top of the server's request
+// timeout: queueing and scheduling on a loaded machine.
+const answerSlack = 2 * time.Second
+
 const (
 	faultKill      = "SIGKILL"
 	faultOutage    = "database stopped"
@@ -108,6 +112,11 @@ func (r *run) restart(ctx context.Context) (*proc, error) {
 
 // kill: SIGKILL at whatever moment this is, then a restart.
 func (r *run) kill(ctx context.Context) error {
+	// A random moment at which requests are in flight, if one comes
+	// within 2 s: those are the kills that could half-write.
+	for deadline := time.Now().Add(2 * time.Second); r.client.outstanding() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	p := r.servers.current()
 	inFlight := r.client.outstanding()
 	if err := r.servers.kill(p); err != nil {
@@ -187,7 +196,7 @@ func (r *run) outage(ctx context.Context, mode string, hold time.Duration) error
 		answered++
 		statuses[a.status]++
 		slowest = max(slowest, a.end.Sub(a.start))
-		if a.end.Sub(a.start) > requestTimeout {
+		if a.end.Sub(a.start) > requestTimeout+answerSlack {
 			over++
 		}
 	}
@@ -417,12 +426,17 @@ func (r *run) freeze(ctx context.Context, hold time.Duration) error {
 	}
 	t := time.Now()
 	health := &http.Client{Timeout: 10 * time.Second}
-	healthy := 0
+	healthy, notReady := 0, 0
 	for time.Since(t) < hold && ctx.Err() == nil {
 		if getStatus(health, "http://"+p.addr+"/healthz") == http.StatusOK {
 			healthy++
 		} else {
 			r.problem("freeze: /healthz did not answer 200")
+		}
+		if status := getStatus(health, "http://"+p.addr+"/readyz"); status == http.StatusServiceUnavailable {
+			notReady++
+		} else {
+			r.problem("freeze: /readyz answered %d while the database was frozen", status)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -443,7 +457,7 @@ func (r *run) freeze(ctx context.Context, hold time.Duration) error {
 		statuses[a.status]++
 		d := a.end.Sub(a.start)
 		slowest = max(slowest, d)
-		if d > requestTimeout+time.Second {
+		if d > requestTimeout+answerSlack {
 			over++
 		}
 	}
@@ -453,7 +467,7 @@ func (r *run) freeze(ctx context.Context, hold time.Duration) error {
 	if first.IsZero() {
 		r.problem("freeze: no 2xx within 30 s of the thaw")
 	}
-	r.record(faultFreeze, "cluster frozen (SIGSTOP) for %s: %d webhooks answered %v (slowest %s), /healthz 200 x%d; 2xx again %s after the thaw",
-		hold, answered, statuses, slowest.Round(time.Millisecond), healthy, first.Sub(resumed).Round(time.Millisecond))
+	r.record(faultFreeze, "cluster frozen (SIGSTOP) for %s: %d webhooks answered %v (slowest %s), /readyz 503 x%d, /healthz 200 x%d; 2xx again %s after the thaw",
+		hold, answered, statuses, slowest.Round(time.Millisecond), notReady, healthy, first.Sub(resumed).Round(time.Millisecond))
 	return nil
 }
