@@ -15,7 +15,7 @@ PG_BASE = $(shell scripts/ensure-postgres.sh)
 STRIPE_MOCK_VERSION ?= v0.203.0
 STRIPE_MOCK         := bin/stripe-mock
 
-.PHONY: build run test test-short lint fuzz clean
+.PHONY: build run test test-short lint fuzz chaos clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ledger
@@ -48,6 +48,13 @@ FUZZTIME ?= 5m
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseEvent -fuzztime=$(FUZZTIME) ./adapters/stripe/
 	$(GO) test -run='^$$' -fuzz=FuzzWebhook -fuzztime=$(FUZZTIME) ./adapters/http/
+
+# The fault-injection run (cmd/chaos): the real server against a throwaway
+# PostgreSQL cluster of its own, killed, cut off and flooded meanwhile; a few
+# minutes. CHAOSFLAGS="-seed 3 -keep" to vary or inspect it.
+CHAOSFLAGS ?=
+chaos:
+	$(GO) run ./cmd/chaos $(CHAOSFLAGS)
 
 clean:
 	rm -rf bin

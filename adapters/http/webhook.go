@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/stripe"
@@ -40,25 +41,7 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := s.log.With("event_type", ev.Type, "event_id", ev.ID)
-	lookup := ev.Lookup()
-	res, err := s.cfg.Ledger.Ingest(r.Context(), postgres.StripeDelivery{
-		EventID:    ev.ID,
-		Type:       ev.Type,
-		APIVersion: ev.APIVersion,
-		Livemode:   ev.Livemode,
-		Created:    ev.Created,
-		Raw:        body,
-		Signature:  header,
-		Source:     string(domain.SourceWebhook),
-		ReceivedAt: s.cfg.Now(),
-		Handled:    ev.Handled(),
-		Lookup: postgres.BookingLookup{
-			BookingIDs:      lookup.BookingIDs,
-			SessionID:       lookup.SessionID,
-			PaymentIntentID: lookup.PaymentIntentID,
-		},
-		Payment: ev.Payment(string(domain.SourceWebhook)),
-	})
+	res, err := s.cfg.Ledger.Ingest(r.Context(), DeliveryFromEvent(ev, body, header, string(domain.SourceWebhook), s.cfg.Now()))
 	// "Processing webhook event: <type>" is logged once the outcome is
 	// known (after the commit), so that the line carries it: alerts count
 	// these lines by outcome.
@@ -89,4 +72,32 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+}
+
+// DeliveryFromEvent is a parsed Stripe event as a delivery for the ledger's
+// decision path: the raw body and signature header kept for the auditors
+// (header "" for events fetched from the API), the lookup keys and the
+// payment fact. source is "webhook", "api" or "redirect". Every path that
+// ingests Stripe events (webhook, reconcile, replays) builds it here, so they
+// decide alike.
+func DeliveryFromEvent(ev stripe.Event, raw []byte, header, source string, receivedAt time.Time) postgres.StripeDelivery {
+	lookup := ev.Lookup()
+	return postgres.StripeDelivery{
+		EventID:    ev.ID,
+		Type:       ev.Type,
+		APIVersion: ev.APIVersion,
+		Livemode:   ev.Livemode,
+		Created:    ev.Created,
+		Raw:        raw,
+		Signature:  header,
+		Source:     source,
+		ReceivedAt: receivedAt,
+		Handled:    ev.Handled(),
+		Lookup: postgres.BookingLookup{
+			BookingIDs:      lookup.BookingIDs,
+			SessionID:       lookup.SessionID,
+			PaymentIntentID: lookup.PaymentIntentID,
+		},
+		Payment: ev.Payment(source),
+	}
 }

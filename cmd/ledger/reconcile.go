@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	httpapi "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
@@ -168,22 +169,5 @@ func reconcile(ctx context.Context, st eventLister, l reconcileLedger, since tim
 // apiDelivery is an event fetched from Stripe's Events API as a delivery
 // for the webhook's decision path.
 func apiDelivery(ev stripe.Event, raw []byte, now time.Time) postgres.StripeDelivery {
-	lookup := ev.Lookup()
-	return postgres.StripeDelivery{
-		EventID:    ev.ID,
-		Type:       ev.Type,
-		APIVersion: ev.APIVersion,
-		Livemode:   ev.Livemode,
-		Created:    ev.Created,
-		Raw:        raw,
-		Source:     string(domain.SourceAPI),
-		ReceivedAt: now,
-		Handled:    ev.Handled(),
-		Lookup: postgres.BookingLookup{
-			BookingIDs:      lookup.BookingIDs,
-			SessionID:       lookup.SessionID,
-			PaymentIntentID: lookup.PaymentIntentID,
-		},
-		Payment: ev.Payment(string(domain.SourceAPI)),
-	}
+	return httpapi.DeliveryFromEvent(ev, raw, "", string(domain.SourceAPI), now)
 }
