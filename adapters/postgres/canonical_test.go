@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"testing"
+	"time"
 )
 
 var canonicalSeeds = []string{
@@ -64,4 +65,40 @@ func BenchmarkCanonical(b *testing.B) {
 			c.canonical(doc)
 		}
 	})
+}
+
+// TestEventHasherMatchesEventHash: the verifier's buffered hasher computes
+// EventHash, for events of every shape, and keeps doing so when reused.
+func TestEventHasherMatchesEventHash(t *testing.T) {
+	var x eventHasher
+	base := StoredEvent{
+		EventID: "0b5c7e0e-2a56-4b8e-9c57-3f7f2b1c9d10", StreamID: 42, StreamVersion: 3, Type: "PaymentSucceeded",
+		SchemaVersion: 1, OccurredAt: time.Date(2027, 1, 10, 12, 0, 0, 123456789, time.FixedZone("x", 3600)),
+		RecordedAt: time.Date(2027, 1, 10, 12, 0, 1, 0, time.UTC), CausationID: "evt_1",
+		Payload: []byte(`{"b": 1, "a": "é<>"}`), PrevHash: GenesisHash,
+	}
+	variants := []func(*StoredEvent){
+		func(e *StoredEvent) {},
+		func(e *StoredEvent) { e.StreamID = -7; e.StreamVersion = 1000000 },
+		func(e *StoredEvent) { e.CausationID = "" },
+		func(e *StoredEvent) { e.Payload = []byte(`{}`) },
+		func(e *StoredEvent) { e.Payload = []byte(`{"nested": {"z": [1, 2.50, {"y": null}], "a": true}}`) },
+		func(e *StoredEvent) { e.RecordedAt = time.Date(2027, 1, 10, 12, 0, 1, 500000, time.UTC) },
+		func(e *StoredEvent) { e.PrevHash = bytes.Repeat([]byte{7}, 32) },
+	}
+	for i, vary := range variants {
+		e := base
+		vary(&e)
+		canon, err := CanonicalJSON(e.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := EventHash(StoredEvent{EventID: e.EventID, StreamID: e.StreamID, StreamVersion: e.StreamVersion, Type: e.Type,
+			SchemaVersion: e.SchemaVersion, OccurredAt: e.OccurredAt, RecordedAt: e.RecordedAt, CausationID: e.CausationID,
+			Payload: canon}, e.PrevHash)
+		got, err := x.hash(&e)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("variant %d: hasher %x (%v), EventHash %x", i, got, err, want)
+		}
+	}
 }

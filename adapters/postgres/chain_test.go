@@ -22,6 +22,20 @@ func testEvent(typ string, payload any) postgres.NewEvent {
 	return e
 }
 
+// newDBURL is pgtest.NewDB that also gives the URL (Verify connects by
+// itself).
+func newDBURL(t testing.TB) (*sql.DB, string) {
+	t.Helper()
+	url := pgtest.NewURL(t)
+	db, err := sql.Open("postgres", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(10)
+	t.Cleanup(func() { db.Close() })
+	return db, url
+}
+
 func newSealer(t *testing.T, db *sql.DB, batch int) *postgres.Sealer {
 	t.Helper()
 	s, err := postgres.NewSealer(postgres.SealerConfig{DB: db, BatchSize: batch})
@@ -79,8 +93,7 @@ func commitOrder(t *testing.T, db *sql.DB) []int64 {
 // (transaction_id, position) order, with seq 1..N, and the chain verifies.
 func TestSealerChainsEveryEventOnceInCommitOrder(t *testing.T) {
 	ctx := context.Background()
-	db := pgtest.NewDB(t)
-	db.SetMaxOpenConns(12)
+	db, url := newDBURL(t)
 	store := postgres.NewEventStore(postgres.EventStoreConfig{})
 	sealers := []*postgres.Sealer{newSealer(t, db, 7), newSealer(t, db, 3), newSealer(t, db, 50)}
 
@@ -140,7 +153,7 @@ func TestSealerChainsEveryEventOnceInCommitOrder(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("chain order %v\nwant %v", got, want)
 	}
-	report, err := postgres.Verify(ctx, db, postgres.VerifyConfig{})
+	report, err := postgres.Verify(ctx, url, postgres.VerifyConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +251,7 @@ func TestParseAnchor(t *testing.T) {
 // including every stored Stripe signature.
 func TestVerifyUntouchedSeededLedger(t *testing.T) {
 	ctx := context.Background()
-	db := pgtest.NewDB(t)
+	db, url := newDBURL(t)
 	seeded := ledgertest.Seed(t, db, ledgertest.Options{Bookings: 15, Seed: 1})
 	if _, err := newSealer(t, db, 10).SealCommitted(ctx); err != nil {
 		t.Fatal(err)
@@ -251,7 +264,7 @@ func TestVerifyUntouchedSeededLedger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	report, err := postgres.Verify(ctx, db, postgres.VerifyConfig{Anchor: &anchor, Signatures: ledgertest.Signatures(t)})
+	report, err := postgres.Verify(ctx, url, postgres.VerifyConfig{Anchor: &anchor, Signatures: ledgertest.Signatures(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,9 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"runtime"
@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/jackc/pgx/v5"
 )
 
 // SignatureChecker re-checks the Stripe signature of a stored raw event:
@@ -136,9 +136,13 @@ func (r VerifyReport) EventsPerSecond() float64 {
 //     SHA-256 and, with cfg.Signatures, its stored Stripe signature; and
 //     every event caused by a Stripe event has that event's raw body.
 //
-// Seal first (Sealer.SealAll) so that coverage includes what committed
-// last. The error is for failures to read, never for what was found.
-func Verify(ctx context.Context, db *sql.DB, cfg VerifyConfig) (VerifyReport, error) {
+// It reads with two connections of its own to databaseURL (pgx, binary
+// protocol: this is the one bulk read of the whole log) sharing one
+// exported snapshot, the log on one and everything else on the other.
+// Seal first (Sealer.SealCommitted) so that coverage includes what
+// committed last. The error is for failures to read, never for what was
+// found.
+func Verify(ctx context.Context, databaseURL string, cfg VerifyConfig) (VerifyReport, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
 	}
@@ -146,12 +150,66 @@ func Verify(ctx context.Context, db *sql.DB, cfg VerifyConfig) (VerifyReport, er
 		cfg.MaxProblems = 100
 	}
 	start := time.Now()
-	v := &verifier{cfg: cfg, found: map[string]int{}}
-	err := TransactOpts(ctx, db, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}, func(ctx context.Context, tx *sql.Tx) error {
-		*v = verifier{cfg: cfg, found: map[string]int{}}
-		return v.run(ctx, tx)
-	})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	connect := func() (*pgx.Conn, error) {
+		c, err := pgx.Connect(ctx, databaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: verify: connect to %s: %w", Redact(databaseURL), err)
+		}
+		return c, nil
+	}
+	logConn, err := connect()
 	if err != nil {
+		return VerifyReport{}, err
+	}
+	defer logConn.Close(context.WithoutCancel(ctx))
+	otherConn, err := connect()
+	if err != nil {
+		return VerifyReport{}, err
+	}
+	defer otherConn.Close(context.WithoutCancel(ctx))
+
+	ro := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+	logTx, err := logConn.BeginTx(ctx, ro)
+	if err != nil {
+		return VerifyReport{}, fmt.Errorf("postgres: verify: begin: %w", err)
+	}
+	defer logTx.Rollback(context.WithoutCancel(ctx))
+	var snapshot string
+	if err := logTx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snapshot); err != nil {
+		return VerifyReport{}, fmt.Errorf("postgres: verify: export snapshot: %w", err)
+	}
+	otherTx, err := otherConn.BeginTx(ctx, ro)
+	if err != nil {
+		return VerifyReport{}, fmt.Errorf("postgres: verify: begin: %w", err)
+	}
+	defer otherTx.Rollback(context.WithoutCancel(ctx))
+	if _, err := otherTx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+strings.ReplaceAll(snapshot, "'", "")+`'`); err != nil {
+		return VerifyReport{}, fmt.Errorf("postgres: verify: import snapshot: %w", err)
+	}
+
+	v := &verifier{cfg: cfg, found: map[string]int{}}
+	head, err := lastLinkPgx(ctx, otherTx)
+	if err != nil {
+		return VerifyReport{}, err
+	}
+	v.report.Head = ChainHead{Seq: head.Seq, Position: head.Position, Hash: hex.EncodeToString(head.ChainHash), SealedAt: head.SealedAt}
+	// The progress total: the highest position is an index lookup, a
+	// count(*) would read the whole table once more; gaps make it an
+	// overestimate.
+	var total int64
+	if err := otherTx.QueryRow(ctx, `SELECT coalesce(max(position), 0) FROM ledger_events`).Scan(&total); err != nil {
+		return VerifyReport{}, fmt.Errorf("postgres: verify: last position: %w", err)
+	}
+
+	logDone := make(chan error, 1)
+	go func() { logDone <- v.events(ctx, logTx, head, total) }()
+	otherErr := v.others(ctx, otherTx, head)
+	if otherErr != nil {
+		cancel()
+	}
+	if err := errors.Join(<-logDone, otherErr); err != nil {
 		return VerifyReport{}, err
 	}
 	r := v.report
@@ -163,6 +221,9 @@ func Verify(ctx context.Context, db *sql.DB, cfg VerifyConfig) (VerifyReport, er
 type verifier struct {
 	cfg    VerifyConfig
 	report VerifyReport
+	// links pairs each chain link with its predecessor, in whatever order
+	// the links come.
+	links linkPairs
 
 	mu       sync.Mutex
 	problems []Problem
@@ -198,27 +259,29 @@ func (v *verifier) sorted() []Problem {
 	return ps
 }
 
-func (v *verifier) run(ctx context.Context, tx *sql.Tx) error {
-	head, err := lastLink(ctx, tx)
-	if err != nil {
-		return err
+// others runs every check but the log pass, on the second connection.
+func (v *verifier) others(ctx context.Context, tx pgx.Tx, head ChainLink) error {
+	for _, check := range []func(context.Context, pgx.Tx, ChainLink) error{v.inbox, v.causes} {
+		if err := check(ctx, tx, head); err != nil {
+			return err
+		}
 	}
-	v.report.Head = ChainHead{Seq: head.Seq, Position: head.Position, Hash: hex.EncodeToString(head.ChainHash), SealedAt: head.SealedAt}
-	var total int64
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM ledger_events`).Scan(&total); err != nil {
-		return fmt.Errorf("postgres: verify: count events: %w", err)
-	}
-	if err := v.events(ctx, tx, head, total); err != nil {
-		return err
-	}
-	if err := v.chain(ctx, tx); err != nil {
-		return err
-	}
-	if err := v.inbox(ctx, tx); err != nil {
-		return err
-	}
-	return v.causes(ctx, tx)
+	return nil
 }
+
+// rawEvent is an event as the log pass reads it: the hashed fields, in
+// binary form, without conversions it does not need.
+type rawEvent struct {
+	position, streamID         int64
+	version, schemaVersion     int
+	occurredUS, recordedUS     int64 // microseconds since the Unix epoch
+	eventID, typ, causation    []byte
+	payload, prevHash, hashSum []byte
+}
+
+// pgEpochMicros is 2000-01-01T00:00:00Z, PostgreSQL's timestamp epoch, in
+// microseconds since the Unix epoch.
+const pgEpochMicros = 946684800 * 1000000
 
 // streamState is what the stream check remembers of a stream's last event.
 type streamState struct {
@@ -227,23 +290,27 @@ type streamState struct {
 	hash     [sha256.Size]byte
 }
 
-// verifyBatch is a run of events handed to the hashing workers.
-type verifyBatch []StoredEvent
-
-// events checks every event in position order: stream links and coverage
-// here, content hashes in the workers.
-func (v *verifier) events(ctx context.Context, tx *sql.Tx, head ChainLink, total int64) error {
-	rows, err := tx.QueryContext(ctx, `SELECT e.position, e.transaction_id, e.event_id, e.stream_id, e.stream_version,
-			e.event_type, e.schema_version, e.occurred_at, e.recorded_at, e.causation_id, e.payload, e.prev_hash, e.hash,
-			c.seq, c.event_hash
+// events is the log pass: every event in position order with its chain
+// link (a merge join on position), stream links and the chain checked here,
+// content hashes in the workers.
+func (v *verifier) events(ctx context.Context, tx pgx.Tx, head ChainLink, total int64) error {
+	const cols = 17
+	formats := make(pgx.QueryResultFormats, cols)
+	for i := range formats {
+		formats[i] = 1 // binary
+	}
+	rows, err := tx.Query(ctx, `SELECT e.position, e.stream_id, e.stream_version, e.schema_version, e.occurred_at, e.recorded_at,
+			e.event_id::text, e.event_type, e.causation_id, e.payload, e.prev_hash || e.hash, e.transaction_id,
+			c.seq, c.position, c.event_hash, c.prev_chain_hash, c.chain_hash
 		FROM ledger_events e LEFT JOIN ledger_chain c ON c.position = e.position
-		ORDER BY e.position`)
+		ORDER BY e.position`, formats)
 	if err != nil {
 		return fmt.Errorf("postgres: verify: read events: %w", err)
 	}
 	defer rows.Close()
 
-	batches := make(chan verifyBatch, 2*v.cfg.Workers)
+	const batchSize = 512
+	batches := make(chan []rawEvent, 2*v.cfg.Workers)
 	var wg sync.WaitGroup
 	for range v.cfg.Workers {
 		wg.Add(1)
@@ -258,29 +325,66 @@ func (v *verifier) events(ctx context.Context, tx *sql.Tx, head ChainLink, total
 		}()
 	}
 	streams := map[int64]*streamState{}
-	const batchSize = 256
-	batch := make(verifyBatch, 0, batchSize)
+	batch := make([]rawEvent, 0, batchSize)
+	var arena []byte
+	own := func(b []byte) []byte {
+		if cap(arena)-len(arena) < len(b) {
+			arena = make([]byte, 0, max(256<<10, len(b)))
+		}
+		start := len(arena)
+		arena = append(arena, b...)
+		return arena[start:len(arena):len(arena)]
+	}
 	var readErr error
 	for rows.Next() {
-		var e StoredEvent
-		var txid wsql.XID8
-		var seq sql.NullInt64
-		var sealedHash []byte
-		if err := rows.Scan(&e.Position, &txid, &e.EventID, &e.StreamID, &e.StreamVersion, &e.Type, &e.SchemaVersion,
-			&e.OccurredAt, &e.RecordedAt, &e.CausationID, (*[]byte)(&e.Payload), &e.PrevHash, &e.Hash, &seq, &sealedHash); err != nil {
-			readErr = fmt.Errorf("postgres: verify: read events: %w", err)
+		vals := rows.RawValues()
+		if len(vals) != cols || len(vals[0]) != 8 || len(vals[1]) != 8 || len(vals[2]) != 4 || len(vals[3]) != 4 ||
+			len(vals[4]) != 8 || len(vals[5]) != 8 || len(vals[9]) < 1 || len(vals[10]) != 2*sha256.Size || len(vals[11]) != 8 {
+			readErr = errors.New("postgres: verify: unexpected row layout")
 			break
 		}
-		e.TransactionID = uint64(txid)
+		hashes := own(vals[10])
+		e := rawEvent{
+			position:      int64(binary.BigEndian.Uint64(vals[0])),
+			streamID:      int64(binary.BigEndian.Uint64(vals[1])),
+			version:       int(int32(binary.BigEndian.Uint32(vals[2]))),
+			schemaVersion: int(int32(binary.BigEndian.Uint32(vals[3]))),
+			occurredUS:    int64(binary.BigEndian.Uint64(vals[4])) + pgEpochMicros,
+			recordedUS:    int64(binary.BigEndian.Uint64(vals[5])) + pgEpochMicros,
+			eventID:       own(vals[6]),
+			typ:           own(vals[7]),
+			causation:     own(vals[8]),
+			payload:       own(vals[9][1:]), // jsonb: a version byte, then text
+			prevHash:      hashes[:sha256.Size],
+			hashSum:       hashes[sha256.Size:],
+		}
 		v.report.Events++
 		v.link(streams, &e)
-		v.coverage(&e, head, seq, sealedHash)
+		if vals[12] == nil {
+			v.unsealed(&e, binary.BigEndian.Uint64(vals[11]), head)
+		} else {
+			if len(vals[12]) != 8 || len(vals[13]) != 8 {
+				readErr = errors.New("postgres: verify: unexpected chain layout")
+				break
+			}
+			l := ChainLink{Seq: int64(binary.BigEndian.Uint64(vals[12])), Position: int64(binary.BigEndian.Uint64(vals[13])),
+				EventHash: vals[14], PrevChainHash: vals[15], ChainHash: vals[16]}
+			v.report.Sealed++
+			if !bytes.Equal(l.EventHash, e.hashSum) {
+				v.add(Problem{Position: e.position, Seq: l.Seq, Table: "ledger_events", Check: CheckChain,
+					Detail: fmt.Sprintf("stream %d version %d: hash differs from the one sealed at chain seq %d (the event was changed or moved)", e.streamID, e.version, l.Seq)})
+			}
+			v.chainLink(l)
+		}
 		batch = append(batch, e)
 		if len(batch) == batchSize {
-			batches <- batch
-			batch = make(verifyBatch, 0, batchSize)
-			if v.cfg.Progress != nil && v.report.Events%(64*batchSize) == 0 {
-				v.cfg.Progress(v.report.Events, total)
+			select {
+			case batches <- batch:
+			case <-ctx.Done():
+			}
+			batch = make([]rawEvent, 0, batchSize)
+			if v.cfg.Progress != nil && v.report.Events%(32*batchSize) == 0 {
+				v.cfg.Progress(v.report.Events, max(total, v.report.Events))
 			}
 		}
 	}
@@ -289,151 +393,215 @@ func (v *verifier) events(ctx context.Context, tx *sql.Tx, head ChainLink, total
 	}
 	close(batches)
 	wg.Wait()
+	rows.Close()
 	if readErr != nil {
 		return readErr
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("postgres: verify: read events: %w", err)
 	}
-	if v.cfg.Progress != nil {
-		v.cfg.Progress(v.report.Events, max(total, v.report.Events))
-	}
 	v.report.Streams = int64(len(streams))
+	v.report.ChainLinks = v.report.Sealed
+	if v.report.Sealed != head.Seq || v.links.open() {
+		// Links whose event is gone, or a gap: read the links the join
+		// could not show.
+		if err := v.orphanLinks(ctx, tx); err != nil {
+			return err
+		}
+	}
+	v.endOfChain(head)
+	if v.cfg.Progress != nil {
+		v.cfg.Progress(v.report.Events, v.report.Events)
+	}
 	return nil
 }
 
-// link checks that e follows the previous event of its stream.
-func (v *verifier) link(streams map[int64]*streamState, e *StoredEvent) {
-	st := streams[e.StreamID]
-	wantVersion, wantPrev := 1, GenesisHash
-	if st != nil {
-		wantVersion, wantPrev = st.version+1, st.hash[:]
-	}
-	switch {
-	case e.StreamVersion != wantVersion && st == nil:
-		v.add(Problem{Position: e.Position, Table: "ledger_events", Check: CheckStream,
-			Detail: fmt.Sprintf("stream %d starts at version %d (versions before it missing or moved)", e.StreamID, e.StreamVersion)})
-	case e.StreamVersion != wantVersion:
-		v.add(Problem{Position: e.Position, Table: "ledger_events", Check: CheckStream,
-			Detail: fmt.Sprintf("stream %d: version %d follows version %d at position %d (an event missing or moved)", e.StreamID, e.StreamVersion, st.version, st.position)})
-	case !bytes.Equal(e.PrevHash, wantPrev):
-		v.add(Problem{Position: e.Position, Table: "ledger_events", Check: CheckStream,
-			Detail: fmt.Sprintf("stream %d version %d: prev_hash is not the hash of the stream's previous event", e.StreamID, e.StreamVersion)})
-	}
-	if st == nil {
-		st = &streamState{}
-		streams[e.StreamID] = st
-	}
-	st.version, st.position = e.StreamVersion, e.Position
-	copy(st.hash[:], e.Hash)
-}
-
-// coverage checks e's link in the global chain.
-func (v *verifier) coverage(e *StoredEvent, head ChainLink, seq sql.NullInt64, sealedHash []byte) {
-	if seq.Valid {
-		v.report.Sealed++
-		if !bytes.Equal(sealedHash, e.Hash) {
-			v.add(Problem{Position: e.Position, Seq: seq.Int64, Table: "ledger_events", Check: CheckChain,
-				Detail: fmt.Sprintf("stream %d version %d: hash differs from the one sealed at chain seq %d (the event was changed or moved)", e.StreamID, e.StreamVersion, seq.Int64)})
-		}
-		return
-	}
-	if e.TransactionID < head.TransactionID || (e.TransactionID == head.TransactionID && e.Position < head.Position) {
-		v.add(Problem{Position: e.Position, Table: "ledger_events", Check: CheckCoverage,
-			Detail: fmt.Sprintf("stream %d version %d: not sealed in the global chain, though it precedes the chain head (inserted afterwards?)", e.StreamID, e.StreamVersion)})
+// unsealed handles an event without a link: an error up to the chain head
+// (in the sealer's (transaction_id, position) order), merely not sealed yet
+// after it.
+func (v *verifier) unsealed(e *rawEvent, txid uint64, head ChainLink) {
+	if txid < head.TransactionID || (txid == head.TransactionID && e.position < head.Position) {
+		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckCoverage,
+			Detail: fmt.Sprintf("stream %d version %d: not sealed in the global chain, though it precedes the chain head (inserted afterwards?)", e.streamID, e.version)})
 		return
 	}
 	v.report.Unsealed++
 }
 
-// content checks e's content against its stored hash.
-func (v *verifier) content(h *eventHasher, e *StoredEvent) {
-	sum, err := h.hash(e)
-	if err != nil {
-		v.add(Problem{Position: e.Position, Table: "ledger_events", Check: CheckContent,
-			Detail: fmt.Sprintf("stream %d version %d: payload: %v", e.StreamID, e.StreamVersion, err)})
-		return
+// chainLink checks one link on its own (its hash, the anchor) and pairs it
+// with its neighbours.
+func (v *verifier) chainLink(l ChainLink) {
+	if !bytes.Equal(ChainHash(l.Seq, l.Position, l.EventHash, l.PrevChainHash), l.ChainHash) {
+		v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckChain,
+			Detail: fmt.Sprintf("chain seq %d: link does not match its hash", l.Seq)})
 	}
-	if !bytes.Equal(sum, e.Hash) {
-		v.add(Problem{Position: e.Position, Table: "ledger_events", Check: CheckContent,
-			Detail: fmt.Sprintf("stream %d version %d: content does not match its hash (changed after it was appended)", e.StreamID, e.StreamVersion)})
+	if a := v.cfg.Anchor; a != nil && l.Position == a.Position {
+		v.report.AnchorChecked = true
+		if !bytes.Equal(l.ChainHash, a.Hash) {
+			v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckAnchor,
+				Detail: fmt.Sprintf("chain hash at the kept head (seq %d) is %x, the anchor says %x: the chain was rewritten", l.Seq, l.ChainHash, a.Hash)})
+		}
+	}
+	for _, p := range v.links.add(l) {
+		v.add(p)
 	}
 }
 
-// chain checks the global chain link by link, and the anchor.
-func (v *verifier) chain(ctx context.Context, tx *sql.Tx) error {
-	rows, err := tx.QueryContext(ctx, `SELECT seq, position, event_hash, prev_chain_hash, chain_hash FROM ledger_chain ORDER BY seq`)
-	if err != nil {
-		return fmt.Errorf("postgres: verify: read chain: %w", err)
-	}
-	defer rows.Close()
-	prev := GenesisHash
-	var want int64 = 1
-	anchorSeen := false
-	for rows.Next() {
-		var l ChainLink
-		if err := rows.Scan(&l.Seq, &l.Position, &l.EventHash, &l.PrevChainHash, &l.ChainHash); err != nil {
-			return fmt.Errorf("postgres: verify: read chain: %w", err)
-		}
-		v.report.ChainLinks++
-		if l.Seq != want {
-			v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckChain,
-				Detail: fmt.Sprintf("chain seq %d where %d was expected (links %d to %d missing)", l.Seq, want, want, l.Seq-1)})
-		}
-		if !bytes.Equal(l.PrevChainHash, prev) {
-			v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckChain,
-				Detail: fmt.Sprintf("chain seq %d: prev_chain_hash is not the previous link's hash", l.Seq)})
-		}
-		if !bytes.Equal(ChainHash(l.Seq, l.Position, l.EventHash, l.PrevChainHash), l.ChainHash) {
-			v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckChain,
-				Detail: fmt.Sprintf("chain seq %d: link does not match its hash", l.Seq)})
-		}
-		if a := v.cfg.Anchor; a != nil && l.Position == a.Position {
-			anchorSeen = true
-			if !bytes.Equal(l.ChainHash, a.Hash) {
-				v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckAnchor,
-					Detail: fmt.Sprintf("chain hash at the kept head (seq %d) is %x, the anchor says %x: the chain was rewritten", l.Seq, l.ChainHash, a.Hash)})
-			}
-		}
-		prev = l.ChainHash
-		want = l.Seq + 1
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("postgres: verify: read chain: %w", err)
-	}
-	if a := v.cfg.Anchor; a != nil {
-		v.report.AnchorChecked = true
-		if !anchorSeen {
-			v.add(Problem{Position: a.Position, Table: "ledger_chain", Check: CheckAnchor,
-				Detail: fmt.Sprintf("the kept chain head is gone: the chain ends at position %d (seq %d), the newest events up to the kept head were deleted", v.report.Head.Position, v.report.Head.Seq)})
-		}
-	}
-	if v.report.ChainLinks == v.report.Sealed {
-		return nil
-	}
-	// Links whose event is gone.
-	missing, err := tx.QueryContext(ctx, `SELECT c.seq, c.position FROM ledger_chain c
-		WHERE NOT EXISTS (SELECT 1 FROM ledger_events e WHERE e.position = c.position)
-		ORDER BY c.position LIMIT $1`, v.cfg.MaxProblems)
+// orphanLinks reads the links whose event is not in the log.
+func (v *verifier) orphanLinks(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `SELECT c.seq, c.position, c.event_hash, c.prev_chain_hash, c.chain_hash FROM ledger_chain c
+		WHERE NOT EXISTS (SELECT 1 FROM ledger_events e WHERE e.position = c.position) ORDER BY c.seq`)
 	if err != nil {
 		return fmt.Errorf("postgres: verify: links without event: %w", err)
 	}
-	defer missing.Close()
-	for missing.Next() {
-		var seq, pos int64
-		if err := missing.Scan(&seq, &pos); err != nil {
+	defer rows.Close()
+	for rows.Next() {
+		var l ChainLink
+		if err := rows.Scan(&l.Seq, &l.Position, &l.EventHash, &l.PrevChainHash, &l.ChainHash); err != nil {
 			return fmt.Errorf("postgres: verify: links without event: %w", err)
 		}
-		v.add(Problem{Position: pos, Seq: seq, Table: "ledger_chain", Check: CheckCoverage,
-			Detail: fmt.Sprintf("sealed at chain seq %d but missing from the log (deleted)", seq)})
+		v.report.ChainLinks++
+		v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckCoverage,
+			Detail: fmt.Sprintf("sealed at chain seq %d but missing from the log (deleted)", l.Seq)})
+		v.chainLink(l)
 	}
-	return missing.Err()
+	return rows.Err()
+}
+
+// endOfChain reports what the pairing left open: gaps in the sequence, and
+// a kept head no longer in the chain.
+func (v *verifier) endOfChain(head ChainLink) {
+	for _, p := range v.links.finish(head) {
+		v.add(p)
+	}
+	if a := v.cfg.Anchor; a != nil && !v.report.AnchorChecked {
+		v.report.AnchorChecked = true
+		v.add(Problem{Position: a.Position, Table: "ledger_chain", Check: CheckAnchor,
+			Detail: fmt.Sprintf("the kept chain head is gone: the chain ends at position %d (seq %d), the newest events up to the kept head were deleted", head.Position, head.Seq)})
+	}
+}
+
+// linkPairs checks that links 1..N follow each other (prev_chain_hash of
+// link s is the chain_hash of link s-1) when they arrive in any order: the
+// join gives them in position order, which is close to, but not exactly,
+// their order. Only links whose neighbour has not come yet are kept.
+type linkPairs struct {
+	// hashOf holds chain hashes waiting for their successor, prevOf
+	// previous hashes waiting for their predecessor, by seq.
+	hashOf, prevOf map[int64]linkEnd
+	seen           int64
+}
+
+type linkEnd struct {
+	hash     []byte
+	position int64
+}
+
+func (lp *linkPairs) open() bool { return len(lp.prevOf) > 0 || len(lp.hashOf) > 1 }
+
+func (lp *linkPairs) add(l ChainLink) []Problem {
+	if lp.hashOf == nil {
+		lp.hashOf, lp.prevOf = map[int64]linkEnd{}, map[int64]linkEnd{}
+	}
+	lp.seen++
+	var problems []Problem
+	if l.Seq < 1 {
+		return []Problem{{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckChain,
+			Detail: fmt.Sprintf("chain seq %d is not a link number", l.Seq)}}
+	}
+	// Its predecessor.
+	switch {
+	case l.Seq == 1:
+		if !bytes.Equal(l.PrevChainHash, GenesisHash) {
+			problems = append(problems, Problem{Position: l.Position, Seq: 1, Table: "ledger_chain", Check: CheckChain,
+				Detail: "chain seq 1: prev_chain_hash is not the genesis hash"})
+		}
+	default:
+		if p, ok := lp.hashOf[l.Seq-1]; ok {
+			delete(lp.hashOf, l.Seq-1)
+			if !bytes.Equal(p.hash, l.PrevChainHash) {
+				problems = append(problems, Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckChain,
+					Detail: fmt.Sprintf("chain seq %d: prev_chain_hash is not the previous link's hash", l.Seq)})
+			}
+		} else if _, dup := lp.prevOf[l.Seq]; dup {
+			problems = append(problems, Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckChain,
+				Detail: fmt.Sprintf("chain seq %d appears twice", l.Seq)})
+		} else {
+			lp.prevOf[l.Seq] = linkEnd{bytes.Clone(l.PrevChainHash), l.Position}
+		}
+	}
+	// Its successor.
+	if n, ok := lp.prevOf[l.Seq+1]; ok {
+		delete(lp.prevOf, l.Seq+1)
+		if !bytes.Equal(n.hash, l.ChainHash) {
+			problems = append(problems, Problem{Position: n.position, Seq: l.Seq + 1, Table: "ledger_chain", Check: CheckChain,
+				Detail: fmt.Sprintf("chain seq %d: prev_chain_hash is not the previous link's hash", l.Seq+1)})
+		}
+	} else {
+		lp.hashOf[l.Seq] = linkEnd{bytes.Clone(l.ChainHash), l.Position}
+	}
+	return problems
+}
+
+// finish reports links whose predecessor never came (a gap before them)
+// and checks that the last link is the head.
+func (lp *linkPairs) finish(head ChainLink) []Problem {
+	var problems []Problem
+	for seq, p := range lp.prevOf {
+		problems = append(problems, Problem{Position: p.position, Seq: seq, Table: "ledger_chain", Check: CheckChain,
+			Detail: fmt.Sprintf("chain seq %d follows a gap: link %d is missing (deleted)", seq, seq-1)})
+	}
+	if lp.seen != head.Seq && len(problems) == 0 {
+		problems = append(problems, Problem{Position: head.Position, Seq: head.Seq, Table: "ledger_chain", Check: CheckChain,
+			Detail: fmt.Sprintf("the chain has %d links but its head is seq %d", lp.seen, head.Seq)})
+	}
+	return problems
+}
+
+// link checks that e follows the previous event of its stream.
+func (v *verifier) link(streams map[int64]*streamState, e *rawEvent) {
+	st := streams[e.streamID]
+	wantVersion, wantPrev := 1, GenesisHash
+	if st != nil {
+		wantVersion, wantPrev = st.version+1, st.hash[:]
+	}
+	switch {
+	case e.version != wantVersion && st == nil:
+		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckStream,
+			Detail: fmt.Sprintf("stream %d starts at version %d (versions before it missing or moved)", e.streamID, e.version)})
+	case e.version != wantVersion:
+		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckStream,
+			Detail: fmt.Sprintf("stream %d: version %d follows version %d at position %d (an event missing or moved)", e.streamID, e.version, st.version, st.position)})
+	case !bytes.Equal(e.prevHash, wantPrev):
+		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckStream,
+			Detail: fmt.Sprintf("stream %d version %d: prev_hash is not the hash of the stream's previous event", e.streamID, e.version)})
+	}
+	if st == nil {
+		st = &streamState{}
+		streams[e.streamID] = st
+	}
+	st.version, st.position = e.version, e.position
+	copy(st.hash[:], e.hashSum)
+}
+
+// content checks e's content against its stored hash.
+func (v *verifier) content(h *eventHasher, e *rawEvent) {
+	sum, err := h.hashRaw(e)
+	if err != nil {
+		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckContent,
+			Detail: fmt.Sprintf("stream %d version %d: payload: %v", e.streamID, e.version, err)})
+		return
+	}
+	if !bytes.Equal(sum, e.hashSum) {
+		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckContent,
+			Detail: fmt.Sprintf("stream %d version %d: content does not match its hash (changed after it was appended)", e.streamID, e.version)})
+	}
 }
 
 // inbox checks the raw Stripe bodies and signatures.
-func (v *verifier) inbox(ctx context.Context, tx *sql.Tx) error {
+func (v *verifier) inbox(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
 	for _, table := range []string{"stripe_inbox", "stripe_deliveries"} {
-		rows, err := tx.QueryContext(ctx, `SELECT id, event_id, payload, payload_sha256, signature_header FROM `+table+` ORDER BY id`)
+		rows, err := tx.Query(ctx, `SELECT id, event_id, payload, payload_sha256, signature_header FROM `+table+` ORDER BY id`)
 		if err != nil {
 			return fmt.Errorf("postgres: verify: read %s: %w", table, err)
 		}
@@ -464,19 +632,18 @@ func (v *verifier) inbox(ctx context.Context, tx *sql.Tx) error {
 					Detail: fmt.Sprintf("Stripe event %s: stored signature does not verify with the configured secrets: %v", eventID, err)})
 			}
 		}
+		rows.Close()
 		if err := rows.Err(); err != nil {
-			rows.Close()
 			return fmt.Errorf("postgres: verify: read %s: %w", table, err)
 		}
-		rows.Close()
 	}
 	return nil
 }
 
 // causes checks that every event caused by a Stripe event has its raw
 // body in the inbox.
-func (v *verifier) causes(ctx context.Context, tx *sql.Tx) error {
-	rows, err := tx.QueryContext(ctx, `SELECT e.position, e.causation_id FROM ledger_events e
+func (v *verifier) causes(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
+	rows, err := tx.Query(ctx, `SELECT e.position, e.causation_id FROM ledger_events e
 		WHERE e.causation_id LIKE 'evt\_%' AND NOT EXISTS (SELECT 1 FROM stripe_inbox i WHERE i.event_id = e.causation_id)
 		ORDER BY e.position LIMIT $1`, v.cfg.MaxProblems)
 	if err != nil {
@@ -495,6 +662,25 @@ func (v *verifier) causes(ctx context.Context, tx *sql.Tx) error {
 	return rows.Err()
 }
 
+// lastLinkPgx is lastLink on a pgx transaction.
+func lastLinkPgx(ctx context.Context, tx pgx.Tx) (ChainLink, error) {
+	l := ChainLink{ChainHash: GenesisHash}
+	var txid string
+	err := tx.QueryRow(ctx, `SELECT seq, position, transaction_id::text, event_hash, prev_chain_hash, chain_hash, sealed_at
+		FROM ledger_chain ORDER BY seq DESC LIMIT 1`).Scan(&l.Seq, &l.Position, &txid, &l.EventHash, &l.PrevChainHash, &l.ChainHash, &l.SealedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ChainLink{ChainHash: GenesisHash}, nil
+	}
+	if err != nil {
+		return l, fmt.Errorf("postgres: verify: chain head: %w", err)
+	}
+	if l.TransactionID, err = strconv.ParseUint(txid, 10, 64); err != nil {
+		return l, fmt.Errorf("postgres: verify: chain head: %w", err)
+	}
+	l.SealedAt = l.SealedAt.UTC()
+	return l, nil
+}
+
 // eventHasher computes EventHash with reused buffers (the verifier's hot
 // path); TestEventHasherMatchesEventHash keeps the two identical.
 type eventHasher struct {
@@ -505,7 +691,16 @@ type eventHasher struct {
 }
 
 func (x *eventHasher) hash(e *StoredEvent) ([]byte, error) {
-	payload, err := x.canon.canonical(e.Payload)
+	return x.hashRaw(&rawEvent{
+		streamID: e.StreamID, version: e.StreamVersion, schemaVersion: e.SchemaVersion,
+		occurredUS: storageTime(e.OccurredAt).UnixMicro(), recordedUS: storageTime(e.RecordedAt).UnixMicro(),
+		eventID: []byte(e.EventID), typ: []byte(e.Type), causation: []byte(e.CausationID),
+		payload: e.Payload, prevHash: e.PrevHash,
+	})
+}
+
+func (x *eventHasher) hashRaw(e *rawEvent) ([]byte, error) {
+	payload, err := x.canon.canonical(e.payload)
 	if err != nil {
 		return nil, err
 	}
@@ -520,29 +715,26 @@ func (x *eventHasher) hash(e *StoredEvent) ([]byte, error) {
 		h.Write(n[:])
 		h.Write(b)
 	}
-	fieldString := func(s string) {
-		x.num = append(x.num[:0], s...)
-		field(x.num)
-	}
 	fieldInt := func(i int64) {
 		x.num = strconv.AppendInt(x.num[:0], i, 10)
 		field(x.num)
 	}
-	fieldTime := func(t time.Time) {
-		x.num = storageTime(t).AppendFormat(x.num[:0], time.RFC3339Nano)
+	fieldTime := func(us int64) {
+		x.num = time.UnixMicro(us).UTC().AppendFormat(x.num[:0], time.RFC3339Nano)
 		field(x.num)
 	}
-	fieldString(hashVersion)
-	fieldString(e.EventID)
-	fieldInt(e.StreamID)
-	fieldInt(int64(e.StreamVersion))
-	fieldString(e.Type)
-	fieldInt(int64(e.SchemaVersion))
-	fieldTime(e.OccurredAt)
-	fieldTime(e.RecordedAt)
-	fieldString(e.CausationID)
+	x.num = append(x.num[:0], hashVersion...)
+	field(x.num)
+	field(e.eventID)
+	fieldInt(e.streamID)
+	fieldInt(int64(e.version))
+	field(e.typ)
+	fieldInt(int64(e.schemaVersion))
+	fieldTime(e.occurredUS)
+	fieldTime(e.recordedUS)
+	field(e.causation)
 	field(payload)
-	field(e.PrevHash)
+	field(e.prevHash)
 	x.sum = h.Sum(x.sum[:0])
 	return x.sum, nil
 }

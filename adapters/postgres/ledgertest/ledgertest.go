@@ -78,6 +78,9 @@ type Options struct {
 	Seed uint64
 	// Start is the clock's start (default 2027-01-01T00:00:00Z).
 	Start time.Time
+	// AfterStep, when set, is called after each write, before the clock
+	// moves again.
+	AfterStep func(Step)
 }
 
 // Seed writes opts.Bookings bookings with random histories through the real
@@ -115,7 +118,7 @@ func Seed(tb testing.TB, db *sql.DB, opts Options) *Seeded {
 			tb.Fatalf("ledgertest: create booking %d: %v", i, err)
 		}
 		s.Bookings = append(s.Bookings, row.ID)
-		s.Steps = append(s.Steps, Step{At: clock.Now(), BookingID: row.ID, What: "create"})
+		s.step(opts, Step{At: clock.Now(), BookingID: row.ID, What: "create"})
 		sb := stripe.TestBooking{ID: row.ID, SessionID: sessionID, PaymentIntentID: stripe.NewPaymentIntentID(),
 			Amount: row.Amount, Currency: row.Currency, CustomerEmail: row.CustomerEmail}
 
@@ -163,7 +166,7 @@ func Seed(tb testing.TB, db *sql.DB, opts Options) *Seeded {
 			if err != nil {
 				tb.Fatalf("ledgertest: ingest %s for booking %d: %v", ev.Type, row.ID, err)
 			}
-			s.Steps = append(s.Steps, Step{At: at, BookingID: row.ID, What: ev.Type, EventID: ev.ID, Outcome: res.Outcome})
+			s.step(opts, Step{At: at, BookingID: row.ID, What: ev.Type, EventID: ev.ID, Outcome: res.Outcome})
 			switch res.Outcome {
 			case postgres.OutcomeUnmatched:
 				s.Unmatched[row.ID] = append(s.Unmatched[row.ID], ev.ID)
@@ -173,6 +176,13 @@ func Seed(tb testing.TB, db *sql.DB, opts Options) *Seeded {
 		}
 	}
 	return s
+}
+
+func (s *Seeded) step(opts Options, st Step) {
+	s.Steps = append(s.Steps, st)
+	if opts.AfterStep != nil {
+		opts.AfterStep(st)
+	}
 }
 
 type delivery struct {
@@ -189,4 +199,38 @@ func Signatures(tb testing.TB) *stripe.Verifier {
 		tb.Fatal(err)
 	}
 	return v
+}
+
+// Bulk appends streams×perStream events through the real event store
+// (EventStore.Append, hash-chained per stream), many streams per
+// transaction, with payloads shaped like the domain's. It is for volume:
+// the events are not a valid booking history. It returns the number of
+// events appended.
+func Bulk(tb testing.TB, db *sql.DB, streams, perStream int) int {
+	tb.Helper()
+	ctx := context.Background()
+	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	const streamsPerTx = 200
+	n := 0
+	for first := 0; first < streams; first += streamsPerTx {
+		err := postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+			for s := first; s < min(first+streamsPerTx, streams); s++ {
+				events := make([]postgres.NewEvent, perStream)
+				for v := range events {
+					payload := fmt.Sprintf(`{"payment_intent_id": "pi_3bulk%08d%04d", "session_id": "cs_test_bulk%08d", "amount": %d, "currency": "eur", "source": "webhook", "stripe_event_type": "checkout.session.completed"}`, s, v, s, 36000+v)
+					events[v] = postgres.NewEvent{Type: "PaymentSucceeded", SchemaVersion: 1, OccurredAt: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC),
+						CausationID: fmt.Sprintf("bulk:%d", s), Payload: []byte(payload)}
+				}
+				if _, err := store.Append(ctx, tx, int64(s+1), 0, nil, events); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			tb.Fatalf("ledgertest: bulk: %v", err)
+		}
+		n += (min(first+streamsPerTx, streams) - first) * perStream
+	}
+	return n
 }
