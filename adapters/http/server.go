@@ -49,6 +49,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// Now is the clock for received_at; nil means time.Now.
 	Now func() time.Time
+	// Audit serves the audit endpoints and the auditor UI (audit.go,
+	// ui.go); nil leaves them out.
+	Audit Audit
 }
 
 func (c *Config) setDefaults() {
@@ -105,6 +108,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 
 	api := r.NewRoute().Subrouter()
 	api.Use(s.requireToken)
+	s.routeAudit(r, api) // before /bookings/{id}: ?as_of= is matched first
 	api.Handle("/bookings", http.HandlerFunc(s.createBooking)).Methods(http.MethodPost)
 	api.Handle("/bookings", http.HandlerFunc(s.listBookings)).Methods(http.MethodGet, http.MethodHead)
 	api.Handle("/bookings", methodNotAllowed(http.MethodGet, http.MethodHead, http.MethodPost))

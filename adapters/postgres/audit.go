@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -105,6 +106,19 @@ type BookingHistory struct {
 	Booking      projections.BookingRow `json:"booking"`
 	Events       []HistoryEvent         `json:"events"`
 	StripeEvents []StripeRecord         `json:"stripe_events"`
+	Integrity    HistoryIntegrity       `json:"integrity"`
+}
+
+// HistoryIntegrity is what can be checked of one booking on its own: its
+// stream's hash chain (VerifyStream) and, for each sealed event, that the
+// global chain sealed the hash it has now. The whole ledger is checked by
+// Verify.
+type HistoryIntegrity struct {
+	Intact bool `json:"intact"`
+	// Problem names the first broken position and what is wrong.
+	Problem  string `json:"problem,omitempty"`
+	Sealed   int    `json:"sealed"`
+	Unsealed int    `json:"unsealed"`
 }
 
 // History returns booking id's domain events in stream order beside every
@@ -120,10 +134,11 @@ type BookingHistory struct {
 func (a *Auditor) History(ctx context.Context, id int64, asOf time.Time) (BookingHistory, error) {
 	h := BookingHistory{BookingID: id, Events: []HistoryEvent{}, StripeEvents: []StripeRecord{}}
 	err := TransactOpts(ctx, a.db, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}, func(ctx context.Context, tx *sql.Tx) error {
-		events, seqs, err := loadStreamAsOf(ctx, tx, id, asOf)
+		events, seqs, sealed, err := loadStreamAsOf(ctx, tx, id, asOf)
 		if err != nil {
 			return err
 		}
+		h.Integrity = integrity(events, seqs, sealed)
 		row, err := foldStored(events)
 		if err != nil {
 			return err
@@ -159,33 +174,36 @@ func (a *Auditor) History(ctx context.Context, id int64, asOf time.Time) (Bookin
 // It returns an error wrapping domain.ErrNotFound when the booking had no
 // event by then.
 func (a *Auditor) BookingAsOf(ctx context.Context, id int64, t time.Time) (projections.BookingRow, error) {
-	events, _, err := loadStreamAsOf(ctx, a.db, id, t)
+	events, _, _, err := loadStreamAsOf(ctx, a.db, id, t)
 	if err != nil {
 		return projections.BookingRow{}, err
 	}
 	return foldStored(events)
 }
 
-func loadStreamAsOf(ctx context.Context, q Querier, id int64, asOf time.Time) ([]StoredEvent, []*int64, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+qualified("e", selectColumns)+`, c.seq FROM ledger_events e
+func loadStreamAsOf(ctx context.Context, q Querier, id int64, asOf time.Time) ([]StoredEvent, []*int64, [][]byte, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+qualified("e", selectColumns)+`, c.seq, c.event_hash FROM ledger_events e
 		LEFT JOIN ledger_chain c ON c.position = e.position
 		WHERE e.stream_id = $1 ORDER BY e.stream_version`, id)
 	if err != nil {
-		return nil, nil, fmt.Errorf("postgres: history of booking %d: %w", id, err)
+		return nil, nil, nil, fmt.Errorf("postgres: history of booking %d: %w", id, err)
 	}
 	defer rows.Close()
 	var events []StoredEvent
 	var seqs []*int64
+	var sealed [][]byte
 	for rows.Next() {
 		var seq sql.NullInt64
-		e, err := scanEventWith(rows, &seq)
+		var sealedHash []byte
+		e, err := scanEventWith(rows, &seq, &sealedHash)
 		if err != nil {
-			return nil, nil, fmt.Errorf("postgres: history of booking %d: %w", id, err)
+			return nil, nil, nil, fmt.Errorf("postgres: history of booking %d: %w", id, err)
 		}
 		if !asOf.IsZero() && e.RecordedAt.After(asOf) {
 			break
 		}
 		events = append(events, e)
+		sealed = append(sealed, sealedHash)
 		if seq.Valid {
 			seqs = append(seqs, &seq.Int64)
 		} else {
@@ -193,12 +211,31 @@ func loadStreamAsOf(ctx context.Context, q Querier, id int64, asOf time.Time) ([
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("postgres: history of booking %d: %w", id, err)
+		return nil, nil, nil, fmt.Errorf("postgres: history of booking %d: %w", id, err)
 	}
 	if len(events) == 0 {
-		return nil, nil, fmt.Errorf("booking %d: %w", id, domain.ErrNotFound)
+		return nil, nil, nil, fmt.Errorf("booking %d: %w", id, domain.ErrNotFound)
 	}
-	return events, seqs, nil
+	return events, seqs, sealed, nil
+}
+
+func integrity(events []StoredEvent, seqs []*int64, sealed [][]byte) HistoryIntegrity {
+	in := HistoryIntegrity{Intact: true}
+	if pos, err := VerifyStream(events); err != nil {
+		in.Intact, in.Problem = false, fmt.Sprintf("position %d: %v", pos, err)
+	}
+	for i, e := range events {
+		if seqs[i] == nil {
+			in.Unsealed++
+			continue
+		}
+		in.Sealed++
+		if in.Intact && !bytes.Equal(sealed[i], e.Hash) {
+			in.Intact = false
+			in.Problem = fmt.Sprintf("position %d: hash differs from the one sealed at chain seq %d", e.Position, *seqs[i])
+		}
+	}
+	return in
 }
 
 func foldStored(events []StoredEvent) (projections.BookingRow, error) {

@@ -27,6 +27,7 @@ type App struct {
 	ln     net.Listener
 	srv    *http.Server
 	served chan error
+	audit  auditRuntime
 }
 
 // NewApp returns an App for cfg; Start brings it up.
@@ -59,12 +60,17 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	auditor, err := a.startAudit(db)
+	if err != nil {
+		return err
+	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
 		Ledger:   ledger,
 		Verifier: verifier,
 		APIToken: a.cfg.APIToken,
 		Ready:    a.ready,
 		Logger:   a.logger,
+		Audit:    auditor,
 	})
 	if err != nil {
 		return err
@@ -129,6 +135,7 @@ func (a *App) Close() error {
 			errs = append(errs, fmt.Errorf("shutdown: %w", err))
 		}
 	}
+	a.stopAudit()
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
 	}
