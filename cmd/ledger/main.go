@@ -41,6 +41,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newMigrateCmd(), newSendTestWebhookCmd())
+	root.AddCommand(newAuditCmd())
 	return root
 }
 
