@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +40,9 @@ type VerifyConfig struct {
 	Progress func(done, total int64)
 	// Workers re-hash events in parallel (default GOMAXPROCS).
 	Workers int
+	// Ranges is the number of position ranges the log is read in, each on
+	// a connection of its own (default 2).
+	Ranges int
 	// MaxProblems bounds the problems kept per check (default 100).
 	MaxProblems int
 }
@@ -136,15 +140,20 @@ func (r VerifyReport) EventsPerSecond() float64 {
 //     SHA-256 and, with cfg.Signatures, its stored Stripe signature; and
 //     every event caused by a Stripe event has that event's raw body.
 //
-// It reads with two connections of its own to databaseURL (pgx, binary
-// protocol: this is the one bulk read of the whole log) sharing one
-// exported snapshot, the log on one and everything else on the other.
-// Seal first (Sealer.SealCommitted) so that coverage includes what
-// committed last. The error is for failures to read, never for what was
-// found.
+// It opens connections of its own to databaseURL (pgx, binary protocol:
+// this is the one bulk read of the whole log), all in one exported
+// snapshot: the log is read in cfg.Ranges position ranges in parallel, each
+// a merge join of the events with their links, and the inbox on one more.
+// Memory grows with the number of streams (about 200 bytes each), not with
+// the number of events. Seal first (Sealer.SealCommitted) so that coverage
+// includes what committed last. The error is for failures to read, never
+// for what was found.
 func Verify(ctx context.Context, databaseURL string, cfg VerifyConfig) (VerifyReport, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Ranges <= 0 {
+		cfg.Ranges = 2
 	}
 	if cfg.MaxProblems <= 0 {
 		cfg.MaxProblems = 100
@@ -152,64 +161,68 @@ func Verify(ctx context.Context, databaseURL string, cfg VerifyConfig) (VerifyRe
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	connect := func() (*pgx.Conn, error) {
-		c, err := pgx.Connect(ctx, databaseURL)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: verify: connect to %s: %w", Redact(databaseURL), err)
+	// Connect in parallel; the first connection exports its snapshot, the
+	// others import it.
+	txs := make([]pgx.Tx, 1+cfg.Ranges)
+	conns := make([]*pgx.Conn, len(txs))
+	connErrs := make([]error, len(txs))
+	var connecting sync.WaitGroup
+	for i := range conns {
+		connecting.Add(1)
+		go func() {
+			defer connecting.Done()
+			conns[i], connErrs[i] = pgx.Connect(ctx, databaseURL)
+		}()
+	}
+	connecting.Wait()
+	for _, c := range conns {
+		if c != nil {
+			defer c.Close(context.WithoutCancel(ctx))
 		}
-		return c, nil
 	}
-	logConn, err := connect()
-	if err != nil {
-		return VerifyReport{}, err
+	if err := errors.Join(connErrs...); err != nil {
+		return VerifyReport{}, fmt.Errorf("postgres: verify: connect to %s: %w", Redact(databaseURL), err)
 	}
-	defer logConn.Close(context.WithoutCancel(ctx))
-	otherConn, err := connect()
-	if err != nil {
-		return VerifyReport{}, err
-	}
-	defer otherConn.Close(context.WithoutCancel(ctx))
-
 	ro := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
-	logTx, err := logConn.BeginTx(ctx, ro)
-	if err != nil {
-		return VerifyReport{}, fmt.Errorf("postgres: verify: begin: %w", err)
-	}
-	defer logTx.Rollback(context.WithoutCancel(ctx))
 	var snapshot string
-	if err := logTx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snapshot); err != nil {
-		return VerifyReport{}, fmt.Errorf("postgres: verify: export snapshot: %w", err)
-	}
-	otherTx, err := otherConn.BeginTx(ctx, ro)
-	if err != nil {
-		return VerifyReport{}, fmt.Errorf("postgres: verify: begin: %w", err)
-	}
-	defer otherTx.Rollback(context.WithoutCancel(ctx))
-	if _, err := otherTx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+strings.ReplaceAll(snapshot, "'", "")+`'`); err != nil {
-		return VerifyReport{}, fmt.Errorf("postgres: verify: import snapshot: %w", err)
+	for i, c := range conns {
+		tx, err := c.BeginTx(ctx, ro)
+		if err != nil {
+			return VerifyReport{}, fmt.Errorf("postgres: verify: begin: %w", err)
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx))
+		if i == 0 {
+			err = tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snapshot)
+		} else {
+			_, err = tx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+strings.ReplaceAll(snapshot, "'", "")+`'`)
+		}
+		if err != nil {
+			return VerifyReport{}, fmt.Errorf("postgres: verify: share the snapshot: %w", err)
+		}
+		txs[i] = tx
 	}
 
 	v := &verifier{cfg: cfg, found: map[string]int{}}
-	head, err := lastLinkPgx(ctx, otherTx)
+	head, err := lastLinkPgx(ctx, txs[0])
 	if err != nil {
 		return VerifyReport{}, err
 	}
 	v.report.Head = ChainHead{Seq: head.Seq, Position: head.Position, Hash: hex.EncodeToString(head.ChainHash), SealedAt: head.SealedAt}
-	// The progress total: the highest position is an index lookup, a
-	// count(*) would read the whole table once more; gaps make it an
-	// overestimate.
-	var total int64
-	if err := otherTx.QueryRow(ctx, `SELECT coalesce(max(position), 0) FROM ledger_events`).Scan(&total); err != nil {
-		return VerifyReport{}, fmt.Errorf("postgres: verify: last position: %w", err)
+	var lo, hi int64
+	if err := txs[0].QueryRow(ctx, `SELECT coalesce(min(position), 0), coalesce(max(position), 0) FROM ledger_events`).Scan(&lo, &hi); err != nil {
+		return VerifyReport{}, fmt.Errorf("postgres: verify: positions: %w", err)
 	}
 
-	logDone := make(chan error, 1)
-	go func() { logDone <- v.events(ctx, logTx, head, total) }()
-	otherErr := v.others(ctx, otherTx, head)
-	if otherErr != nil {
+	othersDone := make(chan error, 1)
+	go func() { othersDone <- v.others(ctx, txs[0], head) }()
+	logErr := v.events(ctx, txs[1:], head, lo, hi)
+	if logErr != nil {
 		cancel()
 	}
-	if err := errors.Join(<-logDone, otherErr); err != nil {
+	if err := errors.Join(logErr, <-othersDone); err != nil {
+		return VerifyReport{}, err
+	}
+	if err := v.closeChain(ctx, txs[0], head); err != nil {
 		return VerifyReport{}, err
 	}
 	r := v.report
@@ -221,8 +234,8 @@ func Verify(ctx context.Context, databaseURL string, cfg VerifyConfig) (VerifyRe
 type verifier struct {
 	cfg    VerifyConfig
 	report VerifyReport
-	// links pairs each chain link with its predecessor, in whatever order
-	// the links come.
+	// links pairs each chain link with its predecessor, after the ranges
+	// are merged.
 	links linkPairs
 
 	mu       sync.Mutex
@@ -259,7 +272,7 @@ func (v *verifier) sorted() []Problem {
 	return ps
 }
 
-// others runs every check but the log pass, on the second connection.
+// others runs the inbox checks, on a connection of their own.
 func (v *verifier) others(ctx context.Context, tx pgx.Tx, head ChainLink) error {
 	for _, check := range []func(context.Context, pgx.Tx, ChainLink) error{v.inbox, v.causes} {
 		if err := check(ctx, tx, head); err != nil {
@@ -283,39 +296,35 @@ type rawEvent struct {
 // microseconds since the Unix epoch.
 const pgEpochMicros = 946684800 * 1000000
 
-// streamState is what the stream check remembers of a stream's last event.
-type streamState struct {
-	version  int
+// streamEdge is an event at the edge of a stream's stretch within a
+// range: its first one (checked against the previous ranges when they are
+// merged) or its last one.
+type streamEdge struct {
+	version  int32
 	position int64
+	prev     [sha256.Size]byte
 	hash     [sha256.Size]byte
 }
 
-// events is the log pass: every event in position order with its chain
-// link (a merge join on position), stream links and the chain checked here,
-// content hashes in the workers.
-func (v *verifier) events(ctx context.Context, tx pgx.Tx, head ChainLink, total int64) error {
-	const cols = 17
-	formats := make(pgx.QueryResultFormats, cols)
-	for i := range formats {
-		formats[i] = 1 // binary
-	}
-	rows, err := tx.Query(ctx, `SELECT e.position, e.stream_id, e.stream_version, e.schema_version, e.occurred_at, e.recorded_at,
-			e.event_id::text, e.event_type, e.causation_id, e.payload, e.prev_hash || e.hash, e.transaction_id,
-			c.seq, c.position, c.event_hash, c.prev_chain_hash, c.chain_hash
-		FROM ledger_events e LEFT JOIN ledger_chain c ON c.position = e.position
-		ORDER BY e.position`, formats)
-	if err != nil {
-		return fmt.Errorf("postgres: verify: read events: %w", err)
-	}
-	defer rows.Close()
+// rangeState is what one range reader found.
+type rangeState struct {
+	first, last              map[int64]streamEdge
+	links                    linkPairs
+	events, sealed, unsealed int64
+	anchorSeen               bool
+}
 
-	const batchSize = 512
-	batches := make(chan []rawEvent, 2*v.cfg.Workers)
-	var wg sync.WaitGroup
+// events is the log pass: the position span [lo, hi] cut into one range
+// per transaction, each read in position order with its chain links (a
+// merge join), stream links and the chain checked by the range's reader,
+// content hashes by the workers; then the ranges are merged in order.
+func (v *verifier) events(ctx context.Context, txs []pgx.Tx, head ChainLink, lo, hi int64) error {
+	batches := make(chan []rawEvent, 4*v.cfg.Workers)
+	var workers sync.WaitGroup
 	for range v.cfg.Workers {
-		wg.Add(1)
+		workers.Add(1)
 		go func() {
-			defer wg.Done()
+			defer workers.Done()
 			var h eventHasher
 			for b := range batches {
 				for i := range b {
@@ -324,7 +333,118 @@ func (v *verifier) events(ctx context.Context, tx pgx.Tx, head ChainLink, total 
 			}
 		}()
 	}
-	streams := map[int64]*streamState{}
+	var done atomic.Int64
+	stopProgress := make(chan struct{})
+	var progress sync.WaitGroup
+	if v.cfg.Progress != nil {
+		total := max(hi-lo+1, 0)
+		progress.Add(1)
+		go func() {
+			defer progress.Done()
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stopProgress:
+					return
+				case <-t.C:
+					v.cfg.Progress(done.Load(), max(total, done.Load()))
+				}
+			}
+		}()
+	}
+
+	n := int64(len(txs))
+	width := max((hi-lo+1+n-1)/n, 1)
+	states := make([]*rangeState, len(txs))
+	errs := make([]error, len(txs))
+	var readers sync.WaitGroup
+	for i, tx := range txs {
+		from, to := lo+int64(i)*width, lo+int64(i+1)*width-1
+		if i == len(txs)-1 {
+			to = hi
+		}
+		states[i] = &rangeState{first: map[int64]streamEdge{}, last: map[int64]streamEdge{}}
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			errs[i] = v.readRange(ctx, tx, states[i], from, to, head, batches, &done)
+		}()
+	}
+	readers.Wait()
+	close(batches)
+	workers.Wait()
+	close(stopProgress)
+	progress.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+
+	// Merge the ranges in position order: each stream's first event in a
+	// range follows its last event in the ranges before.
+	streams := map[int64]streamEdge{}
+	for _, rs := range states {
+		for id, f := range rs.first {
+			prev, seen := streams[id]
+			v.follows(id, f, prev, seen)
+		}
+		for id, l := range rs.last {
+			streams[id] = l
+		}
+		v.report.Events += rs.events
+		v.report.Sealed += rs.sealed
+		v.report.Unsealed += rs.unsealed
+		v.report.AnchorChecked = v.report.AnchorChecked || rs.anchorSeen
+		for _, p := range v.links.merge(&rs.links) {
+			v.add(p)
+		}
+	}
+	v.report.Streams = int64(len(streams))
+	v.report.ChainLinks = v.report.Sealed
+	if v.cfg.Progress != nil {
+		v.cfg.Progress(v.report.Events, v.report.Events)
+	}
+	return nil
+}
+
+// follows checks that e, a stream's event, follows prev, the stream's
+// event before it (none when !seen: e must then start the stream).
+func (v *verifier) follows(stream int64, e streamEdge, prev streamEdge, seen bool) {
+	wantVersion, wantPrev := int32(1), [sha256.Size]byte{}
+	if seen {
+		wantVersion, wantPrev = prev.version+1, prev.hash
+	}
+	switch {
+	case e.version != wantVersion && !seen:
+		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckStream,
+			Detail: fmt.Sprintf("stream %d starts at version %d (versions before it missing or moved)", stream, e.version)})
+	case e.version != wantVersion:
+		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckStream,
+			Detail: fmt.Sprintf("stream %d: version %d follows version %d at position %d (an event missing or moved)", stream, e.version, prev.version, prev.position)})
+	case e.prev != wantPrev:
+		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckStream,
+			Detail: fmt.Sprintf("stream %d version %d: prev_hash is not the hash of the stream's previous event", stream, e.version)})
+	}
+}
+
+// readRange reads the events with a position in [from, to].
+func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, from, to int64, head ChainLink, batches chan<- []rawEvent, done *atomic.Int64) error {
+	const cols = 18
+	formats := make(pgx.QueryResultFormats, cols)
+	for i := range formats {
+		formats[i] = 1 // binary
+	}
+	rows, err := tx.Query(ctx, `SELECT e.position, e.stream_id, e.stream_version, e.schema_version, e.occurred_at, e.recorded_at,
+			e.event_id, e.event_type, e.causation_id, e.payload, e.prev_hash, e.hash, e.transaction_id,
+			c.seq, c.position, c.event_hash, c.prev_chain_hash, c.chain_hash
+		FROM ledger_events e LEFT JOIN ledger_chain c ON c.position = e.position
+		WHERE e.position BETWEEN $1 AND $2
+		ORDER BY e.position`, formats, from, to)
+	if err != nil {
+		return fmt.Errorf("postgres: verify: read events: %w", err)
+	}
+	defer rows.Close()
+	const batchSize = 512
 	batch := make([]rawEvent, 0, batchSize)
 	var arena []byte
 	own := func(b []byte) []byte {
@@ -335,15 +455,14 @@ func (v *verifier) events(ctx context.Context, tx pgx.Tx, head ChainLink, total 
 		arena = append(arena, b...)
 		return arena[start:len(arena):len(arena)]
 	}
-	var readErr error
 	for rows.Next() {
 		vals := rows.RawValues()
 		if len(vals) != cols || len(vals[0]) != 8 || len(vals[1]) != 8 || len(vals[2]) != 4 || len(vals[3]) != 4 ||
-			len(vals[4]) != 8 || len(vals[5]) != 8 || len(vals[9]) < 1 || len(vals[10]) != 2*sha256.Size || len(vals[11]) != 8 {
-			readErr = errors.New("postgres: verify: unexpected row layout")
-			break
+			len(vals[4]) != 8 || len(vals[5]) != 8 || len(vals[6]) != 16 || len(vals[9]) < 1 ||
+			len(vals[10]) != sha256.Size || len(vals[11]) != sha256.Size || len(vals[12]) != 8 {
+			return errors.New("postgres: verify: unexpected row layout")
 		}
-		hashes := own(vals[10])
+		var uuid [36]byte
 		e := rawEvent{
 			position:      int64(binary.BigEndian.Uint64(vals[0])),
 			streamID:      int64(binary.BigEndian.Uint64(vals[1])),
@@ -351,144 +470,166 @@ func (v *verifier) events(ctx context.Context, tx pgx.Tx, head ChainLink, total 
 			schemaVersion: int(int32(binary.BigEndian.Uint32(vals[3]))),
 			occurredUS:    int64(binary.BigEndian.Uint64(vals[4])) + pgEpochMicros,
 			recordedUS:    int64(binary.BigEndian.Uint64(vals[5])) + pgEpochMicros,
-			eventID:       own(vals[6]),
+			eventID:       own(appendUUID(uuid[:0], vals[6])),
 			typ:           own(vals[7]),
 			causation:     own(vals[8]),
 			payload:       own(vals[9][1:]), // jsonb: a version byte, then text
-			prevHash:      hashes[:sha256.Size],
-			hashSum:       hashes[sha256.Size:],
+			prevHash:      own(vals[10]),
+			hashSum:       own(vals[11]),
 		}
-		v.report.Events++
-		v.link(streams, &e)
-		if vals[12] == nil {
-			v.unsealed(&e, binary.BigEndian.Uint64(vals[11]), head)
+		rs.events++
+		v.linkStream(rs, &e)
+		if vals[13] == nil {
+			v.unsealed(rs, &e, binary.BigEndian.Uint64(vals[12]), head)
 		} else {
-			if len(vals[12]) != 8 || len(vals[13]) != 8 {
-				readErr = errors.New("postgres: verify: unexpected chain layout")
-				break
+			if len(vals[13]) != 8 || len(vals[14]) != 8 {
+				return errors.New("postgres: verify: unexpected chain layout")
 			}
-			l := ChainLink{Seq: int64(binary.BigEndian.Uint64(vals[12])), Position: int64(binary.BigEndian.Uint64(vals[13])),
-				EventHash: vals[14], PrevChainHash: vals[15], ChainHash: vals[16]}
-			v.report.Sealed++
+			l := ChainLink{Seq: int64(binary.BigEndian.Uint64(vals[13])), Position: int64(binary.BigEndian.Uint64(vals[14])),
+				EventHash: vals[15], PrevChainHash: vals[16], ChainHash: vals[17]}
+			rs.sealed++
 			if !bytes.Equal(l.EventHash, e.hashSum) {
 				v.add(Problem{Position: e.position, Seq: l.Seq, Table: "ledger_events", Check: CheckChain,
 					Detail: fmt.Sprintf("stream %d version %d: hash differs from the one sealed at chain seq %d (the event was changed or moved)", e.streamID, e.version, l.Seq)})
 			}
-			v.chainLink(l)
+			v.chainLink(rs, l)
 		}
 		batch = append(batch, e)
 		if len(batch) == batchSize {
 			select {
 			case batches <- batch:
 			case <-ctx.Done():
+				return ctx.Err()
 			}
+			done.Add(batchSize)
 			batch = make([]rawEvent, 0, batchSize)
-			if v.cfg.Progress != nil && v.report.Events%(32*batchSize) == 0 {
-				v.cfg.Progress(v.report.Events, max(total, v.report.Events))
-			}
 		}
-	}
-	if len(batch) > 0 {
-		batches <- batch
-	}
-	close(batches)
-	wg.Wait()
-	rows.Close()
-	if readErr != nil {
-		return readErr
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("postgres: verify: read events: %w", err)
 	}
-	v.report.Streams = int64(len(streams))
-	v.report.ChainLinks = v.report.Sealed
-	if v.report.Sealed != head.Seq || v.links.open() {
-		// Links whose event is gone, or a gap: read the links the join
-		// could not show.
-		if err := v.orphanLinks(ctx, tx); err != nil {
-			return err
-		}
-	}
-	v.endOfChain(head)
-	if v.cfg.Progress != nil {
-		v.cfg.Progress(v.report.Events, v.report.Events)
+	if len(batch) > 0 {
+		batches <- batch
+		done.Add(int64(len(batch)))
 	}
 	return nil
+}
+
+// appendUUID appends the canonical text form of a binary UUID, as
+// PostgreSQL's uuid_out writes it.
+func appendUUID(dst, u []byte) []byte {
+	for i, b := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst = append(dst, '-')
+		}
+		dst = append(dst, hexDigits[b>>4], hexDigits[b&0xF])
+	}
+	return dst
+}
+
+// linkStream checks that e follows the previous event of its stream within
+// the range, and remembers the stream's first event in it for the merge.
+func (v *verifier) linkStream(rs *rangeState, e *rawEvent) {
+	edge := streamEdge{version: int32(e.version), position: e.position}
+	copy(edge.prev[:], e.prevHash)
+	copy(edge.hash[:], e.hashSum)
+	if prev, ok := rs.last[e.streamID]; ok {
+		v.follows(e.streamID, edge, prev, true)
+	} else {
+		rs.first[e.streamID] = edge
+	}
+	rs.last[e.streamID] = edge
 }
 
 // unsealed handles an event without a link: an error up to the chain head
 // (in the sealer's (transaction_id, position) order), merely not sealed yet
 // after it.
-func (v *verifier) unsealed(e *rawEvent, txid uint64, head ChainLink) {
+func (v *verifier) unsealed(rs *rangeState, e *rawEvent, txid uint64, head ChainLink) {
 	if txid < head.TransactionID || (txid == head.TransactionID && e.position < head.Position) {
 		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckCoverage,
 			Detail: fmt.Sprintf("stream %d version %d: not sealed in the global chain, though it precedes the chain head (inserted afterwards?)", e.streamID, e.version)})
 		return
 	}
-	v.report.Unsealed++
+	rs.unsealed++
 }
 
 // chainLink checks one link on its own (its hash, the anchor) and pairs it
 // with its neighbours.
-func (v *verifier) chainLink(l ChainLink) {
+func (v *verifier) chainLink(rs *rangeState, l ChainLink) {
 	if !bytes.Equal(ChainHash(l.Seq, l.Position, l.EventHash, l.PrevChainHash), l.ChainHash) {
 		v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckChain,
 			Detail: fmt.Sprintf("chain seq %d: link does not match its hash", l.Seq)})
 	}
 	if a := v.cfg.Anchor; a != nil && l.Position == a.Position {
-		v.report.AnchorChecked = true
+		rs.anchorSeen = true
 		if !bytes.Equal(l.ChainHash, a.Hash) {
 			v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckAnchor,
 				Detail: fmt.Sprintf("chain hash at the kept head (seq %d) is %x, the anchor says %x: the chain was rewritten", l.Seq, l.ChainHash, a.Hash)})
 		}
 	}
-	for _, p := range v.links.add(l) {
+	for _, p := range rs.links.add(l) {
 		v.add(p)
 	}
 }
 
-// orphanLinks reads the links whose event is not in the log.
-func (v *verifier) orphanLinks(ctx context.Context, tx pgx.Tx) error {
-	rows, err := tx.Query(ctx, `SELECT c.seq, c.position, c.event_hash, c.prev_chain_hash, c.chain_hash FROM ledger_chain c
-		WHERE NOT EXISTS (SELECT 1 FROM ledger_events e WHERE e.position = c.position) ORDER BY c.seq`)
-	if err != nil {
-		return fmt.Errorf("postgres: verify: links without event: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var l ChainLink
-		if err := rows.Scan(&l.Seq, &l.Position, &l.EventHash, &l.PrevChainHash, &l.ChainHash); err != nil {
+// closeChain reads the links the join could not show (their event is
+// gone) when the pairing left something open, then reports gaps and a kept
+// head no longer in the chain.
+func (v *verifier) closeChain(ctx context.Context, tx pgx.Tx, head ChainLink) error {
+	v.links.flush()
+	if v.links.seen != head.Seq || v.links.open() {
+		rows, err := tx.Query(ctx, `SELECT c.seq, c.position, c.event_hash, c.prev_chain_hash, c.chain_hash FROM ledger_chain c
+			WHERE NOT EXISTS (SELECT 1 FROM ledger_events e WHERE e.position = c.position) ORDER BY c.seq`)
+		if err != nil {
 			return fmt.Errorf("postgres: verify: links without event: %w", err)
 		}
-		v.report.ChainLinks++
-		v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckCoverage,
-			Detail: fmt.Sprintf("sealed at chain seq %d but missing from the log (deleted)", l.Seq)})
-		v.chainLink(l)
+		var orphans rangeState
+		for rows.Next() {
+			var l ChainLink
+			if err := rows.Scan(&l.Seq, &l.Position, &l.EventHash, &l.PrevChainHash, &l.ChainHash); err != nil {
+				rows.Close()
+				return fmt.Errorf("postgres: verify: links without event: %w", err)
+			}
+			v.report.ChainLinks++
+			v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckCoverage,
+				Detail: fmt.Sprintf("sealed at chain seq %d but missing from the log (deleted)", l.Seq)})
+			v.chainLink(&orphans, l)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("postgres: verify: links without event: %w", err)
+		}
+		v.report.AnchorChecked = v.report.AnchorChecked || orphans.anchorSeen
+		for _, p := range v.links.merge(&orphans.links) {
+			v.add(p)
+		}
 	}
-	return rows.Err()
-}
-
-// endOfChain reports what the pairing left open: gaps in the sequence, and
-// a kept head no longer in the chain.
-func (v *verifier) endOfChain(head ChainLink) {
 	for _, p := range v.links.finish(head) {
 		v.add(p)
 	}
 	if a := v.cfg.Anchor; a != nil && !v.report.AnchorChecked {
-		v.report.AnchorChecked = true
 		v.add(Problem{Position: a.Position, Table: "ledger_chain", Check: CheckAnchor,
 			Detail: fmt.Sprintf("the kept chain head is gone: the chain ends at position %d (seq %d), the newest events up to the kept head were deleted", head.Position, head.Seq)})
 	}
+	if a := v.cfg.Anchor; a != nil {
+		v.report.AnchorChecked = true
+	}
+	return nil
 }
 
 // linkPairs checks that links 1..N follow each other (prev_chain_hash of
 // link s is the chain_hash of link s-1) when they arrive in any order: the
 // join gives them in position order, which is close to, but not exactly,
-// their order. Only links whose neighbour has not come yet are kept.
+// their order, and in several ranges. The last link waiting for its
+// successor is kept aside (the common case costs no map operation); only
+// links whose neighbour has not come yet go to the maps.
 type linkPairs struct {
 	// hashOf holds chain hashes waiting for their successor, prevOf
 	// previous hashes waiting for their predecessor, by seq.
 	hashOf, prevOf map[int64]linkEnd
+	tail           linkEnd
+	tailSeq        int64
+	hasTail        bool
 	seen           int64
 }
 
@@ -497,31 +638,52 @@ type linkEnd struct {
 	position int64
 }
 
-func (lp *linkPairs) open() bool { return len(lp.prevOf) > 0 || len(lp.hashOf) > 1 }
-
-func (lp *linkPairs) add(l ChainLink) []Problem {
+func (lp *linkPairs) init() {
 	if lp.hashOf == nil {
 		lp.hashOf, lp.prevOf = map[int64]linkEnd{}, map[int64]linkEnd{}
 	}
+}
+
+// flush moves the tail to the maps.
+func (lp *linkPairs) flush() {
+	lp.init()
+	if lp.hasTail {
+		lp.hashOf[lp.tailSeq] = linkEnd{bytes.Clone(lp.tail.hash), lp.tail.position}
+		lp.hasTail = false
+	}
+}
+
+func (lp *linkPairs) open() bool { return len(lp.prevOf) > 0 || len(lp.hashOf) > 1 }
+
+func prevMismatch(seq, position int64) Problem {
+	return Problem{Position: position, Seq: seq, Table: "ledger_chain", Check: CheckChain,
+		Detail: fmt.Sprintf("chain seq %d: prev_chain_hash is not the previous link's hash", seq)}
+}
+
+func (lp *linkPairs) add(l ChainLink) []Problem {
+	lp.init()
 	lp.seen++
-	var problems []Problem
 	if l.Seq < 1 {
 		return []Problem{{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckChain,
 			Detail: fmt.Sprintf("chain seq %d is not a link number", l.Seq)}}
 	}
+	var problems []Problem
 	// Its predecessor.
 	switch {
 	case l.Seq == 1:
 		if !bytes.Equal(l.PrevChainHash, GenesisHash) {
-			problems = append(problems, Problem{Position: l.Position, Seq: 1, Table: "ledger_chain", Check: CheckChain,
-				Detail: "chain seq 1: prev_chain_hash is not the genesis hash"})
+			problems = append(problems, prevMismatch(1, l.Position))
 		}
+	case lp.hasTail && lp.tailSeq == l.Seq-1:
+		if !bytes.Equal(lp.tail.hash, l.PrevChainHash) {
+			problems = append(problems, prevMismatch(l.Seq, l.Position))
+		}
+		lp.hasTail = false
 	default:
 		if p, ok := lp.hashOf[l.Seq-1]; ok {
 			delete(lp.hashOf, l.Seq-1)
 			if !bytes.Equal(p.hash, l.PrevChainHash) {
-				problems = append(problems, Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckChain,
-					Detail: fmt.Sprintf("chain seq %d: prev_chain_hash is not the previous link's hash", l.Seq)})
+				problems = append(problems, prevMismatch(l.Seq, l.Position))
 			}
 		} else if _, dup := lp.prevOf[l.Seq]; dup {
 			problems = append(problems, Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckChain,
@@ -530,22 +692,56 @@ func (lp *linkPairs) add(l ChainLink) []Problem {
 			lp.prevOf[l.Seq] = linkEnd{bytes.Clone(l.PrevChainHash), l.Position}
 		}
 	}
+	lp.flush()
 	// Its successor.
 	if n, ok := lp.prevOf[l.Seq+1]; ok {
 		delete(lp.prevOf, l.Seq+1)
 		if !bytes.Equal(n.hash, l.ChainHash) {
-			problems = append(problems, Problem{Position: n.position, Seq: l.Seq + 1, Table: "ledger_chain", Check: CheckChain,
-				Detail: fmt.Sprintf("chain seq %d: prev_chain_hash is not the previous link's hash", l.Seq+1)})
+			problems = append(problems, prevMismatch(l.Seq+1, n.position))
 		}
 	} else {
-		lp.hashOf[l.Seq] = linkEnd{bytes.Clone(l.ChainHash), l.Position}
+		lp.tail.hash = append(lp.tail.hash[:0], l.ChainHash...)
+		lp.tail.position, lp.tailSeq, lp.hasTail = l.Position, l.Seq, true
+	}
+	return problems
+}
+
+// merge pairs o's open ends with lp's and takes over what stays open.
+func (lp *linkPairs) merge(o *linkPairs) []Problem {
+	lp.flush()
+	o.flush()
+	lp.seen += o.seen
+	var problems []Problem
+	for seq, end := range o.prevOf {
+		if p, ok := lp.hashOf[seq-1]; ok {
+			delete(lp.hashOf, seq-1)
+			if !bytes.Equal(p.hash, end.hash) {
+				problems = append(problems, prevMismatch(seq, end.position))
+			}
+		} else if _, dup := lp.prevOf[seq]; dup {
+			problems = append(problems, Problem{Position: end.position, Seq: seq, Table: "ledger_chain", Check: CheckChain,
+				Detail: fmt.Sprintf("chain seq %d appears twice", seq)})
+		} else {
+			lp.prevOf[seq] = end
+		}
+	}
+	for seq, end := range o.hashOf {
+		if n, ok := lp.prevOf[seq+1]; ok {
+			delete(lp.prevOf, seq+1)
+			if !bytes.Equal(end.hash, n.hash) {
+				problems = append(problems, prevMismatch(seq+1, n.position))
+			}
+		} else {
+			lp.hashOf[seq] = end
+		}
 	}
 	return problems
 }
 
 // finish reports links whose predecessor never came (a gap before them)
-// and checks that the last link is the head.
+// and checks that the links counted are the head's number.
 func (lp *linkPairs) finish(head ChainLink) []Problem {
+	lp.flush()
 	var problems []Problem
 	for seq, p := range lp.prevOf {
 		problems = append(problems, Problem{Position: p.position, Seq: seq, Table: "ledger_chain", Check: CheckChain,
@@ -556,32 +752,6 @@ func (lp *linkPairs) finish(head ChainLink) []Problem {
 			Detail: fmt.Sprintf("the chain has %d links but its head is seq %d", lp.seen, head.Seq)})
 	}
 	return problems
-}
-
-// link checks that e follows the previous event of its stream.
-func (v *verifier) link(streams map[int64]*streamState, e *rawEvent) {
-	st := streams[e.streamID]
-	wantVersion, wantPrev := 1, GenesisHash
-	if st != nil {
-		wantVersion, wantPrev = st.version+1, st.hash[:]
-	}
-	switch {
-	case e.version != wantVersion && st == nil:
-		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckStream,
-			Detail: fmt.Sprintf("stream %d starts at version %d (versions before it missing or moved)", e.streamID, e.version)})
-	case e.version != wantVersion:
-		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckStream,
-			Detail: fmt.Sprintf("stream %d: version %d follows version %d at position %d (an event missing or moved)", e.streamID, e.version, st.version, st.position)})
-	case !bytes.Equal(e.prevHash, wantPrev):
-		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckStream,
-			Detail: fmt.Sprintf("stream %d version %d: prev_hash is not the hash of the stream's previous event", e.streamID, e.version)})
-	}
-	if st == nil {
-		st = &streamState{}
-		streams[e.streamID] = st
-	}
-	st.version, st.position = e.version, e.position
-	copy(st.hash[:], e.hashSum)
 }
 
 // content checks e's content against its stored hash.

@@ -365,6 +365,7 @@ func newAuditVerifyCmd() *cobra.Command {
 	var anchor, format string
 	var noSeal bool
 	var sealTimeout time.Duration
+	var ranges int
 	cmd := &cobra.Command{
 		Use:   "verify [--anchor POS:HASH] [--no-seal] [--format text|json]",
 		Short: "Recompute every stream chain and the global chain, check the inbox; exit 1 naming the first broken position",
@@ -379,7 +380,7 @@ holds, else 1 with the first broken position and what is wrong.`,
 			if format != "text" && format != "json" {
 				return fmt.Errorf("--format %q: want text or json", format)
 			}
-			vcfg := postgres.VerifyConfig{}
+			vcfg := postgres.VerifyConfig{Ranges: ranges}
 			if anchor != "" {
 				a, err := postgres.ParseAnchor(anchor)
 				if err != nil {
@@ -452,6 +453,7 @@ holds, else 1 with the first broken position and what is wrong.`,
 	cmd.Flags().StringVar(&format, "format", "text", "text or json (the report)")
 	cmd.Flags().BoolVar(&noSeal, "no-seal", false, "verify without sealing first (read only)")
 	cmd.Flags().DurationVar(&sealTimeout, "seal-timeout", 30*time.Second, "how long to wait for older transactions while sealing")
+	cmd.Flags().IntVar(&ranges, "ranges", 2, "read the log in this many position ranges in parallel, one connection each")
 	return cmd
 }
 
