@@ -278,3 +278,52 @@ func TestVerifyUntouchedSeededLedger(t *testing.T) {
 		t.Fatal(len(seeded.Bookings))
 	}
 }
+
+// TestVerifyRangesAgree: however the log is cut into ranges (streams and
+// the chain then cross range boundaries), Verify finds the same problems.
+func TestVerifyRangesAgree(t *testing.T) {
+	ctx := context.Background()
+	db, url := newDBURL(t)
+	ledgertest.Seed(t, db, ledgertest.Options{Bookings: 20, Seed: 3})
+	if _, err := newSealer(t, db, 7).SealCommitted(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, ranges := range []int{1, 2, 3, 8, 50} {
+		r, err := postgres.Verify(ctx, url, postgres.VerifyConfig{Ranges: ranges})
+		if err != nil || !r.OK() || r.Sealed != r.Events || r.ChainLinks != r.Events {
+			t.Fatalf("untouched, %d ranges: %v %+v", ranges, err, r.Problems)
+		}
+	}
+	// Delete an event in the middle of a stream: its link is orphaned and
+	// the stream has a gap.
+	var victim int64
+	if err := db.QueryRow(`SELECT e.position FROM ledger_events e WHERE e.stream_version = 2
+		AND EXISTS (SELECT 1 FROM ledger_events n WHERE n.stream_id = e.stream_id AND n.stream_version = 3)
+		ORDER BY e.position OFFSET 3 LIMIT 1`).Scan(&victim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`ALTER TABLE ledger_events DISABLE TRIGGER USER`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DELETE FROM ledger_events WHERE position = $1`, victim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`ALTER TABLE ledger_events ENABLE TRIGGER USER`); err != nil {
+		t.Fatal(err)
+	}
+	var want []postgres.Problem
+	for _, ranges := range []int{1, 2, 3, 8, 50} {
+		r, err := postgres.Verify(ctx, url, postgres.VerifyConfig{Ranges: ranges})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Problems) < 2 || r.Problems[0].Position != victim {
+			t.Fatalf("%d ranges: problems %v, want the deleted position %d first and the stream gap", ranges, r.Problems, victim)
+		}
+		if want == nil {
+			want = r.Problems
+		} else if fmt.Sprint(r.Problems) != fmt.Sprint(want) {
+			t.Fatalf("%d ranges: %v\n1 range: %v", ranges, r.Problems, want)
+		}
+	}
+}
