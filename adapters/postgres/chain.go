@@ -159,11 +159,12 @@ func NewSealer(cfg SealerConfig) (*Sealer, error) {
 }
 
 // Run seals until ctx ends, pausing Interval after a round that found
-// nothing (or failed: the error is logged and the round retried). It
-// returns nil when ctx ends.
+// nothing. A failed round is logged and retried after a pause that doubles
+// with each failure in a row, up to 30 s. It returns nil when ctx ends.
 func (s *Sealer) Run(ctx context.Context) error {
 	t := time.NewTimer(0)
 	defer t.Stop()
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -175,13 +176,16 @@ func (s *Sealer) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
-			s.cfg.Logger.ErrorContext(ctx, "sealing the audit chain failed", "error", err)
-			t.Reset(s.cfg.Interval)
+			failures++
+			s.cfg.Logger.ErrorContext(ctx, "sealing the audit chain failed", "error", err, "failures", failures)
+			t.Reset(min(s.cfg.Interval<<min(failures, 10), 30*time.Second))
+			continue
 		case n == s.cfg.BatchSize:
 			t.Reset(0) // more may be waiting
 		default:
 			t.Reset(s.cfg.Interval)
 		}
+		failures = 0
 	}
 }
 
