@@ -324,3 +324,89 @@ func TestAuditReadsAreLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestUISearch: the UI finds a booking by id, Checkout Session id,
+// PaymentIntent id or Stripe event id, says so when nothing matches, and
+// shows a booking as of a moment.
+func TestUISearch(t *testing.T) {
+	h := newAuditHarness(t)
+	sc := h.auditScenario()
+	h.auditScenario() // another booking, not to be found
+	id := itoa(sc.booking.ID)
+	row := h.api(http.MethodGet, "/bookings/"+id, nil).JSON(t)
+	auth := http.Header{"Authorization": {"Bearer " + testToken}}
+	for _, q := range []string{id, "#" + id, *sc.booking.SessionID, row["payment_intent_id"].(string), sc.delivered[2].ID} {
+		r := h.do(http.MethodGet, "/ui?q="+url.QueryEscape(q), auth, nil)
+		if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `<span id="booking-id">`+id+`</span>`) {
+			t.Errorf("search %q: %d, not booking %s", q, r.Status, id)
+		}
+	}
+	for _, q := range []string{"999999", "cs_test_nothing", "pi_nothing"} {
+		r := h.do(http.MethodGet, "/ui?q="+url.QueryEscape(q), auth, nil)
+		if r.Status != http.StatusNotFound || !strings.Contains(string(r.Body), "No booking matches") {
+			t.Errorf("search %q: %d", q, r.Status)
+		}
+	}
+	events := h.history("/bookings/" + id + "/history").Events
+	first := events[0].RecordedAt.Format(time.RFC3339Nano)
+	r := h.do(http.MethodGet, "/ui/bookings/"+id+"?as_of="+url.QueryEscape(first), auth, nil)
+	body := string(r.Body)
+	if r.Status != http.StatusOK || !strings.Contains(body, `<dd id="status">pending / unpaid</dd>`) || strings.Count(body, `<tr data-position=`) != 1 {
+		t.Fatalf("as of the first event: %d\n%s", r.Status, body)
+	}
+	r = h.do(http.MethodGet, "/ui/bookings/"+id+"?as_of=soon", auth, nil)
+	if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "as_of") {
+		t.Fatalf("bad as_of: %d", r.Status)
+	}
+	if r := h.do(http.MethodGet, "/ui/bookings/999999", auth, nil); r.Status != http.StatusNotFound {
+		t.Fatalf("unknown booking: %d", r.Status)
+	}
+}
+
+// TestUILoginCookie: the login form sets an HttpOnly, SameSite=Strict
+// cookie that is not the token and opens the UI; a wrong token does not;
+// logout clears it.
+func TestUILoginCookie(t *testing.T) {
+	h := newAuditHarness(t)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(path string, form url.Values) *http.Response {
+		resp, err := noRedirect.PostForm(h.srv.URL+path, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := post("/ui/login", url.Values{"token": {"wrong"}}); resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 {
+		t.Fatalf("wrong token: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	resp := post("/ui/login", url.Values{"token": {testToken}, "next": {"https://evil.example/ui"}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui" {
+		t.Fatalf("login: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	cookies := resp.Cookies()
+	if len(cookies) != 1 || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteStrictMode || strings.Contains(cookies[0].Value, testToken) {
+		t.Fatalf("cookie %+v", cookies)
+	}
+	req, _ := http.NewRequest(http.MethodGet, h.srv.URL+"/ui", nil)
+	req.AddCookie(cookies[0])
+	got, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Body.Close()
+	if got.StatusCode != http.StatusOK {
+		t.Fatalf("with the cookie: %d", got.StatusCode)
+	}
+	// The cookie opens the UI only: the API still wants the bearer token.
+	req, _ = http.NewRequest(http.MethodGet, h.srv.URL+"/audit/events", nil)
+	req.AddCookie(cookies[0])
+	if got, err = noRedirect.Do(req); err != nil || got.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("API with the UI cookie: %v %v", got.StatusCode, err)
+	}
+	got.Body.Close()
+	out := post("/ui/logout", nil)
+	if c := out.Cookies(); len(c) != 1 || c[0].MaxAge >= 0 {
+		t.Fatalf("logout cookies %+v", c)
+	}
+}
