@@ -57,6 +57,9 @@ type Config struct {
 	// Checkout turns on Stripe Checkout Sessions and the redirect check
 	// (checkout.go); nil leaves them off.
 	Checkout *CheckoutConfig
+	// Audit serves the audit endpoints and the auditor UI (audit.go,
+	// ui.go); nil leaves them out.
+	Audit Audit
 }
 
 func (c *Config) setDefaults() {
@@ -127,6 +130,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 
 	api := r.NewRoute().Subrouter()
 	api.Use(s.requireToken, s.guard)
+	s.routeAudit(r, api) // before /bookings/{id}: ?as_of= is matched first
 	api.Handle("/bookings", http.HandlerFunc(s.createBooking)).Methods(http.MethodPost)
 	api.Handle("/bookings", http.HandlerFunc(s.listBookings)).Methods(http.MethodGet, http.MethodHead)
 	api.Handle("/bookings", methodNotAllowed(http.MethodGet, http.MethodHead, http.MethodPost))

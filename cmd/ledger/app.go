@@ -31,6 +31,7 @@ type App struct {
 	// refunds runs while STRIPE_SECRET_KEY is set (stripe.go).
 	refunds     *postgres.RefundWorker
 	refundsDone chan error
+	audit       auditRuntime
 }
 
 // NewApp returns an App for cfg; Start brings it up.
@@ -67,6 +68,10 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	auditor, err := a.startAudit(db)
+	if err != nil {
+		return err
+	}
 	handler, err := httpapi.NewHandler(httpapi.Config{
 		Ledger:   ledger,
 		Verifier: verifier,
@@ -77,6 +82,7 @@ func (a *App) Start(ctx context.Context) error {
 		MaxInFlight:    a.cfg.MaxInFlight,
 		RequestTimeout: a.cfg.RequestTimeout,
 		Checkout:       checkout,
+		Audit:          auditor,
 	})
 	if err != nil {
 		return err
@@ -142,6 +148,7 @@ func (a *App) Close() error {
 		}
 	}
 	errs = append(errs, a.stopRefunds())
+	a.stopAudit()
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
 	}

@@ -1,0 +1,384 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/lib/pq"
+
+	"github.com/booking-ledger/ledger/domain"
+)
+
+// chainHashVersion names the layout hashed by ChainHash.
+const chainHashVersion = "ledger-chain-hash-v1"
+
+// ChainHash is the hash of the global chain's link number seq: SHA-256 over
+// the length-prefixed layout version, seq, the event's global position, the
+// event's own hash (EventHash) and the previous link's chain hash
+// (GenesisHash for seq 1). Covering the position means that two events
+// whose positions were swapped no longer match their links.
+func ChainHash(seq, position int64, eventHash, prevChainHash []byte) []byte {
+	var buf [4 + len(chainHashVersion) + 4 + 8 + 4 + 8 + 4 + sha256.Size + 4 + sha256.Size]byte
+	b := buf[:0]
+	field := func(p []byte) {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
+		b = append(b, p...)
+	}
+	var n [8]byte
+	field([]byte(chainHashVersion))
+	binary.BigEndian.PutUint64(n[:], uint64(seq))
+	field(n[:])
+	binary.BigEndian.PutUint64(n[:], uint64(position))
+	field(n[:])
+	field(eventHash)
+	field(prevChainHash)
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+// ChainLink is one row of the global chain (table ledger_chain).
+type ChainLink struct {
+	Seq           int64
+	Position      int64
+	TransactionID uint64
+	EventHash     []byte
+	PrevChainHash []byte
+	ChainHash     []byte
+	SealedAt      time.Time
+}
+
+// ChainHead is the newest link of the global chain. Kept outside the
+// database (printed by `ledger audit head`), it lets `ledger audit verify
+// --anchor` detect that the newest events were deleted together with their
+// links.
+type ChainHead struct {
+	Seq      int64     `json:"seq"`
+	Position int64     `json:"position"`
+	Hash     string    `json:"hash"`
+	SealedAt time.Time `json:"sealed_at"`
+}
+
+// Anchor is the "POS:HASH" form of the head, as --anchor takes it.
+func (h ChainHead) Anchor() string {
+	return strconv.FormatInt(h.Position, 10) + ":" + h.Hash
+}
+
+// Anchor is a chain head kept outside the database: the position of an
+// event and the chain hash of its link.
+type Anchor struct {
+	Position int64
+	Hash     []byte
+}
+
+// ParseAnchor reads "POS:HASH" (HASH 64 hex digits). Errors wrap
+// domain.ErrInvalid.
+func ParseAnchor(s string) (Anchor, error) {
+	pos, h, ok := strings.Cut(strings.TrimSpace(s), ":")
+	if !ok {
+		return Anchor{}, fmt.Errorf("anchor %q: want POS:HASH: %w", s, domain.ErrInvalid)
+	}
+	p, err := strconv.ParseInt(pos, 10, 64)
+	if err != nil || p <= 0 {
+		return Anchor{}, fmt.Errorf("anchor %q: position must be a positive integer: %w", s, domain.ErrInvalid)
+	}
+	hash, err := hex.DecodeString(h)
+	if err != nil || len(hash) != sha256.Size {
+		return Anchor{}, fmt.Errorf("anchor %q: hash must be 64 hex digits: %w", s, domain.ErrInvalid)
+	}
+	return Anchor{Position: p, Hash: hash}, nil
+}
+
+// chainLockID is the advisory lock that lets one sealer at a time extend
+// the chain, across every server process.
+const chainLockID = 0x6c6564676572_0c // "ledger" + chain
+
+// SealerConfig configures a Sealer.
+type SealerConfig struct {
+	DB *sql.DB
+	// Interval is the pause between two rounds of Run (default 200 ms).
+	Interval time.Duration
+	// BatchSize bounds the events sealed per transaction (default 2000).
+	BatchSize int
+	Logger    *slog.Logger
+}
+
+func (c *SealerConfig) setDefaults() {
+	if c.Interval == 0 {
+		c.Interval = 200 * time.Millisecond
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 2000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c SealerConfig) Validate() error {
+	if c.DB == nil {
+		return errors.New("postgres: sealer needs a database")
+	}
+	if c.Interval < 0 || c.BatchSize < 0 {
+		return errors.New("postgres: sealer interval and batch size must be positive")
+	}
+	return nil
+}
+
+// Sealer extends the global hash chain (ledger_chain) over committed
+// events, in batches, shortly after they commit. Appends never wait for it:
+// it reads the log with the snapshot rule of watermill-sql's subscriber —
+// only events of transactions older than every transaction still running
+// (transaction_id < pg_snapshot_xmin), in (transaction_id, position) order —
+// so an event is sealed only once no earlier-starting transaction can still
+// commit before it, and each event gets the next gapless sequence number.
+// Any number of Sealers, in any number of processes, may run: a
+// transaction-level advisory lock lets one of them extend the chain at a
+// time, and the others skip that round.
+type Sealer struct {
+	cfg SealerConfig
+}
+
+// NewSealer returns a Sealer with cfg's defaults applied.
+func NewSealer(cfg SealerConfig) (*Sealer, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Sealer{cfg: cfg}, nil
+}
+
+// Run seals until ctx ends, pausing Interval after a round that found
+// nothing. A failed round is logged and retried after a pause that doubles
+// with each failure in a row, up to 30 s. It returns nil when ctx ends.
+func (s *Sealer) Run(ctx context.Context) error {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, err := s.SealBatch(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			failures++
+			s.cfg.Logger.ErrorContext(ctx, "sealing the audit chain failed", "error", err, "failures", failures)
+			t.Reset(min(s.cfg.Interval<<min(failures, 10), 30*time.Second))
+			continue
+		case n == s.cfg.BatchSize:
+			t.Reset(0) // more may be waiting
+		default:
+			t.Reset(s.cfg.Interval)
+		}
+		failures = 0
+	}
+}
+
+// SealAll seals batches until none is left and returns the number of events
+// sealed. When another process holds the chain lock it waits for it,
+// so that on return every event committed before the call (and not held
+// back by an older running transaction) is sealed.
+func (s *Sealer) SealAll(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := s.sealBatch(ctx, true)
+		total += n
+		if err != nil || n < s.cfg.BatchSize {
+			return total, err
+		}
+	}
+}
+
+// SealCommitted seals every event committed before the call and returns
+// the number of events sealed. Such an event can be sealed only once every
+// transaction that started writing before it has ended — in any database
+// of the cluster, since transaction ids are cluster-wide — so it polls
+// every Interval until then; it returns ctx's error if ctx ends first, with
+// what could be sealed sealed.
+func (s *Sealer) SealCommitted(ctx context.Context) (int, error) {
+	// Every transaction whose commit the call can see has an id below the
+	// snapshot's xmax; once no transaction below it runs any more, all of
+	// them are sealable.
+	var xmax string
+	if err := s.cfg.DB.QueryRowContext(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text`).Scan(&xmax); err != nil {
+		return 0, fmt.Errorf("postgres: seal committed: %w", err)
+	}
+	total := 0
+	for {
+		var done bool
+		if err := s.cfg.DB.QueryRowContext(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8`, xmax).Scan(&done); err != nil {
+			return total, fmt.Errorf("postgres: seal committed: %w", err)
+		}
+		n, err := s.SealAll(ctx)
+		total += n
+		if err != nil || done {
+			return total, err
+		}
+		select {
+		case <-ctx.Done():
+			return total, fmt.Errorf("postgres: seal committed: older transactions still running: %w", ctx.Err())
+		case <-time.After(s.cfg.Interval):
+		}
+	}
+}
+
+// SealBatch seals at most BatchSize events in one transaction and returns
+// how many it sealed; 0 when there is nothing to seal or another sealer
+// holds the lock.
+func (s *Sealer) SealBatch(ctx context.Context) (int, error) {
+	return s.sealBatch(ctx, false)
+}
+
+func (s *Sealer) sealBatch(ctx context.Context, wait bool) (int, error) {
+	var n int
+	// READ COMMITTED: every statement takes a fresh snapshot, so what the
+	// previous lock holder committed is visible once the lock is ours, and
+	// the event query's visibility and its xmin bound come from one and the
+	// same statement snapshot.
+	err := Transact(ctx, s.cfg.DB, func(ctx context.Context, tx *sql.Tx) error {
+		n = 0
+		if wait {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(chainLockID)); err != nil {
+				return fmt.Errorf("postgres: chain lock: %w", err)
+			}
+		} else {
+			var got bool
+			if err := tx.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(chainLockID)).Scan(&got); err != nil {
+				return fmt.Errorf("postgres: chain lock: %w", err)
+			}
+			if !got {
+				return nil
+			}
+		}
+		last, err := lastLink(ctx, tx)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `
+			SELECT position, transaction_id, hash FROM ledger_events
+			WHERE (transaction_id, position) > ($1::text::xid8, $2::bigint)
+			AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+			ORDER BY transaction_id, position
+			LIMIT $3`, strconv.FormatUint(last.TransactionID, 10), last.Position, s.cfg.BatchSize)
+		if err != nil {
+			return fmt.Errorf("postgres: events to seal: %w", err)
+		}
+		var (
+			seqs, positions []int64
+			txids           []string
+			eventHashes     [][]byte
+			prevHashes      [][]byte
+			chainHashes     [][]byte
+		)
+		prev, seq := last.ChainHash, last.Seq
+		for rows.Next() {
+			var pos int64
+			var txid wsql.XID8
+			var hash []byte
+			if err := rows.Scan(&pos, &txid, &hash); err != nil {
+				rows.Close()
+				return fmt.Errorf("postgres: events to seal: %w", err)
+			}
+			seq++
+			ch := ChainHash(seq, pos, hash, prev)
+			seqs = append(seqs, seq)
+			positions = append(positions, pos)
+			txids = append(txids, strconv.FormatUint(uint64(txid), 10))
+			eventHashes = append(eventHashes, hash)
+			prevHashes = append(prevHashes, prev)
+			chainHashes = append(chainHashes, ch)
+			prev = ch
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("postgres: events to seal: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("postgres: events to seal: %w", err)
+		}
+		if len(seqs) == 0 {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx, `
+			INSERT INTO ledger_chain (seq, position, transaction_id, event_hash, prev_chain_hash, chain_hash)
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]::xid8[], $4::bytea[], $5::bytea[], $6::bytea[])`,
+			pq.Array(seqs), pq.Array(positions), pq.Array(txids),
+			pq.ByteaArray(eventHashes), pq.ByteaArray(prevHashes), pq.ByteaArray(chainHashes))
+		if err != nil {
+			return fmt.Errorf("postgres: seal %d events: %w", len(seqs), err)
+		}
+		n = len(seqs)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// lastLink is the newest link of the chain, or the zero link (seq 0,
+// GenesisHash) for an empty chain.
+func lastLink(ctx context.Context, q Querier) (ChainLink, error) {
+	l := ChainLink{ChainHash: GenesisHash}
+	var txid wsql.XID8
+	err := q.QueryRowContext(ctx, `SELECT seq, position, transaction_id, event_hash, prev_chain_hash, chain_hash, sealed_at
+		FROM ledger_chain ORDER BY seq DESC LIMIT 1`).Scan(&l.Seq, &l.Position, &txid, &l.EventHash, &l.PrevChainHash, &l.ChainHash, &l.SealedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ChainLink{ChainHash: GenesisHash}, nil
+	}
+	if err != nil {
+		return l, fmt.Errorf("postgres: chain head: %w", err)
+	}
+	l.TransactionID = uint64(txid)
+	l.SealedAt = l.SealedAt.UTC()
+	return l, nil
+}
+
+// Head returns the newest link of the chain; the zero ChainHead (seq 0,
+// GenesisHash) when nothing is sealed yet.
+func Head(ctx context.Context, q Querier) (ChainHead, error) {
+	l, err := lastLink(ctx, q)
+	if err != nil {
+		return ChainHead{}, err
+	}
+	return ChainHead{Seq: l.Seq, Position: l.Position, Hash: hex.EncodeToString(l.ChainHash), SealedAt: l.SealedAt}, nil
+}
+
+// ChainStatus summarizes the chain for the auditor UI.
+type ChainStatus struct {
+	Head ChainHead `json:"head"`
+	// Events is the number of events in the log, Sealed the number of
+	// links, Unsealed the events not sealed yet.
+	Events   int64 `json:"events"`
+	Sealed   int64 `json:"sealed"`
+	Unsealed int64 `json:"unsealed"`
+}
+
+// Status returns the chain head and how many events are sealed. It counts
+// every row of both tables: meant for a status page, not a hot path.
+func Status(ctx context.Context, q Querier) (ChainStatus, error) {
+	var st ChainStatus
+	var err error
+	if st.Head, err = Head(ctx, q); err != nil {
+		return st, err
+	}
+	if err := q.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM ledger_events), (SELECT count(*) FROM ledger_chain)`).Scan(&st.Events, &st.Sealed); err != nil {
+		return st, fmt.Errorf("postgres: chain status: %w", err)
+	}
+	st.Unsealed = max(st.Events-st.Sealed, 0)
+	return st, nil
+}

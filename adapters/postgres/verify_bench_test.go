@@ -1,0 +1,32 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
+)
+
+// BenchmarkVerify verifies a sealed ledger of 100,000 events; it reports
+// events/s (go test -run '^$' -bench Verify ./adapters/postgres/).
+func BenchmarkVerify(b *testing.B) {
+	ctx := context.Background()
+	db, url := newDBURL(b)
+	n := ledgertest.Bulk(b, db, 10000, 10)
+	s, err := postgres.NewSealer(postgres.SealerConfig{DB: db, BatchSize: 5000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.SealCommitted(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		r, err := postgres.Verify(ctx, url, postgres.VerifyConfig{})
+		if err != nil || !r.OK() || r.Events != int64(n) {
+			b.Fatalf("verify: %v %+v", err, r.Problems)
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

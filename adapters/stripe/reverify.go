@@ -1,0 +1,40 @@
+package stripe
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/stripe/stripe-go/v76/webhook"
+)
+
+// VerifySignature re-checks a stored Stripe-Signature header against the
+// stored raw body: one of its v1 signatures must be the HMAC-SHA256 of
+// "<t>.<payload>" under one of the configured secrets. The timestamp's age
+// is not checked — a stored event is old by design — so this proves the
+// origin of what the ledger kept, not the freshness of a request; webhooks
+// are verified with Verify.
+//
+// It returns nil or an error wrapping ErrNoSignature, ErrMalformedHeader or
+// ErrBadSignature (a secret rotated away since the event was received also
+// gives ErrBadSignature: configure the old secret too to re-check those).
+func (v *Verifier) VerifySignature(payload []byte, header string) error {
+	if header == "" {
+		return ErrNoSignature
+	}
+	if _, hasV1, err := parseHeader(header); err != nil {
+		return err
+	} else if !hasV1 {
+		return fmt.Errorf("%w: header has no v1 signature", ErrBadSignature)
+	}
+	for _, secret := range v.secrets {
+		switch err := webhook.ValidatePayloadIgnoringTolerance(payload, header, secret); {
+		case err == nil:
+			return nil
+		case errors.Is(err, webhook.ErrNoValidSignature):
+			continue
+		default:
+			return fmt.Errorf("%w: %w", ErrMalformedHeader, err)
+		}
+	}
+	return fmt.Errorf("%w for any of the %d configured secret(s)", ErrBadSignature, len(v.secrets))
+}

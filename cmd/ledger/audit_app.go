@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/booking-ledger/ledger/adapters/postgres"
+)
+
+// auditRuntime is the audit part of a running App: the background sealer
+// of the global hash chain.
+type auditRuntime struct {
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// startAudit builds the auditor for the HTTP handler and starts the chain
+// sealer: every server process runs one, and a lock in the database lets
+// one of them at a time extend the chain. Appends never wait for it.
+func (a *App) startAudit(db *sql.DB) (*postgres.Auditor, error) {
+	auditor, err := postgres.NewAuditor(postgres.AuditorConfig{DB: db})
+	if err != nil {
+		return nil, err
+	}
+	sealer, err := postgres.NewSealer(postgres.SealerConfig{DB: db, Logger: a.logger})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.audit = auditRuntime{stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.audit.done)
+		_ = sealer.Run(ctx)
+	}()
+	return auditor, nil
+}
+
+// stopAudit stops the sealer and waits for it (a batch in flight is rolled
+// back or committed whole).
+func (a *App) stopAudit() {
+	if a.audit.stop != nil {
+		a.audit.stop()
+		<-a.audit.done
+		a.audit.stop = nil
+	}
+}
