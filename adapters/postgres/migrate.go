@@ -21,7 +21,10 @@ func provider(db *sql.DB, logger *slog.Logger) (*goose.Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: migration lock: %w", err)
 	}
-	opts := []goose.ProviderOption{goose.WithSessionLocker(locker)}
+	// Out-of-order migrations are applied rather than refused: branches
+	// land in any order, and a database migrated on one must still take a
+	// lower-numbered migration that landed later. Each migration only adds.
+	opts := []goose.ProviderOption{goose.WithSessionLocker(locker), goose.WithAllowOutofOrder(true)}
 	if logger != nil {
 		opts = append(opts, goose.WithSlog(logger))
 	}
