@@ -57,13 +57,13 @@ func Migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) ([]int64, err
 // MigrationsPending reports whether the database lacks a migration the
 // binary carries; readiness fails while it does.
 func MigrationsPending(ctx context.Context, db *sql.DB) (bool, error) {
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS)
+	p, err := provider(db, nil)
 	if err != nil {
-		return false, fmt.Errorf("postgres: migrations: %w", err)
+		return false, err
 	}
-	current, target, err := p.GetVersions(ctx)
+	pending, err := p.HasPending(ctx)
 	if err != nil {
-		return false, fmt.Errorf("postgres: migration versions: %w", err)
+		return false, fmt.Errorf("postgres: pending migrations: %w", err)
 	}
-	return current < target, nil
+	return pending, nil
 }
