@@ -100,3 +100,29 @@ func optional(s string) *string {
 	}
 	return &s
 }
+
+// RawEvent is a stored event not yet decoded, as a rebuild reads it.
+type RawEvent struct {
+	Position      int64
+	StreamID      int64
+	StreamVersion int
+	Type          string
+	SchemaVersion int
+	RecordedAt    time.Time
+	Payload       []byte
+}
+
+// FoldBookingRaw folds one booking's stored events, in stream order: it
+// equals FoldBooking of the events decoded with domain.Decode, errors
+// included (a payload Decode rejects fails the fold with domain.ErrInvalid).
+func FoldBookingRaw(events []RawEvent) (BookingRow, error) {
+	envs := make([]Envelope, len(events))
+	for i, e := range events {
+		ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
+		if err != nil {
+			return BookingRow{}, fmt.Errorf("fold booking %d: event %d: %w", e.StreamID, e.Position, err)
+		}
+		envs[i] = Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev}
+	}
+	return FoldBooking(envs)
+}
