@@ -115,7 +115,16 @@ type RawEvent struct {
 // FoldBookingRaw folds one booking's stored events, in stream order: it
 // equals FoldBooking of the events decoded with domain.Decode, errors
 // included (a payload Decode rejects fails the fold with domain.ErrInvalid).
+// Payloads in the shape the ledger writes take a fast path that skips
+// Decode and Rehydrate.
 func FoldBookingRaw(events []RawEvent) (BookingRow, error) {
+	if row, ok := foldFast(events); ok {
+		return row, nil
+	}
+	return foldBookingSlow(events)
+}
+
+func foldBookingSlow(events []RawEvent) (BookingRow, error) {
 	envs := make([]Envelope, len(events))
 	for i, e := range events {
 		ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)

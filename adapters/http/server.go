@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
@@ -49,6 +50,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// Now is the clock for received_at; nil means time.Now.
 	Now func() time.Time
+	// Monitoring serves GET /monitoring/summary and the projections in
+	// /readyz; Registry serves GET /metrics and gets the webhook metrics.
+	// Either may be nil (monitoring.go).
+	Monitoring Monitoring
+	Registry   *prometheus.Registry
 }
 
 func (c *Config) setDefaults() {
@@ -110,6 +116,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	api.Handle("/bookings", methodNotAllowed(http.MethodGet, http.MethodHead, http.MethodPost))
 	api.Handle("/bookings/{id}", http.HandlerFunc(s.getBooking)).Methods(http.MethodGet, http.MethodHead)
 	api.Handle("/bookings/{id}", methodNotAllowed(http.MethodGet, http.MethodHead))
+	s.routeMonitoring(r, api)
 	return r, nil
 }
 
@@ -151,5 +158,5 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, s.readyBody(r.Context(), "ready"))
 }

@@ -66,7 +66,8 @@ type RebuildConfig struct {
 	// constraint of the live table first (the exclusion constraint is a
 	// GiST build, slow for large tables) and replaces it by renaming. Either
 	// way the change is one transaction. The lock is held for a time that
-	// grows with the rows rewritten, so keep the limit modest.
+	// grows with the rows rewritten, so keep the limit modest. A negative
+	// limit always replaces.
 	PatchLimit int
 	// Progress, when set, is called after every bulk batch and at every
 	// phase change, on the rebuild's goroutine.

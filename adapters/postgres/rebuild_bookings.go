@@ -118,7 +118,7 @@ func (r *Rebuilder) rebuildBookings(ctx context.Context, start time.Time, emit f
 		return res, r.diffBookings(ctx, code, snap, emit, &res)
 	}
 
-	_, differing, err := catchUp(true)
+	_, differing, err := catchUp(r.cfg.PatchLimit >= 0)
 	if err != nil {
 		return res, err
 	}
@@ -129,7 +129,7 @@ func (r *Rebuilder) rebuildBookings(ctx context.Context, start time.Time, emit f
 		}
 		return err
 	}
-	if len(differing) <= r.cfg.PatchLimit {
+	if r.cfg.PatchLimit >= 0 && len(differing) <= r.cfg.PatchLimit {
 		res.Strategy = StrategyPatch
 		r.progress(bookingsTable, projections.PhaseSwap, events, events, start)
 		return res, r.withSwapRetries(ctx, bookingsTable, func() error {

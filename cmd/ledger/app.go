@@ -24,6 +24,7 @@ type App struct {
 	logger *slog.Logger
 
 	db     *sql.DB
+	proj   projectionsRuntime
 	ln     net.Listener
 	srv    *http.Server
 	served chan error
@@ -59,13 +60,16 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	handler, err := httpapi.NewHandler(httpapi.Config{
+	if err := a.startProjections(); err != nil {
+		return err
+	}
+	handler, err := httpapi.NewHandler(a.withMonitoring(httpapi.Config{
 		Ledger:   ledger,
 		Verifier: verifier,
 		APIToken: a.cfg.APIToken,
 		Ready:    a.ready,
 		Logger:   a.logger,
-	})
+	}))
 	if err != nil {
 		return err
 	}
@@ -129,6 +133,7 @@ func (a *App) Close() error {
 			errs = append(errs, fmt.Errorf("shutdown: %w", err))
 		}
 	}
+	errs = append(errs, a.stopProjections())
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
 	}

@@ -40,6 +40,9 @@ type Config struct {
 	// DBMaxConns bounds the connection pool (LEDGER_DB_MAX_CONNS, default 20).
 	DBMaxConns int
 	Dev        bool
+	// RebuildStale makes `ledger serve` rebuild, in the background, every
+	// projection whose stored version differs from the code's (--rebuild-stale).
+	RebuildStale bool
 }
 
 // loadConfig reads .env (if present, without overriding the environment)
@@ -168,6 +171,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_grace", c.ShutdownGrace),
 		slog.Int("db_max_conns", c.DBMaxConns),
 		slog.Bool("dev", c.Dev),
+		slog.Bool("rebuild_stale", c.RebuildStale),
 	)
 }
 
