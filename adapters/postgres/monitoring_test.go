@@ -15,81 +15,6 @@ import (
 	"github.com/booking-ledger/ledger/projections"
 )
 
-// foldMonitoringFromScratch folds the whole log into the monitoring
-// projection in memory, skipping what does not decode.
-func foldMonitoringFromScratch(t testing.TB, db *sql.DB) (*projections.Monitoring, []int64) {
-	t.Helper()
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
-	var envs []projections.Envelope
-	var poison []int64
-	for after := int64(0); ; {
-		page, err := store.ReadAll(context.Background(), db, after, 5000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		for _, e := range page {
-			ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
-			if err != nil {
-				poison = append(poison, e.Position)
-				continue
-			}
-			envs = append(envs, projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev})
-		}
-		after = page[len(page)-1].Position
-	}
-	m, skipped := projections.FoldMonitoring(envs)
-	for _, e := range skipped {
-		poison = append(poison, e.Position)
-	}
-	return m, poison
-}
-
-// sameMonitoring compares the monitoring tables with a fold, table by table.
-func sameMonitoring(t testing.TB, what string, want *projections.Monitoring, db *sql.DB) {
-	t.Helper()
-	got, err := postgres.ReadMonitoring(context.Background(), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, table := range projections.MonitoringTables {
-		w, g := want.Rows(table.Name), got.Rows(table.Name)
-		if !reflect.DeepEqual(w, g) {
-			t.Errorf("%s: %s\n got %v\nwant %v", what, table.Name, g, w)
-		}
-	}
-	if len(want.Rows(projections.TableEventsByType)) == 0 {
-		t.Errorf("%s: the fold is empty", what)
-	}
-}
-
-// waitApplied waits until the monitoring projection has applied every
-// committed event (not a timed assertion: the deadline only stops a hung
-// test).
-func waitApplied(t testing.TB, db *sql.DB) postgres.ProjectionStatus {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		statuses, err := postgres.ProjectionStatuses(context.Background(), db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := statuses[1]
-		if s.Name != projections.MonitoringName {
-			t.Fatalf("status %+v", statuses)
-		}
-		if s.LagEvents == 0 {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("monitoring still %d events behind", s.LagEvents)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func startMonitoring(t testing.TB, db *sql.DB) *postgres.MonitoringConsumer {
 	t.Helper()
 	c, err := postgres.NewMonitoringConsumer(postgres.MonitoringConfig{DB: db, PollInterval: 10 * time.Millisecond, BatchSize: 50})
@@ -122,13 +47,13 @@ func TestMonitoringDeadLettersPoisonAndGoesOn(t *testing.T) {
 	}
 	pgtest.FillLog(t, db, 100, 100)
 	startMonitoring(t, db)
-	s := waitApplied(t, db)
+	s := pgtest.WaitMonitoring(t, db)
 
-	want, skipped := foldMonitoringFromScratch(t, db)
+	want, skipped := pgtest.FoldMonitoring(t, db)
 	if len(skipped) != 2 {
 		t.Fatalf("fold skipped %v", skipped)
 	}
-	sameMonitoring(t, "after the subscriber", want, db)
+	pgtest.SameMonitoring(t, "after the subscriber", want, db)
 	if s.DeadLettered != 2 || !strings.Contains(s.LastError, "BookingTeleported") || s.LastErrorAt == nil {
 		t.Errorf("status %+v, want 2 dead letters and the last error", s)
 	}
@@ -162,7 +87,7 @@ func TestMonitoringDeadLettersPoisonAndGoesOn(t *testing.T) {
 	if res.DeadLettered != 2 || !res.Swapped {
 		t.Errorf("rebuild %+v", res)
 	}
-	sameMonitoring(t, "after a rebuild", want, db)
+	pgtest.SameMonitoring(t, "after a rebuild", want, db)
 	var n int
 	db.QueryRow(`SELECT count(*) FROM projection_dead_letters`).Scan(&n)
 	if n != 2 {
@@ -196,7 +121,7 @@ func TestMonitoringRebuildWhileTheSubscriberRuns(t *testing.T) {
 		t.Errorf("nothing to catch up: %+v", res)
 	}
 	pgtest.FillLog(t, db, next, 20)
-	waitApplied(t, db)
-	want, _ := foldMonitoringFromScratch(t, db)
-	sameMonitoring(t, "after the rebuild", want, db)
+	pgtest.WaitMonitoring(t, db)
+	want, _ := pgtest.FoldMonitoring(t, db)
+	pgtest.SameMonitoring(t, "after the rebuild", want, db)
 }

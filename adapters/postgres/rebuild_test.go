@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
@@ -22,89 +21,6 @@ func newTestDB(t *testing.T) *sql.DB {
 	db := pgtest.NewDB(t)
 	db.SetMaxOpenConns(10)
 	return db
-}
-
-// foldFromScratch folds every stream of the log with the slow, obviously
-// right path: LoadStream, domain.Decode, projections.FoldBooking.
-func foldFromScratch(t testing.TB, db *sql.DB) []projections.BookingRow {
-	t.Helper()
-	ctx := context.Background()
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
-	rows, err := db.QueryContext(ctx, `SELECT DISTINCT stream_id FROM ledger_events ORDER BY 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		rows.Scan(&id)
-		ids = append(ids, id)
-	}
-	rows.Close()
-	var out []projections.BookingRow
-	for _, id := range ids {
-		stored, err := store.LoadStream(ctx, db, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		envs := make([]projections.Envelope, len(stored))
-		for i, e := range stored {
-			ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
-			if err != nil {
-				t.Fatalf("stream %d: %v", id, err)
-			}
-			envs[i] = projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev}
-		}
-		row, err := projections.FoldBooking(envs)
-		if err != nil {
-			t.Fatalf("stream %d: %v", id, err)
-		}
-		out = append(out, row)
-	}
-	return out
-}
-
-// liveBookings reads the whole bookings table in id order.
-func liveBookings(t testing.TB, db *sql.DB) []projections.BookingRow {
-	t.Helper()
-	var out []projections.BookingRow
-	var after int64
-	for {
-		page, next, err := postgres.ListBookings(context.Background(), db, postgres.BookingFilter{After: after, Limit: 1000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, page...)
-		if next == 0 {
-			return out
-		}
-		after = next
-	}
-}
-
-func rowString(r projections.BookingRow) string {
-	s := func(p *string) string {
-		if p == nil {
-			return "NULL"
-		}
-		return *p
-	}
-	return fmt.Sprintf("%d %s %s..%s %s/%s %d %s %s session=%s intent=%s created=%s updated=%s pos=%d", r.ID, r.ResourceID,
-		r.CheckIn, r.CheckOut, r.Status, r.PaymentStatus, r.Amount, r.Currency, r.CustomerEmail, s(r.SessionID),
-		s(r.PaymentIntentID), r.CreatedAt.UTC().Format(time.RFC3339Nano), r.UpdatedAt.UTC().Format(time.RFC3339Nano), r.LastEventPosition)
-}
-
-// sameRows fails the test at the first row that differs.
-func sameRows(t testing.TB, what string, want, got []projections.BookingRow) {
-	t.Helper()
-	if len(want) != len(got) {
-		t.Errorf("%s: %d rows, want %d", what, len(got), len(want))
-	}
-	for i := range min(len(want), len(got)) {
-		if w, g := rowString(want[i]), rowString(got[i]); w != g {
-			t.Fatalf("%s: row %d differs:\n want %s\n  got %s", what, i, w, g)
-		}
-	}
 }
 
 // bookingsSchema lists the bookings table's constraints and indexes with
@@ -144,7 +60,7 @@ func TestRebuildBookingsEqualsFold(t *testing.T) {
 	db := newTestDB(t)
 	schema := bookingsSchema(t, db)
 	pgtest.FillLog(t, db, 0, 2000)
-	want := foldFromScratch(t, db)
+	want := pgtest.FoldBookings(t, db)
 	if len(want) != 2000 {
 		t.Fatalf("%d streams", len(want))
 	}
@@ -168,7 +84,7 @@ func TestRebuildBookingsEqualsFold(t *testing.T) {
 			if !res.Swapped || res.Strategy != tc.wantStrategy || res.Patched != tc.wantPatched || res.Rows != 2000 || res.Events < 7000 {
 				t.Errorf("result %+v", res)
 			}
-			sameRows(t, "rebuilt table", want, liveBookings(t, db))
+			pgtest.SameBookings(t, "rebuilt table", want, pgtest.Bookings(t, db))
 			if got := bookingsSchema(t, db); !slices.Equal(got, schema) {
 				t.Errorf("schema after rebuild:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(schema, "\n"))
 			}
@@ -184,7 +100,7 @@ func TestRebuildBookingsEqualsFold(t *testing.T) {
 		if res.Strategy != postgres.StrategyPatch || res.Patched != 30 {
 			t.Errorf("result %+v, want 30 rows patched", res)
 		}
-		sameRows(t, "patched table", foldFromScratch(t, db), liveBookings(t, db))
+		pgtest.SameBookings(t, "patched table", pgtest.FoldBookings(t, db), pgtest.Bookings(t, db))
 	})
 }
 
@@ -215,7 +131,7 @@ func TestDiffListsExactlyTheBookingsABugFixChanges(t *testing.T) {
 	if _, err := newRebuilder(t, postgres.RebuildConfig{DB: db, Bookings: buggyBookings}).Rebuild(ctx, projections.BookingsName); err != nil {
 		t.Fatal(err)
 	}
-	wrong := liveBookings(t, db)
+	wrong := pgtest.Bookings(t, db)
 	statuses, err := postgres.ProjectionStatuses(ctx, db)
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +179,7 @@ func TestDiffListsExactlyTheBookingsABugFixChanges(t *testing.T) {
 	if res.Diff.Rows != int64(len(affected)) || res.Diff.Values != int64(len(affected)) || res.Swapped {
 		t.Errorf("result %+v", res)
 	}
-	sameRows(t, "table after --diff", wrong, liveBookings(t, db))
+	pgtest.SameBookings(t, "table after --diff", wrong, pgtest.Bookings(t, db))
 
 	res, err = newRebuilder(t, postgres.RebuildConfig{DB: db, Bookings: fixed}).Rebuild(ctx, projections.BookingsName)
 	if err != nil {
@@ -272,7 +188,7 @@ func TestDiffListsExactlyTheBookingsABugFixChanges(t *testing.T) {
 	if res.Patched != int64(len(affected)) {
 		t.Errorf("patched %d rows, want %d", res.Patched, len(affected))
 	}
-	sameRows(t, "table after the fix", foldFromScratch(t, db), liveBookings(t, db))
+	pgtest.SameBookings(t, "table after the fix", pgtest.FoldBookings(t, db), pgtest.Bookings(t, db))
 	statuses, _ = postgres.ProjectionStatuses(ctx, db)
 	if s := statuses[0]; s.StoredVersion != 3 || s.RebuiltAt == nil {
 		t.Errorf("status after the fix %+v", s)
@@ -293,7 +209,7 @@ func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
 	if _, err := newRebuilder(t, postgres.RebuildConfig{DB: db, Bookings: buggyBookings}).Rebuild(ctx, projections.BookingsName); err != nil {
 		t.Fatal(err)
 	}
-	before := liveBookings(t, db)
+	before := pgtest.Bookings(t, db)
 	schema := bookingsSchema(t, db)
 	var oid int64
 	db.QueryRow(`SELECT 'bookings'::regclass::oid::bigint`).Scan(&oid)
@@ -328,7 +244,7 @@ func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
 				if !errors.Is(err, tc.want) || res.Swapped {
 					t.Fatalf("Rebuild = %+v, %v; want %v", res, err, tc.want)
 				}
-				sameRows(t, "live table", before, liveBookings(t, db))
+				pgtest.SameBookings(t, "live table", before, pgtest.Bookings(t, db))
 				var nowOID int64
 				var shadow sql.NullString
 				db.QueryRow(`SELECT 'bookings'::regclass::oid::bigint, to_regclass('bookings_shadow')::text`).Scan(&nowOID, &shadow)
@@ -354,7 +270,7 @@ func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
 		if err != nil || !res.Swapped {
 			t.Fatalf("Rebuild = %+v, %v", res, err)
 		}
-		sameRows(t, "rebuilt table", foldFromScratch(t, db), liveBookings(t, db))
+		pgtest.SameBookings(t, "rebuilt table", pgtest.FoldBookings(t, db), pgtest.Bookings(t, db))
 	})
 }
 
