@@ -447,9 +447,9 @@ func TestRebuildWhileWebhooksArrive(t *testing.T) {
 				defer close(done)
 				for i := 0; appended.Load() < 1000; i++ {
 					body, _ := json.Marshal(map[string]any{"resource_id": fmt.Sprintf("live-%d", i%40),
-						"check_in": time.Date(2028, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, 3*(i/40)).Format(time.DateOnly),
+						"check_in":  time.Date(2028, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, 3*(i/40)).Format(time.DateOnly),
 						"check_out": time.Date(2028, 1, 3, 0, 0, 0, 0, time.UTC).AddDate(0, 0, 3*(i/40)).Format(time.DateOnly),
-						"amount": 20000, "currency": "eur", "customer_email": "live@example.com"})
+						"amount":    20000, "currency": "eur", "customer_email": "live@example.com"})
 					status, answer, err := c.do(http.MethodPost, "/bookings", body, map[string]string{"Authorization": "Bearer test-token"})
 					if err != nil || status != http.StatusCreated {
 						t.Errorf("booking %d: %d %s %v", i, status, answer, err)
