@@ -17,8 +17,9 @@ const (
 type Progress struct {
 	Projection string
 	Phase      string
-	// Done is the number of events folded so far in the bulk phase, Total
-	// the number of events in its snapshot.
+	// Done is the number of events folded so far in the bulk phase; Total
+	// estimates the number of events in its snapshot (its head position:
+	// positions have gaps, so it may exceed the final Done).
 	Done, Total int64
 	// Elapsed is the time since the rebuild started.
 	Elapsed time.Duration

@@ -129,7 +129,7 @@ func (r *Rebuilder) rebuildMonitoring(ctx context.Context, start time.Time, emit
 	}
 	var xminText string
 	var total int64
-	if err := tx.QueryRowContext(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text, count(*) FROM ledger_events`).Scan(&xminText, &total); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text, COALESCE(max(position), 0) FROM ledger_events`).Scan(&xminText, &total); err != nil {
 		tx.Rollback()
 		return res, fmt.Errorf("postgres: snapshot: %w", err)
 	}
@@ -241,6 +241,7 @@ func (r *Rebuilder) rebuildMonitoring(ctx context.Context, start time.Time, emit
 		}
 		res.Locked = time.Since(locked)
 		res.Swapped = true
+		res.Strategy = StrategyReplace
 		return nil
 	}
 	between := func() error { _, err := catchUp(); return err }
