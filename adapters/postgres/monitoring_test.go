@@ -88,6 +88,9 @@ func TestMonitoringDeadLettersPoisonAndGoesOn(t *testing.T) {
 		t.Errorf("rebuild %+v", res)
 	}
 	pgtest.SameMonitoring(t, "after a rebuild", want, db)
+	if s := pgtest.WaitMonitoring(t, db); s.Position != s.Head || s.DeadLettered != 2 {
+		t.Errorf("status after the rebuild %+v, want the head as position", s)
+	}
 	var n int
 	db.QueryRow(`SELECT count(*) FROM projection_dead_letters`).Scan(&n)
 	if n != 2 {

@@ -31,7 +31,8 @@ type ProjectionStatus struct {
 	// the age of the oldest of them (0 when none).
 	LagEvents  int64   `json:"lag_events"`
 	LagSeconds float64 `json:"lag_seconds"`
-	// DeadLettered counts the events the stored version could not apply.
+	// DeadLettered counts the events this code version could not apply
+	// (dead letters are recorded per version).
 	DeadLettered int64      `json:"dead_lettered"`
 	LastError    string     `json:"last_error,omitempty"`
 	LastErrorAt  *time.Time `json:"last_error_at,omitempty"`
@@ -54,8 +55,8 @@ func ProjectionStatuses(ctx context.Context, q Querier) ([]ProjectionStatus, err
 		var lastErrorAt, rebuiltAt sql.NullTime
 		var position int64
 		err := q.QueryRowContext(ctx, `SELECT version, applied_position, last_error, last_error_at, rebuilt_at,
-				(SELECT count(*) FROM projection_dead_letters d WHERE d.projection = s.name AND d.projection_version = s.version)
-			FROM projection_state s WHERE name = $1`, p.Name).
+				(SELECT count(*) FROM projection_dead_letters d WHERE d.projection = s.name AND d.projection_version = $2)
+			FROM projection_state s WHERE name = $1`, p.Name, p.Version).
 			Scan(&s.StoredVersion, &position, &lastError, &lastErrorAt, &rebuiltAt, &s.DeadLettered)
 		if err != nil && err != sql.ErrNoRows {
 			return nil, fmt.Errorf("postgres: state of projection %s: %w", p.Name, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -240,51 +241,37 @@ func (r *Rebuilder) bulkBookings(ctx context.Context, code BookingsCode, start t
 
 	g.Go(func() error {
 		defer close(rowPages)
-		var stream []projections.RawEvent
-		var out []projections.BookingRow
-		fold := func() error {
-			row, err := code.Fold(stream)
-			if err != nil {
-				return fmt.Errorf("postgres: rebuild bookings: stream %d: %w", stream[0].StreamID, err)
-			}
-			out = append(out, row)
-			stream = stream[:0]
-			return nil
-		}
-		send := func() error {
-			if len(out) == 0 {
-				return nil
-			}
-			select {
-			case rowPages <- out:
-				out = nil
-				return nil
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		}
+		f := streamFolder{code: code}
 		for page := range pages {
 			for _, e := range page {
-				if len(stream) > 0 && e.StreamID != stream[0].StreamID {
-					if err := fold(); err != nil {
-						return err
-					}
+				if err := f.add(e); err != nil {
+					return err
 				}
-				stream = append(stream, e)
 			}
-			if err := send(); err != nil {
-				return err
+			if len(f.rows) == 0 {
+				continue
+			}
+			select {
+			case rowPages <- f.rows:
+				f.rows = nil
+			case <-gctx.Done():
+				return gctx.Err()
 			}
 		}
 		if gctx.Err() != nil {
 			return gctx.Err()
 		}
-		if len(stream) > 0 {
-			if err := fold(); err != nil {
-				return err
+		if err := f.flush(); err != nil {
+			return err
+		}
+		if len(f.rows) > 0 {
+			select {
+			case rowPages <- f.rows:
+			case <-gctx.Done():
+				return gctx.Err()
 			}
 		}
-		return send()
+		return nil
 	})
 
 	g.Go(func() error {
@@ -386,38 +373,57 @@ func (r *Rebuilder) foldStreams(ctx context.Context, tx *sql.Tx, code BookingsCo
 		return nil, fmt.Errorf("postgres: load streams: %w", err)
 	}
 	defer rows.Close()
-	var out []projections.BookingRow
-	var stream []projections.RawEvent
-	fold := func() error {
-		row, err := code.Fold(stream)
-		if err != nil {
-			return fmt.Errorf("postgres: rebuild bookings: stream %d: %w", stream[0].StreamID, err)
-		}
-		out = append(out, row)
-		stream = stream[:0]
-		return nil
-	}
+	f := streamFolder{code: code}
 	for rows.Next() {
 		e, err := scanRawEvent(rows)
 		if err != nil {
 			return nil, err
 		}
-		if len(stream) > 0 && e.StreamID != stream[0].StreamID {
-			if err := fold(); err != nil {
-				return nil, err
-			}
+		if err := f.add(e); err != nil {
+			return nil, err
 		}
-		stream = append(stream, e)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("postgres: load streams: %w", err)
 	}
-	if len(stream) > 0 {
-		if err := fold(); err != nil {
-			return nil, err
+	if err := f.flush(); err != nil {
+		return nil, err
+	}
+	return f.rows, nil
+}
+
+// streamFolder folds events that arrive in stream order, one whole stream
+// at a time, into rows.
+type streamFolder struct {
+	code   BookingsCode
+	stream []projections.RawEvent
+	rows   []projections.BookingRow
+}
+
+// add takes the next event, folding the previous stream when e starts a
+// new one.
+func (f *streamFolder) add(e projections.RawEvent) error {
+	if len(f.stream) > 0 && e.StreamID != f.stream[0].StreamID {
+		if err := f.flush(); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	f.stream = append(f.stream, e)
+	return nil
+}
+
+// flush folds the stream in hand, if any.
+func (f *streamFolder) flush() error {
+	if len(f.stream) == 0 {
+		return nil
+	}
+	row, err := f.code.Fold(f.stream)
+	if err != nil {
+		return fmt.Errorf("postgres: rebuild bookings: stream %d: %w", f.stream[0].StreamID, err)
+	}
+	f.rows = append(f.rows, row)
+	f.stream = f.stream[:0]
+	return nil
 }
 
 // finalBookings is the final transaction: it blocks appends, folds what
@@ -452,7 +458,7 @@ func (r *Rebuilder) finalBookings(ctx context.Context, code BookingsCode, since 
 	}
 	var patched int64
 	if patch != nil {
-		if patched, err = patchBookings(ctx, tx, append(patch, changed...)); err != nil {
+		if patched, err = patchBookings(ctx, tx, slices.Concat(patch, changed)); err != nil {
 			return err
 		}
 	} else if err := swapShadow(ctx, tx, bookingsTable); err != nil {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -50,7 +51,9 @@ type monitoringFold struct {
 }
 
 // monitoringEventColumns are what the monitoring rebuild reads.
-const monitoringEventColumns = `position, transaction_id::text, stream_id, event_type, schema_version, recorded_at, payload`
+// The transaction id is read as text (database/sql has no uint64 scan) under
+// another name: ORDER BY transaction_id must sort by the xid8 column.
+const monitoringEventColumns = `position, transaction_id::text AS txid, stream_id, event_type, schema_version, recorded_at, payload`
 
 // apply folds rows of monitoringEventColumns and moves the cut past them.
 func (f *monitoringFold) apply(rows *sql.Rows) (int64, error) {
@@ -224,6 +227,12 @@ func (r *Rebuilder) rebuildMonitoring(ctx context.Context, start time.Time, emit
 			}
 			return err
 		}
+		// The cut of the bulk phase and the catch-ups names no event
+		// ("every transaction below xmin"); store the last event it holds,
+		// an equivalent cut, so that positions read as positions.
+		if f.cut, err = lastEventAtOrBefore(ctx, tx, f.cut); err != nil {
+			return err
+		}
 		if res.Rows, err = writeMonitoring(ctx, tx, &f.state); err != nil {
 			return err
 		}
@@ -285,6 +294,26 @@ func lockSubscriber(ctx context.Context, tx *sql.Tx, lockTimeout string) (cut, e
 		return applied, nil
 	}
 	return offset, nil
+}
+
+// lastEventAtOrBefore returns the cut of the last event at or before c,
+// (0, 0) when there is none.
+func lastEventAtOrBefore(ctx context.Context, q Querier, c cut) (cut, error) {
+	var txText string
+	var last cut
+	err := q.QueryRowContext(ctx, `SELECT transaction_id::text AS txid, position FROM ledger_events
+		WHERE (transaction_id, position) <= ($1::xid8, $2::bigint) ORDER BY transaction_id DESC, position DESC LIMIT 1`,
+		c.txText(), c.pos).Scan(&txText, &last.pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cut{}, nil
+	}
+	if err != nil {
+		return cut{}, fmt.Errorf("postgres: last applied event: %w", err)
+	}
+	if last.tx, err = strconv.ParseUint(txText, 10, 64); err != nil {
+		return cut{}, fmt.Errorf("postgres: transaction id %q: %w", txText, err)
+	}
+	return last, nil
 }
 
 // moveSubscriber sets the subscriber's offset and the projection's applied
