@@ -227,6 +227,10 @@ func (r *Rebuilder) run(ctx context.Context, name string, emit func(DiffEntry) e
 	}
 	res.Projection = name
 	res.Elapsed = time.Since(start)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// The driver reports a cancelled query with its own error.
+		err = fmt.Errorf("%w: %w", ctx.Err(), err)
+	}
 	if err == nil {
 		r.progress(name, projections.PhaseDone, res.Events, res.Events, start)
 	}

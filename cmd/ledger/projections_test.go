@@ -593,3 +593,68 @@ func TestProjectionsCommands(t *testing.T) {
 		t.Errorf("status after the rebuild:\n%s", s)
 	}
 }
+
+// TestRebuildCommandInterrupted: SIGINT (Ctrl-C) in the middle of
+// `ledger projections rebuild` stops it with a message, leaves the live
+// table as it was and no shadow behind; the next run succeeds.
+func TestRebuildCommandInterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary, 50,000 events")
+	}
+	url := pgtest.NewURL(t)
+	db := openTestDB(t, url)
+	pgtest.FillLog(t, db, 0, 15_000)
+	r, _ := postgres.NewRebuilder(postgres.RebuildConfig{DB: db})
+	if _, err := r.Rebuild(context.Background(), projections.BookingsName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE bookings SET status = 'pending' WHERE id % 100 = 0`); err != nil {
+		t.Fatal(err)
+	}
+	before := pgtest.Bookings(t, db)
+	var oid int64
+	db.QueryRow(`SELECT 'bookings'::regclass::oid::bigint`).Scan(&oid)
+
+	cmd := exec.Command(ledgerBinary(t), "projections", "rebuild", "--projection", "bookings")
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+url)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	buf := make([]byte, 4096)
+	for !strings.Contains(logs.String(), `"phase":"bulk"`) {
+		n, err := stderr.Read(buf)
+		logs.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("no progress before %v: %s", err, logs.String())
+		}
+	}
+	cmd.Process.Signal(os.Interrupt)
+	rest, _ := io.ReadAll(stderr)
+	logs.Write(rest)
+	err = cmd.Wait()
+	if err == nil || !strings.Contains(logs.String(), "cancelled; the live read model is unchanged") {
+		t.Fatalf("exit %v\nstdout %s\nstderr %s", err, stdout.String(), logs.String())
+	}
+	pgtest.SameBookings(t, "live table after Ctrl-C", before, pgtest.Bookings(t, db))
+	var nowOID int64
+	var shadow sql.NullString
+	db.QueryRow(`SELECT 'bookings'::regclass::oid::bigint, to_regclass('bookings_shadow')::text`).Scan(&nowOID, &shadow)
+	if nowOID != oid || shadow.Valid {
+		t.Errorf("table oid %d (was %d), shadow %v", nowOID, oid, shadow)
+	}
+
+	again := exec.Command(ledgerBinary(t), "projections", "rebuild", "--projection", "bookings")
+	again.Env = cmd.Env
+	if out, err := again.CombinedOutput(); err != nil {
+		t.Fatalf("second run: %v\n%s", err, out)
+	}
+	pgtest.SameBookings(t, "table after the second run", pgtest.FoldBookings(t, db), pgtest.Bookings(t, db))
+}
