@@ -40,6 +40,7 @@ FUZZTIME ?= 5m
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseEvent -fuzztime=$(FUZZTIME) ./adapters/stripe/
 	$(GO) test -run='^$$' -fuzz=FuzzWebhook -fuzztime=$(FUZZTIME) ./adapters/http/
+	$(GO) test -run='^$$' -fuzz=FuzzFoldBookingRaw -fuzztime=$(FUZZTIME) ./projections/
 
 clean:
 	rm -rf bin

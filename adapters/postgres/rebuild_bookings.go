@@ -317,9 +317,10 @@ func (r *Rebuilder) readStreamsPage(ctx context.Context, tx *sql.Tx, stream int6
 
 // refoldChanged folds again, on tx, every stream with events that were not
 // visible in snapshot since, and replaces their rows in the shadow. It
-// returns the number of streams and the change in the shadow's row count.
-// Their old rows are all deleted before the new ones are written, so that
-// the exclusion constraint only ever sees a subset of the final rows.
+// returns the number of streams and the change in the shadow's row count,
+// and stores their ids in changed when it is not nil. Their old rows are
+// all deleted before the new ones are written, so that a constraint on the
+// shadow only ever sees a subset of the final rows.
 func (r *Rebuilder) refoldChanged(ctx context.Context, tx *sql.Tx, code BookingsCode, since string, changed *[]int64) (int, int64, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT stream_id FROM ledger_events
 		WHERE transaction_id >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(transaction_id, $1::pg_snapshot)
