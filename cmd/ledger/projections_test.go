@@ -397,6 +397,16 @@ func TestRebuildAfterRandomizedWebhooks(t *testing.T) {
 		if total != 2000 {
 			t.Errorf("ledger_webhooks_total sums to %v, want 2000", total)
 		}
+
+		// A forged delivery is counted, but its type does not become a label.
+		forged := []byte(`{"id": "evt_forged", "type": "forged.type", "data": {"object": {}}}`)
+		if status, _, err := c.do(http.MethodPost, "/webhooks/stripe/", forged, map[string]string{"Stripe-Signature": "t=1,v1=00"}); err != nil || status != http.StatusBadRequest {
+			t.Fatalf("forged delivery: %d %v", status, err)
+		}
+		_, body = c.api(http.MethodGet, "/metrics", nil)
+		if !strings.Contains(string(body), `ledger_webhooks_total{event_type="unknown",outcome="rejected"} 1`+"\n") || strings.Contains(string(body), "forged.type") {
+			t.Errorf("forged delivery not counted as unknown/rejected")
+		}
 	})
 
 	t.Run("readyz shows the projections", func(t *testing.T) {
