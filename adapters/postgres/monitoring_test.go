@@ -116,12 +116,11 @@ func TestMonitoringRebuildWhileTheSubscriberRuns(t *testing.T) {
 	r := newRebuilder(t, postgres.RebuildConfig{DB: db, BatchSize: 100, Hooks: postgres.RebuildHooks{AfterBatch: func(ctx context.Context, _ int64) error {
 		return more(ctx)
 	}, BeforeCatchUp: more}})
-	res, err := r.Rebuild(ctx, projections.MonitoringName)
-	if err != nil {
+	// How the events split between the rebuild and the subscriber depends
+	// on the oldest transaction running anywhere in the cluster (both read
+	// only below it), so only the end state is asserted.
+	if _, err := r.Rebuild(ctx, projections.MonitoringName); err != nil {
 		t.Fatal(err)
-	}
-	if res.CaughtUp == 0 {
-		t.Errorf("nothing to catch up: %+v", res)
 	}
 	pgtest.FillLog(t, db, next, 20)
 	pgtest.WaitMonitoring(t, db)
