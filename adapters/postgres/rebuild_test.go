@@ -211,8 +211,7 @@ func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
 	}
 	before := pgtest.Bookings(t, db)
 	schema := bookingsSchema(t, db)
-	var oid int64
-	db.QueryRow(`SELECT 'bookings'::regclass::oid::bigint`).Scan(&oid)
+	oid := pgtest.TableOID(t, db, "bookings")
 
 	cases := []struct {
 		name  string
@@ -245,11 +244,8 @@ func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
 					t.Fatalf("Rebuild = %+v, %v; want %v", res, err, tc.want)
 				}
 				pgtest.SameBookings(t, "live table", before, pgtest.Bookings(t, db))
-				var nowOID int64
-				var shadow sql.NullString
-				db.QueryRow(`SELECT 'bookings'::regclass::oid::bigint, to_regclass('bookings_shadow')::text`).Scan(&nowOID, &shadow)
-				if nowOID != oid || shadow.Valid {
-					t.Errorf("table oid %d (was %d), shadow %v", nowOID, oid, shadow)
+				if now, shadow := pgtest.TableOID(t, db, "bookings"), pgtest.TableOID(t, db, "bookings_shadow"); now != oid || shadow != 0 {
+					t.Errorf("table oid %d (was %d), shadow oid %d", now, oid, shadow)
 				}
 				if got := bookingsSchema(t, db); !slices.Equal(got, schema) {
 					t.Errorf("schema changed: %v", got)

@@ -622,8 +622,7 @@ func TestRebuildCommandInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := pgtest.Bookings(t, db)
-	var oid int64
-	db.QueryRow(`SELECT 'bookings'::regclass::oid::bigint`).Scan(&oid)
+	oid := pgtest.TableOID(t, db, "bookings")
 
 	cmd := exec.Command(ledgerBinary(t), "projections", "rebuild", "--projection", "bookings")
 	cmd.Dir = t.TempDir()
@@ -654,11 +653,8 @@ func TestRebuildCommandInterrupted(t *testing.T) {
 		t.Fatalf("exit %v\nstdout %s\nstderr %s", err, stdout.String(), logs.String())
 	}
 	pgtest.SameBookings(t, "live table after Ctrl-C", before, pgtest.Bookings(t, db))
-	var nowOID int64
-	var shadow sql.NullString
-	db.QueryRow(`SELECT 'bookings'::regclass::oid::bigint, to_regclass('bookings_shadow')::text`).Scan(&nowOID, &shadow)
-	if nowOID != oid || shadow.Valid {
-		t.Errorf("table oid %d (was %d), shadow %v", nowOID, oid, shadow)
+	if now, shadow := pgtest.TableOID(t, db, "bookings"), pgtest.TableOID(t, db, "bookings_shadow"); now != oid || shadow != 0 {
+		t.Errorf("table oid %d (was %d), shadow oid %d", now, oid, shadow)
 	}
 
 	again := exec.Command(ledgerBinary(t), "projections", "rebuild", "--projection", "bookings")

@@ -181,3 +181,14 @@ func WaitMonitoring(tb testing.TB, db *sql.DB) postgres.ProjectionStatus {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TableOID returns the oid of the named table, 0 when there is none: a
+// table replaced by a rebuild has a new oid, one left alone keeps it.
+func TableOID(tb testing.TB, db *sql.DB, name string) int64 {
+	tb.Helper()
+	var oid sql.NullInt64
+	if err := db.QueryRow(`SELECT to_regclass($1)::oid::bigint`, name).Scan(&oid); err != nil {
+		tb.Fatal(err)
+	}
+	return oid.Int64
+}
