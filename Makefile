@@ -60,6 +60,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseEvent -fuzztime=$(FUZZTIME) ./adapters/stripe/
 	$(GO) test -run='^$$' -fuzz=FuzzWebhook -fuzztime=$(FUZZTIME) ./adapters/http/
 	$(GO) test -run='^$$' -fuzz=FuzzCanonicalFast -fuzztime=$(FUZZTIME) ./adapters/postgres/
+	$(GO) test -run='^$$' -fuzz=FuzzFoldBookingRaw -fuzztime=$(FUZZTIME) ./projections/
 
 # The fault-injection run (cmd/chaos): the real server against a throwaway
 # PostgreSQL cluster of its own, killed, cut off and flooded meanwhile; a few

@@ -7,69 +7,75 @@ import (
 	"github.com/booking-ledger/ledger/domain"
 )
 
-// BookingsName is the name of the booking status table projection.
-const BookingsName = "bookings"
-
-// BookingsVersion is the code version of FoldBooking. Bump it whenever
-// FoldBooking would give a different row for the same events, so that
-// `ledger projections status` flags the stored table as stale.
-const BookingsVersion = 1
-
-// Envelope is one event of the log with the envelope fields the read models
-// use.
+// Envelope is a decoded event with the parts of its envelope that read
+// models use.
 type Envelope struct {
-	Position   int64
-	StreamID   int64
+	// Position is the event's global position; 0 for an event appended in
+	// the current transaction whose position the database has not returned
+	// yet (see BookingRow.LastEventPosition).
+	Position int64
+	// StreamID is the booking id.
+	StreamID int64
+	// RecordedAt is when the ledger recorded the event (UTC, microseconds).
 	RecordedAt time.Time
 	Event      domain.Event
 }
 
-// BookingRow is one row of the `bookings` status table. JSON field names are
-// the column names; optional ids are null when unknown.
+// BookingRow is one row of the bookings status table. The JSON names are the
+// column names, which the HTTP API uses as they are.
 type BookingRow struct {
-	ID                int64                `json:"id"`
-	ResourceID        string               `json:"resource_id"`
-	CheckIn           string               `json:"check_in"`
-	CheckOut          string               `json:"check_out"`
-	Status            domain.Status        `json:"status"`
-	PaymentStatus     domain.PaymentStatus `json:"payment_status"`
-	Amount            int64                `json:"amount"`
-	Currency          string               `json:"currency"`
-	CustomerEmail     string               `json:"customer_email"`
-	SessionID         *string              `json:"session_id"`
-	PaymentIntentID   *string              `json:"payment_intent_id"`
-	CreatedAt         time.Time            `json:"created_at"`
-	UpdatedAt         time.Time            `json:"updated_at"`
-	LastEventPosition int64                `json:"last_event_position"`
+	ID              int64                `json:"id"`
+	ResourceID      string               `json:"resource_id"`
+	CheckIn         string               `json:"check_in"`  // YYYY-MM-DD
+	CheckOut        string               `json:"check_out"` // YYYY-MM-DD, exclusive
+	Status          domain.Status        `json:"status"`
+	PaymentStatus   domain.PaymentStatus `json:"payment_status"`
+	Amount          int64                `json:"amount"`
+	Currency        string               `json:"currency"`
+	CustomerEmail   string               `json:"customer_email"`
+	SessionID       *string              `json:"session_id"`
+	PaymentIntentID *string              `json:"payment_intent_id"`
+	// CreatedAt is the recorded_at of the stream's first event, UpdatedAt
+	// that of its last.
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// LastEventPosition is the position of the stream's last event. 0 means
+	// "the position the current transaction just drew" to the inline
+	// writer, which fills it in from the sequence.
+	LastEventPosition int64 `json:"last_event_position"`
 }
+
+// The bookings projection: the status table, kept inline (in the
+// transaction of the append) and rebuilt from the log on demand.
+const (
+	BookingsName = "bookings"
+	// BookingsVersion is the version of FoldBooking. Bump it with every
+	// change of what the fold produces, so that `ledger projections status`
+	// flags the stored table as stale until it is rebuilt.
+	BookingsVersion = 1
+)
 
 // FoldBooking folds one booking's events, in stream order, into its status
-// row: the state the events record (domain.Rehydrate), created_at and
-// updated_at from the first and last event's recorded_at, and the last
-// event's position.
+// row: a pure function of the events. Business rules are never re-evaluated;
+// the row only reflects the recorded facts (see domain.Booking.Apply).
 //
-// It returns an error wrapping domain.ErrNotFound for no events and
-// domain.ErrInvalid for a stream the domain cannot replay.
-func FoldBooking(events []Envelope) (BookingRow, error) {
-	if len(events) == 0 {
-		return BookingRow{}, fmt.Errorf("projections: fold booking: %w", domain.ErrNotFound)
+// It returns an error wrapping domain.ErrNotFound for no events, and one
+// wrapping domain.ErrInvalid for a stream that domain.Rehydrate rejects.
+func FoldBooking(envs []Envelope) (BookingRow, error) {
+	if len(envs) == 0 {
+		return BookingRow{}, fmt.Errorf("fold booking: no events: %w", domain.ErrNotFound)
 	}
-	evs := make([]domain.Event, len(events))
-	for i, e := range events {
-		evs[i] = e.Event
+	events := make([]domain.Event, len(envs))
+	for i, e := range envs {
+		events[i] = e.Event
 	}
-	id := domain.BookingID(events[0].StreamID)
-	b, err := domain.Rehydrate(id, evs)
+	id := envs[0].StreamID
+	b, err := domain.Rehydrate(domain.BookingID(id), events)
 	if err != nil {
-		return BookingRow{}, fmt.Errorf("projections: fold booking %d: %w", id, err)
+		return BookingRow{}, fmt.Errorf("fold booking %d: %w", id, err)
 	}
-	last := events[len(events)-1]
-	return RowFromBooking(b, events[0].RecordedAt, last.RecordedAt, last.Position), nil
-}
-
-// RowFromBooking is the status row of a rehydrated booking.
-func RowFromBooking(b *domain.Booking, createdAt, updatedAt time.Time, lastPosition int64) BookingRow {
-	return BookingRow{
+	last := envs[len(envs)-1]
+	row := BookingRow{
 		ID:                int64(b.ID()),
 		ResourceID:        b.ResourceID(),
 		CheckIn:           b.Stay().CheckInString(),
@@ -81,10 +87,11 @@ func RowFromBooking(b *domain.Booking, createdAt, updatedAt time.Time, lastPosit
 		CustomerEmail:     b.CustomerEmail(),
 		SessionID:         optional(b.SessionID()),
 		PaymentIntentID:   optional(b.PaymentIntentID()),
-		CreatedAt:         createdAt.UTC(),
-		UpdatedAt:         updatedAt.UTC(),
-		LastEventPosition: lastPosition,
+		CreatedAt:         envs[0].RecordedAt.UTC(),
+		UpdatedAt:         last.RecordedAt.UTC(),
+		LastEventPosition: last.Position,
 	}
+	return row, nil
 }
 
 func optional(s string) *string {
@@ -92,4 +99,39 @@ func optional(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// RawEvent is a stored event not yet decoded, as a rebuild reads it.
+type RawEvent struct {
+	Position      int64
+	StreamID      int64
+	StreamVersion int
+	Type          string
+	SchemaVersion int
+	RecordedAt    time.Time
+	Payload       []byte
+}
+
+// FoldBookingRaw folds one booking's stored events, in stream order: it
+// equals FoldBooking of the events decoded with domain.Decode, errors
+// included (a payload Decode rejects fails the fold with domain.ErrInvalid).
+// Payloads in the shape the ledger writes take a fast path that skips
+// Decode and Rehydrate.
+func FoldBookingRaw(events []RawEvent) (BookingRow, error) {
+	if row, ok := foldFast(events); ok {
+		return row, nil
+	}
+	return foldBookingSlow(events)
+}
+
+func foldBookingSlow(events []RawEvent) (BookingRow, error) {
+	envs := make([]Envelope, len(events))
+	for i, e := range events {
+		ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
+		if err != nil {
+			return BookingRow{}, fmt.Errorf("fold booking %d: event %d: %w", e.StreamID, e.Position, err)
+		}
+		envs[i] = Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev}
+	}
+	return FoldBooking(envs)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
@@ -60,6 +61,11 @@ type Config struct {
 	// Audit serves the audit endpoints and the auditor UI (audit.go,
 	// ui.go); nil leaves them out.
 	Audit Audit
+	// Monitoring serves GET /monitoring/summary and the projections in
+	// /readyz; Registry serves GET /metrics and gets the webhook metrics.
+	// Either may be nil (monitoring.go).
+	Monitoring Monitoring
+	Registry   *prometheus.Registry
 }
 
 func (c *Config) setDefaults() {
@@ -136,6 +142,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	api.Handle("/bookings", methodNotAllowed(http.MethodGet, http.MethodHead, http.MethodPost))
 	api.Handle("/bookings/{id}", http.HandlerFunc(s.getBooking)).Methods(http.MethodGet, http.MethodHead)
 	api.Handle("/bookings/{id}", methodNotAllowed(http.MethodGet, http.MethodHead))
+	s.routeMonitoring(r, api)
 	return r, nil
 }
 
@@ -187,5 +194,5 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, s.readyBody(r.Context(), "ready"))
 }

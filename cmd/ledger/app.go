@@ -24,6 +24,7 @@ type App struct {
 	logger *slog.Logger
 
 	db     *sql.DB
+	proj   projectionsRuntime
 	ln     net.Listener
 	srv    *http.Server
 	served chan error
@@ -72,7 +73,10 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	handler, err := httpapi.NewHandler(httpapi.Config{
+	if err := a.startProjections(); err != nil {
+		return err
+	}
+	handler, err := httpapi.NewHandler(a.withMonitoring(httpapi.Config{
 		Ledger:   ledger,
 		Verifier: verifier,
 		APIToken: a.cfg.APIToken,
@@ -83,7 +87,7 @@ func (a *App) Start(ctx context.Context) error {
 		RequestTimeout: a.cfg.RequestTimeout,
 		Checkout:       checkout,
 		Audit:          auditor,
-	})
+	}))
 	if err != nil {
 		return err
 	}
@@ -149,6 +153,7 @@ func (a *App) Close() error {
 	}
 	errs = append(errs, a.stopRefunds())
 	a.stopAudit()
+	errs = append(errs, a.stopProjections())
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
 	}

@@ -36,17 +36,6 @@ func runLedger(t *testing.T, dbURL string, args ...string) (stdout, stderr strin
 	return out.String(), errOut.String(), err
 }
 
-func openTestDB(t *testing.T, dbURL string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("postgres", dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(8)
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
 // tamperTx runs statements with the tables' triggers disabled, as someone
 // with the database owner's rights could.
 func tamperTx(t *testing.T, db *sql.DB, tables []string, stmts ...string) {

@@ -58,6 +58,9 @@ type Config struct {
 	// CheckoutSessionTTL is how long a Checkout Session stays payable
 	// (LEDGER_CHECKOUT_TTL, default 1h, 35m to 24h).
 	CheckoutSessionTTL time.Duration
+	// RebuildStale makes `ledger serve` rebuild, in the background, every
+	// projection whose stored version differs from the code's (--rebuild-stale).
+	RebuildStale bool
 }
 
 // loadConfig reads .env (if present, without overriding the environment)
@@ -206,6 +209,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("stripe_timeout", c.StripeTimeout),
 		slog.Int("stripe_max_network_retries", c.StripeMaxNetworkRetries),
 		slog.Duration("checkout_ttl", c.CheckoutSessionTTL),
+		slog.Bool("rebuild_stale", c.RebuildStale),
 	)
 }
 

@@ -40,14 +40,14 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newMigrateCmd(), newSendTestWebhookCmd())
 	root.AddCommand(newReconcileCmd())
 	root.AddCommand(newAuditCmd())
+	root.AddCommand(newServeCmd(), newMigrateCmd(), newSendTestWebhookCmd(), newProjectionsCmd())
 	return root
 }
 
 func newServeCmd() *cobra.Command {
-	var dev bool
+	var dev, rebuildStale bool
 	var addr string
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -58,6 +58,7 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			cfg.Dev = dev
+			cfg.RebuildStale = rebuildStale
 			if addr != "" {
 				cfg.Addr = addr
 			}
@@ -82,6 +83,7 @@ func newServeCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&dev, "dev", false, "generate and keep a webhook secret and API token under LEDGER_DATA_DIR when unset")
 	cmd.Flags().StringVar(&addr, "addr", "", "listen address (overrides LEDGER_ADDR)")
+	cmd.Flags().BoolVar(&rebuildStale, "rebuild-stale", false, "rebuild, in the background, projections whose stored version differs from the code's")
 	return cmd
 }
 

@@ -29,7 +29,7 @@ var (
 	buildErr  error
 )
 
-func ledgerBinary(t *testing.T) string {
+func ledgerBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "ledger-bin")
