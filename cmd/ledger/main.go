@@ -42,6 +42,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newServeCmd(), newMigrateCmd(), newSendTestWebhookCmd())
 	root.AddCommand(newReconcileCmd())
+	root.AddCommand(newBenchCmd())
 	return root
 }
 
