@@ -172,10 +172,10 @@ STRIPE_WEBHOOK_SECRET its secret and LEDGER_API_TOKEN its token (or those a
 
 // benchBooking is a booking the run created, with the ids its events carry.
 type benchBooking struct {
-	ID                               int64
-	Resource, CheckIn, CheckOut      string
-	Amount                           int64
-	Email, SessionID, PaymentIntent  string
+	ID                              int64
+	Resource, CheckIn, CheckOut     string
+	Amount                          int64
+	Email, SessionID, PaymentIntent string
 }
 
 // delivery is one POST of the run: an event, or a redelivery of one.
