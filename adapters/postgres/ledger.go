@@ -22,6 +22,8 @@ type Ledger struct {
 	store  *EventStore
 	logger *slog.Logger
 	now    func() time.Time
+	// stmts are the store's prepared statements, prepared by prepare.
+	stmts *statements
 }
 
 // LedgerConfig configures a Ledger.
@@ -43,12 +45,25 @@ func NewLedger(cfg LedgerConfig) (*Ledger, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	store := NewEventStore(EventStoreConfig{Logger: cfg.Logger, Now: cfg.Now})
 	return &Ledger{
 		db:     cfg.DB,
-		store:  NewEventStore(EventStoreConfig{Logger: cfg.Logger, Now: cfg.Now}),
+		store:  store,
 		logger: cfg.Logger,
 		now:    cfg.Now,
+		stmts:  store.stmts,
 	}, nil
+}
+
+// prepare prepares the statements of the ingest path, once per pool (see
+// statements). It runs before a transaction starts; when it fails, the
+// statements run unprepared and the transaction reports what is wrong.
+func (l *Ledger) prepare(ctx context.Context) {
+	queries := []string{lookupQuery, streamQuery, projectAndInboxQuery, insertInboxQuery, insertDeliveryQuery}
+	for n := 1; n <= 4; n++ { // a decision appends at most four events
+		queries = append(queries, insertQuery(n))
+	}
+	_ = l.stmts.prepare(ctx, l.db, queries)
 }
 
 // Store is the ledger's event store.
@@ -116,6 +131,17 @@ func (l *Ledger) CreateBooking(ctx context.Context, p domain.NewBookingParams, c
 // appendAndProject appends the decided events after the stream's stored
 // events and writes the booking's status row folded from all of them.
 func (l *Ledger) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []StoredEvent, decided []domain.Event, occurredAt time.Time, causationID string) (projections.BookingRow, error) {
+	prior, err := decodeEvents(stored)
+	if err != nil {
+		return projections.BookingRow{}, err
+	}
+	return l.appendAndFold(ctx, tx, id, stored, prior, decided, occurredAt, causationID, nil)
+}
+
+// appendAndFold is appendAndProject with the stored events already decoded
+// (prior); when inbox is set, its row is inserted by the statement that
+// writes the status row, which saves a round trip.
+func (l *Ledger) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []StoredEvent, prior, decided []domain.Event, occurredAt time.Time, causationID string, inbox *inboxRow) (projections.BookingRow, error) {
 	newEvents := make([]NewEvent, len(decided))
 	for i, ev := range decided {
 		payload, err := domain.Encode(ev)
@@ -132,14 +158,7 @@ func (l *Ledger) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.Boo
 	if err != nil {
 		return projections.BookingRow{}, err
 	}
-	envs := make([]projections.Envelope, 0, len(stored)+len(appended))
-	for _, e := range stored {
-		ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
-		if err != nil {
-			return projections.BookingRow{}, fmt.Errorf("postgres: decode %s: %w", e, err)
-		}
-		envs = append(envs, projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev})
-	}
+	envs := envelopes(stored, prior, len(appended))
 	for i, e := range appended {
 		envs = append(envs, projections.Envelope{StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: decided[i]})
 	}
@@ -147,7 +166,42 @@ func (l *Ledger) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.Boo
 	if err != nil {
 		return row, err
 	}
-	return upsertBooking(ctx, tx, "bookings", row)
+	if inbox == nil {
+		return upsertBooking(ctx, tx, "bookings", row)
+	}
+	// The position is the one this session's append drew last (currval),
+	// as upsertBooking does; everything else is the row as folded.
+	args := append(upsertArgs(row), inbox.args()...)
+	err = l.stmts.queryRow(ctx, tx, projectAndInboxQuery, args...).Scan(&row.LastEventPosition)
+	if constraintViolated(err, "stripe_inbox_event_id_key") {
+		return row, fmt.Errorf("postgres: inbox %s: %w", inbox.d.EventID, errInboxTaken)
+	}
+	if err != nil {
+		return row, upsertError(row.ID, err)
+	}
+	return row, nil
+}
+
+// decodeEvents decodes stored events for the domain.
+func decodeEvents(stored []StoredEvent) ([]domain.Event, error) {
+	events := make([]domain.Event, len(stored))
+	for i, e := range stored {
+		var err error
+		if events[i], err = domain.Decode(e.Type, e.SchemaVersion, e.Payload); err != nil {
+			return nil, fmt.Errorf("postgres: decode %s: %w", e, err)
+		}
+	}
+	return events, nil
+}
+
+// envelopes pairs stored events with their decoded form for the
+// projections, leaving room for extra more.
+func envelopes(stored []StoredEvent, decoded []domain.Event, extra int) []projections.Envelope {
+	envs := make([]projections.Envelope, len(stored), len(stored)+extra)
+	for i, e := range stored {
+		envs[i] = projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: decoded[i]}
+	}
+	return envs
 }
 
 // lockResource serializes, until the transaction ends, every decision about
@@ -192,17 +246,26 @@ func loadBooking(ctx context.Context, store *EventStore, tx *sql.Tx, id int64) (
 	if err != nil {
 		return nil, nil, err
 	}
-	events := make([]domain.Event, len(stored))
-	for i, e := range stored {
-		if events[i], err = domain.Decode(e.Type, e.SchemaVersion, e.Payload); err != nil {
-			return nil, nil, fmt.Errorf("postgres: decode %s: %w", e, err)
-		}
+	b, _, err := rehydrate(id, stored)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, stored, nil
+}
+
+// rehydrate decodes a stream's events and replays them; the decoded events
+// are returned too, so that the fold of the status row does not decode them
+// again.
+func rehydrate(id int64, stored []StoredEvent) (*domain.Booking, []domain.Event, error) {
+	events, err := decodeEvents(stored)
+	if err != nil {
+		return nil, nil, err
 	}
 	b, err := domain.Rehydrate(domain.BookingID(id), events)
 	if err != nil {
 		return nil, nil, err
 	}
-	return b, stored, nil
+	return b, events, nil
 }
 
 func sha256Sum(b []byte) []byte {
