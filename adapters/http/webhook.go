@@ -18,7 +18,7 @@ var errBookingNotFound = fmt.Errorf("booking not found: %w", domain.ErrNotFound)
 // booking matches (the delivery is kept; Stripe's retry matches it again),
 // 500 for internal failures, which Stripe retries.
 func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -89,4 +89,19 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
+}
+
+// readBody reads the request body, at most limit bytes (413 beyond). A
+// body whose length is announced is read into a buffer of that size at
+// once, instead of one io.ReadAll grows step by step.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if n := r.ContentLength; n > 0 && n <= limit {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(body)
 }

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -56,19 +58,25 @@ func scanBookingRow(s rowScanner) (projections.BookingRow, error) {
 // violates the table's exclusion constraint: that error wraps
 // domain.ErrConflict.
 func upsertBooking(ctx context.Context, tx *sql.Tx, table string, row projections.BookingRow) (projections.BookingRow, error) {
-	out, err := scanBookingRow(tx.QueryRowContext(ctx, upsertBookingSQL(table)+` RETURNING `+bookingColumns, upsertArgs(row)...))
+	const position = `COALESCE(NULLIF($14::bigint, 0), currval('ledger_events_position_seq'))`
+	out, err := scanBookingRow(tx.QueryRowContext(ctx, upsertBookingSQL(table, 1, position)+` RETURNING `+bookingColumns,
+		append(upsertArgs(row), row.LastEventPosition)...))
 	if err != nil {
 		return out, upsertError(row.ID, err)
 	}
 	return out, nil
 }
 
-// upsertBookingSQL writes a status row from the parameters $1 to $14
-// (upsertArgs), without a RETURNING clause.
-func upsertBookingSQL(table string) string {
-	const position = `COALESCE(NULLIF($14::bigint, 0), currval('ledger_events_position_seq'))`
+// upsertBookingSQL writes a status row from the 13 parameters from $first
+// on (upsertArgs) and the SQL expression position, without a RETURNING
+// clause.
+func upsertBookingSQL(table string, first int, position string) string {
+	var values strings.Builder
+	for i := range 13 {
+		values.WriteString("$" + strconv.Itoa(first+i) + ", ")
+	}
 	return `INSERT INTO ` + table + ` (` + bookingColumns + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, ` + position + `)
+		VALUES (` + values.String() + position + `)
 		ON CONFLICT (id) DO UPDATE SET
 			resource_id = excluded.resource_id, check_in = excluded.check_in, check_out = excluded.check_out,
 			status = excluded.status, payment_status = excluded.payment_status,
@@ -78,10 +86,12 @@ func upsertBookingSQL(table string) string {
 			last_event_position = excluded.last_event_position`
 }
 
+// upsertArgs are the parameters of upsertBookingSQL: every column but the
+// position.
 func upsertArgs(row projections.BookingRow) []any {
 	return []any{row.ID, row.ResourceID, row.CheckIn, row.CheckOut,
 		string(row.Status), string(row.PaymentStatus), row.Amount, row.Currency, row.CustomerEmail,
-		row.SessionID, row.PaymentIntentID, row.CreatedAt, row.UpdatedAt, row.LastEventPosition}
+		row.SessionID, row.PaymentIntentID, row.CreatedAt, row.UpdatedAt}
 }
 
 // upsertError maps a failed status row write: an overlap of confirmed stays

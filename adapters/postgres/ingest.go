@@ -125,8 +125,8 @@ func (l *Ledger) Ingest(ctx context.Context, d StripeDelivery) (IngestResult, er
 }
 
 // The statements of the ingest transaction. A webhook that decides takes
-// six round trips: BEGIN, lookupQuery, streamQuery, the append, then
-// projectAndInboxQuery, COMMIT.
+// five round trips: BEGIN, lookupQuery, streamQuery, the append together
+// with the status and inbox rows (appendProjectInboxSQL), COMMIT.
 
 // lookupQuery: is the event known (and for which booking), which booking
 // does it name, and — when it is new, handled and its booking found — the
@@ -185,10 +185,38 @@ func insertInboxSQL(n, b int) string {
 // insertInboxQuery: the inbox row alone, booking id last.
 var insertInboxQuery = insertInboxSQL(1, 12)
 
-// projectAndInboxQuery writes the status row ($1 to $14, upsertArgs) and
-// the inbox row ($15 to $25, booking id $1) in one statement, and returns
-// the row's last event position.
-var projectAndInboxQuery = `WITH inbox AS (` + insertInboxSQL(15, 1) + `) ` + upsertBookingSQL("bookings") + ` RETURNING last_event_position`
+// appendProjectInboxSQL extends insert, the INSERT of the appended events
+// with its n parameters, into one statement that also writes the status row
+// (the 13 parameters after them, upsertArgs; its position is the last one
+// the INSERT returns) and the inbox row (the 11 after those, inboxRow.args,
+// with the status row's booking id), and returns the row's position.
+func appendProjectInboxSQL(insert string, n int) string {
+	return `WITH ev AS (` + insert + ` RETURNING position), inbox AS (` + insertInboxSQL(n+14, n+1) + `) ` +
+		upsertBookingSQL("bookings", n+1, `(SELECT max(position) FROM ev)`) + ` RETURNING last_event_position`
+}
+
+// maxPreparedEvents is the most events whose statements are prepared: a
+// decision appends at most four.
+const maxPreparedEvents = 4
+
+// appendProjectInboxQueries are appendProjectInboxSQL for 1 to
+// maxPreparedEvents events, built once.
+var appendProjectInboxQueries = func() []string {
+	q := make([]string, maxPreparedEvents+1)
+	for n := 1; n <= maxPreparedEvents; n++ {
+		q[n] = appendProjectInboxSQL(insertQuery(n), n*insertColumns)
+	}
+	return q
+}()
+
+// appendProjectInboxQuery is appendProjectInboxSQL, built once for the
+// INSERTs the schema adapter makes of up to maxPreparedEvents events.
+func appendProjectInboxQuery(insert string, n int) string {
+	if k := n / insertColumns; n%insertColumns == 0 && k >= 1 && k <= maxPreparedEvents && insert == insertQuery(k) {
+		return appendProjectInboxQueries[k]
+	}
+	return appendProjectInboxSQL(insert, n)
+}
 
 const insertDeliveryQuery = `INSERT INTO stripe_deliveries
 	(event_id, event_type, received_at, outcome, booking_id, payload, payload_sha256, signature_header)

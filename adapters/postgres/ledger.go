@@ -59,12 +59,17 @@ func NewLedger(cfg LedgerConfig) (*Ledger, error) {
 // statements). It runs before a transaction starts; when it fails, the
 // statements run unprepared and the transaction reports what is wrong.
 func (l *Ledger) prepare(ctx context.Context) {
-	queries := []string{lookupQuery, streamQuery, projectAndInboxQuery, insertInboxQuery, insertDeliveryQuery}
-	for n := 1; n <= 4; n++ { // a decision appends at most four events
-		queries = append(queries, insertQuery(n))
-	}
-	_ = l.stmts.prepare(ctx, l.db, queries)
+	_ = l.stmts.prepare(ctx, l.db, hotQueries)
 }
+
+// hotQueries are the statements Ledger.prepare prepares.
+var hotQueries = func() []string {
+	q := []string{lookupQuery, streamQuery, insertInboxQuery, insertDeliveryQuery}
+	for n := 1; n <= maxPreparedEvents; n++ {
+		q = append(q, insertQuery(n), appendProjectInboxQueries[n])
+	}
+	return q
+}()
 
 // Store is the ledger's event store.
 func (l *Ledger) Store() *EventStore { return l.store }
@@ -154,29 +159,38 @@ func (l *Ledger) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Bookin
 	if n := len(stored); n > 0 {
 		version, prev = stored[n-1].StreamVersion, stored[n-1].Hash
 	}
-	appended, err := l.store.Append(ctx, tx, int64(id), version, prev, newEvents)
-	if err != nil {
-		return projections.BookingRow{}, err
-	}
-	envs := envelopes(stored, prior, len(appended))
-	for i, e := range appended {
-		envs = append(envs, projections.Envelope{StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: decided[i]})
+	// The row is folded before the append: it only lacks the position,
+	// which the database assigns.
+	envs := envelopes(stored, prior, len(decided))
+	recordedAt := storageTime(l.now())
+	for _, ev := range decided {
+		envs = append(envs, projections.Envelope{StreamID: int64(id), RecordedAt: recordedAt, Event: ev})
 	}
 	row, err := projections.FoldBooking(envs)
 	if err != nil {
 		return row, err
 	}
 	if inbox == nil {
+		if _, err := l.store.appendAt(ctx, tx, int64(id), version, prev, newEvents, recordedAt); err != nil {
+			return projections.BookingRow{}, err
+		}
 		return upsertBooking(ctx, tx, "bookings", row)
 	}
-	// The position is the one this session's append drew last (currval),
-	// as upsertBooking does; everything else is the row as folded.
-	args := append(upsertArgs(row), inbox.args()...)
-	err = l.stmts.queryRow(ctx, tx, projectAndInboxQuery, args...).Scan(&row.LastEventPosition)
-	if constraintViolated(err, "stripe_inbox_event_id_key") {
-		return row, fmt.Errorf("postgres: inbox %s: %w", inbox.d.EventID, errInboxTaken)
+	// One statement appends the events and writes the status row and the
+	// inbox row (appendProjectInboxSQL): the publisher's executor runs it in
+	// place of the bare INSERT.
+	ep := &epilogue{
+		sql:  appendProjectInboxQuery,
+		args: append(upsertArgs(row), inbox.args()...),
+		dest: []any{&row.LastEventPosition},
 	}
-	if err != nil {
+	_, err = l.store.appendAt(context.WithValue(ctx, epilogueKey{}, ep), tx, int64(id), version, prev, newEvents, recordedAt)
+	switch {
+	case constraintViolated(err, "stripe_inbox_event_id_key"):
+		return row, fmt.Errorf("postgres: inbox %s: %w", inbox.d.EventID, errInboxTaken)
+	case errors.Is(err, domain.ErrConcurrency):
+		return row, err
+	case err != nil:
 		return row, upsertError(row.ID, err)
 	}
 	return row, nil

@@ -50,10 +50,10 @@ func (c *countingConn) Write(b []byte) (int, error) {
 // a webhook may take, BEGIN and COMMIT included, once the connection is
 // warm. They guard the ingest path against statements creeping back in.
 var roundTripLimits = map[string]int64{
-	"payment":            6, // BEGIN, lookup+lock, stream+stays, append, status row+inbox, COMMIT
-	"conflict":           6,
-	"same payment again": 5, // no events to append
-	"failure":            6,
+	"payment":            5, // BEGIN, lookup+lock, stream+stays, append+status row+inbox, COMMIT
+	"conflict":           5,
+	"same payment again": 5, // no events to append: the inbox row alone
+	"failure":            5,
 	"duplicate":          4, // BEGIN, lookup, delivery row, COMMIT
 	"ignored":            4,
 	"unmatched":          4,

@@ -117,6 +117,11 @@ func NewEventStore(cfg EventStoreConfig) *EventStore {
 // aborted and must be rolled back. The returned events carry every envelope
 // field but Position and TransactionID, which the database assigns.
 func (s *EventStore) Append(ctx context.Context, tx *sql.Tx, streamID int64, expectedVersion int, prevHash []byte, events []NewEvent) ([]StoredEvent, error) {
+	return s.appendAt(ctx, tx, streamID, expectedVersion, prevHash, events, s.now())
+}
+
+// appendAt is Append with recorded_at given.
+func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, expectedVersion int, prevHash []byte, events []NewEvent, recordedAt time.Time) ([]StoredEvent, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -135,7 +140,7 @@ func (s *EventStore) Append(ctx context.Context, tx *sql.Tx, streamID int64, exp
 	// The publisher executes with the first message's context: it carries
 	// the transaction to txExecutor.
 	ctx = context.WithValue(ctx, txKey{}, tx)
-	recordedAt := storageTime(s.now())
+	recordedAt = storageTime(recordedAt)
 	stored := make([]StoredEvent, len(events))
 	msgs := make(message.Messages, len(events))
 	for i, ne := range events {
@@ -168,6 +173,8 @@ func (s *EventStore) Append(ctx context.Context, tx *sql.Tx, streamID int64, exp
 		stored[i] = e
 
 		msg := message.NewMessage(id, message.Payload(payload))
+		// Room for the envelope's keys, set below, without regrowing.
+		msg.Metadata = make(message.Metadata, len(ne.Metadata)+len(envelopeKeys))
 		for k, v := range ne.Metadata {
 			msg.Metadata.Set(k, v)
 		}
