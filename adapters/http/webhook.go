@@ -2,7 +2,6 @@ package http
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
@@ -89,19 +88,4 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
-}
-
-// readBody reads the request body, at most limit bytes (413 beyond). A
-// body whose length is announced is read into a buffer of that size at
-// once, instead of one io.ReadAll grows step by step.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	body := http.MaxBytesReader(w, r.Body, limit)
-	if n := r.ContentLength; n > 0 && n <= limit {
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(body, buf); err != nil {
-			return nil, err
-		}
-		return buf, nil
-	}
-	return io.ReadAll(body)
 }
