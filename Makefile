@@ -15,7 +15,7 @@ PG_BASE = $(shell scripts/ensure-postgres.sh)
 STRIPE_MOCK_VERSION ?= v0.203.0
 STRIPE_MOCK         := bin/stripe-mock
 
-.PHONY: build run test test-short lint fuzz clean
+.PHONY: build run test test-short lint fuzz clean bench
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ledger
@@ -42,6 +42,13 @@ lint:
 	@bad=$$($(GO) list -deps ./domain/... | grep -E '^$(MODULE)/(adapters|projections|cmd)|watermill|stripe-go|lib/pq|gorilla|database/sql|net/http' || true); \
 	if [ -n "$$bad" ]; then echo "domain/ must import the standard library only, but depends on:"; echo "$$bad"; exit 1; fi
 	@echo "lint ok"
+
+# Ingestion against the database's own ceiling and projection rebuilds, on
+# fresh databases beside DATABASE_URL's; writes bench/RESULTS.md.
+bench: build
+	@base="$(PG_BASE)"; \
+	if [ -z "$$DATABASE_URL" ]; then export DATABASE_URL="$$base/postgres?sslmode=disable"; fi; \
+	./$(BIN) bench report --out bench/RESULTS.md
 
 # Five minutes of fuzzing per target, as done before resolving an issue.
 FUZZTIME ?= 5m

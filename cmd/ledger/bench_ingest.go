@@ -915,7 +915,11 @@ func verifyChains(ctx context.Context, db *sql.DB, streams []int64) (int, error)
 
 func (r *ingestResult) print(w io.Writer) {
 	o := r.Options
-	fmt.Fprintf(w, "ledger bench ingest --events %d --concurrency %d --duplicates %g --rate %g\n", o.Events, o.Concurrency, o.Duplicates, o.Rate)
+	target := ""
+	if o.URL != "" {
+		target = " --url " + o.URL
+	}
+	fmt.Fprintf(w, "ledger bench ingest --events %d --concurrency %d --duplicates %g --rate %g --seed %d%s\n", o.Events, o.Concurrency, o.Duplicates, o.Rate, o.Seed, target)
 	fmt.Fprintf(w, "  target:       %s\n", r.Target)
 	fmt.Fprintf(w, "  load model:   %s\n", o.mode())
 	fmt.Fprintf(w, "  mix:          %d deliveries of %d events about %d bookings, average body %d bytes\n", r.Deliveries, r.Unique, r.Bookings, r.AvgBody)
