@@ -3,11 +3,11 @@
 # starts the bench, waits for its sending phase, records the backends of the
 # bench database with perf for a few seconds, and prints the hottest
 # PostgreSQL functions (inclusive). Needs perf and the right to trace the
-# server's processes (root). Usage: bench/perf-postgres.sh [seconds] [bench flags...]
+# server's processes (root). Usage: [LEDGER_BIN=bin/ledger] bench/perf-postgres.sh [seconds] [bench flags...]
 set -euo pipefail
 secs=${1:-6}; shift || true
 out=$(mktemp -d)
-./bin/ledger bench ingest --events 20000 "$@" >"$out/bench.txt" 2>"$out/progress.txt" &
+"${LEDGER_BIN:-./bin/ledger}" bench ingest --events 20000 "$@" >"$out/bench.txt" 2>"$out/progress.txt" &
 bench=$!
 touch "$out/progress.txt"
 until grep -q '^bench: sending' "$out/progress.txt"; do
@@ -15,9 +15,11 @@ until grep -q '^bench: sending' "$out/progress.txt"; do
   sleep 0.2
 done
 sleep 1
-pids=$(psql -h 127.0.0.1 -U postgres -Atc "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE datname LIKE 'ledger_bench_ingest_%' AND backend_type = 'client backend' AND state <> 'idle' OR (datname LIKE 'ledger_bench_ingest_%' AND backend_type = 'client backend' AND xact_start IS NOT NULL)")
+# Every backend of the bench database: the server's pool (the ceiling's
+# connections are idle meanwhile).
+pids=$(psql -h 127.0.0.1 -U postgres -Atc "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE datname LIKE 'ledger_bench_ingest_%' AND backend_type = 'client backend'")
 perf record -F 999 -g -p "$pids" -o "$out/perf.data" -- sleep "$secs" >/dev/null 2>&1
 wait $bench || true
 grep -v '^bench' "$out/bench.txt" || true
-perf report -i "$out/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | grep '%' | grep -v '0x0000' | head -60
+perf report -i "$out/perf.data" --children --sort symbol --stdio -g none 2>/dev/null | grep '%' | grep -v '0x0000' | head -60 || true
 echo "perf data: $out/perf.data"

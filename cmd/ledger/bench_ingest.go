@@ -863,7 +863,7 @@ func checkExactlyOnce(ctx context.Context, db *sql.DB, bookings []benchBooking, 
 	}
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM unnest($1::bigint[]) AS a(id)
 		LEFT JOIN bookings b ON b.id = a.id
-		LEFT JOIN LATERAL (SELECT max(position) AS last FROM ledger_events WHERE stream_id = a.id) e ON true
+		LEFT JOIN LATERAL (SELECT position AS last FROM ledger_events WHERE stream_id = a.id ORDER BY stream_version DESC LIMIT 1) e ON true
 		WHERE b.last_event_position IS DISTINCT FROM e.last OR e.last IS NULL`, pq.Array(streams)).Scan(&stale); err != nil {
 		return c, fmt.Errorf("check status rows: %w", err)
 	}
