@@ -15,7 +15,7 @@ PG_BASE = $(shell scripts/ensure-postgres.sh)
 STRIPE_MOCK_VERSION ?= v0.203.0
 STRIPE_MOCK         := bin/stripe-mock
 
-.PHONY: build run test test-short lint fuzz clean bench
+.PHONY: build run test test-short lint fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ledger
@@ -45,6 +45,7 @@ lint:
 
 # Ingestion against the database's own ceiling and projection rebuilds, on
 # fresh databases beside DATABASE_URL's; writes bench/RESULTS.md.
+.PHONY: bench
 bench: build
 	@base="$(PG_BASE)"; \
 	if [ -z "$$DATABASE_URL" ]; then export DATABASE_URL="$$base/postgres?sslmode=disable"; fi; \

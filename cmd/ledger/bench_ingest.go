@@ -178,8 +178,8 @@ type benchBooking struct {
 	Email, SessionID, PaymentIntent string
 }
 
-// delivery is one POST of the run: an event, or a redelivery of one.
-type delivery struct {
+// benchDelivery is one POST of the run: an event, or a redelivery of one.
+type benchDelivery struct {
 	EventID string
 	Type    string
 	Body    []byte
@@ -435,28 +435,28 @@ var firstEvents = []struct {
 // generateDeliveries builds `unique` distinct events about the bookings and
 // `total` deliveries in sending order, the extra ones redeliveries (the
 // same body; it is signed afresh when sent, as Stripe does).
-func generateDeliveries(bookings []benchBooking, unique, total int, rng *rand.Rand) ([]delivery, error) {
+func generateDeliveries(bookings []benchBooking, unique, total int, rng *rand.Rand) ([]benchDelivery, error) {
 	weights := 0
 	for _, f := range firstEvents {
 		weights += f.weight
 	}
-	var firsts, seconds []delivery
+	var firsts, seconds []benchDelivery
 	now := time.Now()
-	build := func(typ string, b benchBooking) (delivery, error) {
+	build := func(typ string, b benchBooking) (benchDelivery, error) {
 		body, err := stripe.BuildEvent(typ, stripe.TestBooking{
 			ID: b.ID, SessionID: b.SessionID, PaymentIntentID: b.PaymentIntent,
 			Amount: b.Amount, Currency: "eur", CustomerEmail: b.Email,
 		}, now)
 		if err != nil {
-			return delivery{}, err
+			return benchDelivery{}, err
 		}
 		var head struct {
 			ID string `json:"id"`
 		}
 		if err := json.Unmarshal(body, &head); err != nil {
-			return delivery{}, err
+			return benchDelivery{}, err
 		}
-		return delivery{EventID: head.ID, Type: typ, Body: body}, nil
+		return benchDelivery{EventID: head.ID, Type: typ, Body: body}, nil
 	}
 	for _, b := range bookings {
 		if len(firsts)+len(seconds) >= unique {
@@ -485,7 +485,7 @@ func generateDeliveries(bookings []benchBooking, unique, total int, rng *rand.Ra
 	// Follow-ups go out after their first event most of the time: merge
 	// the two lists, drawing from the follow-ups with a probability that
 	// grows along the way.
-	events := make([]delivery, 0, total)
+	events := make([]benchDelivery, 0, total)
 	rng.Shuffle(len(seconds), func(i, j int) { seconds[i], seconds[j] = seconds[j], seconds[i] })
 	for len(firsts) > 0 || len(seconds) > 0 {
 		takeSecond := len(firsts) == 0 || (len(seconds) > 0 && rng.Float64() < float64(len(events))/float64(unique))
@@ -502,7 +502,7 @@ func generateDeliveries(bookings []benchBooking, unique, total int, rng *rand.Ra
 	for _, p := range rng.Perm(total - 1)[:total-len(events)] {
 		dup[p+1] = true
 	}
-	out := make([]delivery, 0, total)
+	out := make([]benchDelivery, 0, total)
 	k := 0
 	for i := range total {
 		if dup[i] {
@@ -518,7 +518,7 @@ func generateDeliveries(bookings []benchBooking, unique, total int, rng *rand.Ra
 
 // sendAll sends the deliveries from o.Concurrency connections, closed or
 // open loop, recording answers, latencies, CPU time and allocations.
-func (r *ingestResult) sendAll(ctx context.Context, client *http.Client, url, secret string, deliveries []delivery, pgdb *sql.DB) error {
+func (r *ingestResult) sendAll(ctx context.Context, client *http.Client, url, secret string, deliveries []benchDelivery, pgdb *sql.DB) error {
 	o := r.Options
 	var (
 		mu        sync.Mutex
@@ -692,7 +692,7 @@ func (c ceilingResult) Throughput() float64 {
 
 // ceilingPayloads returns payloads of exactly size bytes cut from the
 // delivered bodies, so that they compress like the inbox's raw events do.
-func ceilingPayloads(deliveries []delivery, size int) [][]byte {
+func ceilingPayloads(deliveries []benchDelivery, size int) [][]byte {
 	var out [][]byte
 	for i := 0; i < len(deliveries) && len(out) < 256; i++ {
 		b := deliveries[i].Body
@@ -781,7 +781,7 @@ func (c exactlyOnce) String() string {
 // type twice; each booking has at most one PaymentSucceeded per payment; the
 // status rows are at their stream's last position; every stream's hash
 // chain verifies.
-func checkExactlyOnce(ctx context.Context, db *sql.DB, bookings []benchBooking, deliveries []delivery, acked map[string]int) (exactlyOnce, error) {
+func checkExactlyOnce(ctx context.Context, db *sql.DB, bookings []benchBooking, deliveries []benchDelivery, acked map[string]int) (exactlyOnce, error) {
 	var c exactlyOnce
 	problem := func(format string, args ...any) { c.Problems = append(c.Problems, fmt.Sprintf(format, args...)) }
 	ids := make([]string, 0, len(acked))
