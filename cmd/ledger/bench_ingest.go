@@ -46,6 +46,12 @@ type ingestOptions struct {
 	// Rate is the open-loop send rate in deliveries per second; 0 sends
 	// as fast as the answers come back (closed loop).
 	Rate float64
+	// Warmup is the number of deliveries sent before the measured ones,
+	// closed loop and not timed (default 10 per connection): a fresh
+	// server's first requests open connections, prepare statements and
+	// fill PostgreSQL's catalog caches, which a running server has done
+	// long before. They are part of the exactly-once check.
+	Warmup int
 	// Seed makes the generated mix reproducible.
 	Seed uint64
 	// CPUProfile and MemProfile name files for pprof profiles of the
@@ -67,8 +73,18 @@ func (o *ingestOptions) validate() error {
 		return errors.New("--duplicates must lie between 0 and 0.9")
 	case o.Rate < 0:
 		return errors.New("--rate must not be negative")
+	case o.Warmup < 0:
+		return errors.New("--warmup must not be negative")
 	}
 	return nil
+}
+
+// warmup is the number of untimed deliveries sent first.
+func (o ingestOptions) warmup() int {
+	if o.Warmup == 0 {
+		return 10 * o.Concurrency
+	}
+	return o.Warmup
 }
 
 // mode names the load model, for the report.
@@ -86,7 +102,9 @@ type ingestResult struct {
 	Bookings   int
 	Unique     int
 	Deliveries int
-	AvgBody    int
+	// Warmup is the number of untimed deliveries sent first.
+	Warmup  int
+	AvgBody int
 	// Answers counts deliveries by answer ("200 success", "200 ignored",
 	// "404", "500", "error").
 	Answers map[string]int
@@ -164,6 +182,7 @@ STRIPE_WEBHOOK_SECRET its secret and LEDGER_API_TOKEN its token (or those a
 	f.Float64Var(&o.Rate, "rate", 0, "open-loop send rate in events/s (0: closed loop, as fast as answers come)")
 	f.StringVar(&o.URL, "url", "", "base URL of a running server (default: start one in this process on a fresh database)")
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the generated mix")
+	f.IntVar(&o.Warmup, "warmup", 0, "deliveries sent first, closed loop and not timed (default 10 per connection)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the ingest phase to this file")
 	f.StringVar(&o.MemProfile, "memprofile", "", "write allocation profiles of the ingest phase to this file (and FILE.base)")
 	f.BoolVar(&o.Keep, "keep", false, "keep the fresh database")
@@ -259,7 +278,9 @@ func runIngestBench(ctx context.Context, cfg Config, o ingestOptions, logw io.Wr
 	defer client.CloseIdleConnections()
 
 	rng := rand.New(rand.NewPCG(o.Seed, 0x6c6564676572))
-	unique := o.Events - int(float64(o.Events)*o.Duplicates)
+	warm := o.warmup()
+	all := o.Events + warm
+	unique := all - int(float64(all)*o.Duplicates)
 	unique = max(unique, 1)
 	nBookings := max(1, (unique*10+13)/14) // 1.4 events per booking
 	runID := randomHex(4)
@@ -268,12 +289,13 @@ func runIngestBench(ctx context.Context, cfg Config, o ingestOptions, logw io.Wr
 	if err != nil {
 		return nil, err
 	}
-	progress("generating %d deliveries (%d events, the rest redeliveries)", o.Events, unique)
-	deliveries, err := generateDeliveries(bookings, unique, o.Events, rng)
+	progress("generating %d deliveries (%d events, the rest redeliveries), the first %d to warm up", all, unique, warm)
+	generated, err := generateDeliveries(bookings, unique, all, rng)
 	if err != nil {
 		return nil, err
 	}
-	res.Bookings, res.Unique, res.Deliveries = len(bookings), unique, len(deliveries)
+	warmup, deliveries := generated[:warm], generated[warm:]
+	res.Bookings, res.Unique, res.Deliveries, res.Warmup = len(bookings), unique, len(deliveries), len(warmup)
 	total := 0
 	for _, d := range deliveries {
 		total += len(d.Body)
@@ -297,6 +319,10 @@ func runIngestBench(ctx context.Context, cfg Config, o ingestOptions, logw io.Wr
 	if _, err := cdb.ExecContext(ctx, `CREATE TABLE bench_ceiling (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload BYTEA NOT NULL)`); err != nil {
 		return nil, fmt.Errorf("ceiling table: %w", err)
 	}
+	// The ceiling's pool warms up too, untimed.
+	if _, err := runCeiling(ctx, cdb, payloads, warm, o.Concurrency); err != nil {
+		return nil, err
+	}
 	half := (o.Events + 1) / 2
 	progress("ceiling, first half: %d single-row INSERT transactions of %d bytes at concurrency %d", half, res.AvgBody, o.Concurrency)
 	c1, err := runCeiling(ctx, cdb, payloads, half, o.Concurrency)
@@ -304,6 +330,9 @@ func runIngestBench(ctx context.Context, cfg Config, o ingestOptions, logw io.Wr
 		return nil, err
 	}
 
+	progress("warming up with %d deliveries", len(warmup))
+	res.acked = map[string]int{}
+	res.warmUp(ctx, client, baseURL+"/webhooks/stripe/", secret, warmup)
 	progress("sending %d deliveries, %s", len(deliveries), o.mode())
 	if err := res.sendAll(ctx, client, baseURL+"/webhooks/stripe/", secret, deliveries, cdbIfSame); err != nil {
 		return nil, err
@@ -332,7 +361,7 @@ func runIngestBench(ctx context.Context, cfg Config, o ingestOptions, logw io.Wr
 		return nil, err
 	}
 	defer checkDB.Close()
-	res.Check, err = checkExactlyOnce(ctx, checkDB, bookings, deliveries, res.acked)
+	res.Check, err = checkExactlyOnce(ctx, checkDB, bookings, generated, res.acked)
 	if err != nil {
 		return nil, err
 	}
@@ -524,7 +553,6 @@ func (r *ingestResult) sendAll(ctx context.Context, client *http.Client, url, se
 		mu        sync.Mutex
 		durations = make([]time.Duration, len(deliveries))
 	)
-	r.acked = map[string]int{}
 	record := func(i int, d time.Duration, answer string) {
 		durations[i] = d
 		mu.Lock()
@@ -619,6 +647,32 @@ func (r *ingestResult) sendAll(ctx context.Context, client *http.Client, url, se
 	r.AllocsPerEvent = float64(m1.Mallocs-m0.Mallocs) / n
 	r.BytesPerEvent = float64(m1.TotalAlloc-m0.TotalAlloc) / n
 	return nil
+}
+
+// warmUp sends deliveries from o.Concurrency connections, closed loop,
+// recording only which were acknowledged.
+func (r *ingestResult) warmUp(ctx context.Context, client *http.Client, url, secret string, deliveries []benchDelivery) {
+	var mu sync.Mutex
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range r.Options.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(deliveries) {
+					return
+				}
+				if answer := postWebhook(ctx, client, url, secret, deliveries[i].Body); strings.HasPrefix(answer, "2") {
+					mu.Lock()
+					r.acked[deliveries[i].EventID]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // postWebhook signs body now, posts it and classifies the answer: "200
@@ -919,17 +973,21 @@ func (r *ingestResult) print(w io.Writer) {
 	if o.URL != "" {
 		target = " --url " + o.URL
 	}
-	fmt.Fprintf(w, "ledger bench ingest --events %d --concurrency %d --duplicates %g --rate %g --seed %d%s\n", o.Events, o.Concurrency, o.Duplicates, o.Rate, o.Seed, target)
+	fmt.Fprintf(w, "ledger bench ingest --events %d --concurrency %d --duplicates %g --rate %g --warmup %d --seed %d%s\n", o.Events, o.Concurrency, o.Duplicates, o.Rate, o.warmup(), o.Seed, target)
 	fmt.Fprintf(w, "  target:       %s\n", r.Target)
 	fmt.Fprintf(w, "  load model:   %s\n", o.mode())
-	fmt.Fprintf(w, "  mix:          %d deliveries of %d events about %d bookings, average body %d bytes\n", r.Deliveries, r.Unique, r.Bookings, r.AvgBody)
+	fmt.Fprintf(w, "  mix:          %d deliveries (after %d to warm up, not timed) of %d events about %d bookings, average body %d bytes\n", r.Deliveries, r.Warmup, r.Unique, r.Bookings, r.AvgBody)
 	fmt.Fprintf(w, "  answers:      %s\n", formatAnswers(r.Answers))
 	fmt.Fprintf(w, "  ingest:       %.0f events/s over %s; latency %s\n", r.Throughput, r.Elapsed.Round(time.Millisecond), r.Latency)
 	fmt.Fprintf(w, "  per event:    %s CPU in this process, %s in PostgreSQL's backends, %.0f allocations, %.1f KiB allocated\n",
 		r.CPUPerEvent.Round(time.Microsecond), cpuOrUnknown(r.PGCPUPerEvent), r.AllocsPerEvent, r.BytesPerEvent/1024)
 	fmt.Fprintf(w, "  ceiling:      %.0f tx/s (before %.0f, after %.0f): prepared single-row INSERT of %d bytes, autocommit, concurrency %d; latency %s; %s backend CPU per tx\n",
 		r.Ceiling.Throughput(), r.Ceiling.Before, r.Ceiling.After, r.Ceiling.PayloadBytes, r.Ceiling.Concurrency, r.Ceiling.Latency, cpuOrUnknown(r.Ceiling.PGCPUPerTx))
-	fmt.Fprintf(w, "  ratio:        %.1f %% of the ceiling\n", 100*r.Ratio)
+	if o.Rate == 0 {
+		fmt.Fprintf(w, "  ratio:        %.1f %% of the ceiling\n", 100*r.Ratio)
+	} else {
+		fmt.Fprintf(w, "  ratio:        none in open loop (the throughput is the rate asked for)\n")
+	}
 	fmt.Fprintf(w, "  exactly once: %s\n", r.Check)
 	fmt.Fprintf(w, "  load average: %s before, %s after (%d CPUs)\n", r.LoadBefore, r.LoadAfter, r.Machine.CPUs)
 }

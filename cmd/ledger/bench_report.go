@@ -131,7 +131,7 @@ func writeReport(w io.Writer, started time.Time, took time.Duration, peak, half 
 	p("## Rebuild\n\n")
 	p("The rebuild measured is `benchRebuild` in `cmd/ledger/bench_rebuild.go`: a full re-fold of the log into a fresh table (read in batches ordered by stream, `projections.FoldBooking` per stream, COPY), then the table's indexes and constraints. Peak RSS is the process's VmHWM, reset before the rebuild.\n\n")
 	for _, r := range rebuilds {
-		p("```\n$ ledger bench rebuild --events %d\n", r.Options.Events)
+		p("```\n$ ")
 		r.print(w)
 		p("```\n\n")
 	}

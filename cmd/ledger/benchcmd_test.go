@@ -29,7 +29,7 @@ func TestBenchIngest(t *testing.T) {
 		t.Skip("sends hundreds of webhooks")
 	}
 	for name, o := range map[string]ingestOptions{
-		"closed loop": {Events: 300, Concurrency: 4, Duplicates: 0.2, Seed: 1},
+		"closed loop": {Events: 300, Concurrency: 4, Duplicates: 0.2, Seed: 1, Warmup: 20},
 		"open loop":   {Events: 120, Concurrency: 4, Duplicates: 0.1, Seed: 2, Rate: 400},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -41,11 +41,15 @@ func TestBenchIngest(t *testing.T) {
 			if !res.Check.OK {
 				t.Errorf("exactly-once check: %s", res.Check)
 			}
-			if res.Check.NotAcked != 0 || res.Check.AckedDeliveries != o.Events {
-				t.Errorf("answers %v: %d of %d deliveries acknowledged", res.Answers, res.Check.AckedDeliveries, o.Events)
+			all := o.Events + o.warmup()
+			if res.Deliveries != o.Events || res.Warmup != o.warmup() {
+				t.Errorf("%d deliveries after %d to warm up, want %d after %d", res.Deliveries, res.Warmup, o.Events, o.warmup())
 			}
-			if res.Check.Acked+res.Check.DuplicateRows != o.Events {
-				t.Errorf("%d events and %d duplicate rows for %d deliveries", res.Check.Acked, res.Check.DuplicateRows, o.Events)
+			if res.Check.NotAcked != 0 || res.Check.AckedDeliveries != all {
+				t.Errorf("answers %v: %d of %d deliveries acknowledged", res.Answers, res.Check.AckedDeliveries, all)
+			}
+			if res.Check.Acked+res.Check.DuplicateRows != all {
+				t.Errorf("%d events and %d duplicate rows for %d deliveries", res.Check.Acked, res.Check.DuplicateRows, all)
 			}
 			if res.Answers["200 success"] == 0 || res.Answers["200 ignored"] == 0 {
 				t.Errorf("answers %v: want successes and ignored ones (duplicates, unhandled types)", res.Answers)
@@ -55,7 +59,7 @@ func TestBenchIngest(t *testing.T) {
 			}
 			var out bytes.Buffer
 			res.print(&out)
-			for _, want := range []string{"ceiling:", "ratio:", "exactly once: ok", "load average:"} {
+			for _, want := range []string{"ceiling:", "ratio:", "exactly once: ok", "load average:", "warm up"} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("report lacks %q:\n%s", want, out.String())
 				}
