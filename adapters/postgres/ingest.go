@@ -135,10 +135,11 @@ func (l *Ledger) Ingest(ctx context.Context, d StripeDelivery) (IngestResult, er
 // (READ COMMITTED) sees everything the lock's previous holder committed.
 // Parameters: event id, two booking ids (0 for none), session id,
 // PaymentIntent id, handled. A zero id, an empty session or PaymentIntent id
-// match nothing (ids are positive; the columns hold NULL, never ”), so the
-// statement has neither arrays nor conditions on its parameters and its
-// generic plan is as good as a custom one: PostgreSQL then stops planning it
-// on every execution. The same holds for the statements below.
+// match nothing (ids are positive; the columns hold NULL, never an empty
+// string), so the statement has neither arrays nor conditions on its
+// parameters and its generic plan is as good as a custom one: PostgreSQL
+// then stops planning it on every execution. The same holds for the
+// statements below.
 const lookupQuery = `
 	WITH found AS (
 		SELECT id, resource_id FROM (
