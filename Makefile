@@ -54,6 +54,14 @@ lint:
 	if [ -n "$$bad" ]; then echo "domain/ must import the standard library only, but depends on:"; echo "$$bad"; exit 1; fi
 	@echo "lint ok"
 
+# Ingestion against the database's own ceiling and projection rebuilds, on
+# fresh databases beside DATABASE_URL's; writes bench/RESULTS.md.
+.PHONY: bench
+bench: build
+	@base="$(PG_BASE)"; \
+	if [ -z "$$DATABASE_URL" ]; then export DATABASE_URL="$$base/postgres?sslmode=disable"; fi; \
+	./$(BIN) bench report --out bench/RESULTS.md
+
 # Five minutes of fuzzing per target, as done before resolving an issue.
 FUZZTIME ?= 5m
 fuzz:

@@ -2,7 +2,6 @@ package http
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -19,7 +18,7 @@ var errBookingNotFound = fmt.Errorf("booking not found: %w", domain.ErrNotFound)
 // booking matches (the delivery is kept; Stripe's retry matches it again),
 // 500 for internal failures, which Stripe retries.
 func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	body, err := readBody(w, r, s.cfg.MaxBodyBytes)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -57,27 +59,49 @@ func scanBookingRow(s rowScanner) (projections.BookingRow, error) {
 // domain.ErrConflict.
 func upsertBooking(ctx context.Context, tx *sql.Tx, table string, row projections.BookingRow) (projections.BookingRow, error) {
 	const position = `COALESCE(NULLIF($14::bigint, 0), currval('ledger_events_position_seq'))`
-	q := `INSERT INTO ` + table + ` (` + bookingColumns + `)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, ` + position + `)
+	out, err := scanBookingRow(tx.QueryRowContext(ctx, upsertBookingSQL(table, 1, position)+` RETURNING `+bookingColumns,
+		append(upsertArgs(row), row.LastEventPosition)...))
+	if err != nil {
+		return out, upsertError(row.ID, err)
+	}
+	return out, nil
+}
+
+// upsertBookingSQL writes a status row from the 13 parameters from $first
+// on (upsertArgs) and the SQL expression position, without a RETURNING
+// clause.
+func upsertBookingSQL(table string, first int, position string) string {
+	var values strings.Builder
+	for i := range 13 {
+		values.WriteString("$" + strconv.Itoa(first+i) + ", ")
+	}
+	return `INSERT INTO ` + table + ` (` + bookingColumns + `)
+		VALUES (` + values.String() + position + `)
 		ON CONFLICT (id) DO UPDATE SET
 			resource_id = excluded.resource_id, check_in = excluded.check_in, check_out = excluded.check_out,
 			status = excluded.status, payment_status = excluded.payment_status,
 			amount = excluded.amount, currency = excluded.currency, customer_email = excluded.customer_email,
 			session_id = excluded.session_id, payment_intent_id = excluded.payment_intent_id,
 			created_at = excluded.created_at, updated_at = excluded.updated_at,
-			last_event_position = excluded.last_event_position
-		RETURNING ` + bookingColumns
-	out, err := scanBookingRow(tx.QueryRowContext(ctx, q, row.ID, row.ResourceID, row.CheckIn, row.CheckOut,
+			last_event_position = excluded.last_event_position`
+}
+
+// upsertArgs are the parameters of upsertBookingSQL: every column but the
+// position.
+func upsertArgs(row projections.BookingRow) []any {
+	return []any{row.ID, row.ResourceID, row.CheckIn, row.CheckOut,
 		string(row.Status), string(row.PaymentStatus), row.Amount, row.Currency, row.CustomerEmail,
-		row.SessionID, row.PaymentIntentID, row.CreatedAt, row.UpdatedAt, row.LastEventPosition))
-	if err != nil {
-		var pqErr *pq.Error
-		if errors.As(err, &pqErr) && pqErr.Code == "23P01" {
-			return out, fmt.Errorf("postgres: booking %d: %w", row.ID, domain.ErrConflict)
-		}
-		return out, fmt.Errorf("postgres: write booking %d: %w", row.ID, err)
+		row.SessionID, row.PaymentIntentID, row.CreatedAt, row.UpdatedAt}
+}
+
+// upsertError maps a failed status row write: an overlap of confirmed stays
+// (the exclusion constraint) wraps domain.ErrConflict.
+func upsertError(id int64, err error) error {
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) && pqErr.Code == "23P01" {
+		return fmt.Errorf("postgres: booking %d: %w", id, domain.ErrConflict)
 	}
-	return out, nil
+	return fmt.Errorf("postgres: write booking %d: %w", id, err)
 }
 
 // BookingFilter selects rows of the status table. Zero fields select all.

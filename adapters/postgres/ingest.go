@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/lib/pq"
@@ -45,7 +46,8 @@ type StripeDelivery struct {
 
 // BookingLookup holds the keys that find a booking, in the order they are
 // tried: the booking ids the event names (metadata.booking_id, then
-// client_reference_id), the Checkout Session id, the PaymentIntent id.
+// client_reference_id: at most two, Ingest refuses more), the Checkout
+// Session id, the PaymentIntent id.
 type BookingLookup struct {
 	BookingIDs      []int64
 	SessionID       string
@@ -98,12 +100,16 @@ func (l *Ledger) Ingest(ctx context.Context, d StripeDelivery) (IngestResult, er
 	if d.EventID == "" || d.Type == "" {
 		return IngestResult{}, fmt.Errorf("stripe event without id or type: %w", domain.ErrInvalid)
 	}
+	if len(d.Lookup.BookingIDs) > 2 {
+		return IngestResult{}, fmt.Errorf("stripe event %s names %d booking ids, at most two are looked up: %w", d.EventID, len(d.Lookup.BookingIDs), domain.ErrInvalid)
+	}
 	if d.ReceivedAt.IsZero() {
 		d.ReceivedAt = l.now()
 	}
 	if d.Source == "" {
 		d.Source = "webhook"
 	}
+	l.prepare(ctx)
 	var res IngestResult
 	var err error
 	for attempt := 1; attempt <= maxDecisionAttempts; attempt++ {
@@ -118,92 +124,225 @@ func (l *Ledger) Ingest(ctx context.Context, d StripeDelivery) (IngestResult, er
 	return res, err
 }
 
+// The statements of the ingest transaction. A webhook that decides takes
+// five round trips: BEGIN, lookupQuery, streamQuery, the append together
+// with the status and inbox rows (appendProjectInboxSQL), COMMIT.
+
+// lookupQuery: is the event known (and for which booking), which booking
+// does it name, and — when it is new, handled and its booking found — the
+// resource's advisory lock. The lock is taken after this statement's
+// snapshot, so the stream is read by the next statement, whose snapshot
+// (READ COMMITTED) sees everything the lock's previous holder committed.
+// Parameters: event id, two booking ids (0 for none), session id,
+// PaymentIntent id, handled. A zero id, an empty session or PaymentIntent id
+// match nothing (ids are positive; the columns hold NULL, never an empty
+// string), so the statement has neither arrays nor conditions on its
+// parameters and its generic plan is as good as a custom one: PostgreSQL
+// then stops planning it on every execution. The same holds for the
+// statements below.
+const lookupQuery = `
+	WITH found AS (
+		SELECT id, resource_id FROM (
+			SELECT id, resource_id, 1 AS rank FROM bookings WHERE id = $2
+			UNION ALL SELECT id, resource_id, 2 FROM bookings WHERE id = $3
+			UNION ALL SELECT id, resource_id, 3 FROM bookings WHERE session_id = $4
+			UNION ALL SELECT id, resource_id, 4 FROM bookings WHERE payment_intent_id = $5
+		) candidates ORDER BY rank, id LIMIT 1
+	), inbox AS (
+		SELECT booking_id FROM stripe_inbox WHERE event_id = $1
+	)
+	SELECT EXISTS (SELECT 1 FROM inbox), (SELECT booking_id FROM inbox), found.id, found.resource_id,
+		CASE WHEN $6::boolean AND found.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inbox)
+			THEN pg_advisory_xact_lock(hashtextextended('ledger.resource:' || found.resource_id, 0))::text = ''
+		END
+	FROM (VALUES (1)) AS one LEFT JOIN found ON true`
+
+// streamQuery returns the booking's stream in version order and, on every
+// row, the confirmed stays of other bookings of its resource that overlap
+// its stay (arrays of ids, check-ins, check-outs; NULL when there are none).
+// The stays are listed whatever the event (one probe of the exclusion
+// constraint's index), which keeps the plan generic. Parameter: booking id.
+const streamQuery = `
+	WITH confirmed AS (
+		SELECT array_agg(o.id ORDER BY o.id) AS ids,
+			array_agg(o.check_in::text ORDER BY o.id) AS check_ins,
+			array_agg(o.check_out::text ORDER BY o.id) AS check_outs
+		FROM bookings b JOIN bookings o ON o.resource_id = b.resource_id AND o.status = 'confirmed' AND o.id <> b.id
+			AND daterange(o.check_in, o.check_out, '[)') && daterange(b.check_in, b.check_out, '[)')
+		WHERE b.id = $1
+	)
+	SELECT ` + selectColumns + `, confirmed.ids, confirmed.check_ins, confirmed.check_outs
+	FROM ledger_events CROSS JOIN confirmed WHERE stream_id = $1 ORDER BY stream_version`
+
+// insertInboxSQL inserts an inbox row from the parameters $n to $n+11
+// (inboxRow.args), booking id $b.
+func insertInboxSQL(n, b int) string {
+	p := func(i int) string { return "$" + strconv.Itoa(n+i) }
+	return `INSERT INTO stripe_inbox
+		(event_id, event_type, api_version, livemode, created, received_at, source, outcome, booking_id, payload, payload_sha256, signature_header)
+		VALUES (` + p(0) + `, ` + p(1) + `, ` + p(2) + `, ` + p(3) + `, ` + p(4) + `, ` + p(5) + `, ` + p(6) + `, ` + p(7) + `, $` + strconv.Itoa(b) + `, ` + p(8) + `, ` + p(9) + `, ` + p(10) + `)`
+}
+
+// insertInboxQuery: the inbox row alone, booking id last.
+var insertInboxQuery = insertInboxSQL(1, 12)
+
+// appendProjectInboxSQL extends insert, the INSERT of the appended events
+// with its n parameters, into one statement that also writes the status row
+// (the 13 parameters after them, upsertArgs; its position is the last one
+// the INSERT returns) and the inbox row (the 11 after those, inboxRow.args,
+// with the status row's booking id), and returns the row's position.
+func appendProjectInboxSQL(insert string, n int) string {
+	return `WITH ev AS (` + insert + ` RETURNING position), inbox AS (` + insertInboxSQL(n+14, n+1) + `) ` +
+		upsertBookingSQL("bookings", n+1, `(SELECT max(position) FROM ev)`) + ` RETURNING last_event_position`
+}
+
+// maxPreparedEvents is the most events whose statements are prepared: a
+// decision appends at most four.
+const maxPreparedEvents = 4
+
+// appendProjectInboxQueries are appendProjectInboxSQL for 1 to
+// maxPreparedEvents events, built once.
+var appendProjectInboxQueries = func() []string {
+	q := make([]string, maxPreparedEvents+1)
+	for n := 1; n <= maxPreparedEvents; n++ {
+		q[n] = appendProjectInboxSQL(insertQuery(n), n*insertColumns)
+	}
+	return q
+}()
+
+// appendProjectInboxQuery is appendProjectInboxSQL, built once for the
+// INSERTs the schema adapter makes of up to maxPreparedEvents events.
+func appendProjectInboxQuery(insert string, n int) string {
+	if k := n / insertColumns; n%insertColumns == 0 && k >= 1 && k <= maxPreparedEvents && insert == insertQuery(k) {
+		return appendProjectInboxQueries[k]
+	}
+	return appendProjectInboxSQL(insert, n)
+}
+
+const insertDeliveryQuery = `INSERT INTO stripe_deliveries
+	(event_id, event_type, received_at, outcome, booking_id, payload, payload_sha256, signature_header)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+
 func (l *Ledger) ingestTx(ctx context.Context, tx *sql.Tx, d StripeDelivery) (IngestResult, error) {
-	// One round trip: is the event known, and which booking does it name.
-	var known bool
-	var bookingID sql.NullInt64
-	var resourceID sql.NullString
-	err := tx.QueryRowContext(ctx, `
-		WITH found AS (
-			SELECT id, resource_id FROM (
-				SELECT id, resource_id, array_position($2::bigint[], id) AS rank FROM bookings WHERE id = ANY ($2::bigint[])
-				UNION ALL SELECT id, resource_id, 1000 FROM bookings WHERE session_id = $3 AND $3 <> ''
-				UNION ALL SELECT id, resource_id, 1001 FROM bookings WHERE payment_intent_id = $4 AND $4 <> ''
-			) candidates ORDER BY rank, id LIMIT 1
-		)
-		SELECT EXISTS (SELECT 1 FROM stripe_inbox WHERE event_id = $1),
-			(SELECT id FROM found), (SELECT resource_id FROM found)`,
-		d.EventID, pq.Array(d.Lookup.BookingIDs), d.Lookup.SessionID, d.Lookup.PaymentIntentID,
-	).Scan(&known, &bookingID, &resourceID)
+	var (
+		known               bool
+		inboxBooking, found sql.NullInt64
+		resourceID          sql.NullString
+		locked              sql.NullBool
+	)
+	var ids [2]int64
+	copy(ids[:], d.Lookup.BookingIDs)
+	err := l.stmts.queryRow(ctx, tx, lookupQuery,
+		d.EventID, ids[0], ids[1], d.Lookup.SessionID, d.Lookup.PaymentIntentID, d.Handled,
+	).Scan(&known, &inboxBooking, &found, &resourceID, &locked)
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("postgres: look up stripe event %s: %w", d.EventID, err)
 	}
 	switch {
 	case known:
-		var booking sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT booking_id FROM stripe_inbox WHERE event_id = $1`, d.EventID).Scan(&booking); err != nil {
-			return IngestResult{}, fmt.Errorf("postgres: inbox row of %s: %w", d.EventID, err)
-		}
-		return IngestResult{Outcome: OutcomeDuplicate, BookingID: booking.Int64}, insertDelivery(ctx, tx, d, OutcomeDuplicate, booking)
+		return IngestResult{Outcome: OutcomeDuplicate, BookingID: inboxBooking.Int64}, l.insertDelivery(ctx, tx, d, OutcomeDuplicate, inboxBooking)
 	case !d.Handled:
-		return IngestResult{Outcome: OutcomeIgnored}, insertInbox(ctx, tx, d, OutcomeIgnored, sql.NullInt64{})
-	case !bookingID.Valid:
-		return IngestResult{Outcome: OutcomeUnmatched}, insertDelivery(ctx, tx, d, OutcomeUnmatched, sql.NullInt64{})
+		return IngestResult{Outcome: OutcomeIgnored}, l.insertInbox(ctx, tx, d, OutcomeIgnored, sql.NullInt64{})
+	case !found.Valid:
+		return IngestResult{Outcome: OutcomeUnmatched}, l.insertDelivery(ctx, tx, d, OutcomeUnmatched, sql.NullInt64{})
+	case !locked.Valid:
+		return IngestResult{}, fmt.Errorf("postgres: stripe event %s: resource %q not locked", d.EventID, resourceID.String)
 	}
 
-	if err := lockResource(ctx, tx, resourceID.String); err != nil {
-		return IngestResult{}, err
-	}
-	b, stored, err := loadBooking(ctx, l.store, tx, bookingID.Int64)
+	bookingID := found.Int64
+	stored, prior, stays, err := l.loadStream(ctx, tx, bookingID)
 	if err != nil {
 		return IngestResult{}, err
 	}
-	decided, err := l.decide(ctx, tx, d, b)
+	b, err := domain.Rehydrate(domain.BookingID(bookingID), prior)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	decided, err := l.decide(d, b, stays)
 	if err != nil {
 		return IngestResult{}, fmt.Errorf("stripe event %s for booking %d: %w", d.EventID, b.ID(), err)
 	}
-	res := IngestResult{Outcome: OutcomeProcessed, BookingID: bookingID.Int64}
-	if len(decided) > 0 {
-		occurred := d.Created
-		if occurred.IsZero() {
-			occurred = d.ReceivedAt
-		}
-		row, err := l.appendAndProject(ctx, tx, b.ID(), stored, decided, occurred, d.EventID)
-		if err != nil {
+	res := IngestResult{Outcome: OutcomeProcessed, BookingID: bookingID}
+	inbox := &inboxRow{d: d, outcome: OutcomeProcessed}
+	if len(decided) == 0 {
+		// Nothing to append: the status row stays as it is, which is the
+		// fold of the stream just read.
+		if res.Booking, err = projections.FoldBooking(envelopes(stored, prior, 0)); err != nil {
 			return IngestResult{}, err
 		}
-		res.Booking = row
-		res.Events = make([]StoredEvent, len(decided))
-		for i, ev := range decided {
-			res.Events[i] = StoredEvent{StreamID: int64(b.ID()), Type: ev.EventType()}
-		}
+		return res, l.insertInbox(ctx, tx, d, OutcomeProcessed, found)
 	}
-	if err := insertInbox(ctx, tx, d, OutcomeProcessed, bookingID); err != nil {
+	occurred := d.Created
+	if occurred.IsZero() {
+		occurred = d.ReceivedAt
+	}
+	if res.Booking, err = l.appendAndFold(ctx, tx, b.ID(), stored, prior, decided, occurred, d.EventID, inbox); err != nil {
 		return IngestResult{}, err
 	}
-	if len(decided) == 0 {
-		if res.Booking, err = GetBooking(ctx, tx, bookingID.Int64); err != nil {
-			return IngestResult{}, err
-		}
+	res.Events = make([]StoredEvent, len(decided))
+	for i, ev := range decided {
+		res.Events[i] = StoredEvent{StreamID: int64(b.ID()), Type: ev.EventType()}
 	}
 	return res, nil
 }
 
-func (l *Ledger) decide(ctx context.Context, tx *sql.Tx, d StripeDelivery, b *domain.Booking) ([]domain.Event, error) {
-	stays := func() ([]domain.Stay, error) { return confirmedStays(ctx, tx, b) }
+// loadStream reads booking id's stream, decoded, and the confirmed stays
+// that overlap its stay, in one statement (streamQuery).
+func (l *Ledger) loadStream(ctx context.Context, tx *sql.Tx, id int64) ([]StoredEvent, []domain.Event, []domain.Stay, error) {
+	rows, err := l.stmts.query(ctx, tx, streamQuery, id)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("postgres: load stream %d: %w", id, err)
+	}
+	defer rows.Close()
+	var (
+		stored              []StoredEvent
+		ids                 []int64
+		checkIns, checkOuts []string
+	)
+	row := extraColumns{rows: rows, extra: []any{pq.Array(&ids), pq.Array(&checkIns), pq.Array(&checkOuts)}}
+	for rows.Next() {
+		e, err := scanEvent(row)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("postgres: load stream %d: %w", id, err)
+		}
+		stored = append(stored, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, nil, fmt.Errorf("postgres: load stream %d: %w", id, err)
+	}
+	prior, err := decodeEvents(stored)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(ids) != len(checkIns) || len(ids) != len(checkOuts) {
+		return nil, nil, nil, fmt.Errorf("postgres: confirmed stays of booking %d: %d ids, %d check-ins, %d check-outs", id, len(ids), len(checkIns), len(checkOuts))
+	}
+	stays := make([]domain.Stay, len(ids))
+	for i := range ids {
+		r, err := domain.ParseDateRange(checkIns[i], checkOuts[i])
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("postgres: confirmed stay of booking %d: %w", ids[i], err)
+		}
+		stays[i] = domain.Stay{BookingID: domain.BookingID(ids[i]), Range: r}
+	}
+	return stored, prior, stays, nil
+}
+
+// extraColumns scans a row's leading columns into what scanEvent asks for
+// and its trailing ones into extra.
+type extraColumns struct {
+	rows  *sql.Rows
+	extra []any
+}
+
+func (c extraColumns) Scan(dest ...any) error { return c.rows.Scan(append(dest, c.extra...)...) }
+
+func (l *Ledger) decide(d StripeDelivery, b *domain.Booking, stays []domain.Stay) ([]domain.Event, error) {
 	switch d.Type {
 	case StripeCheckoutCompleted, StripePaymentSucceeded:
-		s, err := stays()
-		if err != nil {
-			return nil, err
-		}
-		return domain.DecidePaymentSucceeded(b, d.Payment, s)
+		return domain.DecidePaymentSucceeded(b, d.Payment, stays)
 	case StripeCheckoutAsyncSucceeded:
-		s, err := stays()
-		if err != nil {
-			return nil, err
-		}
-		return domain.DecideAsyncPaymentSucceeded(b, d.Payment, s)
+		return domain.DecideAsyncPaymentSucceeded(b, d.Payment, stays)
 	case StripeCheckoutAsyncFailed:
 		return domain.DecideAsyncPaymentFailed(b, d.Payment)
 	case StripePaymentFailed:
@@ -214,12 +353,21 @@ func (l *Ledger) decide(ctx context.Context, tx *sql.Tx, d StripeDelivery, b *do
 	return nil, fmt.Errorf("event type %s has no decision: %w", d.Type, domain.ErrInvalid)
 }
 
-func insertInbox(ctx context.Context, tx *sql.Tx, d StripeDelivery, outcome Outcome, bookingID sql.NullInt64) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO stripe_inbox
-		(event_id, event_type, api_version, livemode, created, received_at, source, outcome, booking_id, payload, payload_sha256, signature_header)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-		d.EventID, d.Type, d.APIVersion, d.Livemode, d.Created.UTC(), d.ReceivedAt.UTC(), d.Source, string(outcome),
-		bookingID, d.Raw, sha256Sum(d.Raw), d.Signature)
+// inboxRow is the inbox row of a delivery.
+type inboxRow struct {
+	d       StripeDelivery
+	outcome Outcome
+}
+
+// args are the parameters of insertInboxSQL, booking id excluded.
+func (r inboxRow) args() []any {
+	d := r.d
+	return []any{d.EventID, d.Type, d.APIVersion, d.Livemode, d.Created.UTC(), d.ReceivedAt.UTC(), d.Source, string(r.outcome),
+		d.Raw, sha256Sum(d.Raw), d.Signature}
+}
+
+func (l *Ledger) insertInbox(ctx context.Context, tx *sql.Tx, d StripeDelivery, outcome Outcome, bookingID sql.NullInt64) error {
+	_, err := l.stmts.exec(ctx, tx, insertInboxQuery, append(inboxRow{d: d, outcome: outcome}.args(), bookingID)...)
 	if constraintViolated(err, "stripe_inbox_event_id_key") {
 		return fmt.Errorf("postgres: inbox %s: %w", d.EventID, errInboxTaken)
 	}
@@ -229,10 +377,8 @@ func insertInbox(ctx context.Context, tx *sql.Tx, d StripeDelivery, outcome Outc
 	return nil
 }
 
-func insertDelivery(ctx context.Context, tx *sql.Tx, d StripeDelivery, outcome Outcome, bookingID sql.NullInt64) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO stripe_deliveries
-		(event_id, event_type, received_at, outcome, booking_id, payload, payload_sha256, signature_header)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+func (l *Ledger) insertDelivery(ctx context.Context, tx *sql.Tx, d StripeDelivery, outcome Outcome, bookingID sql.NullInt64) error {
+	_, err := l.stmts.exec(ctx, tx, insertDeliveryQuery,
 		d.EventID, d.Type, d.ReceivedAt.UTC(), string(outcome), bookingID, d.Raw, sha256Sum(d.Raw), d.Signature)
 	if err != nil {
 		return fmt.Errorf("postgres: delivery of %s: %w", d.EventID, err)

@@ -22,6 +22,8 @@ type Ledger struct {
 	store  *EventStore
 	logger *slog.Logger
 	now    func() time.Time
+	// stmts are the store's prepared statements, prepared by prepare.
+	stmts *statements
 }
 
 // LedgerConfig configures a Ledger.
@@ -43,13 +45,31 @@ func NewLedger(cfg LedgerConfig) (*Ledger, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	store := NewEventStore(EventStoreConfig{Logger: cfg.Logger, Now: cfg.Now})
 	return &Ledger{
 		db:     cfg.DB,
-		store:  NewEventStore(EventStoreConfig{Logger: cfg.Logger, Now: cfg.Now}),
+		store:  store,
 		logger: cfg.Logger,
 		now:    cfg.Now,
+		stmts:  store.stmts,
 	}, nil
 }
+
+// prepare prepares the statements of the ingest path, once per pool (see
+// statements). It runs before a transaction starts; when it fails, the
+// statements run unprepared and the transaction reports what is wrong.
+func (l *Ledger) prepare(ctx context.Context) {
+	_ = l.stmts.prepare(ctx, l.db, hotQueries)
+}
+
+// hotQueries are the statements Ledger.prepare prepares.
+var hotQueries = func() []string {
+	q := []string{lookupQuery, streamQuery, insertInboxQuery, insertDeliveryQuery}
+	for n := 1; n <= maxPreparedEvents; n++ {
+		q = append(q, insertQuery(n), appendProjectInboxQueries[n])
+	}
+	return q
+}()
 
 // Store is the ledger's event store.
 func (l *Ledger) Store() *EventStore { return l.store }
@@ -116,6 +136,17 @@ func (l *Ledger) CreateBooking(ctx context.Context, p domain.NewBookingParams, c
 // appendAndProject appends the decided events after the stream's stored
 // events and writes the booking's status row folded from all of them.
 func (l *Ledger) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []StoredEvent, decided []domain.Event, occurredAt time.Time, causationID string) (projections.BookingRow, error) {
+	prior, err := decodeEvents(stored)
+	if err != nil {
+		return projections.BookingRow{}, err
+	}
+	return l.appendAndFold(ctx, tx, id, stored, prior, decided, occurredAt, causationID, nil)
+}
+
+// appendAndFold is appendAndProject with the stored events already decoded
+// (prior); when inbox is set, its row is inserted by the statement that
+// writes the status row, which saves a round trip.
+func (l *Ledger) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []StoredEvent, prior, decided []domain.Event, occurredAt time.Time, causationID string, inbox *inboxRow) (projections.BookingRow, error) {
 	newEvents := make([]NewEvent, len(decided))
 	for i, ev := range decided {
 		payload, err := domain.Encode(ev)
@@ -128,26 +159,63 @@ func (l *Ledger) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.Boo
 	if n := len(stored); n > 0 {
 		version, prev = stored[n-1].StreamVersion, stored[n-1].Hash
 	}
-	appended, err := l.store.Append(ctx, tx, int64(id), version, prev, newEvents)
-	if err != nil {
-		return projections.BookingRow{}, err
-	}
-	envs := make([]projections.Envelope, 0, len(stored)+len(appended))
-	for _, e := range stored {
-		ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
-		if err != nil {
-			return projections.BookingRow{}, fmt.Errorf("postgres: decode %s: %w", e, err)
-		}
-		envs = append(envs, projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev})
-	}
-	for i, e := range appended {
-		envs = append(envs, projections.Envelope{StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: decided[i]})
+	// The row is folded before the append: it only lacks the position,
+	// which the database assigns.
+	envs := envelopes(stored, prior, len(decided))
+	recordedAt := storageTime(l.now())
+	for _, ev := range decided {
+		envs = append(envs, projections.Envelope{StreamID: int64(id), RecordedAt: recordedAt, Event: ev})
 	}
 	row, err := projections.FoldBooking(envs)
 	if err != nil {
 		return row, err
 	}
-	return upsertBooking(ctx, tx, "bookings", row)
+	if inbox == nil {
+		if _, err := l.store.appendAt(ctx, tx, int64(id), version, prev, newEvents, recordedAt); err != nil {
+			return projections.BookingRow{}, err
+		}
+		return upsertBooking(ctx, tx, "bookings", row)
+	}
+	// One statement appends the events and writes the status row and the
+	// inbox row (appendProjectInboxSQL): the publisher's executor runs it in
+	// place of the bare INSERT.
+	ep := &epilogue{
+		sql:  appendProjectInboxQuery,
+		args: append(upsertArgs(row), inbox.args()...),
+		dest: []any{&row.LastEventPosition},
+	}
+	_, err = l.store.appendAt(context.WithValue(ctx, epilogueKey{}, ep), tx, int64(id), version, prev, newEvents, recordedAt)
+	switch {
+	case constraintViolated(err, "stripe_inbox_event_id_key"):
+		return row, fmt.Errorf("postgres: inbox %s: %w", inbox.d.EventID, errInboxTaken)
+	case errors.Is(err, domain.ErrConcurrency):
+		return row, err
+	case err != nil:
+		return row, upsertError(row.ID, err)
+	}
+	return row, nil
+}
+
+// decodeEvents decodes stored events for the domain.
+func decodeEvents(stored []StoredEvent) ([]domain.Event, error) {
+	events := make([]domain.Event, len(stored))
+	for i, e := range stored {
+		var err error
+		if events[i], err = domain.Decode(e.Type, e.SchemaVersion, e.Payload); err != nil {
+			return nil, fmt.Errorf("postgres: decode %s: %w", e, err)
+		}
+	}
+	return events, nil
+}
+
+// envelopes pairs stored events with their decoded form for the
+// projections, leaving room for extra more.
+func envelopes(stored []StoredEvent, decoded []domain.Event, extra int) []projections.Envelope {
+	envs := make([]projections.Envelope, len(stored), len(stored)+extra)
+	for i, e := range stored {
+		envs[i] = projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: decoded[i]}
+	}
+	return envs
 }
 
 // lockResource serializes, until the transaction ends, every decision about
@@ -192,17 +260,26 @@ func loadBooking(ctx context.Context, store *EventStore, tx *sql.Tx, id int64) (
 	if err != nil {
 		return nil, nil, err
 	}
-	events := make([]domain.Event, len(stored))
-	for i, e := range stored {
-		if events[i], err = domain.Decode(e.Type, e.SchemaVersion, e.Payload); err != nil {
-			return nil, nil, fmt.Errorf("postgres: decode %s: %w", e, err)
-		}
+	b, _, err := rehydrate(id, stored)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, stored, nil
+}
+
+// rehydrate decodes a stream's events and replays them; the decoded events
+// are returned too, so that the fold of the status row does not decode them
+// again.
+func rehydrate(id int64, stored []StoredEvent) (*domain.Booking, []domain.Event, error) {
+	events, err := decodeEvents(stored)
+	if err != nil {
+		return nil, nil, err
 	}
 	b, err := domain.Rehydrate(domain.BookingID(id), events)
 	if err != nil {
 		return nil, nil, err
 	}
-	return b, stored, nil
+	return b, events, nil
 }
 
 func sha256Sum(b []byte) []byte {

@@ -53,14 +53,27 @@ type eventsSchema struct {
 
 const insertColumns = 12
 
-func (s eventsSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Query, error) {
-	if params.Topic != EventsTopic {
-		return wsql.Query{}, fmt.Errorf("postgres: unknown topic %q", params.Topic)
+// insertQueries are the INSERTs of 1 to len-1 events, built once: the
+// ledger prepares them (Ledger.prepare), and a query is found by its text.
+var insertQueries = func() []string {
+	q := make([]string, 9)
+	for n := 1; n < len(q); n++ {
+		q[n] = buildInsertQuery(n)
 	}
+	return q
+}()
+
+func insertQuery(n int) string {
+	if n < len(insertQueries) {
+		return insertQueries[n]
+	}
+	return buildInsertQuery(n)
+}
+
+func buildInsertQuery(n int) string {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO ledger_events (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, causation_id, payload, metadata, prev_hash, hash) VALUES `)
-	args := make([]any, 0, len(params.Msgs)*insertColumns)
-	for i, msg := range params.Msgs {
+	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -73,13 +86,23 @@ func (s eventsSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Query, er
 			b.WriteString(strconv.Itoa(i*insertColumns + c))
 		}
 		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+func (s eventsSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Query, error) {
+	if params.Topic != EventsTopic {
+		return wsql.Query{}, fmt.Errorf("postgres: unknown topic %q", params.Topic)
+	}
+	args := make([]any, 0, len(params.Msgs)*insertColumns)
+	for _, msg := range params.Msgs {
 		row, err := insertArgs(msg)
 		if err != nil {
 			return wsql.Query{}, err
 		}
 		args = append(args, row...)
 	}
-	return wsql.Query{Query: b.String(), Args: args}, nil
+	return wsql.Query{Query: insertQuery(len(params.Msgs)), Args: args}, nil
 }
 
 func insertArgs(msg *message.Message) ([]any, error) {
@@ -92,13 +115,7 @@ func insertArgs(msg *message.Message) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: message %s: hash: %w", msg.UUID, err)
 	}
-	extra := map[string]string{}
-	for k, v := range md {
-		if !envelopeKeys[k] {
-			extra[k] = v
-		}
-	}
-	extraJSON, err := json.Marshal(extra)
+	extraJSON, err := extraMetadata(md)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: message %s: metadata: %w", msg.UUID, err)
 	}
@@ -116,6 +133,24 @@ func insertArgs(msg *message.Message) ([]any, error) {
 		prev,
 		hash,
 	}, nil
+}
+
+// extraMetadata is the JSON of the metadata that is not part of the
+// envelope: "{}" without marshalling anything in the usual case of none.
+func extraMetadata(md message.Metadata) ([]byte, error) {
+	extra := map[string]string(nil)
+	for k, v := range md {
+		if !envelopeKeys[k] {
+			if extra == nil {
+				extra = map[string]string{}
+			}
+			extra[k] = v
+		}
+	}
+	if extra == nil {
+		return []byte("{}"), nil
+	}
+	return json.Marshal(extra)
 }
 
 // selectColumns is the column list shared by the subscriber's query and the

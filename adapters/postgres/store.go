@@ -84,6 +84,13 @@ type EventStore struct {
 	now    func() time.Time
 	logger watermill.LoggerAdapter
 	schema eventsSchema
+	// pub is the one publisher of the store; its executor runs each
+	// Publish on the transaction Append passes in the context.
+	pub    *wsql.Publisher
+	pubErr error
+	// stmts are the prepared statements of the Ledger that owns the store
+	// (none for a store of its own: its appends run unprepared).
+	stmts *statements
 }
 
 // NewEventStore returns an event store with cfg's defaults applied.
@@ -93,20 +100,28 @@ func NewEventStore(cfg EventStoreConfig) *EventStore {
 	if cfg.Logger != nil {
 		logger = watermill.NewSlogLogger(cfg.Logger)
 	}
-	return &EventStore{now: cfg.Now, logger: logger}
+	s := &EventStore{now: cfg.Now, logger: logger, stmts: &statements{}}
+	s.pub, s.pubErr = wsql.NewPublisher(txExecutor{stmts: s.stmts}, wsql.PublisherConfig{SchemaAdapter: s.schema}, s.logger)
+	return s
 }
 
 // Append appends events to stream streamID on tx, numbering them from
 // expectedVersion+1 and chaining their hashes from prevHash (the Hash of the
 // stream's event number expectedVersion, or GenesisHash when it is 0).
 //
-// It publishes with a watermill-sql Publisher created on tx, so the events
-// commit or roll back with everything else the transaction does. When
+// It publishes with the store's watermill-sql Publisher, whose executor runs
+// the INSERT on tx, so the events commit or roll back with everything else
+// the transaction does. When
 // another transaction has already appended at one of these versions, it
 // returns an error wrapping domain.ErrConcurrency; the transaction is then
 // aborted and must be rolled back. The returned events carry every envelope
 // field but Position and TransactionID, which the database assigns.
 func (s *EventStore) Append(ctx context.Context, tx *sql.Tx, streamID int64, expectedVersion int, prevHash []byte, events []NewEvent) ([]StoredEvent, error) {
+	return s.appendAt(ctx, tx, streamID, expectedVersion, prevHash, events, s.now())
+}
+
+// appendAt is Append with recorded_at given.
+func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, expectedVersion int, prevHash []byte, events []NewEvent, recordedAt time.Time) ([]StoredEvent, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -119,7 +134,13 @@ func (s *EventStore) Append(ctx context.Context, tx *sql.Tx, streamID int64, exp
 	if len(prevHash) != len(GenesisHash) {
 		return nil, fmt.Errorf("postgres: append to stream %d: previous hash of %d bytes: %w", streamID, len(prevHash), domain.ErrInvalid)
 	}
-	recordedAt := storageTime(s.now())
+	if s.pubErr != nil {
+		return nil, fmt.Errorf("postgres: publisher: %w", s.pubErr)
+	}
+	// The publisher executes with the first message's context: it carries
+	// the transaction to txExecutor.
+	ctx = context.WithValue(ctx, txKey{}, tx)
+	recordedAt = storageTime(recordedAt)
 	stored := make([]StoredEvent, len(events))
 	msgs := make(message.Messages, len(events))
 	for i, ne := range events {
@@ -152,6 +173,8 @@ func (s *EventStore) Append(ctx context.Context, tx *sql.Tx, streamID int64, exp
 		stored[i] = e
 
 		msg := message.NewMessage(id, message.Payload(payload))
+		// Room for the envelope's keys, set below, without regrowing.
+		msg.Metadata = make(message.Metadata, len(ne.Metadata)+len(envelopeKeys))
 		for k, v := range ne.Metadata {
 			msg.Metadata.Set(k, v)
 		}
@@ -159,14 +182,7 @@ func (s *EventStore) Append(ctx context.Context, tx *sql.Tx, streamID int64, exp
 		msg.SetContext(ctx)
 		msgs[i] = msg
 	}
-	// One publisher per transaction: watermill-sql binds a publisher to the
-	// executor it was created with, and refuses schema initialization on a
-	// transaction, which the migrations own anyway.
-	pub, err := wsql.NewPublisher(wsql.TxFromStdSQL(tx), wsql.PublisherConfig{SchemaAdapter: s.schema}, s.logger)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: publisher: %w", err)
-	}
-	if err := pub.Publish(EventsTopic, msgs...); err != nil {
+	if err := s.pub.Publish(EventsTopic, msgs...); err != nil {
 		if constraintViolated(err, "ledger_events_stream_version_key") {
 			return nil, fmt.Errorf("postgres: append to stream %d at version %d: %w", streamID, expectedVersion+1, domain.ErrConcurrency)
 		}

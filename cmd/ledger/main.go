@@ -43,6 +43,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newReconcileCmd())
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(newServeCmd(), newMigrateCmd(), newSendTestWebhookCmd(), newProjectionsCmd())
+	root.AddCommand(newBenchCmd())
 	return root
 }
 
