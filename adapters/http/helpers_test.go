@@ -505,21 +505,6 @@ func deleteEventField(key string) editFunc {
 	return func(ev, _ map[string]any) { delete(ev, key) }
 }
 
-// onlyKeys keeps only the chosen ways to find the booking: the others are
-// cleared, so the event can be matched by the kept keys alone.
-func onlyKeys(metadata, clientRef bool) editFunc {
-	return func(_, obj map[string]any) {
-		if !metadata {
-			obj["metadata"] = map[string]any{}
-		}
-		if !clientRef {
-			if _, ok := obj["client_reference_id"]; ok {
-				obj["client_reference_id"] = nil
-			}
-		}
-	}
-}
-
 // ---------------------------------------------------------------- database
 
 // counts are the row counts of the tables a webhook may write.

@@ -281,8 +281,3 @@ func TestAppendRejectsBadInput(t *testing.T) {
 		t.Fatalf("%d events written", n)
 	}
 }
-
-func ExampleEventStore_Append() {
-	fmt.Println(len(postgres.GenesisHash))
-	// Output: 32
-}

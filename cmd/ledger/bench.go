@@ -125,10 +125,6 @@ func describeMachine(ctx context.Context, db *sql.DB) machine {
 	return m
 }
 
-func (m machine) String() string {
-	return fmt.Sprintf("%d CPUs (%s), %d MiB memory, PostgreSQL %s (%s), %s", m.CPUs, m.CPUModel, m.MemoryMiB, m.Postgres, m.Settings, m.Go)
-}
-
 // loadAverage returns the 1, 5 and 15 minute load averages as /proc/loadavg
 // shows them, "" when unknown. Other work on the machine shows up here, so
 // every figure is printed next to it.

@@ -118,13 +118,6 @@ func NewServer(t testing.TB) *Server {
 	return s
 }
 
-// SetNow sets the fake's clock (created, expires_at of new objects).
-func (s *Server) SetNow(now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now = now.UTC().Truncate(time.Second)
-}
-
 // AddFault queues a failure.
 func (s *Server) AddFault(f Fault) {
 	s.mu.Lock()
