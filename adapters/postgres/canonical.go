@@ -8,11 +8,12 @@ import (
 	"unicode/utf8"
 )
 
-// canonicalFast returns exactly what CanonicalJSON returns for doc, several
-// times faster (the verifier re-hashes every event of the log): it
-// re-encodes the document in one pass instead of decoding it into maps. It
-// falls back to CanonicalJSON for anything unusual (trailing data, invalid
-// JSON), so the two never disagree; FuzzCanonicalFast checks that.
+// canonicalFast returns exactly what canonicalReference returns for doc,
+// several times faster (every append and every verified event goes through
+// it): it re-encodes the document in one pass instead of decoding it into
+// maps. It falls back to canonicalReference for anything unusual (trailing
+// data, invalid JSON), so the two never disagree; FuzzCanonicalFast checks
+// that.
 func canonicalFast(doc []byte) ([]byte, error) {
 	var c canonicalizer
 	out, err := c.canonical(doc)
@@ -38,7 +39,7 @@ func (c *canonicalizer) canonical(doc []byte) ([]byte, error) {
 			return out, nil
 		}
 	}
-	return CanonicalJSON(doc)
+	return canonicalReference(doc)
 }
 
 var errCanon = errors.New("canonical json: not handled by the fast path")

@@ -75,8 +75,16 @@ func VerifyStream(events []StoredEvent) (int64, error) {
 
 // CanonicalJSON re-encodes a JSON document with sorted object keys, no
 // insignificant white space and numbers kept as written, so that what Go
-// wrote and what JSONB gives back hash alike.
-func CanonicalJSON(doc []byte) ([]byte, error) {
+// wrote and what JSONB gives back hash alike. Appends, VerifyStream and the
+// verifier all use it; it runs the one-pass canonicalizer (canonical.go),
+// whose output is defined as canonicalReference's.
+func CanonicalJSON(doc []byte) ([]byte, error) { return canonicalFast(doc) }
+
+// canonicalReference defines the canonical form: decode with numbers kept
+// as written, re-encode with encoding/json (sorted keys, no HTML escaping).
+// The fast path falls back to it for anything unusual, and
+// FuzzCanonicalFast checks the two agree.
+func canonicalReference(doc []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
 	var v any
