@@ -1,10 +1,7 @@
 package stripe
 
 import (
-	"errors"
 	"fmt"
-
-	"github.com/stripe/stripe-go/v76/webhook"
 )
 
 // VerifySignature re-checks a stored Stripe-Signature header against the
@@ -26,15 +23,5 @@ func (v *Verifier) VerifySignature(payload []byte, header string) error {
 	} else if !hasV1 {
 		return fmt.Errorf("%w: header has no v1 signature", ErrBadSignature)
 	}
-	for _, secret := range v.secrets {
-		switch err := webhook.ValidatePayloadIgnoringTolerance(payload, header, secret); {
-		case err == nil:
-			return nil
-		case errors.Is(err, webhook.ErrNoValidSignature):
-			continue
-		default:
-			return fmt.Errorf("%w: %w", ErrMalformedHeader, err)
-		}
-	}
-	return fmt.Errorf("%w for any of the %d configured secret(s)", ErrBadSignature, len(v.secrets))
+	return v.matchSecret(payload, header)
 }

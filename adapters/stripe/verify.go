@@ -170,9 +170,14 @@ func (v *Verifier) Verify(payload []byte, header string) error {
 		return fmt.Errorf("%w: header has no v1 signature", ErrBadSignature)
 	}
 
-	// The signature check itself is stripe-go's; its tolerance is skipped
-	// because it was done above. It takes one secret per call, so rotation
-	// means trying each configured secret.
+	return v.matchSecret(payload, header)
+}
+
+// matchSecret checks the header's v1 signatures against each configured
+// secret with stripe-go's webhook package (tolerance skipped: the callers
+// decide about the timestamp). stripe-go takes one secret per call, so
+// rotation means trying each one.
+func (v *Verifier) matchSecret(payload []byte, header string) error {
 	for _, secret := range v.secrets {
 		switch err := webhook.ValidatePayloadIgnoringTolerance(payload, header, secret); {
 		case err == nil:
