@@ -115,7 +115,7 @@ func NewBooking(p NewBookingParams) (*Booking, []Event, error) {
 	errs.addErr(err)
 	errs.addErr(validateEmail(p.CustomerEmail))
 	if p.SessionID != "" {
-		errs.addErr(validateStripeID("session_id", "cs_", p.SessionID))
+		errs.addErr(CheckStripeID("session_id", "cs_", p.SessionID))
 	}
 	if p.RequestedAt.IsZero() {
 		errs.add("requested_at", "is required")
@@ -319,6 +319,17 @@ func (b *Booking) RequestedAt() time.Time { return b.requestedAt }
 // of the last one; the next event to append gets Version()+1.
 func (b *Booking) Version() int { return b.version }
 
+// RefundPending reports whether a refund of paymentIntentID was requested
+// and is neither issued nor failed for good (see PendingRefunds).
+func (b *Booking) RefundPending(paymentIntentID string) bool {
+	for _, r := range b.PendingRefunds() {
+		if r.PaymentIntentID == paymentIntentID {
+			return true
+		}
+	}
+	return false
+}
+
 // PendingRefunds returns the refunds requested but neither issued nor
 // failed for good, oldest first, each matched to an issued (RefundIssued) or
 // refused (RefundFailed) refund by PaymentIntent id. The Stripe adapter uses
@@ -426,10 +437,11 @@ func validateEmail(s string) error {
 	return nil
 }
 
-// validateStripeID checks the shape of a Stripe object id: the object's
-// prefix, then letters, digits and underscores. It keeps arbitrary text out of
-// the event log without tying us to Stripe's exact id lengths.
-func validateStripeID(field, prefix, s string) error {
+// CheckStripeID checks the shape of a Stripe object id: the object's prefix
+// (e.g. "cs_"), then letters, digits and underscores. It keeps arbitrary text
+// out of the event log and out of URL paths without tying us to Stripe's
+// exact id lengths. Anything else is a *FieldError naming field.
+func CheckStripeID(field, prefix, s string) error {
 	if !strings.HasPrefix(s, prefix) || len(s) == len(prefix) || len(s) > maxStripeIDLen {
 		return fieldErr(field, fmt.Sprintf("must be a Stripe id starting with %q", prefix))
 	}

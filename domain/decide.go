@@ -248,7 +248,7 @@ func DecideSessionExpired(b *Booking, sessionID string) ([]Event, error) {
 	if err := checkBooking(b); err != nil {
 		return nil, err
 	}
-	if err := validateStripeID("session_id", "cs_", sessionID); err != nil {
+	if err := CheckStripeID("session_id", "cs_", sessionID); err != nil {
 		return nil, err
 	}
 	if b.status != StatusPending || b.paymentStatus != PaymentStatusUnpaid {
@@ -275,7 +275,7 @@ func DecideCheckoutSessionOpened(b *Booking, sessionID, url string, expiresAt ti
 		return nil, err
 	}
 	var errs fieldErrors
-	errs.addErr(validateStripeID("session_id", "cs_", sessionID))
+	errs.addErr(CheckStripeID("session_id", "cs_", sessionID))
 	if url == "" {
 		errs.add("url", "is required")
 	}
@@ -309,7 +309,7 @@ func DecideRefundIssued(b *Booking, r RefundIssued) ([]Event, error) {
 	if r.RefundID == "" {
 		errs.add("refund_id", "is required")
 	}
-	errs.addErr(validateStripeID("payment_intent_id", "pi_", r.PaymentIntentID))
+	errs.addErr(CheckStripeID("payment_intent_id", "pi_", r.PaymentIntentID))
 	m, err := NewMoney(r.Amount, r.Currency)
 	errs.addErr(err)
 	if err := errs.err(); err != nil {
@@ -337,14 +337,14 @@ func checkBooking(b *Booking) error {
 func validatePaymentIDs(errs *fieldErrors, p Payment, requireSession bool) PaymentSource {
 	switch {
 	case p.SessionID != "":
-		errs.addErr(validateStripeID("session_id", "cs_", p.SessionID))
+		errs.addErr(CheckStripeID("session_id", "cs_", p.SessionID))
 	case requireSession:
 		errs.add("session_id", "is required")
 	case p.PaymentIntentID == "":
 		errs.add("payment_intent_id", "a PaymentIntent id or a Checkout Session id is required")
 	}
 	if p.PaymentIntentID != "" {
-		errs.addErr(validateStripeID("payment_intent_id", "pi_", p.PaymentIntentID))
+		errs.addErr(CheckStripeID("payment_intent_id", "pi_", p.PaymentIntentID))
 	}
 	source, err := ParsePaymentSource(p.Source)
 	if err != nil {

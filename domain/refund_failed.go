@@ -54,7 +54,7 @@ func DecideRefundFailed(b *Booking, f RefundFailed) ([]Event, error) {
 	}
 	var errs fieldErrors
 	if f.PaymentIntentID != "" {
-		errs.addErr(validateStripeID("payment_intent_id", "pi_", f.PaymentIntentID))
+		errs.addErr(CheckStripeID("payment_intent_id", "pi_", f.PaymentIntentID))
 	}
 	m, err := NewMoney(f.Amount, f.Currency)
 	errs.addErr(err)
@@ -67,14 +67,7 @@ func DecideRefundFailed(b *Booking, f RefundFailed) ([]Event, error) {
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
-	pending := false
-	for _, r := range b.PendingRefunds() {
-		if r.PaymentIntentID == f.PaymentIntentID {
-			pending = true
-			break
-		}
-	}
-	if !pending {
+	if !b.RefundPending(f.PaymentIntentID) {
 		return nil, nil
 	}
 	f.Currency = m.Currency

@@ -12,8 +12,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/mux"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -59,7 +59,7 @@ func (s *server) createBooking(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
-	if s.cfg.Checkout != nil && req.SessionID == "" {
+	if s.cfg.Ledger.CheckoutEnabled() && req.SessionID == "" {
 		s.openCheckout(w, r, row, causationID)
 		return
 	}
@@ -109,7 +109,7 @@ func (s *server) getBooking(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) listBookings(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	var f postgres.BookingFilter
+	var f app.BookingFilter
 	var err error
 	if v := q.Get("status"); v != "" {
 		if f.Status, err = domain.ParseStatus(v); err != nil {

@@ -1,122 +1,39 @@
 package http
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
-	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
 )
 
-// CheckoutStripe is what the checkout endpoints need from Stripe's API (the
-// Stripe adapter's *stripe.Client).
-type CheckoutStripe interface {
-	CreateCheckoutSession(ctx context.Context, p stripe.CheckoutSessionParams) (stripe.CheckoutSession, error)
-	RetrieveCheckoutSession(ctx context.Context, id string) (stripe.CheckoutSession, error)
-}
-
-// CheckoutLedger records an opened Checkout Session (postgres.Ledger).
-type CheckoutLedger interface {
-	OpenCheckoutSession(ctx context.Context, id int64, sessionID, url string, expiresAt time.Time, causationID string) (projections.BookingRow, error)
-}
-
-// CheckoutConfig turns on Stripe Checkout: POST /bookings without a
-// session_id opens a Checkout Session, and GET /bookings/{id}/success checks
-// the payment with Stripe when the customer comes back. Stripe, Ledger and
-// PublicURL are required.
-type CheckoutConfig struct {
-	Stripe CheckoutStripe
-	Ledger CheckoutLedger
-	// PublicURL is the service's address as customers' browsers reach it
-	// (LEDGER_PUBLIC_URL), the base of the success and cancel URLs.
-	PublicURL string
-	// PublishableKey ("pk_...") is handed to clients with the session, for
-	// Stripe.js; "" leaves it out.
-	PublishableKey string
-	// SessionTTL is how long a session stays payable after the booking was
-	// requested: 35 minutes to 24 hours (default 1 hour). Stripe wants 30
-	// minutes at least; the margin covers the time between the booking and
-	// the session.
-	SessionTTL time.Duration
-}
-
-// Validate reports a configuration that cannot work.
-func (c *CheckoutConfig) Validate() error {
-	var errs []error
-	if c.Stripe == nil || c.Ledger == nil {
-		errs = append(errs, errors.New("http: checkout needs the Stripe client and the ledger"))
-	}
-	u, err := url.Parse(c.PublicURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		errs = append(errs, fmt.Errorf("http: public URL %q must be an absolute http(s) URL without query", c.PublicURL))
-	}
-	if ttl := c.SessionTTL; ttl != 0 && (ttl < 35*time.Minute || ttl > 24*time.Hour) {
-		errs = append(errs, fmt.Errorf("http: checkout session lifetime %s is outside 35m to 24h", ttl))
-	}
-	return errors.Join(errs...)
-}
-
-func (c *CheckoutConfig) sessionTTL() time.Duration {
-	if c.SessionTTL == 0 {
-		return time.Hour
-	}
-	return c.SessionTTL
-}
-
-// checkoutIdempotencyKey names the one session of a booking. The creation
-// time keeps keys apart when booking ids are reused (a fresh database),
-// since Stripe remembers keys for 24 hours.
-func checkoutIdempotencyKey(row projections.BookingRow) string {
-	return fmt.Sprintf("checkout-session-%d-%d", row.ID, row.CreatedAt.UnixMicro())
-}
-
 // openCheckout answers POST /bookings for a booking just created without a
-// session: it opens the Checkout Session, records CheckoutSessionOpened and
-// answers 201 with the row, checkout_url and the publishable key; 502 when
-// Stripe fails (the booking stays pending, without a session).
+// session: the use case opens the Checkout Session and records it; 201 with
+// the row, checkout_url and the publishable key; 502 when Stripe fails (the
+// booking stays pending, without a session).
 func (s *server) openCheckout(w http.ResponseWriter, r *http.Request, row projections.BookingRow, causationID string) {
-	c := s.cfg.Checkout
-	log := s.log.With("booking_id", row.ID)
-	base := strings.TrimSuffix(c.PublicURL, "/") + "/bookings/" + strconv.FormatInt(row.ID, 10)
-	// Every parameter derives from the booking, so that a repeated request
-	// matches the first one and Stripe's idempotency returns its session.
-	params := stripe.CheckoutSessionParams{
-		BookingID:      row.ID,
-		Amount:         row.Amount,
-		Currency:       row.Currency,
-		ProductName:    fmt.Sprintf("%s, %s to %s", row.ResourceID, row.CheckIn, row.CheckOut),
-		CustomerEmail:  row.CustomerEmail,
-		SuccessURL:     base + "/success?session_id={CHECKOUT_SESSION_ID}",
-		CancelURL:      base + "/success?cancelled=true",
-		ExpiresAt:      row.CreatedAt.Add(c.sessionTTL()).Truncate(time.Second),
-		IdempotencyKey: checkoutIdempotencyKey(row),
-	}
-	sess, err := c.Stripe.CreateCheckoutSession(r.Context(), params)
-	if err != nil {
-		log.ErrorContext(r.Context(), "Checkout Session not created", "outcome", "error", "error", err)
+	row, sess, err := s.cfg.Ledger.OpenCheckout(r.Context(), row, causationID)
+	if errors.Is(err, app.ErrPaymentProvider) {
+		s.log.ErrorContext(r.Context(), "Checkout Session not created", "booking_id", row.ID, "outcome", "error", "error", err)
 		writeJSON(w, http.StatusBadGateway, map[string]any{
 			"error":      fmt.Sprintf("booking %d was created but Stripe did not open a Checkout Session; it stays pending without one", row.ID),
 			"booking_id": row.ID,
 		})
 		return
 	}
-	row, err = c.Ledger.OpenCheckoutSession(r.Context(), row.ID, sess.ID, sess.URL, sess.ExpiresAt, causationID)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
-	log.InfoContext(r.Context(), "Checkout Session opened", "session_id", sess.ID)
 	w.Header().Set("Location", "/bookings/"+strconv.FormatInt(row.ID, 10))
 	writeJSON(w, http.StatusCreated, struct {
 		BookingID int64 `json:"booking_id"`
@@ -124,7 +41,7 @@ func (s *server) openCheckout(w http.ResponseWriter, r *http.Request, row projec
 		CheckoutURL       string    `json:"checkout_url"`
 		CheckoutExpiresAt time.Time `json:"checkout_expires_at"`
 		PublishableKey    string    `json:"publishable_key,omitempty"`
-	}{row.ID, row, sess.URL, sess.ExpiresAt, c.PublishableKey})
+	}{row.ID, row, sess.URL, sess.ExpiresAt, s.cfg.PublishableKey})
 }
 
 // successAnswer is the JSON of GET /bookings/{id}/success. Without a
@@ -160,8 +77,7 @@ type successAnswer struct {
 // without Stripe configured. Without session_id (the cancel URL) Stripe is
 // not asked and only the statuses are shown.
 func (s *server) checkoutSuccess(w http.ResponseWriter, r *http.Request) {
-	c := s.cfg.Checkout
-	if c == nil {
+	if !s.cfg.Ledger.CheckoutEnabled() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "Stripe API not configured"})
 		return
 	}
@@ -171,108 +87,32 @@ func (s *server) checkoutSuccess(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	row, err := s.cfg.Ledger.GetBooking(ctx, id)
-	if errors.Is(err, domain.ErrNotFound) {
+	sessionID := r.URL.Query().Get("session_id")
+	red, err := s.cfg.Ledger.ConfirmRedirect(ctx, id, sessionID)
+	switch {
+	case errors.Is(err, app.ErrBookingNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "booking not found"})
 		return
-	}
-	if err != nil {
-		writeError(w, r, s.log, err)
-		return
-	}
-	answer := successAnswer{BookingID: row.ID, Status: row.Status, PaymentStatus: row.PaymentStatus, Outcome: "not_checked"}
-	sessionID := r.URL.Query().Get("session_id")
-	if sessionID == "" {
-		s.renderSuccess(w, r, answer)
-		return
-	}
-	if err := stripe.CheckSessionID(sessionID); err != nil {
-		writeError(w, r, s.log, err)
-		return
-	}
-	errNotHers := fmt.Errorf("checkout session not found for booking %d: %w", id, domain.ErrNotFound)
-	if row.SessionID != nil && *row.SessionID != sessionID {
-		// Cheap refusal: this page needs no token, so an unknown visitor
-		// must not be able to make the ledger call Stripe at will.
-		writeError(w, r, s.log, errNotHers)
-		return
-	}
-	sess, err := c.Stripe.RetrieveCheckoutSession(ctx, sessionID)
-	switch {
-	case errors.Is(err, domain.ErrNotFound):
-		writeError(w, r, s.log, errNotHers)
-		return
-	case errors.Is(err, domain.ErrInvalid):
-		writeError(w, r, s.log, err)
-		return
-	case err != nil:
+	case errors.Is(err, app.ErrPaymentProvider):
 		s.log.ErrorContext(ctx, "Redirect check failed", "booking_id", id, "session_id", sessionID, "outcome", "error", "error", err)
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": "could not check the payment with Stripe; reload the page in a moment"})
 		return
-	}
-	if owner, ok := sess.BookingID(); !(ok && owner == id) && (row.SessionID == nil || *row.SessionID != sess.ID) {
-		writeError(w, r, s.log, errNotHers)
+	case err != nil:
+		if status, _ := errorStatus(err); status >= 500 {
+			s.log.WarnContext(ctx, "Redirect check not recorded", "booking_id", id, "session_id", sessionID, "outcome", "error", "error", err)
+		}
+		writeError(w, r, s.log, err)
 		return
 	}
-	answer.Checked = true
-	answer.SessionID = sess.ID
-	answer.CheckoutStatus = sess.Status
-	answer.CheckoutPaymentStatus = sess.PaymentStatus
-	answer.Amount, answer.Currency = row.Amount, row.Currency
-	answer.Outcome = "not_paid"
-	if sess.PaymentStatus == "paid" {
-		res, err := s.cfg.Ledger.Ingest(ctx, redirectDelivery(id, sess, s.cfg.Now()))
-		if err != nil {
-			s.log.WarnContext(ctx, "Redirect check not recorded", "booking_id", id, "session_id", sess.ID, "outcome", "error", "error", err)
-			writeError(w, r, s.log, err)
-			return
-		}
-		answer.Outcome = "already_recorded"
-		if len(res.Events) > 0 {
-			answer.Outcome = "recorded"
-		}
-		for _, e := range res.Events {
-			switch e.Type {
-			case domain.EventBookingConfirmed:
-				s.log.InfoContext(ctx, fmt.Sprintf("Booking %d confirmed successfully via redirect", id),
-					"booking_id", id, "session_id", sess.ID, "outcome", string(res.Outcome))
-			case domain.EventAvailabilityConflict:
-				s.log.WarnContext(ctx, fmt.Sprintf("Booking %d cancelled due to availability conflict", id),
-					"booking_id", id, "session_id", sess.ID, "outcome", string(res.Outcome))
-			}
-		}
-		if res.Booking.ID != 0 {
-			answer.Status, answer.PaymentStatus = res.Booking.Status, res.Booking.PaymentStatus
-		}
+	answer := successAnswer{BookingID: red.Booking.ID, Status: red.Booking.Status, PaymentStatus: red.Booking.PaymentStatus, Outcome: string(red.Outcome)}
+	if red.Outcome != app.RedirectNotChecked {
+		answer.Checked = true
+		answer.SessionID = red.Session.ID
+		answer.CheckoutStatus = red.Session.Status
+		answer.CheckoutPaymentStatus = red.Session.PaymentStatus
+		answer.Amount, answer.Currency = red.Booking.Amount, red.Booking.Currency
 	}
 	s.renderSuccess(w, r, answer)
-}
-
-// redirectDelivery is the paid session as a Stripe delivery for the
-// webhook's decision path: a completed session, fetched from Stripe's API,
-// its raw JSON kept, no signature, source "redirect", and one event id per
-// session so that repeated visits are duplicates.
-func redirectDelivery(bookingID int64, sess stripe.CheckoutSession, now time.Time) postgres.StripeDelivery {
-	return postgres.StripeDelivery{
-		EventID:    "redirect:" + sess.ID,
-		Type:       postgres.StripeCheckoutCompleted,
-		APIVersion: stripe.APIVersion,
-		Livemode:   sess.Livemode,
-		Created:    now,
-		Raw:        sess.Raw,
-		Source:     string(domain.SourceRedirect),
-		ReceivedAt: now,
-		Handled:    true,
-		Lookup:     postgres.BookingLookup{BookingIDs: []int64{bookingID}, SessionID: sess.ID, PaymentIntentID: sess.PaymentIntentID},
-		Payment: domain.Payment{
-			SessionID:       sess.ID,
-			PaymentIntentID: sess.PaymentIntentID,
-			Amount:          sess.AmountTotal,
-			Currency:        sess.Currency,
-			PaymentStatus:   sess.PaymentStatus,
-			Source:          string(domain.SourceRedirect),
-		},
-	}
 }
 
 func (s *server) renderSuccess(w http.ResponseWriter, r *http.Request, a successAnswer) {

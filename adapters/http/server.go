@@ -16,18 +16,26 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
 )
 
-// Ledger is what the handlers need from the storage side.
+// Ledger is what the handlers need from the use cases (*app.Service).
 type Ledger interface {
-	Ingest(ctx context.Context, d postgres.StripeDelivery) (postgres.IngestResult, error)
+	Ingest(ctx context.Context, d app.Delivery) (app.IngestResult, error)
 	CreateBooking(ctx context.Context, p domain.NewBookingParams, causationID string) (projections.BookingRow, error)
 	GetBooking(ctx context.Context, id int64) (projections.BookingRow, error)
-	ListBookings(ctx context.Context, f postgres.BookingFilter) ([]projections.BookingRow, int64, error)
+	ListBookings(ctx context.Context, f app.BookingFilter) ([]projections.BookingRow, int64, error)
+	// CheckoutEnabled reports whether Stripe Checkout is on: then POST
+	// /bookings without a session opens one (OpenCheckout), and the success
+	// page checks payments with Stripe (ConfirmRedirect).
+	CheckoutEnabled() bool
+	OpenCheckout(ctx context.Context, row projections.BookingRow, causationID string) (projections.BookingRow, app.CheckoutSession, error)
+	ConfirmRedirect(ctx context.Context, id int64, sessionID string) (app.Redirect, error)
 }
+
+var _ Ledger = (*app.Service)(nil)
 
 // Verifier checks a Stripe-Signature header against the raw body.
 type Verifier interface {
@@ -48,16 +56,16 @@ type Config struct {
 	// MaxBodyBytes bounds a webhook body (default 1 MiB: real Stripe events
 	// outgrow the 64 KiB of Stripe's own example).
 	MaxBodyBytes int64
-	// Now is the clock for received_at; nil means time.Now.
-	Now func() time.Time
 	// MaxInFlight bounds the requests handled at once (default 128); more
 	// are answered 503.
 	MaxInFlight int
+	// Now is the clock for received_at; nil means time.Now.
+	Now func() time.Time
 	// RequestTimeout bounds one request's work (default 15 s).
 	RequestTimeout time.Duration
-	// Checkout turns on Stripe Checkout Sessions and the redirect check
-	// (checkout.go); nil leaves them off.
-	Checkout *CheckoutConfig
+	// PublishableKey ("pk_...") is handed to clients with a Checkout
+	// Session, for Stripe.js; "" leaves it out.
+	PublishableKey string
 	// Audit serves the audit endpoints and the auditor UI (audit.go,
 	// ui.go); nil leaves them out.
 	Audit Audit
@@ -97,9 +105,6 @@ func (c Config) Validate() error {
 		return errors.New("http: no API token")
 	case c.MaxInFlight < 0 || c.RequestTimeout < 0:
 		return errors.New("http: negative limits")
-	}
-	if c.Checkout != nil {
-		return c.Checkout.Validate()
 	}
 	return nil
 }

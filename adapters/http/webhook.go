@@ -3,11 +3,10 @@ package http
 import (
 	"fmt"
 	"net/http"
-	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 )
 
 var errBookingNotFound = fmt.Errorf("booking not found: %w", domain.ErrNotFound)
@@ -40,7 +39,7 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log := s.log.With("event_type", ev.Type, "event_id", ev.ID)
-	res, err := s.cfg.Ledger.Ingest(r.Context(), DeliveryFromEvent(ev, body, header, string(domain.SourceWebhook), s.cfg.Now()))
+	res, err := s.cfg.Ledger.Ingest(r.Context(), ev.Delivery(body, header, string(domain.SourceWebhook), s.cfg.Now()))
 	// "Processing webhook event: <type>" is logged once the outcome is
 	// known (after the commit), so that the line carries it: alerts count
 	// these lines by outcome.
@@ -52,51 +51,17 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	log = log.With("booking_id", res.BookingID, "outcome", string(res.Outcome))
 	switch res.Outcome {
-	case postgres.OutcomeUnmatched:
+	case app.OutcomeUnmatched:
 		log.WarnContext(r.Context(), processing, "error", errBookingNotFound.Error())
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "booking not found"})
 		return
-	case postgres.OutcomeIgnored, postgres.OutcomeDuplicate:
+	case app.OutcomeIgnored, app.OutcomeDuplicate:
 		log.InfoContext(r.Context(), processing)
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ignored"})
 		return
 	}
+	// The decision's own lines ("Booking <id> confirmed successfully via
+	// webhook", ...) were logged by the use case.
 	log.InfoContext(r.Context(), processing)
-	for _, e := range res.Events {
-		switch e.Type {
-		case domain.EventBookingConfirmed:
-			log.InfoContext(r.Context(), fmt.Sprintf("Booking %d confirmed successfully via webhook", res.BookingID))
-		case domain.EventAvailabilityConflict:
-			log.WarnContext(r.Context(), fmt.Sprintf("Booking %d cancelled due to availability conflict", res.BookingID))
-		}
-	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "success"})
-}
-
-// DeliveryFromEvent is a parsed Stripe event as a delivery for the ledger's
-// decision path: the raw body and signature header kept for the auditors
-// (header "" for events fetched from the API), the lookup keys and the
-// payment fact. source is "webhook", "api" or "redirect". Every path that
-// ingests Stripe events (webhook, reconcile, replays) builds it here, so they
-// decide alike.
-func DeliveryFromEvent(ev stripe.Event, raw []byte, header, source string, receivedAt time.Time) postgres.StripeDelivery {
-	lookup := ev.Lookup()
-	return postgres.StripeDelivery{
-		EventID:    ev.ID,
-		Type:       ev.Type,
-		APIVersion: ev.APIVersion,
-		Livemode:   ev.Livemode,
-		Created:    ev.Created,
-		Raw:        raw,
-		Signature:  header,
-		Source:     source,
-		ReceivedAt: receivedAt,
-		Handled:    ev.Handled(),
-		Lookup: postgres.BookingLookup{
-			BookingIDs:      lookup.BookingIDs,
-			SessionID:       lookup.SessionID,
-			PaymentIntentID: lookup.PaymentIntentID,
-		},
-		Payment: ev.Payment(source),
-	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -104,16 +105,6 @@ func upsertError(id int64, err error) error {
 	return fmt.Errorf("postgres: write booking %d: %w", id, err)
 }
 
-// BookingFilter selects rows of the status table. Zero fields select all.
-type BookingFilter struct {
-	Status        domain.Status
-	PaymentStatus domain.PaymentStatus
-	// After is the last id of the previous page; Limit the page size
-	// (default 100, at most 1000).
-	After int64
-	Limit int
-}
-
 // GetBooking returns one row of the status table, or an error wrapping
 // domain.ErrNotFound.
 func GetBooking(ctx context.Context, q Querier, id int64) (projections.BookingRow, error) {
@@ -129,7 +120,7 @@ func GetBooking(ctx context.Context, q Querier, id int64) (projections.BookingRo
 
 // ListBookings returns a page of the status table in id order, and the id
 // to pass as After for the next page (0 when this page is the last).
-func ListBookings(ctx context.Context, q Querier, f BookingFilter) ([]projections.BookingRow, int64, error) {
+func ListBookings(ctx context.Context, q Querier, f app.BookingFilter) ([]projections.BookingRow, int64, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}

@@ -3,124 +3,42 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/lib/pq"
 
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
 )
 
-// Stripe event types the ledger decides on.
-const (
-	StripeCheckoutCompleted      = "checkout.session.completed"
-	StripeCheckoutAsyncSucceeded = "checkout.session.async_payment_succeeded"
-	StripeCheckoutAsyncFailed    = "checkout.session.async_payment_failed"
-	StripeCheckoutExpired        = "checkout.session.expired"
-	StripePaymentSucceeded       = "payment_intent.succeeded"
-	StripePaymentFailed          = "payment_intent.payment_failed"
-)
-
-// StripeDelivery is one Stripe event as received: the raw body and
-// signature kept for the auditors, and the facts the decision needs, already
-// extracted by the Stripe adapter.
-type StripeDelivery struct {
-	EventID, Type, APIVersion string
-	Livemode                  bool
-	Created                   time.Time
-	// Raw is the body byte for byte; Signature the Stripe-Signature header
-	// ("" for events fetched from the API).
-	Raw       []byte
-	Signature string
-	// Source is "webhook", "api" or "redirect".
-	Source     string
-	ReceivedAt time.Time
-	// Handled is false for event types the ledger does not decide on.
-	Handled bool
-	Lookup  BookingLookup
-	Payment domain.Payment
-}
-
-// BookingLookup holds the keys that find a booking, in the order they are
-// tried: the booking ids the event names (metadata.booking_id, then
-// client_reference_id: at most two, Ingest refuses more), the Checkout
-// Session id, the PaymentIntent id.
-type BookingLookup struct {
-	BookingIDs      []int64
-	SessionID       string
-	PaymentIntentID string
-}
-
-// Outcome is what ingesting a Stripe event came to.
-type Outcome string
-
-// Outcomes of Ingest.
-const (
-	// OutcomeProcessed: decided and recorded (possibly with no new event,
-	// when the facts change nothing).
-	OutcomeProcessed Outcome = "processed"
-	// OutcomeIgnored: an event type the ledger does not decide on.
-	OutcomeIgnored Outcome = "ignored"
-	// OutcomeDuplicate: this Stripe event was already recorded.
-	OutcomeDuplicate Outcome = "duplicate"
-	// OutcomeUnmatched: no booking matches; the delivery is kept and the
-	// event is matched again when Stripe redelivers it.
-	OutcomeUnmatched Outcome = "unmatched"
-)
-
-// IngestResult reports what Ingest did.
-type IngestResult struct {
-	Outcome   Outcome
-	BookingID int64
-	// Events are the events appended, in order.
-	Events []StoredEvent
-	// Booking is the status row after the event (zero when no booking).
-	Booking projections.BookingRow
-}
-
 // errInboxTaken: a concurrent transaction recorded the same Stripe event
-// first; the decision is run again and finds it.
-var errInboxTaken = errors.New("stripe event recorded concurrently")
+// first; the decision is run again (domain/app's retry) and finds it.
+var errInboxTaken = fmt.Errorf("stripe event recorded concurrently: %w", domain.ErrConcurrency)
 
-// Ingest records one Stripe event and its consequences in one transaction:
-// the inbox row (raw body and signature), the decision on the booking it
-// names, the appended events and the status row — or, for a duplicate or an
-// unmatched event, a delivery row only. It returns after the commit, so a
-// result without error is durable.
+// Record implements app.Bookings: it records one Stripe delivery and its
+// consequences in one transaction, run once (the retry loop is the
+// caller's): the inbox row (raw body and signature), the decision on the
+// booking it names, the appended events and the status row; or, for a
+// duplicate or an unmatched event, a delivery row only. It returns after
+// the commit, so a result without error is durable.
 //
 // Decisions about one resource are serialized by an advisory lock, across
-// every server process; a race lost on the stream version, the inbox key or
-// the overlap constraint re-runs the decision, which then sees the winner.
-// Errors: domain.ErrInvalid for facts the domain rejects (nothing written);
-// anything else is an internal failure (nothing written).
-func (l *Ledger) Ingest(ctx context.Context, d StripeDelivery) (IngestResult, error) {
-	if d.EventID == "" || d.Type == "" {
-		return IngestResult{}, fmt.Errorf("stripe event without id or type: %w", domain.ErrInvalid)
-	}
-	if len(d.Lookup.BookingIDs) > 2 {
-		return IngestResult{}, fmt.Errorf("stripe event %s names %d booking ids, at most two are looked up: %w", d.EventID, len(d.Lookup.BookingIDs), domain.ErrInvalid)
-	}
-	if d.ReceivedAt.IsZero() {
-		d.ReceivedAt = l.now()
-	}
-	if d.Source == "" {
-		d.Source = "webhook"
+// every server process. A race lost on the stream version or the inbox key
+// returns an error wrapping domain.ErrConcurrency, one lost on the overlap
+// constraint domain.ErrConflict; nothing is then written.
+func (l *Ledger) Record(ctx context.Context, d app.Delivery, decide app.Decision) (app.IngestResult, error) {
+	if d.Source == "" || d.ReceivedAt.IsZero() {
+		return app.IngestResult{}, fmt.Errorf("postgres: stripe event %s without source or reception time: %w", d.EventID, domain.ErrInvalid)
 	}
 	l.prepare(ctx)
-	var res IngestResult
-	var err error
-	for attempt := 1; attempt <= maxDecisionAttempts; attempt++ {
-		err = Transact(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
-			res, err = l.ingestTx(ctx, tx, d)
-			return err
-		})
-		if !errors.Is(err, errInboxTaken) && !errors.Is(err, domain.ErrConcurrency) && !errors.Is(err, domain.ErrConflict) {
-			break
-		}
-	}
+	var res app.IngestResult
+	err := TransactOnce(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		res, err = l.recordTx(ctx, tx, d, decide)
+		return err
+	})
 	return res, err
 }
 
@@ -223,7 +141,7 @@ const insertDeliveryQuery = `INSERT INTO stripe_deliveries
 	(event_id, event_type, received_at, outcome, booking_id, payload, payload_sha256, signature_header)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 
-func (l *Ledger) ingestTx(ctx context.Context, tx *sql.Tx, d StripeDelivery) (IngestResult, error) {
+func (l *Ledger) recordTx(ctx context.Context, tx *sql.Tx, d app.Delivery, decide app.Decision) (app.IngestResult, error) {
 	var (
 		known               bool
 		inboxBooking, found sql.NullInt64
@@ -233,56 +151,53 @@ func (l *Ledger) ingestTx(ctx context.Context, tx *sql.Tx, d StripeDelivery) (In
 	var ids [2]int64
 	copy(ids[:], d.Lookup.BookingIDs)
 	err := l.stmts.queryRow(ctx, tx, lookupQuery,
-		d.EventID, ids[0], ids[1], d.Lookup.SessionID, d.Lookup.PaymentIntentID, d.Handled,
+		d.EventID, ids[0], ids[1], d.Lookup.SessionID, d.Lookup.PaymentIntentID, d.Handled(),
 	).Scan(&known, &inboxBooking, &found, &resourceID, &locked)
 	if err != nil {
-		return IngestResult{}, fmt.Errorf("postgres: look up stripe event %s: %w", d.EventID, err)
+		return app.IngestResult{}, fmt.Errorf("postgres: look up stripe event %s: %w", d.EventID, err)
 	}
 	switch {
 	case known:
-		return IngestResult{Outcome: OutcomeDuplicate, BookingID: inboxBooking.Int64}, l.insertDelivery(ctx, tx, d, OutcomeDuplicate, inboxBooking)
-	case !d.Handled:
-		return IngestResult{Outcome: OutcomeIgnored}, l.insertInbox(ctx, tx, d, OutcomeIgnored, sql.NullInt64{})
+		return app.IngestResult{Outcome: app.OutcomeDuplicate, BookingID: inboxBooking.Int64}, l.insertDelivery(ctx, tx, d, app.OutcomeDuplicate, inboxBooking)
+	case !d.Handled():
+		return app.IngestResult{Outcome: app.OutcomeIgnored}, l.insertInbox(ctx, tx, d, app.OutcomeIgnored, sql.NullInt64{})
 	case !found.Valid:
-		return IngestResult{Outcome: OutcomeUnmatched}, l.insertDelivery(ctx, tx, d, OutcomeUnmatched, sql.NullInt64{})
+		return app.IngestResult{Outcome: app.OutcomeUnmatched}, l.insertDelivery(ctx, tx, d, app.OutcomeUnmatched, sql.NullInt64{})
 	case !locked.Valid:
-		return IngestResult{}, fmt.Errorf("postgres: stripe event %s: resource %q not locked", d.EventID, resourceID.String)
+		return app.IngestResult{}, fmt.Errorf("postgres: stripe event %s: resource %q not locked", d.EventID, resourceID.String)
 	}
 
 	bookingID := found.Int64
 	stored, prior, stays, err := l.loadStream(ctx, tx, bookingID)
 	if err != nil {
-		return IngestResult{}, err
+		return app.IngestResult{}, err
 	}
 	b, err := domain.Rehydrate(domain.BookingID(bookingID), prior)
 	if err != nil {
-		return IngestResult{}, err
+		return app.IngestResult{}, err
 	}
-	decided, err := l.decide(d, b, stays)
+	decided, err := decide(b, stays)
 	if err != nil {
-		return IngestResult{}, fmt.Errorf("stripe event %s for booking %d: %w", d.EventID, b.ID(), err)
+		return app.IngestResult{}, err
 	}
-	res := IngestResult{Outcome: OutcomeProcessed, BookingID: bookingID}
-	inbox := &inboxRow{d: d, outcome: OutcomeProcessed}
+	res := app.IngestResult{Outcome: app.OutcomeProcessed, BookingID: bookingID}
+	inbox := &inboxRow{d: d, outcome: app.OutcomeProcessed}
 	if len(decided) == 0 {
 		// Nothing to append: the status row stays as it is, which is the
 		// fold of the stream just read.
 		if res.Booking, err = projections.FoldBooking(envelopes(stored, prior, 0)); err != nil {
-			return IngestResult{}, err
+			return app.IngestResult{}, err
 		}
-		return res, l.insertInbox(ctx, tx, d, OutcomeProcessed, found)
+		return res, l.insertInbox(ctx, tx, d, app.OutcomeProcessed, found)
 	}
 	occurred := d.Created
 	if occurred.IsZero() {
 		occurred = d.ReceivedAt
 	}
 	if res.Booking, err = l.appendAndFold(ctx, tx, b.ID(), stored, prior, decided, occurred, d.EventID, inbox); err != nil {
-		return IngestResult{}, err
+		return app.IngestResult{}, err
 	}
-	res.Events = make([]StoredEvent, len(decided))
-	for i, ev := range decided {
-		res.Events[i] = StoredEvent{StreamID: int64(b.ID()), Type: ev.EventType()}
-	}
+	res.Events = decided
 	return res, nil
 }
 
@@ -337,26 +252,10 @@ type extraColumns struct {
 
 func (c extraColumns) Scan(dest ...any) error { return c.rows.Scan(append(dest, c.extra...)...) }
 
-func (l *Ledger) decide(d StripeDelivery, b *domain.Booking, stays []domain.Stay) ([]domain.Event, error) {
-	switch d.Type {
-	case StripeCheckoutCompleted, StripePaymentSucceeded:
-		return domain.DecidePaymentSucceeded(b, d.Payment, stays)
-	case StripeCheckoutAsyncSucceeded:
-		return domain.DecideAsyncPaymentSucceeded(b, d.Payment, stays)
-	case StripeCheckoutAsyncFailed:
-		return domain.DecideAsyncPaymentFailed(b, d.Payment)
-	case StripePaymentFailed:
-		return domain.DecidePaymentFailed(b, d.Payment)
-	case StripeCheckoutExpired:
-		return domain.DecideSessionExpired(b, d.Payment.SessionID)
-	}
-	return nil, fmt.Errorf("event type %s has no decision: %w", d.Type, domain.ErrInvalid)
-}
-
 // inboxRow is the inbox row of a delivery.
 type inboxRow struct {
-	d       StripeDelivery
-	outcome Outcome
+	d       app.Delivery
+	outcome app.Outcome
 }
 
 // args are the parameters of insertInboxSQL, booking id excluded.
@@ -366,7 +265,7 @@ func (r inboxRow) args() []any {
 		d.Raw, sha256Sum(d.Raw), d.Signature}
 }
 
-func (l *Ledger) insertInbox(ctx context.Context, tx *sql.Tx, d StripeDelivery, outcome Outcome, bookingID sql.NullInt64) error {
+func (l *Ledger) insertInbox(ctx context.Context, tx *sql.Tx, d app.Delivery, outcome app.Outcome, bookingID sql.NullInt64) error {
 	_, err := l.stmts.exec(ctx, tx, insertInboxQuery, append(inboxRow{d: d, outcome: outcome}.args(), bookingID)...)
 	if constraintViolated(err, "stripe_inbox_event_id_key") {
 		return fmt.Errorf("postgres: inbox %s: %w", d.EventID, errInboxTaken)
@@ -377,7 +276,7 @@ func (l *Ledger) insertInbox(ctx context.Context, tx *sql.Tx, d StripeDelivery, 
 	return nil
 }
 
-func (l *Ledger) insertDelivery(ctx context.Context, tx *sql.Tx, d StripeDelivery, outcome Outcome, bookingID sql.NullInt64) error {
+func (l *Ledger) insertDelivery(ctx context.Context, tx *sql.Tx, d app.Delivery, outcome app.Outcome, bookingID sql.NullInt64) error {
 	_, err := l.stmts.exec(ctx, tx, insertDeliveryQuery,
 		d.EventID, d.Type, d.ReceivedAt.UTC(), string(outcome), bookingID, d.Raw, sha256Sum(d.Raw), d.Signature)
 	if err != nil {

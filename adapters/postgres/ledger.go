@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -77,57 +78,53 @@ func (l *Ledger) Store() *EventStore { return l.store }
 // DB is the ledger's pool.
 func (l *Ledger) DB() *sql.DB { return l.db }
 
-// maxDecisionAttempts bounds the re-runs of a decision whose transaction
-// lost a race (the stream version, the inbox key or the overlap backstop was
-// taken by a concurrent transaction): each re-run sees the winner's commit.
-const maxDecisionAttempts = 4
-
-// CreateBooking validates p, allocates the booking id, checks that the stay
-// does not overlap a confirmed booking of the resource, appends
-// BookingRequested and writes the status row.
-//
-// Errors: domain.ErrInvalid (a *domain.FieldError names the field) with
-// nothing written; domain.ErrConflict when the stay overlaps a confirmed
-// booking or the session id belongs to another booking.
-func (l *Ledger) CreateBooking(ctx context.Context, p domain.NewBookingParams, causationID string) (projections.BookingRow, error) {
-	p.RequestedAt = l.now()
-	// Validate before touching the database: bad input writes nothing, not
-	// even a sequence value.
-	check := p
-	check.ID = 1
-	if _, _, err := domain.NewBooking(check); err != nil {
-		return projections.BookingRow{}, err
-	}
+// Create implements app.Bookings: in one transaction (run once) it
+// allocates the booking id, locks the resource, lists the confirmed stays
+// of the resource that overlap stay and the booking holding sessionID, calls
+// decide, and appends what it returns as the new booking's stream with its
+// status row. decide's errors are returned as they are, with nothing
+// written but a sequence value.
+func (l *Ledger) Create(ctx context.Context, resourceID string, stay domain.DateRange, sessionID, causationID string, decide app.Creation) (projections.BookingRow, error) {
 	var row projections.BookingRow
-	err := Transact(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT nextval('booking_id_seq')`).Scan(&p.ID); err != nil {
+	err := TransactOnce(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
+		var id int64
+		if err := tx.QueryRowContext(ctx, `SELECT nextval('booking_id_seq')`).Scan(&id); err != nil {
 			return fmt.Errorf("postgres: allocate booking id: %w", err)
 		}
-		b, events, err := domain.NewBooking(p)
+		if err := lockResource(ctx, tx, resourceID); err != nil {
+			return err
+		}
+		stays, err := confirmedStays(ctx, tx, resourceID, domain.BookingID(id), stay)
 		if err != nil {
 			return err
 		}
-		if err := lockResource(ctx, tx, b.ResourceID()); err != nil {
-			return err
-		}
-		stays, err := confirmedStays(ctx, tx, b)
-		if err != nil {
-			return err
-		}
-		if c, ok := domain.FindConflict(b.ID(), b.Stay(), stays); ok {
-			return fmt.Errorf("stay %s overlaps confirmed booking %d: %w", b.Stay(), c.BookingID, domain.ErrConflict)
-		}
-		if p.SessionID != "" {
-			var other int64
-			err := tx.QueryRowContext(ctx, `SELECT id FROM bookings WHERE session_id = $1 LIMIT 1`, p.SessionID).Scan(&other)
-			if err == nil {
-				return fmt.Errorf("session_id %s belongs to booking %d: %w", p.SessionID, other, domain.ErrConflict)
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
+		var owner int64
+		if sessionID != "" {
+			err := tx.QueryRowContext(ctx, `SELECT id FROM bookings WHERE session_id = $1 LIMIT 1`, sessionID).Scan(&owner)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("postgres: session lookup: %w", err)
 			}
 		}
-		row, err = l.appendAndProject(ctx, tx, b.ID(), nil, events, p.RequestedAt, causationID)
+		events, err := decide(domain.BookingID(id), stays, owner)
+		if err != nil {
+			return err
+		}
+		row, err = l.appendAndProject(ctx, tx, domain.BookingID(id), nil, events, l.now(), causationID)
+		return err
+	})
+	return row, err
+}
+
+// Update implements app.Bookings: in one transaction (run once) it loads
+// booking id's stream, calls decide and appends what it returns with the
+// status row; with nothing decided it returns the row as it is. Errors:
+// domain.ErrNotFound for an unknown booking; domain.ErrConcurrency when a
+// concurrent transaction appended to the stream first.
+func (l *Ledger) Update(ctx context.Context, id int64, causationID string, decide func(*domain.Booking) ([]domain.Event, error)) (projections.BookingRow, error) {
+	var row projections.BookingRow
+	err := TransactOnce(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		row, err = l.InTx(tx).Update(ctx, id, causationID, decide)
 		return err
 	})
 	return row, err
@@ -228,15 +225,16 @@ func lockResource(ctx context.Context, tx *sql.Tx, resourceID string) error {
 	return nil
 }
 
-// confirmedStays lists the confirmed stays of b's resource that overlap b's
-// stay (the domain still decides; the index only narrows the candidates).
-func confirmedStays(ctx context.Context, tx *sql.Tx, b *domain.Booking) ([]domain.Stay, error) {
+// confirmedStays lists the confirmed stays of resourceID, other than
+// booking self's, that overlap stay (the domain still decides; the index only
+// narrows the candidates).
+func confirmedStays(ctx context.Context, tx *sql.Tx, resourceID string, self domain.BookingID, stay domain.DateRange) ([]domain.Stay, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT id, check_in, check_out FROM bookings
 		WHERE resource_id = $1 AND status = 'confirmed' AND id <> $2
 		AND daterange(check_in, check_out, '[)') && daterange($3::date, $4::date, '[)')`,
-		b.ResourceID(), int64(b.ID()), b.Stay().CheckInString(), b.Stay().CheckOutString())
+		resourceID, int64(self), stay.CheckInString(), stay.CheckOutString())
 	if err != nil {
-		return nil, fmt.Errorf("postgres: confirmed stays of %q: %w", b.ResourceID(), err)
+		return nil, fmt.Errorf("postgres: confirmed stays of %q: %w", resourceID, err)
 	}
 	defer rows.Close()
 	var stays []domain.Stay
@@ -255,17 +253,6 @@ func confirmedStays(ctx context.Context, tx *sql.Tx, b *domain.Booking) ([]domai
 	return stays, rows.Err()
 }
 
-func loadBooking(ctx context.Context, store *EventStore, tx *sql.Tx, id int64) (*domain.Booking, []StoredEvent, error) {
-	stored, err := store.LoadStream(ctx, tx, id)
-	if err != nil {
-		return nil, nil, err
-	}
-	b, _, err := rehydrate(id, stored)
-	if err != nil {
-		return nil, nil, err
-	}
-	return b, stored, nil
-}
 
 // rehydrate decodes a stream's events and replays them; the decoded events
 // are returned too, so that the fold of the status row does not decode them
@@ -294,6 +281,49 @@ func (l *Ledger) GetBooking(ctx context.Context, id int64) (projections.BookingR
 }
 
 // ListBookings returns a page of the status table; see the package function.
-func (l *Ledger) ListBookings(ctx context.Context, f BookingFilter) ([]projections.BookingRow, int64, error) {
+func (l *Ledger) ListBookings(ctx context.Context, f app.BookingFilter) ([]projections.BookingRow, int64, error) {
 	return ListBookings(ctx, l.db, f)
+}
+
+// InTx returns the write side bound to tx, for work that must commit with
+// something else the transaction does (the refund worker's appends commit
+// with its consumer group's offset). It implements app.RefundLedger.
+func (l *Ledger) InTx(tx *sql.Tx) *TxLedger { return &TxLedger{l: l, tx: tx} }
+
+// TxLedger is a Ledger bound to one transaction; see Ledger.InTx.
+type TxLedger struct {
+	l  *Ledger
+	tx *sql.Tx
+}
+
+var _ app.RefundLedger = (*TxLedger)(nil)
+
+// Update loads booking id's stream on the transaction, calls decide and
+// appends what it returns with the status row; with nothing decided it
+// returns the row as it is. Errors: domain.ErrNotFound for an unknown
+// booking; domain.ErrConcurrency when another transaction appended to the
+// stream first (the transaction is then aborted).
+func (t *TxLedger) Update(ctx context.Context, id int64, causationID string, decide func(*domain.Booking) ([]domain.Event, error)) (projections.BookingRow, error) {
+	stored, err := t.l.store.LoadStream(ctx, t.tx, id)
+	if err != nil {
+		return projections.BookingRow{}, err
+	}
+	b, prior, err := rehydrate(id, stored)
+	if err != nil {
+		return projections.BookingRow{}, err
+	}
+	decided, err := decide(b)
+	if err != nil {
+		return projections.BookingRow{}, err
+	}
+	if len(decided) == 0 {
+		return GetBooking(ctx, t.tx, id)
+	}
+	return t.l.appendAndFold(ctx, t.tx, b.ID(), stored, prior, decided, t.l.now(), causationID, nil)
+}
+
+// RecordRefundFailure keeps a refund refused for good in refund_failures,
+// mirroring the RefundFailed event at position.
+func (t *TxLedger) RecordRefundFailure(ctx context.Context, booking domain.BookingID, f domain.RefundFailed, position int64, at time.Time) error {
+	return insertRefundFailure(ctx, t.tx, booking, f, position, at)
 }

@@ -14,53 +14,18 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 )
-
-// Refunder gives a payment back through the payment provider. The Stripe
-// adapter's *stripe.Client is one.
-type Refunder interface {
-	// RefundPayment refunds req of booking at most once per
-	// idempotencyKey, however often it is called, and returns the refund
-	// as RefundIssued. An error that is a RefundRefusal with Permanent()
-	// true means the provider refused for good; any other error is
-	// transient and the call is repeated later with the same key.
-	RefundPayment(ctx context.Context, booking domain.BookingID, req domain.RefundRequested, idempotencyKey string) (domain.RefundIssued, error)
-}
-
-// RefundRefusal is what a Refunder's errors implement to describe the
-// provider's answer (the Stripe adapter's *stripe.APIError does).
-type RefundRefusal interface {
-	error
-	// Permanent reports whether repeating the request cannot succeed.
-	Permanent() bool
-	// FailureCode is the provider's error code, e.g.
-	// "charge_already_refunded".
-	FailureCode() string
-	// FailureMessage is the provider's message.
-	FailureMessage() string
-	// HTTPStatusCode is the answer's status, 0 without an answer.
-	HTTPStatusCode() int
-	// ProviderRequestID identifies the answer for the provider's support.
-	ProviderRequestID() string
-}
 
 // RefundConsumerGroup is the refund worker's consumer group.
 const RefundConsumerGroup = "refunds"
-
-// RefundIdempotencyKey is the key a refund of paymentIntentID for booking is
-// requested with: derived from what is refunded, never from the attempt,
-// so that a crash between the provider's answer and the append repeats the
-// same request and gets the same refund.
-func RefundIdempotencyKey(booking domain.BookingID, paymentIntentID string) string {
-	return fmt.Sprintf("refund-%d-%s", booking, paymentIntentID)
-}
 
 // RefundWorkerConfig configures a RefundWorker. DB, Ledger and Refunder are
 // required; zero durations take the defaults of setDefaults.
 type RefundWorkerConfig struct {
 	DB       *sql.DB
 	Ledger   *Ledger
-	Refunder Refunder
+	Refunder app.Refunder
 	Logger   *slog.Logger
 	// ConsumerGroup defaults to RefundConsumerGroup. A new group starts
 	// from the beginning of the log, so refunds requested while no worker
@@ -120,25 +85,22 @@ func (c RefundWorkerConfig) Validate() error {
 	return nil
 }
 
-// RefundWorker makes the refunds the ledger decided on. It subscribes to
-// the event log in its own consumer group and, for every RefundRequested
-// still pending on its booking, calls the Refunder with
-// RefundIdempotencyKey, then appends in the subscriber's transaction, with
-// the consumer group's offset:
-//
-//   - RefundIssued (payment_status refunded) when the refund was made;
-//   - RefundFailed and a refund_failures row when the provider refused for
-//     good (see RefundFailures);
-//   - nothing, and the delivery is retried with backoff, on a transient
-//     failure.
+// RefundWorker runs the refund use case (app.Refunds.Settle) for every
+// RefundRequested in the log. It subscribes to the event log in its own
+// consumer group and settles each request on the subscriber's transaction,
+// so what it appends (RefundIssued, or RefundFailed and a refund_failures
+// row, see RefundFailures) commits with the consumer group's offset; a
+// transient failure rolls back to a savepoint and the delivery is retried
+// with backoff.
 //
 // A crash after the provider's answer and before the commit delivers the
-// RefundRequested again; the repeated call carries the same key and the
-// Refunder finds the refund already made, so a payment is never refunded
-// twice. Several processes may run a worker: one consumer group reads one
-// batch at a time.
+// RefundRequested again; the repeated call carries the same idempotency key
+// and the Refunder finds the refund already made, so a payment is never
+// refunded twice. Several processes may run a worker: one consumer group
+// reads one batch at a time.
 type RefundWorker struct {
 	cfg    RefundWorkerConfig
+	settle app.Refunds
 	log    *slog.Logger
 	sub    *wsql.Subscriber
 	router *message.Router
@@ -165,7 +127,7 @@ func NewRefundWorker(cfg RefundWorkerConfig) (*RefundWorker, error) {
 		sub.Close()
 		return nil, fmt.Errorf("postgres: refund router: %w", err)
 	}
-	w := &RefundWorker{cfg: cfg, log: cfg.Logger, sub: sub, router: router}
+	w := &RefundWorker{cfg: cfg, settle: app.Refunds{Refunder: cfg.Refunder, Logger: cfg.Logger}, log: cfg.Logger, sub: sub, router: router}
 	h := router.AddConsumerHandler("refunds", EventsTopic, sub, w.handle)
 	// Retry outside, Savepoint inside: each attempt's writes are rolled
 	// back before the next one runs.
@@ -213,95 +175,10 @@ func (w *RefundWorker) handle(msg *message.Message) error {
 	if !ok {
 		return fmt.Errorf("postgres: refund worker: unexpected transaction type %T", wtx)
 	}
-	tx := std.Tx
-	ctx := msg.Context()
-	log := w.log.With("booking_id", e.StreamID, "payment_intent_id", req.PaymentIntentID, "event_position", e.Position)
-
 	// The subscriber's snapshot includes this event; a later append to the
-	// stream by another transaction makes the append below fail on the
-	// stream version, and the delivery is retried.
-	b, stored, err := loadBooking(ctx, w.cfg.Ledger.store, tx, e.StreamID)
-	if err != nil {
-		return err
-	}
-	if !isPending(b, req) {
-		log.DebugContext(ctx, "Refund already settled")
-		return nil
-	}
-	key := RefundIdempotencyKey(b.ID(), req.PaymentIntentID)
-	issued, err := w.cfg.Refunder.RefundPayment(ctx, b.ID(), req, key)
-	causation := "event:" + e.EventID
-	if err != nil {
-		failed, permanent := refusalOf(err, req)
-		if !permanent {
-			log.WarnContext(ctx, "Refund failed, will retry", "outcome", "retry", "error", err)
-			return err
-		}
-		decided, derr := domain.DecideRefundFailed(b, failed)
-		if derr != nil {
-			return errors.Join(err, derr)
-		}
-		if len(decided) == 0 {
-			return nil
-		}
-		row, err := w.cfg.Ledger.appendAndProject(ctx, tx, b.ID(), stored, decided, w.cfg.Ledger.now(), causation)
-		if err != nil {
-			return err
-		}
-		if err := insertRefundFailure(ctx, tx, b.ID(), failed, row.LastEventPosition, row.UpdatedAt); err != nil {
-			return err
-		}
-		log.ErrorContext(ctx, fmt.Sprintf("Refund for booking %d failed permanently", b.ID()),
-			"outcome", "refund_failed", "failure_code", failed.FailureCode, "error", failed.FailureMessage)
-		return nil
-	}
-	decided, err := domain.DecideRefundIssued(b, issued)
-	if err != nil {
-		return fmt.Errorf("postgres: refund %s of booking %d: %w", issued.RefundID, b.ID(), err)
-	}
-	if len(decided) > 0 {
-		if _, err := w.cfg.Ledger.appendAndProject(ctx, tx, b.ID(), stored, decided, w.cfg.Ledger.now(), causation); err != nil {
-			return err
-		}
-	}
-	log.InfoContext(ctx, fmt.Sprintf("Refund %s issued for booking %d", issued.RefundID, b.ID()),
-		"outcome", "refund_issued", "refund_id", issued.RefundID)
-	return nil
-}
-
-func isPending(b *domain.Booking, req domain.RefundRequested) bool {
-	for _, p := range b.PendingRefunds() {
-		if p.PaymentIntentID == req.PaymentIntentID {
-			return true
-		}
-	}
-	return false
-}
-
-// refusalOf turns a Refunder's error into the RefundFailed to record, and
-// says whether it is permanent. A request the Refunder rejects as invalid
-// before asking anyone (domain.ErrInvalid) can never succeed either.
-func refusalOf(err error, req domain.RefundRequested) (domain.RefundFailed, bool) {
-	f := domain.RefundFailed{
-		PaymentIntentID: req.PaymentIntentID,
-		Amount:          req.Amount,
-		Currency:        req.Currency,
-		Reason:          req.Reason,
-		FailureMessage:  err.Error(),
-	}
-	var r RefundRefusal
-	switch {
-	case errors.As(err, &r):
-		f.FailureCode = r.FailureCode()
-		f.FailureMessage = r.FailureMessage()
-		f.HTTPStatus = r.HTTPStatusCode()
-		f.StripeRequestID = r.ProviderRequestID()
-		return f, r.Permanent()
-	case errors.Is(err, domain.ErrInvalid):
-		f.FailureCode = "invalid_refund_request"
-		return f, true
-	}
-	return f, false
+	// stream by another transaction makes the append fail on the stream
+	// version, and the delivery is retried.
+	return w.settle.Settle(msg.Context(), w.cfg.Ledger.InTx(std.Tx), e.StreamID, req, "event:"+e.EventID)
 }
 
 func insertRefundFailure(ctx context.Context, tx *sql.Tx, booking domain.BookingID, f domain.RefundFailed, position int64, at time.Time) error {

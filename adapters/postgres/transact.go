@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+
+	"github.com/booking-ledger/ledger/domain"
 )
 
 // maxAttempts bounds Transact's retries of serialization failures and
@@ -43,6 +45,18 @@ func TransactOpts(ctx context.Context, db *sql.DB, opts *sql.TxOptions, fn func(
 		case <-time.After(pause):
 		}
 	}
+}
+
+// TransactOnce is Transact without its retries, for callers whose retry loop
+// sits above (domain/app re-runs the whole decision, so that one delivery
+// never nests two loops): a serialization failure or a deadlock is returned
+// wrapping domain.ErrConcurrency, the error of a lost race.
+func TransactOnce(ctx context.Context, db *sql.DB, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	err := transactOnce(ctx, db, nil, fn)
+	if IsRetryable(err) {
+		return fmt.Errorf("postgres: %w: %w", domain.ErrConcurrency, err)
+	}
+	return err
 }
 
 func transactOnce(ctx context.Context, db *sql.DB, opts *sql.TxOptions, fn func(ctx context.Context, tx *sql.Tx) error) (err error) {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	stripego "github.com/stripe/stripe-go/v76"
+
+	"github.com/booking-ledger/ledger/domain/app"
 )
 
 // APIVersion is the Stripe API version of every request this package makes
@@ -20,66 +22,24 @@ const APIVersion = stripego.APIVersion
 func CheckSessionID(id string) error { return checkObjectID("session_id", "cs_", id) }
 
 // CheckoutSessionParams is what the ledger asks Stripe for when it opens a
-// Checkout Session for a booking.
-type CheckoutSessionParams struct {
-	// BookingID is written to client_reference_id, metadata.booking_id and
-	// payment_intent_data.metadata.booking_id (Session metadata does not
-	// reach the PaymentIntent otherwise), so every event about the payment
-	// names the booking.
-	BookingID int64
-	// Amount in minor units and Currency (lower case) of the one line item.
-	Amount   int64
-	Currency string
-	// ProductName is the line item's name shown on the payment page.
-	ProductName string
-	// CustomerEmail prefills the payment page; "" leaves it to the customer.
-	CustomerEmail string
-	// SuccessURL and CancelURL are where Stripe sends the customer back.
-	// SuccessURL may hold Stripe's {CHECKOUT_SESSION_ID} placeholder.
-	SuccessURL, CancelURL string
-	// ExpiresAt is when the session expires: 30 minutes to 24 hours after
-	// its creation, as Stripe requires.
-	ExpiresAt time.Time
-	// IdempotencyKey makes a repeated request return the first session.
-	// Stripe rejects a repeated key with different parameters, so derive
-	// every parameter, ExpiresAt included, from the booking.
-	IdempotencyKey string
-}
+// Checkout Session (declared by the use cases that ask).
+type CheckoutSessionParams = app.CheckoutSessionParams
 
 // CheckoutSession is a Checkout Session as Stripe answered it, reduced to
-// what the ledger uses, with the answer's raw JSON.
-type CheckoutSession struct {
-	ID string
-	// URL is the payment page ("" once the session is complete or expired).
-	URL string
-	// Status is "open", "complete" or "expired"; PaymentStatus "paid",
-	// "unpaid" or "no_payment_required".
-	Status, PaymentStatus string
-	// PaymentIntentID is "" until the customer tries to pay.
-	PaymentIntentID   string
-	ClientReferenceID string
-	Metadata          map[string]string
-	// AmountTotal in minor units and Currency (lower case).
-	AmountTotal int64
-	Currency    string
-	ExpiresAt   time.Time
-	Livemode    bool
-	// Raw is the answer's body, byte for byte.
-	Raw []byte
-	// RequestID is the answer's Request-Id.
-	RequestID string
-}
+// what the ledger uses, with the answer's raw JSON (declared by the use
+// cases that read it).
+type CheckoutSession = app.CheckoutSession
 
-// BookingID returns the booking the session names in metadata.booking_id,
-// else in client_reference_id (canonical positive decimals only), and
-// whether one was found.
-func (s CheckoutSession) BookingID() (int64, bool) {
-	for _, v := range []string{s.Metadata["booking_id"], s.ClientReferenceID} {
+// sessionBookingID returns the booking a session names in
+// metadata.booking_id, else in client_reference_id (canonical positive
+// decimals only), or 0.
+func sessionBookingID(metadata map[string]string, clientReferenceID string) int64 {
+	for _, v := range []string{metadata["booking_id"], clientReferenceID} {
 		if id, ok := parseBookingID(v); ok {
-			return id, true
+			return id
 		}
 	}
-	return 0, false
+	return 0
 }
 
 // CreateCheckoutSession opens a Checkout Session in payment mode with one
@@ -177,6 +137,8 @@ func sessionFrom(s *stripego.CheckoutSession) CheckoutSession {
 		AmountTotal:       s.AmountTotal,
 		Currency:          strings.ToLower(string(s.Currency)),
 		Livemode:          s.Livemode,
+		BookingID:         sessionBookingID(s.Metadata, s.ClientReferenceID),
+		APIVersion:        APIVersion,
 	}
 	if s.PaymentIntent != nil {
 		out.PaymentIntentID = s.PaymentIntent.ID

@@ -96,8 +96,8 @@ func TestCreateCheckoutSessionParameters(t *testing.T) {
 		!s.ExpiresAt.Equal(p.ExpiresAt.Truncate(time.Second)) || len(s.Raw) == 0 || s.RequestID == "" {
 		t.Errorf("session %+v", s)
 	}
-	if id, ok := s.BookingID(); !ok || id != 7 {
-		t.Errorf("BookingID() = %d, %v", id, ok)
+	if s.BookingID != 7 {
+		t.Errorf("BookingID = %d, want 7", s.BookingID)
 	}
 
 	// The same key returns the same session; another parameter under the

@@ -112,12 +112,8 @@ func (e Event) Handled() bool { return handledObject(e.Type) != "" }
 // handledObject returns the object kind a handled event type carries, or ""
 // for an unhandled type.
 func handledObject(eventType string) string {
-	switch eventType {
-	case EventCheckoutSessionCompleted, EventCheckoutSessionAsyncPaymentSucceeded,
-		EventCheckoutSessionAsyncPaymentFailed, EventCheckoutSessionExpired:
-		return ObjectCheckoutSession
-	case EventPaymentIntentSucceeded, EventPaymentIntentPaymentFailed:
-		return ObjectPaymentIntent
+	if h, ok := handledByType[eventType]; ok {
+		return h.object
 	}
 	return ""
 }

@@ -10,18 +10,6 @@ import (
 	stripego "github.com/stripe/stripe-go/v76"
 )
 
-// HandledEventTypes are the event types the ledger decides on: the ones to
-// enable on the webhook endpoint in Stripe's dashboard, and the ones
-// reconciliation asks the Events API for.
-var HandledEventTypes = []string{
-	EventCheckoutSessionCompleted,
-	EventCheckoutSessionAsyncPaymentSucceeded,
-	EventCheckoutSessionAsyncPaymentFailed,
-	EventCheckoutSessionExpired,
-	EventPaymentIntentSucceeded,
-	EventPaymentIntentPaymentFailed,
-}
-
 // EventsPageSize is the page size ListEvents asks for (Stripe's maximum).
 const EventsPageSize = 100
 

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	httpapi "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -240,15 +240,7 @@ func percentile(ds []time.Duration, p int) time.Duration {
 	return ds[(len(ds)-1)*p/100].Round(time.Millisecond)
 }
 
-func handled(typ string) bool {
-	switch typ {
-	case stripe.EventCheckoutSessionCompleted, stripe.EventCheckoutSessionAsyncPaymentSucceeded,
-		stripe.EventCheckoutSessionAsyncPaymentFailed, stripe.EventCheckoutSessionExpired,
-		stripe.EventPaymentIntentSucceeded, stripe.EventPaymentIntentPaymentFailed:
-		return true
-	}
-	return false
-}
+func handled(typ string) bool { return slices.Contains(stripe.HandledEventTypes, typ) }
 
 type inboxRow struct {
 	eventID, outcome, source, signature string
@@ -316,7 +308,7 @@ func fold(events []postgres.StoredEvent) (projections.BookingRow, error) {
 func (r *run) checkTable(ctx context.Context, db *sql.DB, streams map[int64][]postgres.StoredEvent, f *figures) error {
 	table := map[int64]projections.BookingRow{}
 	for after := int64(0); ; {
-		page, next, err := postgres.ListBookings(ctx, db, postgres.BookingFilter{After: after, Limit: 1000})
+		page, next, err := postgres.ListBookings(ctx, db, app.BookingFilter{After: after, Limit: 1000})
 		if err != nil {
 			return err
 		}
@@ -382,7 +374,11 @@ func (r *run) checkReplay(ctx context.Context, streams map[int64][]postgres.Stor
 	if _, err := postgres.Migrate(ctx, db, nil); err != nil {
 		return err
 	}
-	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	store, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	if err != nil {
+		return err
+	}
+	ledger, err := app.NewService(app.Config{Bookings: store})
 	if err != nil {
 		return err
 	}
@@ -417,7 +413,7 @@ func (r *run) checkReplay(ctx context.Context, streams map[int64][]postgres.Stor
 		if err != nil {
 			return fmt.Errorf("replay %s: %w", in.eventID, err)
 		}
-		res, err := ledger.Ingest(ctx, httpapi.DeliveryFromEvent(ev, in.payload, in.signature, in.source, in.receivedAt))
+		res, err := ledger.Ingest(ctx, ev.Delivery(in.payload, in.signature, in.source, in.receivedAt))
 		if err != nil {
 			return fmt.Errorf("replay %s: %w", in.eventID, err)
 		}

@@ -14,6 +14,7 @@ import (
 	httpapi "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/stripe"
+	"github.com/booking-ledger/ledger/domain/app"
 )
 
 // App is the composition root of `ledger serve`: it builds every part from
@@ -69,6 +70,10 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	svc, err := app.NewService(app.Config{Bookings: ledger, Checkout: checkout, Logger: a.logger})
+	if err != nil {
+		return err
+	}
 	auditor, err := a.startAudit(db)
 	if err != nil {
 		return err
@@ -77,7 +82,7 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	handler, err := httpapi.NewHandler(a.withMonitoring(httpapi.Config{
-		Ledger:   ledger,
+		Ledger:   svc,
 		Verifier: verifier,
 		APIToken: a.cfg.APIToken,
 		Ready:    a.ready,
@@ -85,7 +90,7 @@ func (a *App) Start(ctx context.Context) error {
 
 		MaxInFlight:    a.cfg.MaxInFlight,
 		RequestTimeout: a.cfg.RequestTimeout,
-		Checkout:       checkout,
+		PublishableKey: a.cfg.StripePublicKey,
 		Audit:          auditor,
 	}))
 	if err != nil {

@@ -9,9 +9,9 @@ import (
 	"strconv"
 	"time"
 
-	httpapi "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/stripe"
+	"github.com/booking-ledger/ledger/domain/app"
 )
 
 // Defaults of the Stripe API settings (see loadStripeConfig).
@@ -60,20 +60,18 @@ func (c Config) stripeClient(logger *slog.Logger) (*stripe.Client, error) {
 }
 
 // startStripe wires what needs Stripe's API when STRIPE_SECRET_KEY is set:
-// it starts the refund worker and returns the checkout configuration of the
-// HTTP handler. Without a key it returns nil, and refunds wait in the log
+// it starts the refund worker and returns the use cases' checkout
+// configuration. Without a key it returns nil, and refunds wait in the log
 // until a worker runs.
-func (a *App) startStripe(ctx context.Context, db *sql.DB, ledger *postgres.Ledger) (*httpapi.CheckoutConfig, error) {
+func (a *App) startStripe(ctx context.Context, db *sql.DB, ledger *postgres.Ledger) (*app.CheckoutConfig, error) {
 	client, err := a.cfg.stripeClient(a.logger)
 	if err != nil || client == nil {
 		return nil, err
 	}
-	checkout := &httpapi.CheckoutConfig{
-		Stripe:         client,
-		Ledger:         ledger,
-		PublicURL:      a.cfg.PublicURL,
-		PublishableKey: a.cfg.StripePublicKey,
-		SessionTTL:     a.cfg.CheckoutSessionTTL,
+	checkout := &app.CheckoutConfig{
+		Payments:   client,
+		PublicURL:  a.cfg.PublicURL,
+		SessionTTL: a.cfg.CheckoutSessionTTL,
 	}
 	if err := checkout.Validate(); err != nil {
 		return nil, fmt.Errorf("LEDGER_PUBLIC_URL / LEDGER_CHECKOUT_TTL: %w", err)

@@ -1,5 +1,6 @@
 // Package ledgertest fills a test database with a realistic ledger through
-// the real write path (postgres.Ledger: CreateBooking and Ingest of signed
+// the real write path (app.Service over postgres.Ledger: CreateBooking and
+// Ingest of signed
 // Stripe events built from Stripe's fixtures), on a fake clock, so that
 // audit tests have histories with every kind of record: processed, ignored,
 // duplicate and unmatched deliveries, payment failures, confirmations.
@@ -14,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	httpapi "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 )
 
 // Secret signs every delivery Seed makes.
@@ -54,12 +55,14 @@ type Step struct {
 	// What: "create" or a Stripe event type; Outcome the ingestion's.
 	What    string
 	EventID string
-	Outcome postgres.Outcome
+	Outcome app.Outcome
 }
 
 // Seeded is what Seed wrote.
 type Seeded struct {
-	Ledger   *postgres.Ledger
+	Ledger *postgres.Ledger
+	// Service runs the use cases on Ledger, on Clock.
+	Service  *app.Service
 	Clock    *Clock
 	Bookings []int64
 	Steps    []Step
@@ -97,7 +100,11 @@ func Seed(tb testing.TB, db *sql.DB, opts Options) *Seeded {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := &Seeded{Ledger: ledger, Clock: clock, Unmatched: map[int64][]string{}, Ignored: map[int64][]string{}}
+	svc, err := app.NewService(app.Config{Bookings: ledger, Now: clock.Now})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &Seeded{Ledger: ledger, Service: svc, Clock: clock, Unmatched: map[int64][]string{}, Ignored: map[int64][]string{}}
 	rng := rand.New(rand.NewPCG(opts.Seed, opts.Seed^0x9e3779b97f4a7c15))
 	ctx := context.Background()
 	tick := func() time.Time {
@@ -106,7 +113,7 @@ func Seed(tb testing.TB, db *sql.DB, opts Options) *Seeded {
 	for i := range opts.Bookings {
 		tick()
 		sessionID := stripe.NewSessionID()
-		row, err := ledger.CreateBooking(ctx, domain.NewBookingParams{
+		row, err := svc.CreateBooking(ctx, domain.NewBookingParams{
 			ResourceID:    fmt.Sprintf("room-%d", i),
 			CheckIn:       "2027-03-10",
 			CheckOut:      "2027-03-13",
@@ -156,15 +163,15 @@ func Seed(tb testing.TB, db *sql.DB, opts Options) *Seeded {
 			if err != nil {
 				tb.Fatalf("ledgertest: %v", err)
 			}
-			res, err := ledger.Ingest(ctx, httpapi.DeliveryFromEvent(ev, body, stripe.Sign(body, Secret, at), "webhook", at))
+			res, err := svc.Ingest(ctx, ev.Delivery(body, stripe.Sign(body, Secret, at), "webhook", at))
 			if err != nil {
 				tb.Fatalf("ledgertest: ingest %s for booking %d: %v", ev.Type, row.ID, err)
 			}
 			s.step(opts, Step{At: at, BookingID: row.ID, What: ev.Type, EventID: ev.ID, Outcome: res.Outcome})
 			switch res.Outcome {
-			case postgres.OutcomeUnmatched:
+			case app.OutcomeUnmatched:
 				s.Unmatched[row.ID] = append(s.Unmatched[row.ID], ev.ID)
-			case postgres.OutcomeIgnored:
+			case app.OutcomeIgnored:
 				s.Ignored[row.ID] = append(s.Ignored[row.ID], ev.ID)
 			}
 		}

@@ -1,0 +1,88 @@
+package stripe
+
+import (
+	"time"
+
+	"github.com/booking-ledger/ledger/domain/app"
+)
+
+// handledType is one Stripe event type the ledger decides on: the object it
+// carries and the fact it reports.
+type handledType struct {
+	eventType string
+	object    string
+	fact      app.Fact
+}
+
+// handled is THE list of the Stripe event types the ledger decides on, and
+// what each one means. Adding a type that reports an existing fact is one
+// line here (the webhook endpoint's types, reconciliation's listing and the
+// decision follow); a new fact also needs its decision in domain/app
+// (ingest.go's decision).
+var handled = []handledType{
+	{EventCheckoutSessionCompleted, ObjectCheckoutSession, app.FactPaymentSucceeded},
+	{EventCheckoutSessionAsyncPaymentSucceeded, ObjectCheckoutSession, app.FactAsyncPaymentSucceeded},
+	{EventCheckoutSessionAsyncPaymentFailed, ObjectCheckoutSession, app.FactAsyncPaymentFailed},
+	{EventCheckoutSessionExpired, ObjectCheckoutSession, app.FactSessionExpired},
+	{EventPaymentIntentSucceeded, ObjectPaymentIntent, app.FactPaymentSucceeded},
+	{EventPaymentIntentPaymentFailed, ObjectPaymentIntent, app.FactPaymentFailed},
+}
+
+var handledByType = func() map[string]handledType {
+	m := make(map[string]handledType, len(handled))
+	for _, h := range handled {
+		m[h.eventType] = h
+	}
+	return m
+}()
+
+// HandledEventTypes are the event types the ledger decides on: the ones to
+// enable on the webhook endpoint in Stripe's dashboard, and the ones
+// reconciliation asks the Events API for.
+var HandledEventTypes = func() []string {
+	types := make([]string, len(handled))
+	for i, h := range handled {
+		types[i] = h.eventType
+	}
+	return types
+}()
+
+// Delivery is e as a delivery for the ledger's use cases: the raw body and
+// signature header kept for the auditors (header "" for events fetched from
+// the API), the fact e reports, the lookup keys and the payment. source is
+// "webhook", "api" or "redirect". Every path that ingests Stripe events
+// (webhook, reconcile, replays) builds its delivery here, so they decide
+// alike.
+func (e Event) Delivery(raw []byte, header, source string, receivedAt time.Time) app.Delivery {
+	lookup := e.Lookup()
+	return app.Delivery{
+		EventID:    e.ID,
+		Type:       e.Type,
+		APIVersion: e.APIVersion,
+		Livemode:   e.Livemode,
+		Created:    e.Created,
+		Raw:        raw,
+		Signature:  header,
+		Source:     source,
+		ReceivedAt: receivedAt,
+		Fact:       handledByType[e.Type].fact,
+		Lookup: app.Lookup{
+			BookingIDs:      lookup.BookingIDs,
+			SessionID:       lookup.SessionID,
+			PaymentIntentID: lookup.PaymentIntentID,
+		},
+		Payment: e.Payment(source),
+	}
+}
+
+// ParseDelivery parses raw (ParseEvent) and returns it as a delivery; it is
+// the app.EventParser of reconciliation and replays. Errors are ParseEvent's.
+func ParseDelivery(raw []byte, header, source string, receivedAt time.Time) (app.Delivery, error) {
+	e, err := ParseEvent(raw)
+	if err != nil {
+		return app.Delivery{}, err
+	}
+	return e.Delivery(raw, header, source, receivedAt), nil
+}
+
+var _ app.EventParser = ParseDelivery
