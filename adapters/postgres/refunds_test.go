@@ -13,12 +13,13 @@ import (
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 )
 
 // The Stripe adapter's client is what the worker is given in production.
 var (
-	_ postgres.Refunder      = (*stripe.Client)(nil)
-	_ postgres.RefundRefusal = (*stripe.APIError)(nil)
+	_ app.Refunder      = (*stripe.Client)(nil)
+	_ app.RefundRefusal = (*stripe.APIError)(nil)
 )
 
 // refundSetup is a ledger with a booking cancelled by an availability
@@ -41,18 +42,22 @@ func newRefundSetup(t *testing.T) refundSetup {
 	if err != nil {
 		t.Fatal(err)
 	}
+	svc, err := app.NewService(app.Config{Bookings: ledger})
+	if err != nil {
+		t.Fatal(err)
+	}
 	fake := stripetest.NewServer(t)
 	client, err := stripe.NewClient(stripe.ClientConfig{SecretKey: "sk_test_refunds", BaseURL: fake.URL, Timeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pay := func(id int64, pi string) postgres.IngestResult {
+	pay := func(id int64, pi string) app.IngestResult {
 		t.Helper()
 		sess := stripe.NewSessionID()
-		res, err := ledger.Ingest(ctx, postgres.StripeDelivery{
-			EventID: stripe.NewEventID(), Type: postgres.StripeCheckoutCompleted, Created: time.Now(), Raw: []byte(`{}`),
-			Source: "webhook", Handled: true,
-			Lookup:  postgres.BookingLookup{BookingIDs: []int64{id}},
+		res, err := svc.Ingest(ctx, app.Delivery{
+			EventID: stripe.NewEventID(), Type: stripe.EventCheckoutSessionCompleted, Created: time.Now(), Raw: []byte(`{}`),
+			Source: "webhook", Fact: app.FactPaymentSucceeded,
+			Lookup:  app.Lookup{BookingIDs: []int64{id}},
 			Payment: domain.Payment{SessionID: sess, PaymentIntentID: pi, Amount: 36000, Currency: "eur", PaymentStatus: "paid", Source: "webhook"},
 		})
 		if err != nil {
@@ -62,7 +67,7 @@ func newRefundSetup(t *testing.T) refundSetup {
 	}
 	var ids [2]int64
 	for i := range ids {
-		row, err := ledger.CreateBooking(ctx, domain.NewBookingParams{ResourceID: "room-12", CheckIn: "2027-01-10", CheckOut: "2027-01-13",
+		row, err := svc.CreateBooking(ctx, domain.NewBookingParams{ResourceID: "room-12", CheckIn: "2027-01-10", CheckOut: "2027-01-13",
 			Amount: 36000, Currency: "eur", CustomerEmail: "guest@example.com"}, "test")
 		if err != nil {
 			t.Fatal(err)
@@ -191,7 +196,7 @@ func TestRefundWorker(t *testing.T) {
 			if n := s.fake.Count(http.MethodPost, "/v1/refunds"); n != tt.posts {
 				t.Errorf("%d POST /v1/refunds, want %d", n, tt.posts)
 			}
-			key := postgres.RefundIdempotencyKey(domain.BookingID(s.booking), s.pi)
+			key := app.RefundIdempotencyKey(domain.BookingID(s.booking), s.pi)
 			for _, r := range s.fake.Requests() {
 				if r.Method == http.MethodPost && r.IdempotencyKey != key {
 					t.Errorf("refund requested with key %q, want %q", r.IdempotencyKey, key)

@@ -15,6 +15,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 )
 
 // countingDialer counts the writes on the connections it dials. lib/pq
@@ -74,7 +75,11 @@ func TestIngestRoundTrips(t *testing.T) {
 	// One connection, so that prepared statements are reused as in a warm
 	// pool.
 	db.SetMaxOpenConns(1)
-	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	store, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := app.NewService(app.Config{Bookings: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,15 +92,16 @@ func TestIngestRoundTrips(t *testing.T) {
 		}
 		return row.ID
 	}
-	delivery := func(typ string, booking int64, pi string) postgres.StripeDelivery {
-		return postgres.StripeDelivery{
+	facts := map[string]app.Fact{stripe.EventPaymentIntentSucceeded: app.FactPaymentSucceeded, stripe.EventPaymentIntentPaymentFailed: app.FactPaymentFailed}
+	delivery := func(typ string, booking int64, pi string) app.Delivery {
+		return app.Delivery{
 			EventID: stripe.NewEventID(), Type: typ, Created: time.Now(), Raw: []byte(`{"id":"evt"}`), Signature: "t=1,v1=00",
-			Source: "webhook", Handled: typ != "customer.created",
-			Lookup:  postgres.BookingLookup{BookingIDs: []int64{booking}},
+			Source: "webhook", Fact: facts[typ],
+			Lookup:  app.Lookup{BookingIDs: []int64{booking}},
 			Payment: domain.Payment{PaymentIntentID: pi, Amount: 36000, Currency: "eur", Source: "webhook", StripeEventType: typ, FailureCode: "card_declined"},
 		}
 	}
-	count := func(d postgres.StripeDelivery, want postgres.Outcome) int64 {
+	count := func(d app.Delivery, want app.Outcome) int64 {
 		t.Helper()
 		before := dialer.writes.Load()
 		res, err := ledger.Ingest(ctx, d)
@@ -117,15 +123,15 @@ func TestIngestRoundTrips(t *testing.T) {
 		paid := newBooking(resource, "2027-01-10", "2027-01-13")
 		other := newBooking(resource, "2027-01-12", "2027-01-14")
 		pi := stripe.NewPaymentIntentID()
-		first := delivery(postgres.StripePaymentSucceeded, paid, pi)
-		counts["payment"] = count(first, postgres.OutcomeProcessed)
-		counts["duplicate"] = count(first, postgres.OutcomeDuplicate)
-		counts["same payment again"] = count(delivery(postgres.StripePaymentSucceeded, paid, pi), postgres.OutcomeProcessed)
-		counts["conflict"] = count(delivery(postgres.StripePaymentSucceeded, other, stripe.NewPaymentIntentID()), postgres.OutcomeProcessed)
+		first := delivery(stripe.EventPaymentIntentSucceeded, paid, pi)
+		counts["payment"] = count(first, app.OutcomeProcessed)
+		counts["duplicate"] = count(first, app.OutcomeDuplicate)
+		counts["same payment again"] = count(delivery(stripe.EventPaymentIntentSucceeded, paid, pi), app.OutcomeProcessed)
+		counts["conflict"] = count(delivery(stripe.EventPaymentIntentSucceeded, other, stripe.NewPaymentIntentID()), app.OutcomeProcessed)
 		failing := newBooking(resource, "2027-02-01", "2027-02-03")
-		counts["failure"] = count(delivery(postgres.StripePaymentFailed, failing, stripe.NewPaymentIntentID()), postgres.OutcomeProcessed)
-		counts["ignored"] = count(delivery("customer.created", 0, ""), postgres.OutcomeIgnored)
-		counts["unmatched"] = count(delivery(postgres.StripePaymentSucceeded, 1<<40, stripe.NewPaymentIntentID()), postgres.OutcomeUnmatched)
+		counts["failure"] = count(delivery(stripe.EventPaymentIntentPaymentFailed, failing, stripe.NewPaymentIntentID()), app.OutcomeProcessed)
+		counts["ignored"] = count(delivery("customer.created", 0, ""), app.OutcomeIgnored)
+		counts["unmatched"] = count(delivery(stripe.EventPaymentIntentSucceeded, 1<<40, stripe.NewPaymentIntentID()), app.OutcomeUnmatched)
 		if round < rounds-1 {
 			continue
 		}

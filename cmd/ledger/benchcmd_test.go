@@ -12,6 +12,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 )
 
 // benchConfig points the benchmarks at the test server; they create and
@@ -106,7 +107,11 @@ func TestGenerateDeliveries(t *testing.T) {
 func TestRebuildByFoldEqualsLive(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	store, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := app.NewService(app.Config{Bookings: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,12 +126,12 @@ func TestRebuildByFoldEqualsLive(t *testing.T) {
 		ids = append(ids, row.ID)
 	}
 	for i, id := range ids {
-		typ := postgres.StripePaymentSucceeded
+		typ, fact := stripe.EventPaymentIntentSucceeded, app.FactPaymentSucceeded
 		if i%3 == 2 {
-			typ = postgres.StripePaymentFailed
+			typ, fact = stripe.EventPaymentIntentPaymentFailed, app.FactPaymentFailed
 		}
-		if _, err := ledger.Ingest(ctx, postgres.StripeDelivery{EventID: stripe.NewEventID(), Type: typ, Created: time.Now(), Raw: []byte(`{}`),
-			Source: "webhook", Handled: true, Lookup: postgres.BookingLookup{BookingIDs: []int64{id}},
+		if _, err := ledger.Ingest(ctx, app.Delivery{EventID: stripe.NewEventID(), Type: typ, Created: time.Now(), Raw: []byte(`{}`),
+			Source: "webhook", Fact: fact, Lookup: app.Lookup{BookingIDs: []int64{id}},
 			Payment: domain.Payment{PaymentIntentID: stripe.NewPaymentIntentID(), Amount: 9000, Currency: "eur", Source: "webhook", FailureCode: "card_declined"},
 		}); err != nil {
 			t.Fatal(err)

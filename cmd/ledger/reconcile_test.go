@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -14,11 +13,12 @@ import (
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 )
 
 type reconcileFixture struct {
 	db     *sql.DB
-	ledger *postgres.Ledger
+	ledger *app.Service
 	fake   *stripetest.Server
 	client *stripe.Client
 	now    time.Time
@@ -32,7 +32,12 @@ func newReconcileFixture(t *testing.T, dbURL string) reconcileFixture {
 	}
 	db.SetMaxOpenConns(5)
 	t.Cleanup(func() { db.Close() })
-	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	store, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Second)
+	ledger, err := app.NewService(app.Config{Bookings: store, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +46,7 @@ func newReconcileFixture(t *testing.T, dbURL string) reconcileFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return reconcileFixture{db: db, ledger: ledger, fake: fake, client: client, now: time.Now().Truncate(time.Second)}
+	return reconcileFixture{db: db, ledger: ledger, fake: fake, client: client, now: now}
 }
 
 // booking creates a booking of resource with a session of its own.
@@ -90,8 +95,7 @@ func TestReconcile(t *testing.T) {
 	// Delivered by the webhook in time, and listed by Stripe too.
 	deliveredID, deliveredRaw := f.event(t, stripe.EventCheckoutSessionCompleted, delivered, f.now.Add(-2*time.Hour))
 	ev, _ := stripe.ParseEvent(deliveredRaw)
-	asWebhook := apiDelivery(ev, deliveredRaw, f.now)
-	asWebhook.Source, asWebhook.Signature = "webhook", stripe.Sign(deliveredRaw, "whsec_test", f.now)
+	asWebhook := ev.Delivery(deliveredRaw, stripe.Sign(deliveredRaw, "whsec_test", f.now), "webhook", f.now)
 	if _, err := f.ledger.Ingest(ctx, asWebhook); err != nil {
 		t.Fatal(err)
 	}
@@ -104,15 +108,15 @@ func TestReconcile(t *testing.T) {
 	f.event(t, stripe.EventCheckoutSessionCompleted, f.booking(t, "room-4"), f.now.Add(-100*time.Hour))
 	f.event(t, "customer.created", stripe.TestBooking{ID: missed.ID, Amount: 1, Currency: "eur"}, f.now.Add(-time.Hour))
 
-	run := func() reconcileSummary {
+	run := func() app.ReconcileSummary {
 		t.Helper()
-		sum, err := reconcile(ctx, f.client, f.ledger, f.now.Add(-72*time.Hour), func() time.Time { return f.now }, slog.New(slog.DiscardHandler))
+		sum, err := newReconciler(f.ledger, f.client).Reconcile(ctx, f.now.Add(-72*time.Hour))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return sum
 	}
-	if got, want := run(), (reconcileSummary{Seen: 4, Present: 1, Ingested: 2, Unmatched: 1}); got != want {
+	if got, want := run(), (app.ReconcileSummary{Seen: 4, Present: 1, Ingested: 2, Unmatched: 1}); got != want {
 		t.Fatalf("first run: %s, want %s", got, want)
 	}
 	wantBooking := func(id int64, status, payment string) {
@@ -154,7 +158,7 @@ func TestReconcile(t *testing.T) {
 	}
 
 	events, inbox := f.counts(t)
-	if got, want := run(), (reconcileSummary{Seen: 4, Present: 3, Ingested: 0, Unmatched: 1}); got != want {
+	if got, want := run(), (app.ReconcileSummary{Seen: 4, Present: 3, Ingested: 0, Unmatched: 1}); got != want {
 		t.Fatalf("second run: %s, want %s", got, want)
 	}
 	if e, i := f.counts(t); e != events || i != inbox {
