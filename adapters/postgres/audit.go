@@ -182,7 +182,7 @@ func (a *Auditor) BookingAsOf(ctx context.Context, id int64, t time.Time) (proje
 }
 
 func loadStreamAsOf(ctx context.Context, q Querier, id int64, asOf time.Time) ([]StoredEvent, []*int64, [][]byte, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+qualified("e", selectColumns)+`, c.seq, c.event_hash FROM ledger_events e
+	rows, err := q.QueryContext(ctx, `SELECT `+qualified("e", SelectColumns)+`, c.seq, c.event_hash FROM ledger_events e
 		LEFT JOIN ledger_chain c ON c.position = e.position
 		WHERE e.stream_id = $1 ORDER BY e.stream_version`, id)
 	if err != nil {
@@ -334,7 +334,7 @@ func qualified(alias, columns string) string {
 
 // scanEventWith is scanEvent for a row with extra columns after the event's.
 func scanEventWith(rows *sql.Rows, extra ...any) (StoredEvent, error) {
-	return scanEvent(scannerWith{rows, extra})
+	return ScanEvent(scannerWith{rows, extra})
 }
 
 type scannerWith struct {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/domain"
@@ -59,7 +60,7 @@ func TestBookingAsOfEveryMoment(t *testing.T) {
 	snaps := map[int64][]snapshot{}
 	var moments []time.Time
 	seeded := ledgertest.Seed(t, db, ledgertest.Options{Bookings: 12, Seed: seed, AfterStep: func(st ledgertest.Step) {
-		row, err := postgres.GetBooking(ctx, db, st.BookingID)
+		row, err := bookingstore.GetBooking(ctx, db, st.BookingID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -125,7 +125,7 @@ func Export(ctx context.Context, db *sql.DB, w io.Writer, q ExportQuery) (Export
 				break
 			}
 		}
-		rows, err := db.QueryContext(ctx, `SELECT `+selectColumns+` FROM ledger_events
+		rows, err := db.QueryContext(ctx, `SELECT `+SelectColumns+` FROM ledger_events
 			WHERE position > $1 AND position <= $2
 			AND ($3::timestamptz IS NULL OR recorded_at >= $3) AND ($4::timestamptz IS NULL OR recorded_at < $4)
 			ORDER BY position LIMIT $5`, res.Last, res.Settled, nullTime(q.From), nullTime(q.To), page)
@@ -134,7 +134,7 @@ func Export(ctx context.Context, db *sql.DB, w io.Writer, q ExportQuery) (Export
 		}
 		n := 0
 		for rows.Next() {
-			e, err := scanEvent(rows)
+			e, err := ScanEvent(rows)
 			if err != nil {
 				rows.Close()
 				return res, fmt.Errorf("postgres: export after %d: %w", res.Last, err)

@@ -101,6 +101,6 @@ func canonicalReference(doc []byte) ([]byte, error) {
 }
 
 // storageTime is t as PostgreSQL keeps it: UTC, microseconds.
-func storageTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+func StorageTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-func formatTime(t time.Time) string { return storageTime(t).Format(time.RFC3339Nano) }
+func formatTime(t time.Time) string { return StorageTime(t).Format(time.RFC3339Nano) }

@@ -23,7 +23,7 @@ import (
 // waiting for one could wait forever on a busy pool. Within a transaction,
 // tx.StmtContext uses the statement already prepared on the transaction's
 // connection, or prepares it there the first time.
-type statements struct {
+type Statements struct {
 	// prepared is read without locking by transactions in flight, so that
 	// none of them ever waits for prepare, which waits for a connection.
 	prepared atomic.Pointer[map[string]*sql.Stmt]
@@ -39,7 +39,7 @@ const retryPrepareAfter = time.Second
 // prepare prepares queries on db, once. A failure (the database is down) is
 // remembered for a second and returned; until it succeeds every query runs
 // unprepared.
-func (s *statements) prepare(ctx context.Context, db *sql.DB, queries []string) error {
+func (s *Statements) Prepare(ctx context.Context, db *sql.DB, queries []string) error {
 	if s.prepared.Load() != nil {
 		return nil
 	}
@@ -70,7 +70,7 @@ func (s *statements) prepare(ctx context.Context, db *sql.DB, queries []string) 
 
 // on returns query's prepared statement bound to tx, nil when it is not
 // prepared.
-func (s *statements) on(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
+func (s *Statements) on(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
 	if s == nil {
 		return nil
 	}
@@ -85,21 +85,21 @@ func (s *statements) on(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt
 	return tx.StmtContext(ctx, st)
 }
 
-func (s *statements) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+func (s *Statements) Exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
 	if st := s.on(ctx, tx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
 	return tx.ExecContext(ctx, query, args...)
 }
 
-func (s *statements) query(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
+func (s *Statements) Query(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
 	if st := s.on(ctx, tx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
 	return tx.QueryContext(ctx, query, args...)
 }
 
-func (s *statements) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+func (s *Statements) QueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
 	if st := s.on(ctx, tx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -117,7 +117,7 @@ var errNoTransaction = errors.New("postgres: events are only published on a tran
 // message's context), so a single publisher serves every transaction and the
 // events still commit or roll back with the caller's work.
 type txExecutor struct {
-	stmts *statements
+	stmts *Statements
 }
 
 func (e txExecutor) ExecContext(ctx context.Context, query string, args ...any) (wsql.Result, error) {
@@ -125,32 +125,23 @@ func (e txExecutor) ExecContext(ctx context.Context, query string, args ...any) 
 	if !ok {
 		return nil, errNoTransaction
 	}
-	if ep, ok := ctx.Value(epilogueKey{}).(*epilogue); ok && !ep.done {
+	if tr, ok := ctx.Value(trailerKey{}).(*Trailer); ok && !tr.done {
 		// Once: watermill-sql v4 runs one INSERT per Publish, but should
 		// a version split it, the rows would still be written once.
-		ep.done = true
-		err := e.stmts.queryRow(ctx, tx, ep.sql(query, len(args)), append(args, ep.args...)...).Scan(ep.dest...)
+		tr.done = true
+		err := e.stmts.QueryRow(ctx, tx, tr.SQL(query, len(args)), append(args, tr.Args...)...).Scan(tr.Dest...)
 		if err != nil {
 			return nil, err
 		}
 		return oneRow{}, nil
 	}
-	return e.stmts.exec(ctx, tx, query, args...)
+	return e.stmts.Exec(ctx, tx, query, args...)
 }
 
-// epilogueKey carries an epilogue from the Ledger to txExecutor.
-type epilogueKey struct{}
-
-// epilogue is what the Ledger writes together with an append, in the same
-// statement: sql wraps the events' INSERT (with its n parameters) into a
-// statement that returns one row, scanned into dest; args follow the
-// INSERT's parameters. It saves the round trip of a statement of its own.
-type epilogue struct {
-	sql  func(insert string, n int) string
-	args []any
-	dest []any
-	done bool
-}
+// trailerKey carries an append's Trailer from AppendWith to txExecutor,
+// within this package: the publisher executes with the first message's
+// context.
+type trailerKey struct{}
 
 type oneRow struct{}
 
@@ -161,5 +152,5 @@ func (e txExecutor) QueryContext(ctx context.Context, query string, args ...any)
 	if !ok {
 		return nil, errNoTransaction
 	}
-	return e.stmts.query(ctx, tx, query, args...)
+	return e.stmts.Query(ctx, tx, query, args...)
 }

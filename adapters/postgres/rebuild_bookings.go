@@ -555,3 +555,8 @@ func nullString(s *string) any {
 	}
 	return *s
 }
+
+// bookingColumns: TEMPORARY copy of bookingstore.Columns while the rebuild
+// runner still sits in this package (it moves to readmodels, which imports
+// bookingstore).
+const bookingColumns = `id, resource_id, check_in, check_out, status, payment_status, amount, currency, customer_email, session_id, payment_intent_id, created_at, updated_at, last_event_position`

@@ -51,7 +51,7 @@ type eventsSchema struct {
 	batchSize int
 }
 
-const insertColumns = 12
+const InsertColumns = 12
 
 // insertQueries are the INSERTs of 1 to len-1 events, built once: the
 // ledger prepares them (Ledger.prepare), and a query is found by its text.
@@ -63,7 +63,7 @@ var insertQueries = func() []string {
 	return q
 }()
 
-func insertQuery(n int) string {
+func InsertQuery(n int) string {
 	if n < len(insertQueries) {
 		return insertQueries[n]
 	}
@@ -78,12 +78,12 @@ func buildInsertQuery(n int) string {
 			b.WriteByte(',')
 		}
 		b.WriteByte('(')
-		for c := 1; c <= insertColumns; c++ {
+		for c := 1; c <= InsertColumns; c++ {
 			if c > 1 {
 				b.WriteByte(',')
 			}
 			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(i*insertColumns + c))
+			b.WriteString(strconv.Itoa(i*InsertColumns + c))
 		}
 		b.WriteByte(')')
 	}
@@ -94,7 +94,7 @@ func (s eventsSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Query, er
 	if params.Topic != EventsTopic {
 		return wsql.Query{}, fmt.Errorf("postgres: unknown topic %q", params.Topic)
 	}
-	args := make([]any, 0, len(params.Msgs)*insertColumns)
+	args := make([]any, 0, len(params.Msgs)*InsertColumns)
 	for _, msg := range params.Msgs {
 		row, err := insertArgs(msg)
 		if err != nil {
@@ -102,7 +102,7 @@ func (s eventsSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Query, er
 		}
 		args = append(args, row...)
 	}
-	return wsql.Query{Query: insertQuery(len(params.Msgs)), Args: args}, nil
+	return wsql.Query{Query: InsertQuery(len(params.Msgs)), Args: args}, nil
 }
 
 func insertArgs(msg *message.Message) ([]any, error) {
@@ -153,9 +153,9 @@ func extraMetadata(md message.Metadata) ([]byte, error) {
 	return json.Marshal(extra)
 }
 
-// selectColumns is the column list shared by the subscriber's query and the
+// SelectColumns is the column list shared by the subscriber's query and the
 // store's reads, scanned by scanEvent.
-const selectColumns = `position, transaction_id, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, causation_id, payload, metadata, prev_hash, hash`
+const SelectColumns = `position, transaction_id, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, causation_id, payload, metadata, prev_hash, hash`
 
 func (s eventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, error) {
 	next, err := params.OffsetsAdapter.NextOffsetQuery(wsql.NextOffsetQueryParams{
@@ -174,7 +174,7 @@ func (s eventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, er
 	q := `
 	SELECT * FROM (
 		WITH last_processed AS (` + next.Query + `)
-		SELECT ` + selectColumns + ` FROM ledger_events
+		SELECT ` + SelectColumns + ` FROM ledger_events
 		WHERE (
 			(transaction_id = (SELECT last_processed_transaction_id FROM last_processed)
 				AND position > (SELECT offset_acked FROM last_processed))
@@ -188,7 +188,7 @@ func (s eventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, er
 }
 
 func (s eventsSchema) UnmarshalMessage(params wsql.UnmarshalMessageParams) (wsql.Row, error) {
-	e, err := scanEvent(params.Row)
+	e, err := ScanEvent(params.Row)
 	if err != nil {
 		return wsql.Row{}, err
 	}

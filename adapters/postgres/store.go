@@ -90,8 +90,12 @@ type EventStore struct {
 	pubErr error
 	// stmts are the prepared statements of the Ledger that owns the store
 	// (none for a store of its own: its appends run unprepared).
-	stmts *statements
+	stmts *Statements
 }
+
+// Statements are the store's prepared statements, shared with the writer
+// that owns the store (its queries are prepared with the store's).
+func (s *EventStore) Statements() *Statements { return s.stmts }
 
 // NewEventStore returns an event store with cfg's defaults applied.
 func NewEventStore(cfg EventStoreConfig) *EventStore {
@@ -100,7 +104,7 @@ func NewEventStore(cfg EventStoreConfig) *EventStore {
 	if cfg.Logger != nil {
 		logger = watermill.NewSlogLogger(cfg.Logger)
 	}
-	s := &EventStore{now: cfg.Now, logger: logger, stmts: &statements{}}
+	s := &EventStore{now: cfg.Now, logger: logger, stmts: &Statements{}}
 	s.pub, s.pubErr = wsql.NewPublisher(txExecutor{stmts: s.stmts}, wsql.PublisherConfig{SchemaAdapter: s.schema}, s.logger)
 	return s
 }
@@ -118,6 +122,28 @@ func NewEventStore(cfg EventStoreConfig) *EventStore {
 // field but Position and TransactionID, which the database assigns.
 func (s *EventStore) Append(ctx context.Context, tx *sql.Tx, streamID int64, expectedVersion int, prevHash []byte, events []NewEvent) ([]StoredEvent, error) {
 	return s.appendAt(ctx, tx, streamID, expectedVersion, prevHash, events, s.now())
+}
+
+// Trailer is SQL that an append runs in the same statement as the events'
+// INSERT, to save a round trip: SQL wraps the INSERT (with its n
+// parameters) into a statement that returns one row, scanned into Dest;
+// Args follow the INSERT's parameters. The booking write side writes the
+// status row and the inbox row this way.
+type Trailer struct {
+	SQL  func(insert string, n int) string
+	Args []any
+	Dest []any
+	done bool
+}
+
+// AppendWith is Append with recorded_at given and, when trailer is not nil,
+// the trailer's SQL run in the INSERT's statement (see Trailer). Errors are
+// Append's; a constraint of the trailer's statement is reported as it is.
+func (s *EventStore) AppendWith(ctx context.Context, tx *sql.Tx, streamID int64, expectedVersion int, prevHash []byte, events []NewEvent, recordedAt time.Time, trailer *Trailer) ([]StoredEvent, error) {
+	if trailer != nil {
+		ctx = context.WithValue(ctx, trailerKey{}, trailer)
+	}
+	return s.appendAt(ctx, tx, streamID, expectedVersion, prevHash, events, recordedAt)
 }
 
 // appendAt is Append with recorded_at given.
@@ -140,7 +166,7 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 	// The publisher executes with the first message's context: it carries
 	// the transaction to txExecutor.
 	ctx = context.WithValue(ctx, txKey{}, tx)
-	recordedAt = storageTime(recordedAt)
+	recordedAt = StorageTime(recordedAt)
 	stored := make([]StoredEvent, len(events))
 	msgs := make(message.Messages, len(events))
 	for i, ne := range events {
@@ -158,7 +184,7 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 			StreamVersion: expectedVersion + i + 1,
 			Type:          ne.Type,
 			SchemaVersion: ne.SchemaVersion,
-			OccurredAt:    storageTime(ne.OccurredAt),
+			OccurredAt:    StorageTime(ne.OccurredAt),
 			RecordedAt:    recordedAt,
 			CausationID:   ne.CausationID,
 			Payload:       payload,
@@ -183,7 +209,7 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 		msgs[i] = msg
 	}
 	if err := s.pub.Publish(EventsTopic, msgs...); err != nil {
-		if constraintViolated(err, "ledger_events_stream_version_key") {
+		if ConstraintViolated(err, "ledger_events_stream_version_key") {
 			return nil, fmt.Errorf("postgres: append to stream %d at version %d: %w", streamID, expectedVersion+1, domain.ErrConcurrency)
 		}
 		return nil, fmt.Errorf("postgres: append to stream %d: %w", streamID, err)
@@ -194,7 +220,7 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 // LoadStream returns the events of one stream in version order; an unknown
 // stream has none.
 func (s *EventStore) LoadStream(ctx context.Context, q Querier, streamID int64) ([]StoredEvent, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+selectColumns+` FROM ledger_events WHERE stream_id = $1 ORDER BY stream_version`, streamID)
+	rows, err := q.QueryContext(ctx, `SELECT `+SelectColumns+` FROM ledger_events WHERE stream_id = $1 ORDER BY stream_version`, streamID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: load stream %d: %w", streamID, err)
 	}
@@ -217,7 +243,7 @@ func (s *EventStore) ReadAll(ctx context.Context, q Querier, after int64, limit 
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := q.QueryContext(ctx, `SELECT `+selectColumns+` FROM ledger_events WHERE position > $1 ORDER BY position LIMIT $2`, after, limit)
+	rows, err := q.QueryContext(ctx, `SELECT `+SelectColumns+` FROM ledger_events WHERE position > $1 ORDER BY position LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: read events after %d: %w", after, err)
 	}
@@ -242,7 +268,7 @@ func scanEvents(rows *sql.Rows) ([]StoredEvent, error) {
 	defer rows.Close()
 	var events []StoredEvent
 	for rows.Next() {
-		e, err := scanEvent(rows)
+		e, err := ScanEvent(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -251,7 +277,7 @@ func scanEvents(rows *sql.Rows) ([]StoredEvent, error) {
 	return events, rows.Err()
 }
 
-func scanEvent(row wsql.Scanner) (StoredEvent, error) {
+func ScanEvent(row wsql.Scanner) (StoredEvent, error) {
 	var e StoredEvent
 	var txid wsql.XID8
 	var metadata []byte

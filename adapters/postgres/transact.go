@@ -94,7 +94,7 @@ func IsRetryable(err error) bool {
 
 // constraintViolated reports whether err is a unique or exclusion violation
 // of the named constraint.
-func constraintViolated(err error, constraint string) bool {
+func ConstraintViolated(err error, constraint string) bool {
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) {
 		return (pqErr.Code == "23505" || pqErr.Code == "23P01") && pqErr.Constraint == constraint

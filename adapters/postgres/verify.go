@@ -869,7 +869,7 @@ type eventHasher struct {
 func (x *eventHasher) hash(e *StoredEvent) ([]byte, error) {
 	return x.hashRaw(&rawEvent{
 		streamID: e.StreamID, version: e.StreamVersion, schemaVersion: e.SchemaVersion,
-		occurredUS: storageTime(e.OccurredAt).UnixMicro(), recordedUS: storageTime(e.RecordedAt).UnixMicro(),
+		occurredUS: StorageTime(e.OccurredAt).UnixMicro(), recordedUS: StorageTime(e.RecordedAt).UnixMicro(),
 		eventID: []byte(e.EventID), typ: []byte(e.Type), causation: []byte(e.CausationID),
 		payload: e.Payload, prevHash: e.PrevHash,
 	})

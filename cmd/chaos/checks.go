@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
@@ -308,7 +309,7 @@ func fold(events []postgres.StoredEvent) (projections.BookingRow, error) {
 func (r *run) checkTable(ctx context.Context, db *sql.DB, streams map[int64][]postgres.StoredEvent, f *figures) error {
 	table := map[int64]projections.BookingRow{}
 	for after := int64(0); ; {
-		page, next, err := postgres.ListBookings(ctx, db, app.BookingFilter{After: after, Limit: 1000})
+		page, next, err := bookingstore.ListBookings(ctx, db, app.BookingFilter{After: after, Limit: 1000})
 		if err != nil {
 			return err
 		}
@@ -374,7 +375,7 @@ func (r *run) checkReplay(ctx context.Context, streams map[int64][]postgres.Stor
 	if _, err := postgres.Migrate(ctx, db, nil); err != nil {
 		return err
 	}
-	store, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	store, err := bookingstore.New(bookingstore.Config{DB: db})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	httpapi "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -31,7 +32,7 @@ type App struct {
 	served chan error
 
 	// refunds runs while STRIPE_SECRET_KEY is set (stripe.go).
-	refunds     *postgres.RefundWorker
+	refunds     *bookingstore.RefundWorker
 	refundsDone chan error
 	audit       auditRuntime
 }
@@ -62,7 +63,7 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db, Logger: a.logger})
+	ledger, err := bookingstore.New(bookingstore.Config{DB: db, Logger: a.logger})
 	if err != nil {
 		return err
 	}

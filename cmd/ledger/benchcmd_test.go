@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
@@ -107,7 +107,7 @@ func TestGenerateDeliveries(t *testing.T) {
 func TestRebuildByFoldEqualsLive(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	store, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	store, err := bookingstore.New(bookingstore.Config{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -55,7 +56,7 @@ matched again by the next run), and failed when some could not be ingested
 			if _, err := postgres.Migrate(cmd.Context(), db, nil); err != nil {
 				return err
 			}
-			store, err := postgres.NewLedger(postgres.LedgerConfig{DB: db, Logger: logger})
+			store, err := bookingstore.New(bookingstore.Config{DB: db, Logger: logger})
 			if err != nil {
 				return err
 			}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
@@ -32,7 +32,7 @@ func newReconcileFixture(t *testing.T, dbURL string) reconcileFixture {
 	}
 	db.SetMaxOpenConns(5)
 	t.Cleanup(func() { db.Close() })
-	store, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	store, err := bookingstore.New(bookingstore.Config{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}

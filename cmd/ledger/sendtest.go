@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 )
 
@@ -43,7 +43,7 @@ unhandled ones are answered "ignored".`,
 				return err
 			}
 			defer db.Close()
-			row, err := postgres.GetBooking(cmd.Context(), db, bookingID)
+			row, err := bookingstore.GetBooking(cmd.Context(), db, bookingID)
 			if err != nil {
 				return err
 			}

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -63,7 +63,7 @@ func (c Config) stripeClient(logger *slog.Logger) (*stripe.Client, error) {
 // it starts the refund worker and returns the use cases' checkout
 // configuration. Without a key it returns nil, and refunds wait in the log
 // until a worker runs.
-func (a *App) startStripe(ctx context.Context, db *sql.DB, ledger *postgres.Ledger) (*app.CheckoutConfig, error) {
+func (a *App) startStripe(ctx context.Context, db *sql.DB, ledger *bookingstore.Store) (*app.CheckoutConfig, error) {
 	client, err := a.cfg.stripeClient(a.logger)
 	if err != nil || client == nil {
 		return nil, err
@@ -76,8 +76,8 @@ func (a *App) startStripe(ctx context.Context, db *sql.DB, ledger *postgres.Ledg
 	if err := checkout.Validate(); err != nil {
 		return nil, fmt.Errorf("LEDGER_PUBLIC_URL / LEDGER_CHECKOUT_TTL: %w", err)
 	}
-	worker, err := postgres.NewRefundWorker(postgres.RefundWorkerConfig{
-		DB: db, Ledger: ledger, Refunder: client, Logger: a.logger,
+	worker, err := bookingstore.NewRefundWorker(bookingstore.RefundWorkerConfig{
+		DB: db, Store: ledger, Refunder: client, Logger: a.logger,
 	})
 	if err != nil {
 		return nil, err
@@ -90,7 +90,7 @@ func (a *App) startStripe(ctx context.Context, db *sql.DB, ledger *postgres.Ledg
 	case err := <-a.refundsDone:
 		return nil, fmt.Errorf("refund worker: %w", err)
 	}
-	a.logger.Info("refund worker running", "consumer_group", postgres.RefundConsumerGroup)
+	a.logger.Info("refund worker running", "consumer_group", bookingstore.RefundConsumerGroup)
 	return checkout, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
@@ -60,7 +61,7 @@ type Step struct {
 
 // Seeded is what Seed wrote.
 type Seeded struct {
-	Ledger *postgres.Ledger
+	Ledger *bookingstore.Store
 	// Service runs the use cases on Ledger, on Clock.
 	Service  *app.Service
 	Clock    *Clock
@@ -96,7 +97,7 @@ func Seed(tb testing.TB, db *sql.DB, opts Options) *Seeded {
 		opts.Start = time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
 	clock := NewClock(opts.Start)
-	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db, Now: clock.Now})
+	ledger, err := bookingstore.New(bookingstore.Config{DB: db, Now: clock.Now})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
@@ -63,7 +64,7 @@ func Bookings(tb testing.TB, db *sql.DB) []projections.BookingRow {
 	var out []projections.BookingRow
 	var after int64
 	for {
-		page, next, err := postgres.ListBookings(context.Background(), db, app.BookingFilter{After: after, Limit: 1000})
+		page, next, err := bookingstore.ListBookings(context.Background(), db, app.BookingFilter{After: after, Limit: 1000})
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package postgres
+package bookingstore
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
@@ -28,13 +29,13 @@ var errInboxTaken = fmt.Errorf("stripe event recorded concurrently: %w", domain.
 // every server process. A race lost on the stream version or the inbox key
 // returns an error wrapping domain.ErrConcurrency, one lost on the overlap
 // constraint domain.ErrConflict; nothing is then written.
-func (l *Ledger) Record(ctx context.Context, d app.Delivery, decide app.Decision) (app.IngestResult, error) {
+func (l *Store) Record(ctx context.Context, d app.Delivery, decide app.Decision) (app.IngestResult, error) {
 	if d.Source == "" || d.ReceivedAt.IsZero() {
-		return app.IngestResult{}, fmt.Errorf("postgres: stripe event %s without source or reception time: %w", d.EventID, domain.ErrInvalid)
+		return app.IngestResult{}, fmt.Errorf("bookingstore: stripe event %s without source or reception time: %w", d.EventID, domain.ErrInvalid)
 	}
 	l.prepare(ctx)
 	var res app.IngestResult
-	err := TransactOnce(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
+	err := postgres.TransactOnce(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		res, err = l.recordTx(ctx, tx, d, decide)
 		return err
@@ -89,7 +90,7 @@ const streamQuery = `
 			AND daterange(o.check_in, o.check_out, '[)') && daterange(b.check_in, b.check_out, '[)')
 		WHERE b.id = $1
 	)
-	SELECT ` + selectColumns + `, confirmed.ids, confirmed.check_ins, confirmed.check_outs
+	SELECT ` + postgres.SelectColumns + `, confirmed.ids, confirmed.check_ins, confirmed.check_outs
 	FROM ledger_events CROSS JOIN confirmed WHERE stream_id = $1 ORDER BY stream_version`
 
 // insertInboxSQL inserts an inbox row from the parameters $n to $n+11
@@ -123,7 +124,7 @@ const maxPreparedEvents = 4
 var appendProjectInboxQueries = func() []string {
 	q := make([]string, maxPreparedEvents+1)
 	for n := 1; n <= maxPreparedEvents; n++ {
-		q[n] = appendProjectInboxSQL(insertQuery(n), n*insertColumns)
+		q[n] = appendProjectInboxSQL(postgres.InsertQuery(n), n*postgres.InsertColumns)
 	}
 	return q
 }()
@@ -131,7 +132,7 @@ var appendProjectInboxQueries = func() []string {
 // appendProjectInboxQuery is appendProjectInboxSQL, built once for the
 // INSERTs the schema adapter makes of up to maxPreparedEvents events.
 func appendProjectInboxQuery(insert string, n int) string {
-	if k := n / insertColumns; n%insertColumns == 0 && k >= 1 && k <= maxPreparedEvents && insert == insertQuery(k) {
+	if k := n / postgres.InsertColumns; n%postgres.InsertColumns == 0 && k >= 1 && k <= maxPreparedEvents && insert == postgres.InsertQuery(k) {
 		return appendProjectInboxQueries[k]
 	}
 	return appendProjectInboxSQL(insert, n)
@@ -141,7 +142,7 @@ const insertDeliveryQuery = `INSERT INTO stripe_deliveries
 	(event_id, event_type, received_at, outcome, booking_id, payload, payload_sha256, signature_header)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 
-func (l *Ledger) recordTx(ctx context.Context, tx *sql.Tx, d app.Delivery, decide app.Decision) (app.IngestResult, error) {
+func (l *Store) recordTx(ctx context.Context, tx *sql.Tx, d app.Delivery, decide app.Decision) (app.IngestResult, error) {
 	var (
 		known               bool
 		inboxBooking, found sql.NullInt64
@@ -150,11 +151,11 @@ func (l *Ledger) recordTx(ctx context.Context, tx *sql.Tx, d app.Delivery, decid
 	)
 	var ids [2]int64
 	copy(ids[:], d.Lookup.BookingIDs)
-	err := l.stmts.queryRow(ctx, tx, lookupQuery,
+	err := l.stmts.QueryRow(ctx, tx, lookupQuery,
 		d.EventID, ids[0], ids[1], d.Lookup.SessionID, d.Lookup.PaymentIntentID, d.Handled(),
 	).Scan(&known, &inboxBooking, &found, &resourceID, &locked)
 	if err != nil {
-		return app.IngestResult{}, fmt.Errorf("postgres: look up stripe event %s: %w", d.EventID, err)
+		return app.IngestResult{}, fmt.Errorf("bookingstore: look up stripe event %s: %w", d.EventID, err)
 	}
 	switch {
 	case known:
@@ -164,7 +165,7 @@ func (l *Ledger) recordTx(ctx context.Context, tx *sql.Tx, d app.Delivery, decid
 	case !found.Valid:
 		return app.IngestResult{Outcome: app.OutcomeUnmatched}, l.insertDelivery(ctx, tx, d, app.OutcomeUnmatched, sql.NullInt64{})
 	case !locked.Valid:
-		return app.IngestResult{}, fmt.Errorf("postgres: stripe event %s: resource %q not locked", d.EventID, resourceID.String)
+		return app.IngestResult{}, fmt.Errorf("bookingstore: stripe event %s: resource %q not locked", d.EventID, resourceID.String)
 	}
 
 	bookingID := found.Int64
@@ -203,40 +204,40 @@ func (l *Ledger) recordTx(ctx context.Context, tx *sql.Tx, d app.Delivery, decid
 
 // loadStream reads booking id's stream, decoded, and the confirmed stays
 // that overlap its stay, in one statement (streamQuery).
-func (l *Ledger) loadStream(ctx context.Context, tx *sql.Tx, id int64) ([]StoredEvent, []domain.Event, []domain.Stay, error) {
-	rows, err := l.stmts.query(ctx, tx, streamQuery, id)
+func (l *Store) loadStream(ctx context.Context, tx *sql.Tx, id int64) ([]postgres.StoredEvent, []domain.Event, []domain.Stay, error) {
+	rows, err := l.stmts.Query(ctx, tx, streamQuery, id)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("postgres: load stream %d: %w", id, err)
+		return nil, nil, nil, fmt.Errorf("bookingstore: load stream %d: %w", id, err)
 	}
 	defer rows.Close()
 	var (
-		stored              []StoredEvent
+		stored              []postgres.StoredEvent
 		ids                 []int64
 		checkIns, checkOuts []string
 	)
 	row := extraColumns{rows: rows, extra: []any{pq.Array(&ids), pq.Array(&checkIns), pq.Array(&checkOuts)}}
 	for rows.Next() {
-		e, err := scanEvent(row)
+		e, err := postgres.ScanEvent(row)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("postgres: load stream %d: %w", id, err)
+			return nil, nil, nil, fmt.Errorf("bookingstore: load stream %d: %w", id, err)
 		}
 		stored = append(stored, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, nil, fmt.Errorf("postgres: load stream %d: %w", id, err)
+		return nil, nil, nil, fmt.Errorf("bookingstore: load stream %d: %w", id, err)
 	}
 	prior, err := decodeEvents(stored)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	if len(ids) != len(checkIns) || len(ids) != len(checkOuts) {
-		return nil, nil, nil, fmt.Errorf("postgres: confirmed stays of booking %d: %d ids, %d check-ins, %d check-outs", id, len(ids), len(checkIns), len(checkOuts))
+		return nil, nil, nil, fmt.Errorf("bookingstore: confirmed stays of booking %d: %d ids, %d check-ins, %d check-outs", id, len(ids), len(checkIns), len(checkOuts))
 	}
 	stays := make([]domain.Stay, len(ids))
 	for i := range ids {
 		r, err := domain.ParseDateRange(checkIns[i], checkOuts[i])
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("postgres: confirmed stay of booking %d: %w", ids[i], err)
+			return nil, nil, nil, fmt.Errorf("bookingstore: confirmed stay of booking %d: %w", ids[i], err)
 		}
 		stays[i] = domain.Stay{BookingID: domain.BookingID(ids[i]), Range: r}
 	}
@@ -265,22 +266,22 @@ func (r inboxRow) args() []any {
 		d.Raw, sha256Sum(d.Raw), d.Signature}
 }
 
-func (l *Ledger) insertInbox(ctx context.Context, tx *sql.Tx, d app.Delivery, outcome app.Outcome, bookingID sql.NullInt64) error {
-	_, err := l.stmts.exec(ctx, tx, insertInboxQuery, append(inboxRow{d: d, outcome: outcome}.args(), bookingID)...)
-	if constraintViolated(err, "stripe_inbox_event_id_key") {
-		return fmt.Errorf("postgres: inbox %s: %w", d.EventID, errInboxTaken)
+func (l *Store) insertInbox(ctx context.Context, tx *sql.Tx, d app.Delivery, outcome app.Outcome, bookingID sql.NullInt64) error {
+	_, err := l.stmts.Exec(ctx, tx, insertInboxQuery, append(inboxRow{d: d, outcome: outcome}.args(), bookingID)...)
+	if postgres.ConstraintViolated(err, "stripe_inbox_event_id_key") {
+		return fmt.Errorf("bookingstore: inbox %s: %w", d.EventID, errInboxTaken)
 	}
 	if err != nil {
-		return fmt.Errorf("postgres: inbox %s: %w", d.EventID, err)
+		return fmt.Errorf("bookingstore: inbox %s: %w", d.EventID, err)
 	}
 	return nil
 }
 
-func (l *Ledger) insertDelivery(ctx context.Context, tx *sql.Tx, d app.Delivery, outcome app.Outcome, bookingID sql.NullInt64) error {
-	_, err := l.stmts.exec(ctx, tx, insertDeliveryQuery,
+func (l *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d app.Delivery, outcome app.Outcome, bookingID sql.NullInt64) error {
+	_, err := l.stmts.Exec(ctx, tx, insertDeliveryQuery,
 		d.EventID, d.Type, d.ReceivedAt.UTC(), string(outcome), bookingID, d.Raw, sha256Sum(d.Raw), d.Signature)
 	if err != nil {
-		return fmt.Errorf("postgres: delivery of %s: %w", d.EventID, err)
+		return fmt.Errorf("bookingstore: delivery of %s: %w", d.EventID, err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package postgres
+package bookingstore
 
 import (
 	"context"
@@ -9,36 +9,39 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
 )
 
-// Ledger runs the ledger's write transactions: creating bookings and
-// ingesting Stripe events. Each one loads the booking's stream, lets the
-// domain decide, appends the decisions through the event store and writes
-// the status row, all in one transaction.
-type Ledger struct {
+// Store is the booking write side on PostgreSQL: it implements app.Bookings.
+// Each write runs in one transaction, once (the retry loop is domain/app's):
+// it loads and locks what the decision needs in as few round trips as it
+// can, calls the use case's update closure, and appends the decided events
+// through the event store together with the status row (and, for a Stripe
+// delivery, the inbox row).
+type Store struct {
 	db     *sql.DB
-	store  *EventStore
+	store  *postgres.EventStore
 	logger *slog.Logger
 	now    func() time.Time
 	// stmts are the store's prepared statements, prepared by prepare.
-	stmts *statements
+	stmts *postgres.Statements
 }
 
-// LedgerConfig configures a Ledger.
-type LedgerConfig struct {
+// Config configures a Store.
+type Config struct {
 	DB     *sql.DB
 	Logger *slog.Logger
 	// Now is the clock for recorded_at and received_at; nil means time.Now.
 	Now func() time.Time
 }
 
-// NewLedger returns a Ledger on cfg.DB.
-func NewLedger(cfg LedgerConfig) (*Ledger, error) {
+// New returns a Store on cfg.DB.
+func New(cfg Config) (*Store, error) {
 	if cfg.DB == nil {
-		return nil, errors.New("postgres: ledger needs a database")
+		return nil, errors.New("bookingstore: needs a database")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -46,37 +49,37 @@ func NewLedger(cfg LedgerConfig) (*Ledger, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	store := NewEventStore(EventStoreConfig{Logger: cfg.Logger, Now: cfg.Now})
-	return &Ledger{
+	store := postgres.NewEventStore(postgres.EventStoreConfig{Logger: cfg.Logger, Now: cfg.Now})
+	return &Store{
 		db:     cfg.DB,
 		store:  store,
 		logger: cfg.Logger,
 		now:    cfg.Now,
-		stmts:  store.stmts,
+		stmts:  store.Statements(),
 	}, nil
 }
 
 // prepare prepares the statements of the ingest path, once per pool (see
 // statements). It runs before a transaction starts; when it fails, the
 // statements run unprepared and the transaction reports what is wrong.
-func (l *Ledger) prepare(ctx context.Context) {
-	_ = l.stmts.prepare(ctx, l.db, hotQueries)
+func (l *Store) prepare(ctx context.Context) {
+	_ = l.stmts.Prepare(ctx, l.db, hotQueries)
 }
 
-// hotQueries are the statements Ledger.prepare prepares.
+// hotQueries are the statements Store.prepare prepares.
 var hotQueries = func() []string {
 	q := []string{lookupQuery, streamQuery, insertInboxQuery, insertDeliveryQuery}
 	for n := 1; n <= maxPreparedEvents; n++ {
-		q = append(q, insertQuery(n), appendProjectInboxQueries[n])
+		q = append(q, postgres.InsertQuery(n), appendProjectInboxQueries[n])
 	}
 	return q
 }()
 
 // Store is the ledger's event store.
-func (l *Ledger) Store() *EventStore { return l.store }
+func (l *Store) Store() *postgres.EventStore { return l.store }
 
 // DB is the ledger's pool.
-func (l *Ledger) DB() *sql.DB { return l.db }
+func (l *Store) DB() *sql.DB { return l.db }
 
 // Create implements app.Bookings: in one transaction (run once) it
 // allocates the booking id, locks the resource, lists the confirmed stays
@@ -84,12 +87,12 @@ func (l *Ledger) DB() *sql.DB { return l.db }
 // decide, and appends what it returns as the new booking's stream with its
 // status row. decide's errors are returned as they are, with nothing
 // written but a sequence value.
-func (l *Ledger) Create(ctx context.Context, resourceID string, stay domain.DateRange, sessionID, causationID string, decide app.Creation) (projections.BookingRow, error) {
+func (l *Store) Create(ctx context.Context, resourceID string, stay domain.DateRange, sessionID, causationID string, decide app.Creation) (projections.BookingRow, error) {
 	var row projections.BookingRow
-	err := TransactOnce(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
+	err := postgres.TransactOnce(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
 		var id int64
 		if err := tx.QueryRowContext(ctx, `SELECT nextval('booking_id_seq')`).Scan(&id); err != nil {
-			return fmt.Errorf("postgres: allocate booking id: %w", err)
+			return fmt.Errorf("bookingstore: allocate booking id: %w", err)
 		}
 		if err := lockResource(ctx, tx, resourceID); err != nil {
 			return err
@@ -102,7 +105,7 @@ func (l *Ledger) Create(ctx context.Context, resourceID string, stay domain.Date
 		if sessionID != "" {
 			err := tx.QueryRowContext(ctx, `SELECT id FROM bookings WHERE session_id = $1 LIMIT 1`, sessionID).Scan(&owner)
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("postgres: session lookup: %w", err)
+				return fmt.Errorf("bookingstore: session lookup: %w", err)
 			}
 		}
 		events, err := decide(domain.BookingID(id), stays, owner)
@@ -120,9 +123,9 @@ func (l *Ledger) Create(ctx context.Context, resourceID string, stay domain.Date
 // status row; with nothing decided it returns the row as it is. Errors:
 // domain.ErrNotFound for an unknown booking; domain.ErrConcurrency when a
 // concurrent transaction appended to the stream first.
-func (l *Ledger) Update(ctx context.Context, id int64, causationID string, decide func(*domain.Booking) ([]domain.Event, error)) (projections.BookingRow, error) {
+func (l *Store) Update(ctx context.Context, id int64, causationID string, decide func(*domain.Booking) ([]domain.Event, error)) (projections.BookingRow, error) {
 	var row projections.BookingRow
-	err := TransactOnce(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
+	err := postgres.TransactOnce(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		row, err = l.InTx(tx).Update(ctx, id, causationID, decide)
 		return err
@@ -132,7 +135,7 @@ func (l *Ledger) Update(ctx context.Context, id int64, causationID string, decid
 
 // appendAndProject appends the decided events after the stream's stored
 // events and writes the booking's status row folded from all of them.
-func (l *Ledger) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []StoredEvent, decided []domain.Event, occurredAt time.Time, causationID string) (projections.BookingRow, error) {
+func (l *Store) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []postgres.StoredEvent, decided []domain.Event, occurredAt time.Time, causationID string) (projections.BookingRow, error) {
 	prior, err := decodeEvents(stored)
 	if err != nil {
 		return projections.BookingRow{}, err
@@ -143,23 +146,23 @@ func (l *Ledger) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.Boo
 // appendAndFold is appendAndProject with the stored events already decoded
 // (prior); when inbox is set, its row is inserted by the statement that
 // writes the status row, which saves a round trip.
-func (l *Ledger) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []StoredEvent, prior, decided []domain.Event, occurredAt time.Time, causationID string, inbox *inboxRow) (projections.BookingRow, error) {
-	newEvents := make([]NewEvent, len(decided))
+func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []postgres.StoredEvent, prior, decided []domain.Event, occurredAt time.Time, causationID string, inbox *inboxRow) (projections.BookingRow, error) {
+	newEvents := make([]postgres.NewEvent, len(decided))
 	for i, ev := range decided {
 		payload, err := domain.Encode(ev)
 		if err != nil {
-			return projections.BookingRow{}, fmt.Errorf("postgres: encode %s: %w", ev.EventType(), err)
+			return projections.BookingRow{}, fmt.Errorf("bookingstore: encode %s: %w", ev.EventType(), err)
 		}
-		newEvents[i] = NewEvent{Type: ev.EventType(), SchemaVersion: ev.SchemaVersion(), OccurredAt: occurredAt, CausationID: causationID, Payload: payload}
+		newEvents[i] = postgres.NewEvent{Type: ev.EventType(), SchemaVersion: ev.SchemaVersion(), OccurredAt: occurredAt, CausationID: causationID, Payload: payload}
 	}
-	version, prev := 0, GenesisHash
+	version, prev := 0, postgres.GenesisHash
 	if n := len(stored); n > 0 {
 		version, prev = stored[n-1].StreamVersion, stored[n-1].Hash
 	}
 	// The row is folded before the append: it only lacks the position,
 	// which the database assigns.
 	envs := envelopes(stored, prior, len(decided))
-	recordedAt := storageTime(l.now())
+	recordedAt := postgres.StorageTime(l.now())
 	for _, ev := range decided {
 		envs = append(envs, projections.Envelope{StreamID: int64(id), RecordedAt: recordedAt, Event: ev})
 	}
@@ -168,7 +171,7 @@ func (l *Ledger) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Bookin
 		return row, err
 	}
 	if inbox == nil {
-		if _, err := l.store.appendAt(ctx, tx, int64(id), version, prev, newEvents, recordedAt); err != nil {
+		if _, err := l.store.AppendWith(ctx, tx, int64(id), version, prev, newEvents, recordedAt, nil); err != nil {
 			return projections.BookingRow{}, err
 		}
 		return upsertBooking(ctx, tx, "bookings", row)
@@ -176,15 +179,14 @@ func (l *Ledger) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Bookin
 	// One statement appends the events and writes the status row and the
 	// inbox row (appendProjectInboxSQL): the publisher's executor runs it in
 	// place of the bare INSERT.
-	ep := &epilogue{
-		sql:  appendProjectInboxQuery,
-		args: append(upsertArgs(row), inbox.args()...),
-		dest: []any{&row.LastEventPosition},
-	}
-	_, err = l.store.appendAt(context.WithValue(ctx, epilogueKey{}, ep), tx, int64(id), version, prev, newEvents, recordedAt)
+	_, err = l.store.AppendWith(ctx, tx, int64(id), version, prev, newEvents, recordedAt, &postgres.Trailer{
+		SQL:  appendProjectInboxQuery,
+		Args: append(upsertArgs(row), inbox.args()...),
+		Dest: []any{&row.LastEventPosition},
+	})
 	switch {
-	case constraintViolated(err, "stripe_inbox_event_id_key"):
-		return row, fmt.Errorf("postgres: inbox %s: %w", inbox.d.EventID, errInboxTaken)
+	case postgres.ConstraintViolated(err, "stripe_inbox_event_id_key"):
+		return row, fmt.Errorf("bookingstore: inbox %s: %w", inbox.d.EventID, errInboxTaken)
 	case errors.Is(err, domain.ErrConcurrency):
 		return row, err
 	case err != nil:
@@ -194,12 +196,12 @@ func (l *Ledger) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Bookin
 }
 
 // decodeEvents decodes stored events for the domain.
-func decodeEvents(stored []StoredEvent) ([]domain.Event, error) {
+func decodeEvents(stored []postgres.StoredEvent) ([]domain.Event, error) {
 	events := make([]domain.Event, len(stored))
 	for i, e := range stored {
 		var err error
 		if events[i], err = domain.Decode(e.Type, e.SchemaVersion, e.Payload); err != nil {
-			return nil, fmt.Errorf("postgres: decode %s: %w", e, err)
+			return nil, fmt.Errorf("bookingstore: decode %s: %w", e, err)
 		}
 	}
 	return events, nil
@@ -207,7 +209,7 @@ func decodeEvents(stored []StoredEvent) ([]domain.Event, error) {
 
 // envelopes pairs stored events with their decoded form for the
 // projections, leaving room for extra more.
-func envelopes(stored []StoredEvent, decoded []domain.Event, extra int) []projections.Envelope {
+func envelopes(stored []postgres.StoredEvent, decoded []domain.Event, extra int) []projections.Envelope {
 	envs := make([]projections.Envelope, len(stored), len(stored)+extra)
 	for i, e := range stored {
 		envs[i] = projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: decoded[i]}
@@ -220,7 +222,7 @@ func envelopes(stored []StoredEvent, decoded []domain.Event, extra int) []projec
 // bookings table's exclusion constraint is the backstop behind it.
 func lockResource(ctx context.Context, tx *sql.Tx, resourceID string) error {
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('ledger.resource:' || $1, 0))`, resourceID); err != nil {
-		return fmt.Errorf("postgres: lock resource %q: %w", resourceID, err)
+		return fmt.Errorf("bookingstore: lock resource %q: %w", resourceID, err)
 	}
 	return nil
 }
@@ -234,7 +236,7 @@ func confirmedStays(ctx context.Context, tx *sql.Tx, resourceID string, self dom
 		AND daterange(check_in, check_out, '[)') && daterange($3::date, $4::date, '[)')`,
 		resourceID, int64(self), stay.CheckInString(), stay.CheckOutString())
 	if err != nil {
-		return nil, fmt.Errorf("postgres: confirmed stays of %q: %w", resourceID, err)
+		return nil, fmt.Errorf("bookingstore: confirmed stays of %q: %w", resourceID, err)
 	}
 	defer rows.Close()
 	var stays []domain.Stay
@@ -242,22 +244,21 @@ func confirmedStays(ctx context.Context, tx *sql.Tx, resourceID string, self dom
 		var id int64
 		var in, out time.Time
 		if err := rows.Scan(&id, &in, &out); err != nil {
-			return nil, fmt.Errorf("postgres: confirmed stays: %w", err)
+			return nil, fmt.Errorf("bookingstore: confirmed stays: %w", err)
 		}
 		r, err := domain.NewDateRange(in, out)
 		if err != nil {
-			return nil, fmt.Errorf("postgres: confirmed stay of booking %d: %w", id, err)
+			return nil, fmt.Errorf("bookingstore: confirmed stay of booking %d: %w", id, err)
 		}
 		stays = append(stays, domain.Stay{BookingID: domain.BookingID(id), Range: r})
 	}
 	return stays, rows.Err()
 }
 
-
 // rehydrate decodes a stream's events and replays them; the decoded events
 // are returned too, so that the fold of the status row does not decode them
 // again.
-func rehydrate(id int64, stored []StoredEvent) (*domain.Booking, []domain.Event, error) {
+func rehydrate(id int64, stored []postgres.StoredEvent) (*domain.Booking, []domain.Event, error) {
 	events, err := decodeEvents(stored)
 	if err != nil {
 		return nil, nil, err
@@ -276,34 +277,37 @@ func sha256Sum(b []byte) []byte {
 
 // GetBooking returns the status row of one booking, or an error wrapping
 // domain.ErrNotFound.
-func (l *Ledger) GetBooking(ctx context.Context, id int64) (projections.BookingRow, error) {
+func (l *Store) GetBooking(ctx context.Context, id int64) (projections.BookingRow, error) {
 	return GetBooking(ctx, l.db, id)
 }
 
 // ListBookings returns a page of the status table; see the package function.
-func (l *Ledger) ListBookings(ctx context.Context, f app.BookingFilter) ([]projections.BookingRow, int64, error) {
+func (l *Store) ListBookings(ctx context.Context, f app.BookingFilter) ([]projections.BookingRow, int64, error) {
 	return ListBookings(ctx, l.db, f)
 }
 
 // InTx returns the write side bound to tx, for work that must commit with
 // something else the transaction does (the refund worker's appends commit
 // with its consumer group's offset). It implements app.RefundLedger.
-func (l *Ledger) InTx(tx *sql.Tx) *TxLedger { return &TxLedger{l: l, tx: tx} }
+func (l *Store) InTx(tx *sql.Tx) *TxStore { return &TxStore{l: l, tx: tx} }
 
-// TxLedger is a Ledger bound to one transaction; see Ledger.InTx.
-type TxLedger struct {
-	l  *Ledger
+// TxStore is a Store bound to one transaction; see Store.InTx.
+type TxStore struct {
+	l  *Store
 	tx *sql.Tx
 }
 
-var _ app.RefundLedger = (*TxLedger)(nil)
+var (
+	_ app.Bookings     = (*Store)(nil)
+	_ app.RefundLedger = (*TxStore)(nil)
+)
 
 // Update loads booking id's stream on the transaction, calls decide and
 // appends what it returns with the status row; with nothing decided it
 // returns the row as it is. Errors: domain.ErrNotFound for an unknown
 // booking; domain.ErrConcurrency when another transaction appended to the
 // stream first (the transaction is then aborted).
-func (t *TxLedger) Update(ctx context.Context, id int64, causationID string, decide func(*domain.Booking) ([]domain.Event, error)) (projections.BookingRow, error) {
+func (t *TxStore) Update(ctx context.Context, id int64, causationID string, decide func(*domain.Booking) ([]domain.Event, error)) (projections.BookingRow, error) {
 	stored, err := t.l.store.LoadStream(ctx, t.tx, id)
 	if err != nil {
 		return projections.BookingRow{}, err
@@ -324,6 +328,6 @@ func (t *TxLedger) Update(ctx context.Context, id int64, causationID string, dec
 
 // RecordRefundFailure keeps a refund refused for good in refund_failures,
 // mirroring the RefundFailed event at position.
-func (t *TxLedger) RecordRefundFailure(ctx context.Context, booking domain.BookingID, f domain.RefundFailed, position int64, at time.Time) error {
+func (t *TxStore) RecordRefundFailure(ctx context.Context, booking domain.BookingID, f domain.RefundFailed, position int64, at time.Time) error {
 	return insertRefundFailure(ctx, t.tx, booking, f, position, at)
 }

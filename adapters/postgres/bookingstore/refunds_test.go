@@ -1,4 +1,4 @@
-package postgres_test
+package bookingstore_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
@@ -26,7 +26,7 @@ var (
 // conflict after it was paid: RefundRequested is in the log.
 type refundSetup struct {
 	db      *sql.DB
-	ledger  *postgres.Ledger
+	ledger  *bookingstore.Store
 	fake    *stripetest.Server
 	client  *stripe.Client
 	booking int64
@@ -38,7 +38,7 @@ func newRefundSetup(t *testing.T) refundSetup {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
 	db.SetMaxOpenConns(10)
-	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	ledger, err := bookingstore.New(bookingstore.Config{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +86,8 @@ func newRefundSetup(t *testing.T) refundSetup {
 // startWorker runs a refund worker until the test ends (or stop is called).
 func (s refundSetup) startWorker(t *testing.T, group string) (stop func()) {
 	t.Helper()
-	w, err := postgres.NewRefundWorker(postgres.RefundWorkerConfig{
-		DB: s.db, Ledger: s.ledger, Refunder: s.client, ConsumerGroup: group,
+	w, err := bookingstore.NewRefundWorker(bookingstore.RefundWorkerConfig{
+		DB: s.db, Store: s.ledger, Refunder: s.client, ConsumerGroup: group,
 		PollInterval: 20 * time.Millisecond, InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler),
 	})
@@ -160,7 +160,7 @@ func TestRefundWorker(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newRefundSetup(t)
 			tt.prep(s)
-			s.startWorker(t, postgres.RefundConsumerGroup)
+			s.startWorker(t, bookingstore.RefundConsumerGroup)
 			waitFor(t, "the refund to be settled", func() bool {
 				return s.count(t, domain.EventRefundIssued)+s.count(t, domain.EventRefundFailed) > 0
 			})
@@ -168,7 +168,7 @@ func TestRefundWorker(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			failures, err := postgres.RefundFailures(context.Background(), s.db)
+			failures, err := bookingstore.RefundFailures(context.Background(), s.db)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -246,7 +246,7 @@ func TestRefundWorkerCrashAfterStripe(t *testing.T) {
 			FOR EACH ROW EXECUTE FUNCTION crash_before_commit();`); err != nil {
 		t.Fatal(err)
 	}
-	stop := s.startWorker(t, postgres.RefundConsumerGroup)
+	stop := s.startWorker(t, bookingstore.RefundConsumerGroup)
 	waitFor(t, "Stripe to make the refund", func() bool { return len(s.fake.Refunds()) == 1 })
 	stop()
 	if n := s.count(t, domain.EventRefundIssued); n != 0 {
@@ -256,7 +256,7 @@ func TestRefundWorkerCrashAfterStripe(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s.startWorker(t, postgres.RefundConsumerGroup)
+	s.startWorker(t, bookingstore.RefundConsumerGroup)
 	waitFor(t, "RefundIssued", func() bool { return s.count(t, domain.EventRefundIssued) == 1 })
 	if n := len(s.fake.Refunds()); n != 1 {
 		t.Errorf("%d refunds made, want 1", n)

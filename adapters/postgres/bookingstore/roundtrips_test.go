@@ -1,4 +1,4 @@
-package postgres_test
+package bookingstore_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/lib/pq"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
@@ -75,7 +75,7 @@ func TestIngestRoundTrips(t *testing.T) {
 	// One connection, so that prepared statements are reused as in a warm
 	// pool.
 	db.SetMaxOpenConns(1)
-	store, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	store, err := bookingstore.New(bookingstore.Config{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}

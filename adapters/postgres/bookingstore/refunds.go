@@ -1,4 +1,4 @@
-package postgres
+package bookingstore
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -20,11 +21,11 @@ import (
 // RefundConsumerGroup is the refund worker's consumer group.
 const RefundConsumerGroup = "refunds"
 
-// RefundWorkerConfig configures a RefundWorker. DB, Ledger and Refunder are
+// RefundWorkerConfig configures a RefundWorker. DB, Store and Refunder are
 // required; zero durations take the defaults of setDefaults.
 type RefundWorkerConfig struct {
 	DB       *sql.DB
-	Ledger   *Ledger
+	Store    *Store
 	Refunder app.Refunder
 	Logger   *slog.Logger
 	// ConsumerGroup defaults to RefundConsumerGroup. A new group starts
@@ -74,13 +75,13 @@ func (c *RefundWorkerConfig) setDefaults() {
 func (c RefundWorkerConfig) Validate() error {
 	switch {
 	case c.DB == nil:
-		return errors.New("postgres: refund worker needs a database")
-	case c.Ledger == nil:
-		return errors.New("postgres: refund worker needs the ledger")
+		return errors.New("bookingstore: refund worker needs a database")
+	case c.Store == nil:
+		return errors.New("bookingstore: refund worker needs the store")
 	case c.Refunder == nil:
-		return errors.New("postgres: refund worker needs a refunder")
+		return errors.New("bookingstore: refund worker needs a refunder")
 	case c.MaxRetries < 0 || c.InitialInterval < 0 || c.MaxInterval < 0 || c.AckDeadline < 0:
-		return errors.New("postgres: refund worker retries and intervals must be positive")
+		return errors.New("bookingstore: refund worker retries and intervals must be positive")
 	}
 	return nil
 }
@@ -112,7 +113,7 @@ func NewRefundWorker(cfg RefundWorkerConfig) (*RefundWorker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	sub, err := NewSubscriber(cfg.DB, SubscriberConfig{
+	sub, err := postgres.NewSubscriber(cfg.DB, postgres.SubscriberConfig{
 		ConsumerGroup: cfg.ConsumerGroup,
 		PollInterval:  cfg.PollInterval,
 		AckDeadline:   cfg.AckDeadline,
@@ -125,11 +126,11 @@ func NewRefundWorker(cfg RefundWorkerConfig) (*RefundWorker, error) {
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 15 * time.Second}, wlog)
 	if err != nil {
 		sub.Close()
-		return nil, fmt.Errorf("postgres: refund router: %w", err)
+		return nil, fmt.Errorf("bookingstore: refund router: %w", err)
 	}
 	w := &RefundWorker{cfg: cfg, settle: app.Refunds{Refunder: cfg.Refunder, Logger: cfg.Logger}, log: cfg.Logger, sub: sub, router: router}
-	h := router.AddConsumerHandler("refunds", EventsTopic, sub, w.handle)
-	// Retry outside, Savepoint inside: each attempt's writes are rolled
+	h := router.AddConsumerHandler("refunds", postgres.EventsTopic, sub, w.handle)
+	// Retry outside, postgres.Savepoint inside: each attempt's writes are rolled
 	// back before the next one runs.
 	h.AddMiddleware(middleware.Retry{
 		MaxRetries:      cfg.MaxRetries,
@@ -137,7 +138,7 @@ func NewRefundWorker(cfg RefundWorkerConfig) (*RefundWorker, error) {
 		MaxInterval:     cfg.MaxInterval,
 		Multiplier:      2,
 		Logger:          wlog,
-	}.Middleware, Savepoint)
+	}.Middleware, postgres.Savepoint)
 	return w, nil
 }
 
@@ -155,7 +156,7 @@ func (w *RefundWorker) Close() error {
 }
 
 func (w *RefundWorker) handle(msg *message.Message) error {
-	e, err := EventFromMessage(msg)
+	e, err := postgres.EventFromMessage(msg)
 	if err != nil {
 		return err
 	}
@@ -164,21 +165,21 @@ func (w *RefundWorker) handle(msg *message.Message) error {
 	}
 	decoded, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
 	if err != nil {
-		return fmt.Errorf("postgres: refund worker: %s: %w", e, err)
+		return fmt.Errorf("bookingstore: refund worker: %s: %w", e, err)
 	}
 	req := decoded.(domain.RefundRequested)
-	wtx, ok := TxFromMessage(msg)
+	wtx, ok := postgres.TxFromMessage(msg)
 	if !ok {
-		return errors.New("postgres: refund worker: message without the subscriber's transaction")
+		return errors.New("bookingstore: refund worker: message without the subscriber's transaction")
 	}
 	std, ok := wtx.(*wsql.StdSQLTx)
 	if !ok {
-		return fmt.Errorf("postgres: refund worker: unexpected transaction type %T", wtx)
+		return fmt.Errorf("bookingstore: refund worker: unexpected transaction type %T", wtx)
 	}
 	// The subscriber's snapshot includes this event; a later append to the
 	// stream by another transaction makes the append fail on the stream
 	// version, and the delivery is retried.
-	return w.settle.Settle(msg.Context(), w.cfg.Ledger.InTx(std.Tx), e.StreamID, req, "event:"+e.EventID)
+	return w.settle.Settle(msg.Context(), w.cfg.Store.InTx(std.Tx), e.StreamID, req, "event:"+e.EventID)
 }
 
 func insertRefundFailure(ctx context.Context, tx *sql.Tx, booking domain.BookingID, f domain.RefundFailed, position int64, at time.Time) error {
@@ -188,7 +189,7 @@ func insertRefundFailure(ctx context.Context, tx *sql.Tx, booking domain.Booking
 		position, int64(booking), f.PaymentIntentID, f.Amount, f.Currency, string(f.Reason), f.FailureCode,
 		f.FailureMessage, f.HTTPStatus, f.StripeRequestID, at.UTC())
 	if err != nil {
-		return fmt.Errorf("postgres: refund failure of booking %d: %w", booking, err)
+		return fmt.Errorf("bookingstore: refund failure of booking %d: %w", booking, err)
 	}
 	return nil
 }
@@ -212,12 +213,12 @@ type RefundFailure struct {
 // RefundFailures returns every refund refused for good, oldest first: the
 // money an operator must give back by hand. `ledger projections status` and
 // the monitoring views show them. Errors are internal failures.
-func RefundFailures(ctx context.Context, q Querier) ([]RefundFailure, error) {
+func RefundFailures(ctx context.Context, q postgres.Querier) ([]RefundFailure, error) {
 	rows, err := q.QueryContext(ctx, `SELECT position, booking_id, payment_intent_id, amount, currency, reason,
 		failure_code, failure_message, http_status, stripe_request_id, failed_at
 		FROM refund_failures ORDER BY position`)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: refund failures: %w", err)
+		return nil, fmt.Errorf("bookingstore: refund failures: %w", err)
 	}
 	defer rows.Close()
 	out := []RefundFailure{}
@@ -226,16 +227,16 @@ func RefundFailures(ctx context.Context, q Querier) ([]RefundFailure, error) {
 		var reason string
 		if err := rows.Scan(&f.Position, &f.BookingID, &f.PaymentIntentID, &f.Amount, &f.Currency, &reason,
 			&f.FailureCode, &f.FailureMessage, &f.HTTPStatus, &f.StripeRequestID, &f.FailedAt); err != nil {
-			return nil, fmt.Errorf("postgres: refund failures: %w", err)
+			return nil, fmt.Errorf("bookingstore: refund failures: %w", err)
 		}
 		if f.Reason, err = domain.ParseRefundReason(reason); err != nil {
-			return nil, fmt.Errorf("postgres: refund failure at %d: %w", f.Position, err)
+			return nil, fmt.Errorf("bookingstore: refund failure at %d: %w", f.Position, err)
 		}
 		f.FailedAt = f.FailedAt.UTC()
 		out = append(out, f)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: refund failures: %w", err)
+		return nil, fmt.Errorf("bookingstore: refund failures: %w", err)
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package postgres
+package bookingstore
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
@@ -100,27 +101,27 @@ func upsertArgs(row projections.BookingRow) []any {
 func upsertError(id int64, err error) error {
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) && pqErr.Code == "23P01" {
-		return fmt.Errorf("postgres: booking %d: %w", id, domain.ErrConflict)
+		return fmt.Errorf("bookingstore: booking %d: %w", id, domain.ErrConflict)
 	}
-	return fmt.Errorf("postgres: write booking %d: %w", id, err)
+	return fmt.Errorf("bookingstore: write booking %d: %w", id, err)
 }
 
 // GetBooking returns one row of the status table, or an error wrapping
 // domain.ErrNotFound.
-func GetBooking(ctx context.Context, q Querier, id int64) (projections.BookingRow, error) {
+func GetBooking(ctx context.Context, q postgres.Querier, id int64) (projections.BookingRow, error) {
 	r, err := scanBookingRow(q.QueryRowContext(ctx, `SELECT `+bookingColumns+` FROM bookings WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("booking %d: %w", id, domain.ErrNotFound)
 	}
 	if err != nil {
-		return r, fmt.Errorf("postgres: get booking %d: %w", id, err)
+		return r, fmt.Errorf("bookingstore: get booking %d: %w", id, err)
 	}
 	return r, nil
 }
 
 // ListBookings returns a page of the status table in id order, and the id
 // to pass as After for the next page (0 when this page is the last).
-func ListBookings(ctx context.Context, q Querier, f app.BookingFilter) ([]projections.BookingRow, int64, error) {
+func ListBookings(ctx context.Context, q postgres.Querier, f app.BookingFilter) ([]projections.BookingRow, int64, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
@@ -131,19 +132,19 @@ func ListBookings(ctx context.Context, q Querier, f app.BookingFilter) ([]projec
 		WHERE ($1 = '' OR status = $1) AND ($2 = '' OR payment_status = $2) AND id > $3
 		ORDER BY id LIMIT $4`, string(f.Status), string(f.PaymentStatus), f.After, f.Limit+1)
 	if err != nil {
-		return nil, 0, fmt.Errorf("postgres: list bookings: %w", err)
+		return nil, 0, fmt.Errorf("bookingstore: list bookings: %w", err)
 	}
 	defer rows.Close()
 	out := []projections.BookingRow{}
 	for rows.Next() {
 		r, err := scanBookingRow(rows)
 		if err != nil {
-			return nil, 0, fmt.Errorf("postgres: list bookings: %w", err)
+			return nil, 0, fmt.Errorf("bookingstore: list bookings: %w", err)
 		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("postgres: list bookings: %w", err)
+		return nil, 0, fmt.Errorf("bookingstore: list bookings: %w", err)
 	}
 	var next int64
 	if len(out) > f.Limit {
