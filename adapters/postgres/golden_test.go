@@ -482,10 +482,14 @@ func (r goldenRefunder) RefundPayment(_ context.Context, booking domain.BookingI
 
 type goldenRefusal struct{}
 
-func (goldenRefusal) Error() string             { return "charge_already_refunded: the charge was refunded already" }
-func (goldenRefusal) Permanent() bool           { return true }
-func (goldenRefusal) FailureCode() string       { return "charge_already_refunded" }
-func (goldenRefusal) FailureMessage() string    { return "Charge ch_golden has already been refunded — «déjà»." }
+func (goldenRefusal) Error() string {
+	return "charge_already_refunded: the charge was refunded already"
+}
+func (goldenRefusal) Permanent() bool     { return true }
+func (goldenRefusal) FailureCode() string { return "charge_already_refunded" }
+func (goldenRefusal) FailureMessage() string {
+	return "Charge ch_golden has already been refunded — «déjà»."
+}
 func (goldenRefusal) HTTPStatusCode() int       { return 400 }
 func (goldenRefusal) ProviderRequestID() string { return "req_golden" }
 
@@ -527,4 +531,3 @@ func firstDiff(got, want []byte) string {
 	}
 	return "(no line differs)"
 }
-
