@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -221,7 +222,7 @@ func loadStreamAsOf(ctx context.Context, q Querier, id int64, asOf time.Time) ([
 
 func integrity(events []StoredEvent, seqs []*int64, sealed [][]byte) HistoryIntegrity {
 	in := HistoryIntegrity{Intact: true}
-	if pos, err := VerifyStream(events); err != nil {
+	if pos, err := eventlog.VerifyStream(events); err != nil {
 		in.Intact, in.Problem = false, fmt.Sprintf("position %d: %v", pos, err)
 	}
 	for i, e := range events {

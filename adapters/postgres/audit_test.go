@@ -20,6 +20,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -251,7 +252,7 @@ func TestExportPagesAndRanges(t *testing.T) {
 		occurred, _ := time.Parse(time.RFC3339Nano, e.OccurredAt)
 		recorded, _ := time.Parse(time.RFC3339Nano, e.RecordedAt)
 		prev, _ := hex.DecodeString(e.PrevHash)
-		sum := postgres.EventHash(postgres.StoredEvent{EventID: e.EventID, StreamID: e.StreamID, StreamVersion: e.StreamVersion,
+		sum := eventlog.EventHash(postgres.StoredEvent{EventID: e.EventID, StreamID: e.StreamID, StreamVersion: e.StreamVersion,
 			Type: e.Type, SchemaVersion: e.SchemaVersion, OccurredAt: occurred, RecordedAt: recorded,
 			CausationID: e.CausationID, Payload: e.Data}, prev)
 		if hex.EncodeToString(sum) != e.Hash {

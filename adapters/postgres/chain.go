@@ -2,49 +2,19 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/lib/pq"
 
-	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
-
-// chainHashVersion names the layout hashed by ChainHash.
-const chainHashVersion = "ledger-chain-hash-v1"
-
-// ChainHash is the hash of the global chain's link number seq: SHA-256 over
-// the length-prefixed layout version, seq, the event's global position, the
-// event's own hash (EventHash) and the previous link's chain hash
-// (GenesisHash for seq 1). Covering the position means that two events
-// whose positions were swapped no longer match their links.
-func ChainHash(seq, position int64, eventHash, prevChainHash []byte) []byte {
-	var buf [4 + len(chainHashVersion) + 4 + 8 + 4 + 8 + 4 + sha256.Size + 4 + sha256.Size]byte
-	b := buf[:0]
-	field := func(p []byte) {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
-		b = append(b, p...)
-	}
-	var n [8]byte
-	field([]byte(chainHashVersion))
-	binary.BigEndian.PutUint64(n[:], uint64(seq))
-	field(n[:])
-	binary.BigEndian.PutUint64(n[:], uint64(position))
-	field(n[:])
-	field(eventHash)
-	field(prevChainHash)
-	sum := sha256.Sum256(b)
-	return sum[:]
-}
 
 // ChainLink is one row of the global chain (table ledger_chain).
 type ChainLink struct {
@@ -57,46 +27,14 @@ type ChainLink struct {
 	SealedAt      time.Time
 }
 
-// ChainHead is the newest link of the global chain. Kept outside the
-// database (printed by `ledger audit head`), it lets `ledger audit verify
-// --anchor` detect that the newest events were deleted together with their
-// links.
-type ChainHead struct {
-	Seq      int64     `json:"seq"`
-	Position int64     `json:"position"`
-	Hash     string    `json:"hash"`
-	SealedAt time.Time `json:"sealed_at"`
-}
+// ChainHead, Anchor and ParseAnchor are the chain's pure half (domain/eventlog).
+type (
+	ChainHead = eventlog.ChainHead
+	Anchor    = eventlog.Anchor
+)
 
-// Anchor is the "POS:HASH" form of the head, as --anchor takes it.
-func (h ChainHead) Anchor() string {
-	return strconv.FormatInt(h.Position, 10) + ":" + h.Hash
-}
-
-// Anchor is a chain head kept outside the database: the position of an
-// event and the chain hash of its link.
-type Anchor struct {
-	Position int64
-	Hash     []byte
-}
-
-// ParseAnchor reads "POS:HASH" (HASH 64 hex digits). Errors wrap
-// domain.ErrInvalid.
-func ParseAnchor(s string) (Anchor, error) {
-	pos, h, ok := strings.Cut(strings.TrimSpace(s), ":")
-	if !ok {
-		return Anchor{}, fmt.Errorf("anchor %q: want POS:HASH: %w", s, domain.ErrInvalid)
-	}
-	p, err := strconv.ParseInt(pos, 10, 64)
-	if err != nil || p <= 0 {
-		return Anchor{}, fmt.Errorf("anchor %q: position must be a positive integer: %w", s, domain.ErrInvalid)
-	}
-	hash, err := hex.DecodeString(h)
-	if err != nil || len(hash) != sha256.Size {
-		return Anchor{}, fmt.Errorf("anchor %q: hash must be 64 hex digits: %w", s, domain.ErrInvalid)
-	}
-	return Anchor{Position: p, Hash: hash}, nil
-}
+// ParseAnchor reads "POS:HASH"; see eventlog.ParseAnchor.
+func ParseAnchor(s string) (Anchor, error) { return eventlog.ParseAnchor(s) }
 
 // chainLockID is the advisory lock that lets one sealer at a time extend
 // the chain, across every server process.
@@ -295,7 +233,7 @@ func (s *Sealer) sealBatch(ctx context.Context, wait bool) (int, error) {
 				return fmt.Errorf("postgres: events to seal: %w", err)
 			}
 			seq++
-			ch := ChainHash(seq, pos, hash, prev)
+			ch := eventlog.ChainHash(seq, pos, hash, prev)
 			seqs = append(seqs, seq)
 			positions = append(positions, pos)
 			txids = append(txids, strconv.FormatUint(uint64(txid), 10))
@@ -331,14 +269,14 @@ func (s *Sealer) sealBatch(ctx context.Context, wait bool) (int, error) {
 }
 
 // lastLink is the newest link of the chain, or the zero link (seq 0,
-// GenesisHash) for an empty chain.
+// eventlog.GenesisHash) for an empty chain.
 func lastLink(ctx context.Context, q Querier) (ChainLink, error) {
-	l := ChainLink{ChainHash: GenesisHash}
+	l := ChainLink{ChainHash: eventlog.GenesisHash}
 	var txid wsql.XID8
 	err := q.QueryRowContext(ctx, `SELECT seq, position, transaction_id, event_hash, prev_chain_hash, chain_hash, sealed_at
 		FROM ledger_chain ORDER BY seq DESC LIMIT 1`).Scan(&l.Seq, &l.Position, &txid, &l.EventHash, &l.PrevChainHash, &l.ChainHash, &l.SealedAt)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ChainLink{ChainHash: GenesisHash}, nil
+		return ChainLink{ChainHash: eventlog.GenesisHash}, nil
 	}
 	if err != nil {
 		return l, fmt.Errorf("postgres: chain head: %w", err)
@@ -349,7 +287,7 @@ func lastLink(ctx context.Context, q Querier) (ChainLink, error) {
 }
 
 // Head returns the newest link of the chain; the zero ChainHead (seq 0,
-// GenesisHash) when nothing is sealed yet.
+// eventlog.GenesisHash) when nothing is sealed yet.
 func Head(ctx context.Context, q Querier) (ChainHead, error) {
 	l, err := lastLink(ctx, q)
 	if err != nil {

@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -215,35 +214,6 @@ func TestSealerWaitsForEarlierTransactions(t *testing.T) {
 	}
 	if links[0].position < links[1].position {
 		t.Fatalf("positions %d, %d: the test meant the early transaction to have the higher position", links[0].position, links[1].position)
-	}
-}
-
-// TestChainHashCoversEveryField: changing any input changes the hash.
-func TestChainHashCoversEveryField(t *testing.T) {
-	h := bytes.Repeat([]byte{1}, 32)
-	p := bytes.Repeat([]byte{2}, 32)
-	base := postgres.ChainHash(5, 17, h, p)
-	for name, other := range map[string][]byte{
-		"seq":        postgres.ChainHash(6, 17, h, p),
-		"position":   postgres.ChainHash(5, 18, h, p),
-		"event hash": postgres.ChainHash(5, 17, p, p),
-		"prev hash":  postgres.ChainHash(5, 17, h, h),
-	} {
-		if bytes.Equal(base, other) {
-			t.Errorf("changing the %s leaves the chain hash unchanged", name)
-		}
-	}
-}
-
-func TestParseAnchor(t *testing.T) {
-	good := fmt.Sprintf("42:%x", bytes.Repeat([]byte{0xab}, 32))
-	if a, err := postgres.ParseAnchor(good); err != nil || a.Position != 42 || len(a.Hash) != 32 {
-		t.Fatalf("ParseAnchor(%q) = %+v, %v", good, a, err)
-	}
-	for _, bad := range []string{"", "42", "x:ab", "0:" + good[3:], "42:abc", "-1:" + good[3:], "42:" + good[3:] + "00"} {
-		if _, err := postgres.ParseAnchor(bad); err == nil {
-			t.Errorf("ParseAnchor(%q) accepted", bad)
-		}
 	}
 }
 

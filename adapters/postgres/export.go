@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // Export formats.
@@ -115,7 +116,7 @@ func Export(ctx context.Context, db *sql.DB, w io.Writer, q ExportQuery) (Export
 			return res, err
 		}
 	}
-	var canon canonicalizer
+	var canon eventlog.Canonicalizer
 	var enc lineEncoder
 	for {
 		page := q.PageSize
@@ -139,7 +140,7 @@ func Export(ctx context.Context, db *sql.DB, w io.Writer, q ExportQuery) (Export
 				rows.Close()
 				return res, fmt.Errorf("postgres: export after %d: %w", res.Last, err)
 			}
-			data, err := canon.canonical(e.Payload)
+			data, err := canon.Canonical(e.Payload)
 			if err != nil {
 				// Still export it as stored: the verifier reports it.
 				data = e.Payload
@@ -188,7 +189,7 @@ func exportLine(e StoredEvent, data []byte) ExportLine {
 	return ExportLine{
 		Position: e.Position, EventID: e.EventID, StreamID: e.StreamID, StreamVersion: e.StreamVersion,
 		Type: e.Type, SchemaVersion: e.SchemaVersion,
-		OccurredAt: formatTime(e.OccurredAt), RecordedAt: formatTime(e.RecordedAt),
+		OccurredAt: eventlog.FormatTime(e.OccurredAt), RecordedAt: eventlog.FormatTime(e.RecordedAt),
 		CausationID: e.CausationID, Data: data, Metadata: md,
 		PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash),
 	}

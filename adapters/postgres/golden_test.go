@@ -40,6 +40,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 var updateGoldenLedger = flag.Bool("update-golden-ledger", false, "rewrite testdata/golden_* from the code under test (only ever from the old code: see golden_test.go)")
@@ -119,13 +120,13 @@ func TestGoldenLedger(t *testing.T) {
 	streams := map[int64][]postgres.StoredEvent{}
 	byPosition := map[int64]postgres.StoredEvent{}
 	for _, e := range events {
-		payload, err := postgres.CanonicalJSON(e.Payload)
+		payload, err := eventlog.CanonicalJSON(e.Payload)
 		if err != nil {
 			t.Fatalf("%s: %v", e, err)
 		}
 		c := e
 		c.Payload = payload
-		if got := postgres.EventHash(c, e.PrevHash); !bytes.Equal(got, e.Hash) {
+		if got := eventlog.EventHash(c, e.PrevHash); !bytes.Equal(got, e.Hash) {
 			t.Errorf("%s: EventHash gives %x, stored %x", e, got, e.Hash)
 		}
 		streams[e.StreamID] = append(streams[e.StreamID], e)
@@ -133,7 +134,7 @@ func TestGoldenLedger(t *testing.T) {
 	}
 	for id, s := range streams {
 		slices.SortFunc(s, func(a, b postgres.StoredEvent) int { return a.StreamVersion - b.StreamVersion })
-		if pos, err := postgres.VerifyStream(s); err != nil {
+		if pos, err := eventlog.VerifyStream(s); err != nil {
 			t.Errorf("stream %d: VerifyStream: position %d: %v", id, pos, err)
 		}
 	}
@@ -145,7 +146,7 @@ func TestGoldenLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	prev, links := postgres.GenesisHash, 0
+	prev, links := eventlog.GenesisHash, 0
 	for rows.Next() {
 		var seq, pos int64
 		var eventHash, prevChain, chain []byte
@@ -153,7 +154,7 @@ func TestGoldenLedger(t *testing.T) {
 			t.Fatal(err)
 		}
 		links++
-		if got := postgres.ChainHash(seq, pos, eventHash, prevChain); !bytes.Equal(got, chain) {
+		if got := eventlog.ChainHash(seq, pos, eventHash, prevChain); !bytes.Equal(got, chain) {
 			t.Errorf("chain seq %d: ChainHash gives %x, stored %x", seq, got, chain)
 		}
 		if !bytes.Equal(prevChain, prev) {

@@ -12,6 +12,8 @@ import (
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // EventsTopic is the watermill topic of the event log. The schema adapter
@@ -225,8 +227,8 @@ func setEnvelope(msg *message.Message, e StoredEvent) {
 	md.Set(MetaStreamVersion, strconv.Itoa(e.StreamVersion))
 	md.Set(MetaEventType, e.Type)
 	md.Set(MetaSchemaVersion, strconv.Itoa(e.SchemaVersion))
-	md.Set(MetaOccurredAt, formatTime(e.OccurredAt))
-	md.Set(MetaRecordedAt, formatTime(e.RecordedAt))
+	md.Set(MetaOccurredAt, eventlog.FormatTime(e.OccurredAt))
+	md.Set(MetaRecordedAt, eventlog.FormatTime(e.RecordedAt))
 	md.Set(MetaCausationID, e.CausationID)
 	md.Set(MetaPrevHash, hex.EncodeToString(e.PrevHash))
 	md.Set(MetaHash, hex.EncodeToString(e.Hash))

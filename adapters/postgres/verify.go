@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"runtime"
 	"slices"
 	"strconv"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // SignatureChecker re-checks the Stripe signature of a stored raw event:
@@ -285,11 +286,9 @@ func (v *verifier) others(ctx context.Context, tx pgx.Tx, head ChainLink) error 
 // rawEvent is an event as the log pass reads it: the hashed fields, in
 // binary form, without conversions it does not need.
 type rawEvent struct {
-	position, streamID         int64
-	version, schemaVersion     int
-	occurredUS, recordedUS     int64 // microseconds since the Unix epoch
-	eventID, typ, causation    []byte
-	payload, prevHash, hashSum []byte
+	position int64
+	eventlog.Fields
+	hashSum []byte
 }
 
 // pgEpochMicros is 2000-01-01T00:00:00Z, PostgreSQL's timestamp epoch, in
@@ -325,7 +324,7 @@ func (v *verifier) events(ctx context.Context, txs []pgx.Tx, head ChainLink, lo,
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			var h eventHasher
+			var h eventlog.Hasher
 			for b := range batches {
 				for i := range b {
 					v.content(&h, &b[i])
@@ -470,18 +469,20 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 		}
 		var uuid [36]byte
 		e := rawEvent{
-			position:      int64(binary.BigEndian.Uint64(vals[0])),
-			streamID:      int64(binary.BigEndian.Uint64(vals[1])),
-			version:       int(int32(binary.BigEndian.Uint32(vals[2]))),
-			schemaVersion: int(int32(binary.BigEndian.Uint32(vals[3]))),
-			occurredUS:    int64(binary.BigEndian.Uint64(vals[4])) + pgEpochMicros,
-			recordedUS:    int64(binary.BigEndian.Uint64(vals[5])) + pgEpochMicros,
-			eventID:       own(appendUUID(uuid[:0], vals[6])),
-			typ:           own(vals[7]),
-			causation:     own(vals[8]),
-			payload:       own(vals[9][1:]), // jsonb: a version byte, then text
-			prevHash:      own(vals[10]),
-			hashSum:       own(vals[11]),
+			position: int64(binary.BigEndian.Uint64(vals[0])),
+			Fields: eventlog.Fields{
+				StreamID:       int64(binary.BigEndian.Uint64(vals[1])),
+				StreamVersion:  int(int32(binary.BigEndian.Uint32(vals[2]))),
+				SchemaVersion:  int(int32(binary.BigEndian.Uint32(vals[3]))),
+				OccurredMicros: int64(binary.BigEndian.Uint64(vals[4])) + pgEpochMicros,
+				RecordedMicros: int64(binary.BigEndian.Uint64(vals[5])) + pgEpochMicros,
+				EventID:        own(appendUUID(uuid[:0], vals[6])),
+				Type:           own(vals[7]),
+				CausationID:    own(vals[8]),
+				Payload:        own(vals[9][1:]), // jsonb: a version byte, then text
+				PrevHash:       own(vals[10]),
+			},
+			hashSum: own(vals[11]),
 		}
 		rs.events++
 		v.linkStream(rs, &e)
@@ -496,7 +497,7 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 			rs.sealed++
 			if !bytes.Equal(l.EventHash, e.hashSum) {
 				v.add(Problem{Position: e.position, Seq: l.Seq, Table: "ledger_events", Check: CheckChain,
-					Detail: fmt.Sprintf("stream %d version %d: hash differs from the one sealed at chain seq %d (the event was changed or moved)", e.streamID, e.version, l.Seq)})
+					Detail: fmt.Sprintf("stream %d version %d: hash differs from the one sealed at chain seq %d (the event was changed or moved)", e.StreamID, e.StreamVersion, l.Seq)})
 			}
 			v.chainLink(rs, l)
 		}
@@ -521,6 +522,8 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 	return nil
 }
 
+const hexDigits = "0123456789abcdef"
+
 // appendUUID appends the canonical text form of a binary UUID, as
 // PostgreSQL's uuid_out writes it.
 func appendUUID(dst, u []byte) []byte {
@@ -536,15 +539,15 @@ func appendUUID(dst, u []byte) []byte {
 // linkStream checks that e follows the previous event of its stream within
 // the range, and remembers the stream's first event in it for the merge.
 func (v *verifier) linkStream(rs *rangeState, e *rawEvent) {
-	edge := streamEdge{version: int32(e.version), position: e.position}
-	copy(edge.prev[:], e.prevHash)
+	edge := streamEdge{version: int32(e.StreamVersion), position: e.position}
+	copy(edge.prev[:], e.PrevHash)
 	copy(edge.hash[:], e.hashSum)
-	if prev, ok := rs.last[e.streamID]; ok {
-		v.follows(e.streamID, edge, prev, true)
+	if prev, ok := rs.last[e.StreamID]; ok {
+		v.follows(e.StreamID, edge, prev, true)
 	} else {
-		rs.first[e.streamID] = edge
+		rs.first[e.StreamID] = edge
 	}
-	rs.last[e.streamID] = edge
+	rs.last[e.StreamID] = edge
 }
 
 // unsealed handles an event without a link: an error up to the chain head
@@ -553,7 +556,7 @@ func (v *verifier) linkStream(rs *rangeState, e *rawEvent) {
 func (v *verifier) unsealed(rs *rangeState, e *rawEvent, txid uint64, head ChainLink) {
 	if txid < head.TransactionID || (txid == head.TransactionID && e.position < head.Position) {
 		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckCoverage,
-			Detail: fmt.Sprintf("stream %d version %d: not sealed in the global chain, though it precedes the chain head (inserted afterwards?)", e.streamID, e.version)})
+			Detail: fmt.Sprintf("stream %d version %d: not sealed in the global chain, though it precedes the chain head (inserted afterwards?)", e.StreamID, e.StreamVersion)})
 		return
 	}
 	rs.unsealed++
@@ -562,7 +565,7 @@ func (v *verifier) unsealed(rs *rangeState, e *rawEvent, txid uint64, head Chain
 // chainLink checks one link on its own (its hash, the anchor) and pairs it
 // with its neighbours.
 func (v *verifier) chainLink(rs *rangeState, l ChainLink) {
-	if !bytes.Equal(ChainHash(l.Seq, l.Position, l.EventHash, l.PrevChainHash), l.ChainHash) {
+	if !bytes.Equal(eventlog.ChainHash(l.Seq, l.Position, l.EventHash, l.PrevChainHash), l.ChainHash) {
 		v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckChain,
 			Detail: fmt.Sprintf("chain seq %d: link does not match its hash", l.Seq)})
 	}
@@ -677,7 +680,7 @@ func (lp *linkPairs) add(l ChainLink) []Problem {
 	// Its predecessor.
 	switch {
 	case l.Seq == 1:
-		if !bytes.Equal(l.PrevChainHash, GenesisHash) {
+		if !bytes.Equal(l.PrevChainHash, eventlog.GenesisHash) {
 			problems = append(problems, prevMismatch(1, l.Position))
 		}
 	case lp.hasTail && lp.tailSeq == l.Seq-1:
@@ -761,16 +764,16 @@ func (lp *linkPairs) finish(head ChainLink) []Problem {
 }
 
 // content checks e's content against its stored hash.
-func (v *verifier) content(h *eventHasher, e *rawEvent) {
-	sum, err := h.hashRaw(e)
+func (v *verifier) content(h *eventlog.Hasher, e *rawEvent) {
+	sum, err := h.SumCanonical(&e.Fields)
 	if err != nil {
 		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckContent,
-			Detail: fmt.Sprintf("stream %d version %d: payload: %v", e.streamID, e.version, err)})
+			Detail: fmt.Sprintf("stream %d version %d: payload: %v", e.StreamID, e.StreamVersion, err)})
 		return
 	}
 	if !bytes.Equal(sum, e.hashSum) {
 		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckContent,
-			Detail: fmt.Sprintf("stream %d version %d: content does not match its hash (changed after it was appended)", e.streamID, e.version)})
+			Detail: fmt.Sprintf("stream %d version %d: content does not match its hash (changed after it was appended)", e.StreamID, e.StreamVersion)})
 	}
 }
 
@@ -840,12 +843,12 @@ func (v *verifier) causes(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
 
 // lastLinkPgx is lastLink on a pgx transaction.
 func lastLinkPgx(ctx context.Context, tx pgx.Tx) (ChainLink, error) {
-	l := ChainLink{ChainHash: GenesisHash}
+	l := ChainLink{ChainHash: eventlog.GenesisHash}
 	var txid string
 	err := tx.QueryRow(ctx, `SELECT seq, position, transaction_id::text, event_hash, prev_chain_hash, chain_hash, sealed_at
 		FROM ledger_chain ORDER BY seq DESC LIMIT 1`).Scan(&l.Seq, &l.Position, &txid, &l.EventHash, &l.PrevChainHash, &l.ChainHash, &l.SealedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ChainLink{ChainHash: GenesisHash}, nil
+		return ChainLink{ChainHash: eventlog.GenesisHash}, nil
 	}
 	if err != nil {
 		return l, fmt.Errorf("postgres: verify: chain head: %w", err)
@@ -855,62 +858,4 @@ func lastLinkPgx(ctx context.Context, tx pgx.Tx) (ChainLink, error) {
 	}
 	l.SealedAt = l.SealedAt.UTC()
 	return l, nil
-}
-
-// eventHasher computes EventHash with reused buffers (the verifier's hot
-// path); TestEventHasherMatchesEventHash keeps the two identical.
-type eventHasher struct {
-	canon canonicalizer
-	h     hash.Hash
-	num   []byte
-	sum   []byte
-}
-
-func (x *eventHasher) hash(e *StoredEvent) ([]byte, error) {
-	return x.hashRaw(&rawEvent{
-		streamID: e.StreamID, version: e.StreamVersion, schemaVersion: e.SchemaVersion,
-		occurredUS: storageTime(e.OccurredAt).UnixMicro(), recordedUS: storageTime(e.RecordedAt).UnixMicro(),
-		eventID: []byte(e.EventID), typ: []byte(e.Type), causation: []byte(e.CausationID),
-		payload: e.Payload, prevHash: e.PrevHash,
-	})
-}
-
-func (x *eventHasher) hashRaw(e *rawEvent) ([]byte, error) {
-	payload, err := x.canon.canonical(e.payload)
-	if err != nil {
-		return nil, err
-	}
-	if x.h == nil {
-		x.h = sha256.New()
-	}
-	h := x.h
-	h.Reset()
-	var n [4]byte
-	field := func(b []byte) {
-		binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	fieldInt := func(i int64) {
-		x.num = strconv.AppendInt(x.num[:0], i, 10)
-		field(x.num)
-	}
-	fieldTime := func(us int64) {
-		x.num = time.UnixMicro(us).UTC().AppendFormat(x.num[:0], time.RFC3339Nano)
-		field(x.num)
-	}
-	x.num = append(x.num[:0], hashVersion...)
-	field(x.num)
-	field(e.eventID)
-	fieldInt(e.streamID)
-	fieldInt(int64(e.version))
-	field(e.typ)
-	fieldInt(int64(e.schemaVersion))
-	fieldTime(e.occurredUS)
-	fieldTime(e.recordedUS)
-	field(e.causation)
-	field(payload)
-	field(e.prevHash)
-	x.sum = h.Sum(x.sum[:0])
-	return x.sum, nil
 }

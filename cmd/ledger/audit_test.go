@@ -18,6 +18,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // runLedger runs the ledger command line against dbURL, as `ledger ARGS`
@@ -187,7 +188,7 @@ func rehashFrom(t *testing.T, db *sql.DB, p int64, edit func(map[string]any)) {
 		t.Fatal(err)
 	}
 	var stmts []string
-	prev := postgres.GenesisHash
+	prev := eventlog.GenesisHash
 	for _, e := range events {
 		if e.Position == p {
 			var payload map[string]any
@@ -196,20 +197,20 @@ func rehashFrom(t *testing.T, db *sql.DB, p int64, edit func(map[string]any)) {
 			}
 			edit(payload)
 			b, _ := json.Marshal(payload)
-			if e.Payload, err = postgres.CanonicalJSON(b); err != nil {
+			if e.Payload, err = eventlog.CanonicalJSON(b); err != nil {
 				t.Fatal(err)
 			}
-		} else if e.Payload, err = postgres.CanonicalJSON(e.Payload); err != nil {
+		} else if e.Payload, err = eventlog.CanonicalJSON(e.Payload); err != nil {
 			t.Fatal(err)
 		}
-		e.Hash = postgres.EventHash(e, prev)
+		e.Hash = eventlog.EventHash(e, prev)
 		stmts = append(stmts, fmt.Sprintf(`UPDATE ledger_events SET payload = '%s', prev_hash = '\x%x', hash = '\x%x' WHERE position = %d`,
 			strings.ReplaceAll(string(e.Payload), "'", "''"), prev, e.Hash, e.Position))
 		prev = e.Hash
 	}
 	tamperTx(t, db, []string{"ledger_events"}, stmts...)
 	events, _ = postgres.NewEventStore(postgres.EventStoreConfig{}).LoadStream(ctx, db, stream)
-	if pos, err := postgres.VerifyStream(events); err != nil {
+	if pos, err := eventlog.VerifyStream(events); err != nil {
 		t.Fatalf("the re-hashed stream does not verify on its own (position %d: %v): the case tests nothing", pos, err)
 	}
 }
@@ -224,12 +225,12 @@ func forgeOldEvent(t *testing.T, db *sql.DB) int64 {
 		SchemaVersion: 1, OccurredAt: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), RecordedAt: time.Date(2027, 1, 1, 0, 0, 1, 0, time.UTC),
 		CausationID: "api:forged", Payload: []byte(`{"reason":"customer_request"}`),
 	}
-	e.Hash = postgres.EventHash(e, postgres.GenesisHash)
+	e.Hash = eventlog.EventHash(e, eventlog.GenesisHash)
 	var p int64
 	err := db.QueryRow(`INSERT INTO ledger_events (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at,
 			causation_id, payload, prev_hash, hash, transaction_id)
 		VALUES ($1, $2, 1, $3, 1, $4, $5, $6, $7, $8, $9, '3'::xid8) RETURNING position`,
-		e.EventID, e.StreamID, e.Type, e.OccurredAt, e.RecordedAt, e.CausationID, []byte(e.Payload), postgres.GenesisHash, e.Hash).Scan(&p)
+		e.EventID, e.StreamID, e.Type, e.OccurredAt, e.RecordedAt, e.CausationID, []byte(e.Payload), eventlog.GenesisHash, e.Hash).Scan(&p)
 	if err != nil {
 		t.Fatal(err)
 	}
