@@ -159,6 +159,10 @@ func extraMetadata(md message.Metadata) ([]byte, error) {
 // store's reads, scanned by scanEvent.
 const selectColumns = `position, transaction_id, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, causation_id, payload, metadata, prev_hash, hash`
 
+// SelectColumns is the column list ScanEvent reads, for packages that query
+// the log with SQL of their own (audit).
+const SelectColumns = selectColumns
+
 func (s eventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, error) {
 	next, err := params.OffsetsAdapter.NextOffsetQuery(wsql.NextOffsetQueryParams{
 		Topic:         params.Topic,

@@ -217,6 +217,10 @@ func scanEvents(rows *sql.Rows) ([]StoredEvent, error) {
 	return events, rows.Err()
 }
 
+// ScanEvent reads one row of SelectColumns, for packages that query the log
+// with SQL of their own (audit).
+func ScanEvent(row wsql.Scanner) (StoredEvent, error) { return scanEvent(row) }
+
 func scanEvent(row wsql.Scanner) (StoredEvent, error) {
 	var e StoredEvent
 	var txid wsql.XID8

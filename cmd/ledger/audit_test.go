@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/domain/eventlog"
@@ -91,32 +92,32 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	tests := []struct {
 		name string
 		// tamper changes the ledger and returns what the error must name.
-		tamper func(t *testing.T, db *sql.DB, head postgres.ChainHead) string
+		tamper func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string
 	}{
-		{"untouched", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string { return "" }},
-		{"payload changed", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"untouched", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string { return "" }},
+		{"payload changed", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			p := middleEvent(t, db, "BookingRequested")
 			tamperTx(t, db, []string{"ledger_events"},
 				fmt.Sprintf(`UPDATE ledger_events SET payload = jsonb_set(payload, '{amount}', '1') WHERE position = %d`, p))
 			return fmt.Sprintf("position %d: stream", p)
 		}},
-		{"payload changed and its stream re-hashed", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"payload changed and its stream re-hashed", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			p := middleEvent(t, db, "BookingRequested")
 			rehashFrom(t, db, p, func(payload map[string]any) { payload["amount"] = 1 })
 			return fmt.Sprintf("position %d: stream", p)
 		}},
-		{"event deleted in the middle", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"event deleted in the middle", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			p := middleEvent(t, db, "PaymentSucceeded")
 			tamperTx(t, db, []string{"ledger_events"}, fmt.Sprintf(`DELETE FROM ledger_events WHERE position = %d`, p))
 			return fmt.Sprintf("position %d: sealed at chain seq", p)
 		}},
-		{"newest events deleted with their links", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"newest events deleted with their links", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			tamperTx(t, db, []string{"ledger_events", "ledger_chain"},
 				`DELETE FROM ledger_events WHERE position IN (SELECT position FROM ledger_chain ORDER BY seq DESC LIMIT 3)`,
 				`DELETE FROM ledger_chain WHERE seq IN (SELECT seq FROM ledger_chain ORDER BY seq DESC LIMIT 3)`)
 			return fmt.Sprintf("position %d: the kept chain head is gone", head.Position)
 		}},
-		{"two events' positions swapped", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"two events' positions swapped", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			a := middleEvent(t, db, "BookingRequested")
 			b := queryInt(t, db, `SELECT position FROM ledger_events WHERE position > $1 AND stream_id <> (SELECT stream_id FROM ledger_events WHERE position = $1)
 				ORDER BY position OFFSET 2 LIMIT 1`, a)
@@ -126,20 +127,20 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 				fmt.Sprintf(`UPDATE ledger_events SET position = %d WHERE position = -1`, b))
 			return fmt.Sprintf("position %d: ", a)
 		}},
-		{"inbox raw body changed", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"inbox raw body changed", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			id := queryInt(t, db, `SELECT id FROM stripe_inbox WHERE outcome = 'processed' ORDER BY id OFFSET 1 LIMIT 1`)
 			tamperTx(t, db, []string{"stripe_inbox"},
 				fmt.Sprintf(`UPDATE stripe_inbox SET payload = payload || '\x20'::bytea WHERE id = %d`, id))
 			return fmt.Sprintf("stripe_inbox row %d: ", id)
 		}},
-		{"inbox raw body and its hash changed", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"inbox raw body and its hash changed", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			id := queryInt(t, db, `SELECT id FROM stripe_inbox WHERE outcome = 'processed' ORDER BY id OFFSET 1 LIMIT 1`)
 			tamperTx(t, db, []string{"stripe_inbox"},
 				fmt.Sprintf(`UPDATE stripe_inbox SET payload = convert_to(replace(convert_from(payload, 'UTF8'), '"livemode": false', '"livemode": true'), 'UTF8') WHERE id = %d`, id),
 				fmt.Sprintf(`UPDATE stripe_inbox SET payload_sha256 = sha256(payload) WHERE id = %d`, id))
 			return fmt.Sprintf("stripe_inbox row %d: Stripe event evt_", id)
 		}},
-		{"event inserted behind the chain head", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"event inserted behind the chain head", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			p := forgeOldEvent(t, db)
 			return fmt.Sprintf("position %d: stream", p)
 		}},
@@ -154,7 +155,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 				t.Fatal(err)
 			}
 			anchor := strings.TrimSpace(out)
-			head, err := postgres.Head(context.Background(), db)
+			head, err := audit.Head(context.Background(), db)
 			if err != nil || head.Anchor() != anchor || head.Seq != queryInt(t, db, `SELECT count(*) FROM ledger_events`) {
 				t.Fatalf("audit head printed %q; chain head %+v (%v)", anchor, head, err)
 			}
@@ -328,7 +329,7 @@ func TestAuditHistoryCommand(t *testing.T) {
 	db := openTestDB(t, dbURL)
 	ledgertest.Seed(t, db, ledgertest.Options{Bookings: 6, Seed: 11})
 	ctx := context.Background()
-	auditor, err := postgres.NewAuditor(postgres.AuditorConfig{DB: db})
+	auditor, err := audit.NewAuditor(audit.AuditorConfig{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +381,7 @@ func TestAuditHistoryCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cut postgres.BookingHistory
+	var cut audit.BookingHistory
 	if err := json.Unmarshal([]byte(out), &cut); err != nil {
 		t.Fatal(err)
 	}

@@ -5,10 +5,13 @@ package eventlog_test
 // written in testdata/golden_hashes.json. A stored hash must never change,
 // however the code that computes it is rewritten.
 //
-// Regenerate ONLY from the old code (a checkout of 9d1baa4 with this file
-// added to adapters/postgres, as commit 5b48ff9 had it), never from the code under test:
+// Regenerate ONLY from the old code, never from the code under test: check
+// out commit 5b48ff9 (main 9d1baa4 plus this test, then in
+// adapters/postgres), run there
 //
-//	go test ./domain/eventlog/ -run TestGoldenHashes -update-golden-hashes
+//	go test ./adapters/postgres/ -run TestGoldenHashes -update-golden-hashes
+//
+// and copy adapters/postgres/testdata/golden_hashes.json here.
 
 import (
 	"encoding/hex"

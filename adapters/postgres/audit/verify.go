@@ -1,4 +1,4 @@
-package postgres
+package audit
 
 import (
 	"bytes"
@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
@@ -32,7 +32,7 @@ type SignatureChecker interface {
 type VerifyConfig struct {
 	// Anchor is a chain head kept outside the database; when set, the
 	// chain must still hold it, unchanged.
-	Anchor *Anchor
+	Anchor *eventlog.Anchor
 	// Signatures re-checks stored Stripe signatures; nil skips that check
 	// (no webhook secret configured).
 	Signatures SignatureChecker
@@ -88,14 +88,14 @@ type VerifyReport struct {
 	Sealed   int64 `json:"sealed"`
 	Unsealed int64 `json:"unsealed"`
 	// ChainLinks is the number of links of the global chain.
-	ChainLinks        int64         `json:"chain_links"`
-	InboxRows         int64         `json:"inbox_rows"`
-	DeliveryRows      int64         `json:"delivery_rows"`
-	SignaturesChecked int64         `json:"signatures_checked"`
-	Head              ChainHead     `json:"head"`
-	AnchorChecked     bool          `json:"anchor_checked"`
-	Problems          []Problem     `json:"problems"`
-	Duration          time.Duration `json:"duration_ns"`
+	ChainLinks        int64              `json:"chain_links"`
+	InboxRows         int64              `json:"inbox_rows"`
+	DeliveryRows      int64              `json:"delivery_rows"`
+	SignaturesChecked int64              `json:"signatures_checked"`
+	Head              eventlog.ChainHead `json:"head"`
+	AnchorChecked     bool               `json:"anchor_checked"`
+	Problems          []Problem          `json:"problems"`
+	Duration          time.Duration      `json:"duration_ns"`
 }
 
 // OK reports whether everything holds.
@@ -182,14 +182,14 @@ func Verify(ctx context.Context, databaseURL string, cfg VerifyConfig) (VerifyRe
 		}
 	}
 	if err := errors.Join(connErrs...); err != nil {
-		return VerifyReport{}, fmt.Errorf("postgres: verify: connect to %s: %w", Redact(databaseURL), err)
+		return VerifyReport{}, fmt.Errorf("audit: verify: connect to %s: %w", postgres.Redact(databaseURL), err)
 	}
 	ro := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 	var snapshot string
 	for i, c := range conns {
 		tx, err := c.BeginTx(ctx, ro)
 		if err != nil {
-			return VerifyReport{}, fmt.Errorf("postgres: verify: begin: %w", err)
+			return VerifyReport{}, fmt.Errorf("audit: verify: begin: %w", err)
 		}
 		defer tx.Rollback(context.WithoutCancel(ctx))
 		if i == 0 {
@@ -198,20 +198,20 @@ func Verify(ctx context.Context, databaseURL string, cfg VerifyConfig) (VerifyRe
 			_, err = tx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+strings.ReplaceAll(snapshot, "'", "")+`'`)
 		}
 		if err != nil {
-			return VerifyReport{}, fmt.Errorf("postgres: verify: share the snapshot: %w", err)
+			return VerifyReport{}, fmt.Errorf("audit: verify: share the snapshot: %w", err)
 		}
 		txs[i] = tx
 	}
 
 	v := &verifier{cfg: cfg, found: map[string]int{}}
-	head, err := lastLinkPgx(ctx, txs[0])
+	head, err := scanLastLink(txs[0].QueryRow(ctx, lastLinkSQL).Scan, pgx.ErrNoRows)
 	if err != nil {
 		return VerifyReport{}, err
 	}
-	v.report.Head = ChainHead{Seq: head.Seq, Position: head.Position, Hash: hex.EncodeToString(head.ChainHash), SealedAt: head.SealedAt}
+	v.report.Head = eventlog.ChainHead{Seq: head.Seq, Position: head.Position, Hash: hex.EncodeToString(head.ChainHash), SealedAt: head.SealedAt}
 	var lo, hi int64
 	if err := txs[0].QueryRow(ctx, `SELECT coalesce(min(position), 0), coalesce(max(position), 0) FROM ledger_events`).Scan(&lo, &hi); err != nil {
-		return VerifyReport{}, fmt.Errorf("postgres: verify: positions: %w", err)
+		return VerifyReport{}, fmt.Errorf("audit: verify: positions: %w", err)
 	}
 
 	othersDone := make(chan error, 1)
@@ -437,7 +437,7 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 	// merged — whatever the statistics say (right after a bulk load they
 	// can make a hash join and an on-disk sort look cheaper).
 	if _, err := tx.Exec(ctx, `SET LOCAL enable_hashjoin = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off`); err != nil {
-		return fmt.Errorf("postgres: verify: plan settings: %w", err)
+		return fmt.Errorf("audit: verify: plan settings: %w", err)
 	}
 	rows, err := tx.Query(ctx, `SELECT e.position, e.stream_id, e.stream_version, e.schema_version, e.occurred_at, e.recorded_at,
 			e.event_id, e.event_type, e.causation_id, e.payload, e.prev_hash, e.hash, e.transaction_id,
@@ -446,7 +446,7 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 		WHERE e.position BETWEEN $1 AND $2
 		ORDER BY e.position`, formats, from, to)
 	if err != nil {
-		return fmt.Errorf("postgres: verify: read events: %w", err)
+		return fmt.Errorf("audit: verify: read events: %w", err)
 	}
 	defer rows.Close()
 	const batchSize = 512
@@ -465,7 +465,7 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 		if len(vals) != cols || len(vals[0]) != 8 || len(vals[1]) != 8 || len(vals[2]) != 4 || len(vals[3]) != 4 ||
 			len(vals[4]) != 8 || len(vals[5]) != 8 || len(vals[6]) != 16 || len(vals[9]) < 1 ||
 			len(vals[10]) != sha256.Size || len(vals[11]) != sha256.Size || len(vals[12]) != 8 {
-			return errors.New("postgres: verify: unexpected row layout")
+			return errors.New("audit: verify: unexpected row layout")
 		}
 		var uuid [36]byte
 		e := rawEvent{
@@ -490,7 +490,7 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 			v.unsealed(rs, &e, binary.BigEndian.Uint64(vals[12]), head)
 		} else {
 			if len(vals[13]) != 8 || len(vals[14]) != 8 {
-				return errors.New("postgres: verify: unexpected chain layout")
+				return errors.New("audit: verify: unexpected chain layout")
 			}
 			l := ChainLink{Seq: int64(binary.BigEndian.Uint64(vals[13])), Position: int64(binary.BigEndian.Uint64(vals[14])),
 				EventHash: vals[15], PrevChainHash: vals[16], ChainHash: vals[17]}
@@ -513,7 +513,7 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("postgres: verify: read events: %w", err)
+		return fmt.Errorf("audit: verify: read events: %w", err)
 	}
 	if len(batch) > 0 {
 		batches <- batch
@@ -590,14 +590,14 @@ func (v *verifier) closeChain(ctx context.Context, tx pgx.Tx, head ChainLink) er
 		rows, err := tx.Query(ctx, `SELECT c.seq, c.position, c.event_hash, c.prev_chain_hash, c.chain_hash FROM ledger_chain c
 			WHERE NOT EXISTS (SELECT 1 FROM ledger_events e WHERE e.position = c.position) ORDER BY c.seq`)
 		if err != nil {
-			return fmt.Errorf("postgres: verify: links without event: %w", err)
+			return fmt.Errorf("audit: verify: links without event: %w", err)
 		}
 		var orphans rangeState
 		for rows.Next() {
 			var l ChainLink
 			if err := rows.Scan(&l.Seq, &l.Position, &l.EventHash, &l.PrevChainHash, &l.ChainHash); err != nil {
 				rows.Close()
-				return fmt.Errorf("postgres: verify: links without event: %w", err)
+				return fmt.Errorf("audit: verify: links without event: %w", err)
 			}
 			v.report.ChainLinks++
 			v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckCoverage,
@@ -606,7 +606,7 @@ func (v *verifier) closeChain(ctx context.Context, tx pgx.Tx, head ChainLink) er
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("postgres: verify: links without event: %w", err)
+			return fmt.Errorf("audit: verify: links without event: %w", err)
 		}
 		v.report.AnchorChecked = v.report.AnchorChecked || orphans.anchorSeen
 		for _, p := range v.links.merge(&orphans.links) {
@@ -782,7 +782,7 @@ func (v *verifier) inbox(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
 	for _, table := range []string{"stripe_inbox", "stripe_deliveries"} {
 		rows, err := tx.Query(ctx, `SELECT id, event_id, payload, payload_sha256, signature_header FROM `+table+` ORDER BY id`)
 		if err != nil {
-			return fmt.Errorf("postgres: verify: read %s: %w", table, err)
+			return fmt.Errorf("audit: verify: read %s: %w", table, err)
 		}
 		for rows.Next() {
 			var id int64
@@ -790,7 +790,7 @@ func (v *verifier) inbox(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
 			var payload, sum []byte
 			if err := rows.Scan(&id, &eventID, &payload, &sum, &header); err != nil {
 				rows.Close()
-				return fmt.Errorf("postgres: verify: read %s: %w", table, err)
+				return fmt.Errorf("audit: verify: read %s: %w", table, err)
 			}
 			if table == "stripe_inbox" {
 				v.report.InboxRows++
@@ -813,7 +813,7 @@ func (v *verifier) inbox(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("postgres: verify: read %s: %w", table, err)
+			return fmt.Errorf("audit: verify: read %s: %w", table, err)
 		}
 	}
 	return nil
@@ -826,36 +826,17 @@ func (v *verifier) causes(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
 		WHERE e.causation_id LIKE 'evt\_%' AND NOT EXISTS (SELECT 1 FROM stripe_inbox i WHERE i.event_id = e.causation_id)
 		ORDER BY e.position LIMIT $1`, v.cfg.MaxProblems)
 	if err != nil {
-		return fmt.Errorf("postgres: verify: causes: %w", err)
+		return fmt.Errorf("audit: verify: causes: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var pos int64
 		var cause string
 		if err := rows.Scan(&pos, &cause); err != nil {
-			return fmt.Errorf("postgres: verify: causes: %w", err)
+			return fmt.Errorf("audit: verify: causes: %w", err)
 		}
 		v.add(Problem{Position: pos, Table: "ledger_events", Check: CheckCause,
 			Detail: fmt.Sprintf("caused by Stripe event %s, whose raw body is not in the inbox (deleted)", cause)})
 	}
 	return rows.Err()
-}
-
-// lastLinkPgx is lastLink on a pgx transaction.
-func lastLinkPgx(ctx context.Context, tx pgx.Tx) (ChainLink, error) {
-	l := ChainLink{ChainHash: eventlog.GenesisHash}
-	var txid string
-	err := tx.QueryRow(ctx, `SELECT seq, position, transaction_id::text, event_hash, prev_chain_hash, chain_hash, sealed_at
-		FROM ledger_chain ORDER BY seq DESC LIMIT 1`).Scan(&l.Seq, &l.Position, &txid, &l.EventHash, &l.PrevChainHash, &l.ChainHash, &l.SealedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return ChainLink{ChainHash: eventlog.GenesisHash}, nil
-	}
-	if err != nil {
-		return l, fmt.Errorf("postgres: verify: chain head: %w", err)
-	}
-	if l.TransactionID, err = strconv.ParseUint(txid, 10, 64); err != nil {
-		return l, fmt.Errorf("postgres: verify: chain head: %w", err)
-	}
-	l.SealedAt = l.SealedAt.UTC()
-	return l, nil
 }

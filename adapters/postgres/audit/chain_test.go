@@ -1,4 +1,4 @@
-package postgres_test
+package audit_test
 
 import (
 	"context"
@@ -9,8 +9,10 @@ import (
 	"testing"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // testEvent is newEvent caused by a test, not by a Stripe event (whose raw
@@ -35,9 +37,9 @@ func newDBURL(t testing.TB) (*sql.DB, string) {
 	return db, url
 }
 
-func newSealer(t *testing.T, db *sql.DB, batch int) *postgres.Sealer {
+func newSealer(t *testing.T, db *sql.DB, batch int) *audit.Sealer {
 	t.Helper()
-	s, err := postgres.NewSealer(postgres.SealerConfig{DB: db, BatchSize: batch})
+	s, err := audit.NewSealer(audit.SealerConfig{DB: db, BatchSize: batch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func TestSealerChainsEveryEventOnceInCommitOrder(t *testing.T) {
 	ctx := context.Background()
 	db, url := newDBURL(t)
 	store := postgres.NewEventStore(postgres.EventStoreConfig{})
-	sealers := []*postgres.Sealer{newSealer(t, db, 7), newSealer(t, db, 3), newSealer(t, db, 50)}
+	sealers := []*audit.Sealer{newSealer(t, db, 7), newSealer(t, db, 3), newSealer(t, db, 50)}
 
 	stop := make(chan struct{})
 	var sealWG sync.WaitGroup
@@ -152,7 +154,7 @@ func TestSealerChainsEveryEventOnceInCommitOrder(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("chain order %v\nwant %v", got, want)
 	}
-	report, err := postgres.Verify(ctx, url, postgres.VerifyConfig{})
+	report, err := audit.Verify(ctx, url, audit.VerifyConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,15 +228,15 @@ func TestVerifyUntouchedSeededLedger(t *testing.T) {
 	if _, err := newSealer(t, db, 10).SealCommitted(ctx); err != nil {
 		t.Fatal(err)
 	}
-	head, err := postgres.Head(ctx, db)
+	head, err := audit.Head(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	anchor, err := postgres.ParseAnchor(head.Anchor())
+	anchor, err := eventlog.ParseAnchor(head.Anchor())
 	if err != nil {
 		t.Fatal(err)
 	}
-	report, err := postgres.Verify(ctx, url, postgres.VerifyConfig{Anchor: &anchor, Signatures: ledgertest.Signatures(t)})
+	report, err := audit.Verify(ctx, url, audit.VerifyConfig{Anchor: &anchor, Signatures: ledgertest.Signatures(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +261,7 @@ func TestVerifyRangesAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ranges := range []int{1, 2, 3, 8, 50} {
-		r, err := postgres.Verify(ctx, url, postgres.VerifyConfig{Ranges: ranges})
+		r, err := audit.Verify(ctx, url, audit.VerifyConfig{Ranges: ranges})
 		if err != nil || !r.OK() || r.Sealed != r.Events || r.ChainLinks != r.Events {
 			t.Fatalf("untouched, %d ranges: %v %+v", ranges, err, r.Problems)
 		}
@@ -281,9 +283,9 @@ func TestVerifyRangesAgree(t *testing.T) {
 	if _, err := db.Exec(`ALTER TABLE ledger_events ENABLE TRIGGER USER`); err != nil {
 		t.Fatal(err)
 	}
-	var want []postgres.Problem
+	var want []audit.Problem
 	for _, ranges := range []int{1, 2, 3, 8, 50} {
-		r, err := postgres.Verify(ctx, url, postgres.VerifyConfig{Ranges: ranges})
+		r, err := audit.Verify(ctx, url, audit.VerifyConfig{Ranges: ranges})
 		if err != nil {
 			t.Fatal(err)
 		}

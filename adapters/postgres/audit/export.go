@@ -1,4 +1,4 @@
-package postgres
+package audit
 
 import (
 	"bufio"
@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
@@ -126,19 +127,19 @@ func Export(ctx context.Context, db *sql.DB, w io.Writer, q ExportQuery) (Export
 				break
 			}
 		}
-		rows, err := db.QueryContext(ctx, `SELECT `+selectColumns+` FROM ledger_events
+		rows, err := db.QueryContext(ctx, `SELECT `+postgres.SelectColumns+` FROM ledger_events
 			WHERE position > $1 AND position <= $2
 			AND ($3::timestamptz IS NULL OR recorded_at >= $3) AND ($4::timestamptz IS NULL OR recorded_at < $4)
 			ORDER BY position LIMIT $5`, res.Last, res.Settled, nullTime(q.From), nullTime(q.To), page)
 		if err != nil {
-			return res, fmt.Errorf("postgres: export after %d: %w", res.Last, err)
+			return res, fmt.Errorf("audit: export after %d: %w", res.Last, err)
 		}
 		n := 0
 		for rows.Next() {
-			e, err := scanEvent(rows)
+			e, err := postgres.ScanEvent(rows)
 			if err != nil {
 				rows.Close()
-				return res, fmt.Errorf("postgres: export after %d: %w", res.Last, err)
+				return res, fmt.Errorf("audit: export after %d: %w", res.Last, err)
 			}
 			data, err := canon.Canonical(e.Payload)
 			if err != nil {
@@ -155,14 +156,14 @@ func Export(ctx context.Context, db *sql.DB, w io.Writer, q ExportQuery) (Export
 			}
 			if err != nil {
 				rows.Close()
-				return res, fmt.Errorf("postgres: export position %d: %w", e.Position, err)
+				return res, fmt.Errorf("audit: export position %d: %w", e.Position, err)
 			}
 			n++
 			res.Events++
 			res.Last = e.Position
 		}
 		if err := rows.Err(); err != nil {
-			return res, fmt.Errorf("postgres: export after %d: %w", res.Last, err)
+			return res, fmt.Errorf("audit: export after %d: %w", res.Last, err)
 		}
 		rows.Close()
 		if q.Progress != nil {
@@ -181,7 +182,7 @@ func Export(ctx context.Context, db *sql.DB, w io.Writer, q ExportQuery) (Export
 	return res, bw.Flush()
 }
 
-func exportLine(e StoredEvent, data []byte) ExportLine {
+func exportLine(e eventlog.StoredEvent, data []byte) ExportLine {
 	md := e.Metadata
 	if md == nil {
 		md = map[string]string{}
@@ -203,7 +204,7 @@ type lineEncoder struct {
 }
 
 // line returns e's JSON line with its newline, valid until the next call.
-func (le *lineEncoder) line(e StoredEvent, data []byte) ([]byte, error) {
+func (le *lineEncoder) line(e eventlog.StoredEvent, data []byte) ([]byte, error) {
 	if le.enc == nil {
 		le.enc = json.NewEncoder(&le.buf)
 		le.enc.SetEscapeHTML(false)
@@ -215,7 +216,7 @@ func (le *lineEncoder) line(e StoredEvent, data []byte) ([]byte, error) {
 	return le.buf.Bytes(), nil
 }
 
-func csvRecord(e StoredEvent, data []byte) []string {
+func csvRecord(e eventlog.StoredEvent, data []byte) []string {
 	l := exportLine(e, data)
 	var le lineEncoder
 	le.enc = json.NewEncoder(&le.buf)

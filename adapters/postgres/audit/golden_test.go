@@ -1,7 +1,7 @@
-package postgres_test
+package audit_test
 
 // The golden ledger: a log written once by the code of main 9d1baa4 (before
-// the integrity code moved out of this package), kept as testdata, must
+// the integrity code moved to domain/eventlog and this package), kept as testdata, must
 // keep verifying and keep hashing to the bytes it stored. Moving or
 // rewriting the hash, canonical-JSON, chain or verifier code must never
 // change a stored hash: a ledger written by an older binary has to verify
@@ -13,10 +13,13 @@ package postgres_test
 // testdata/golden_export.jsonl and golden_history.json are what Export and
 // History gave for that ledger.
 //
-// Regenerate ONLY from the old code (a checkout of 9d1baa4 with this file
-// added), never from the code under test, or the test proves nothing:
+// Regenerate ONLY from the old code, never from the code under test, or the
+// test proves nothing: check out commit 5b48ff9 (main 9d1baa4 plus this
+// test, then in adapters/postgres) and run there
 //
 //	go test ./adapters/postgres/ -run TestGoldenLedger -update-golden-ledger
+//
+// then copy adapters/postgres/testdata/golden_* here.
 
 import (
 	"bufio"
@@ -37,6 +40,7 @@ import (
 
 	httpapi "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
@@ -89,11 +93,11 @@ func TestGoldenLedger(t *testing.T) {
 	}
 
 	// The verifier, with the kept head and the signatures: everything holds.
-	anchor, err := postgres.ParseAnchor(meta.Anchor)
+	anchor, err := eventlog.ParseAnchor(meta.Anchor)
 	if err != nil {
 		t.Fatal(err)
 	}
-	report, err := postgres.Verify(ctx, url, postgres.VerifyConfig{Anchor: &anchor, Signatures: ledgertest.Signatures(t)})
+	report, err := audit.Verify(ctx, url, audit.VerifyConfig{Anchor: &anchor, Signatures: ledgertest.Signatures(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,12 +181,12 @@ func TestGoldenLedger(t *testing.T) {
 
 	// What an auditor reads of it is unchanged: the export and every
 	// booking's history.
-	auditor, err := postgres.NewAuditor(postgres.AuditorConfig{DB: db})
+	auditor, err := audit.NewAuditor(audit.AuditorConfig{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var export bytes.Buffer
-	if _, err := auditor.Export(ctx, &export, postgres.ExportQuery{Settled: events[len(events)-1].Position}); err != nil {
+	if _, err := auditor.Export(ctx, &export, audit.ExportQuery{Settled: events[len(events)-1].Position}); err != nil {
 		t.Fatal(err)
 	}
 	history := goldenHistories(t, auditor, meta.Bookings)
@@ -198,9 +202,9 @@ func TestGoldenLedger(t *testing.T) {
 	}
 }
 
-func goldenHistories(t *testing.T, a *postgres.Auditor, ids []int64) []byte {
+func goldenHistories(t *testing.T, a *audit.Auditor, ids []int64) []byte {
 	t.Helper()
-	var hs []postgres.BookingHistory
+	var hs []audit.BookingHistory
 	for _, id := range ids {
 		h, err := a.History(context.Background(), id, time.Time{})
 		if err != nil {
@@ -422,14 +426,14 @@ func writeGoldenLedger(t *testing.T) {
 		`{"emoji": "🛏️ \ud83d\ude00", "empty": {}, "arr": [], "null": null, "t": true, "f": false, "neg": -0.000001}`,
 		` { "deep" : [[[[{"k": [{"x": "y"}]}]]]], "amount": 9223372036854775807, "min": -9223372036854775808 } `,
 		`{"日本": "語", "Ä": "ä", "a": "A", "": "empty key", "1": 1.5}`)
-	sealer, err := postgres.NewSealer(postgres.SealerConfig{DB: db, BatchSize: 7})
+	sealer, err := audit.NewSealer(audit.SealerConfig{DB: db, BatchSize: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sealer.SealCommitted(ctx); err != nil {
 		t.Fatal(err)
 	}
-	head, err := postgres.Head(ctx, db)
+	head, err := audit.Head(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
