@@ -9,7 +9,7 @@ import (
 )
 
 // BenchmarkVerify verifies a sealed ledger of 100,000 events; it reports
-// events/s (go test -run '^$' -bench Verify ./adapters/postgres/).
+// events/s (go test -run '^$' -bench Verify ./adapters/postgres/audit/).
 func BenchmarkVerify(b *testing.B) {
 	ctx := context.Background()
 	db, url := newDBURL(b)
