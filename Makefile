@@ -67,7 +67,7 @@ FUZZTIME ?= 5m
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseEvent -fuzztime=$(FUZZTIME) ./adapters/stripe/
 	$(GO) test -run='^$$' -fuzz=FuzzWebhook -fuzztime=$(FUZZTIME) ./adapters/http/
-	$(GO) test -run='^$$' -fuzz=FuzzCanonicalFast -fuzztime=$(FUZZTIME) ./adapters/postgres/
+	$(GO) test -run='^$$' -fuzz=FuzzCanonicalFast -fuzztime=$(FUZZTIME) ./domain/eventlog/
 	$(GO) test -run='^$$' -fuzz=FuzzFoldBookingRaw -fuzztime=$(FUZZTIME) ./projections/
 
 # The fault-injection run (cmd/chaos): the real server against a throwaway

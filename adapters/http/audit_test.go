@@ -15,6 +15,7 @@ import (
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/projections"
@@ -35,7 +36,7 @@ func newAuditHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auditor, err := postgres.NewAuditor(postgres.AuditorConfig{DB: db})
+	auditor, err := audit.NewAuditor(audit.AuditorConfig{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,11 +89,11 @@ func (h *harness) auditScenario() auditScenario {
 }
 
 type historyBody struct {
-	BookingID    int64                     `json:"booking_id"`
-	Booking      projections.BookingRow    `json:"booking"`
-	Events       []postgres.HistoryEvent   `json:"events"`
-	StripeEvents []postgres.StripeRecord   `json:"stripe_events"`
-	Integrity    postgres.HistoryIntegrity `json:"integrity"`
+	BookingID    int64                  `json:"booking_id"`
+	Booking      projections.BookingRow `json:"booking"`
+	Events       []audit.HistoryEvent   `json:"events"`
+	StripeEvents []audit.StripeRecord   `json:"stripe_events"`
+	Integrity    audit.HistoryIntegrity `json:"integrity"`
 }
 
 func (h *harness) history(path string) historyBody {
@@ -217,7 +218,7 @@ func TestAuditEventsPaging(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(string(all.Body), "\n"), "\n")
 	var last int64
 	for _, l := range lines {
-		var e postgres.ExportLine
+		var e audit.ExportLine
 		if err := json.Unmarshal([]byte(l), &e); err != nil {
 			t.Fatalf("line %q: %v", l, err)
 		}

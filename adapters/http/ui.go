@@ -19,7 +19,7 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/domain"
 )
 
@@ -117,8 +117,8 @@ type uiPage struct {
 	Next     string
 	Query    string
 	AsOf     string
-	Status   *postgres.ChainStatus
-	History  *postgres.BookingHistory
+	Status   *audit.ChainStatus
+	History  *audit.BookingHistory
 	LoggedIn bool
 }
 
@@ -159,7 +159,7 @@ func (s *server) uiError(w http.ResponseWriter, r *http.Request, p uiPage, err e
 // uiRecord writes the access log row of a UI read; false when it failed
 // (and the page was answered with the error).
 func (s *server) uiRecord(w http.ResponseWriter, r *http.Request, action, target string) bool {
-	err := s.cfg.Audit.RecordAccess(r.Context(), postgres.Access{
+	err := s.cfg.Audit.RecordAccess(r.Context(), audit.Access{
 		Actor: s.actor(), Channel: "ui", Action: action, Target: target,
 		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(),
 	})

@@ -12,7 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 )
 
 // findBrowser returns a Chromium to drive: $CHROME_PATH, else one on PATH
@@ -54,7 +54,7 @@ func TestAuditorUIInBrowser(t *testing.T) {
 	for _, e := range want.Events {
 		wantRows = append(wantRows, uiRow{Position: strconv.FormatInt(e.Position, 10), Type: e.Type})
 	}
-	sealer, err := postgres.NewSealer(postgres.SealerConfig{DB: h.db})
+	sealer, err := audit.NewSealer(audit.SealerConfig{DB: h.db})
 	if err != nil {
 		t.Fatal(err)
 	}

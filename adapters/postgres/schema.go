@@ -12,6 +12,8 @@ import (
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // EventsTopic is the watermill topic of the event log. The schema adapter
@@ -153,8 +155,9 @@ func extraMetadata(md message.Metadata) ([]byte, error) {
 	return json.Marshal(extra)
 }
 
-// SelectColumns is the column list shared by the subscriber's query and the
-// store's reads, scanned by scanEvent.
+// SelectColumns is the column list ScanEvent reads: the subscriber's query,
+// the store's reads, and the packages that query the log with SQL of their
+// own (audit, the booking write side).
 const SelectColumns = `position, transaction_id, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, causation_id, payload, metadata, prev_hash, hash`
 
 func (s eventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, error) {
@@ -225,8 +228,8 @@ func setEnvelope(msg *message.Message, e StoredEvent) {
 	md.Set(MetaStreamVersion, strconv.Itoa(e.StreamVersion))
 	md.Set(MetaEventType, e.Type)
 	md.Set(MetaSchemaVersion, strconv.Itoa(e.SchemaVersion))
-	md.Set(MetaOccurredAt, formatTime(e.OccurredAt))
-	md.Set(MetaRecordedAt, formatTime(e.RecordedAt))
+	md.Set(MetaOccurredAt, eventlog.FormatTime(e.OccurredAt))
+	md.Set(MetaRecordedAt, eventlog.FormatTime(e.RecordedAt))
 	md.Set(MetaCausationID, e.CausationID)
 	md.Set(MetaPrevHash, hex.EncodeToString(e.PrevHash))
 	md.Set(MetaHash, hex.EncodeToString(e.Hash))

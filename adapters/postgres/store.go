@@ -3,11 +3,9 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -16,46 +14,14 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
-// NewEvent is an event to append: what the domain decided, with the
-// envelope fields the caller knows.
-type NewEvent struct {
-	// EventID is the event's UUID; empty means a new random one.
-	EventID       string
-	Type          string
-	SchemaVersion int
-	// OccurredAt is when the fact happened (Stripe's event time).
-	OccurredAt time.Time
-	// CausationID names what caused the event: a Stripe event id, or an API
-	// request id.
-	CausationID string
-	// Payload is the event's JSON document.
-	Payload json.RawMessage
-	// Metadata is free-form context kept with the event (correlation ids).
-	Metadata map[string]string
-}
-
-// StoredEvent is an event as the log keeps it.
-type StoredEvent struct {
-	// Position is the global position: unique and increasing, with gaps.
-	Position      int64
-	EventID       string
-	StreamID      int64
-	StreamVersion int
-	Type          string
-	SchemaVersion int
-	OccurredAt    time.Time
-	RecordedAt    time.Time
-	CausationID   string
-	Payload       json.RawMessage
-	Metadata      map[string]string
-	// PrevHash is the hash of the stream's previous event (GenesisHash for
-	// the first) and Hash this event's EventHash.
-	PrevHash, Hash []byte
-	// TransactionID is the PostgreSQL transaction that appended the event.
-	TransactionID uint64
-}
+// NewEvent and StoredEvent are the log's own types (domain/eventlog).
+type (
+	NewEvent    = eventlog.NewEvent
+	StoredEvent = eventlog.StoredEvent
+)
 
 // Querier is what reads need: a *sql.DB, *sql.Tx or *sql.Conn.
 type Querier interface {
@@ -155,9 +121,9 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 		return nil, fmt.Errorf("postgres: append to stream %d: negative expected version: %w", streamID, domain.ErrInvalid)
 	}
 	if expectedVersion == 0 {
-		prevHash = GenesisHash
+		prevHash = eventlog.GenesisHash
 	}
-	if len(prevHash) != len(GenesisHash) {
+	if len(prevHash) != len(eventlog.GenesisHash) {
 		return nil, fmt.Errorf("postgres: append to stream %d: previous hash of %d bytes: %w", streamID, len(prevHash), domain.ErrInvalid)
 	}
 	if s.pubErr != nil {
@@ -166,11 +132,11 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 	// The publisher executes with the first message's context: it carries
 	// the transaction to txExecutor.
 	ctx = context.WithValue(ctx, txKey{}, tx)
-	recordedAt = StorageTime(recordedAt)
+	recordedAt = eventlog.StorageTime(recordedAt)
 	stored := make([]StoredEvent, len(events))
 	msgs := make(message.Messages, len(events))
 	for i, ne := range events {
-		payload, err := CanonicalJSON(ne.Payload)
+		payload, err := eventlog.CanonicalJSON(ne.Payload)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: append %s to stream %d: %w", ne.Type, streamID, err)
 		}
@@ -184,7 +150,7 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 			StreamVersion: expectedVersion + i + 1,
 			Type:          ne.Type,
 			SchemaVersion: ne.SchemaVersion,
-			OccurredAt:    StorageTime(ne.OccurredAt),
+			OccurredAt:    eventlog.StorageTime(ne.OccurredAt),
 			RecordedAt:    recordedAt,
 			CausationID:   ne.CausationID,
 			Payload:       payload,
@@ -194,7 +160,7 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 		if e.Type == "" || e.SchemaVersion < 1 {
 			return nil, fmt.Errorf("postgres: append to stream %d: event without type or schema version: %w", streamID, domain.ErrInvalid)
 		}
-		e.Hash = EventHash(e, prevHash)
+		e.Hash = eventlog.EventHash(e, prevHash)
 		prevHash = e.Hash
 		stored[i] = e
 
@@ -277,6 +243,8 @@ func scanEvents(rows *sql.Rows) ([]StoredEvent, error) {
 	return events, rows.Err()
 }
 
+// ScanEvent reads one row of SelectColumns, for packages that query the log
+// with SQL of their own (audit, the booking write side).
 func ScanEvent(row wsql.Scanner) (StoredEvent, error) {
 	var e StoredEvent
 	var txid wsql.XID8
@@ -294,13 +262,4 @@ func ScanEvent(row wsql.Scanner) (StoredEvent, error) {
 		}
 	}
 	return e, nil
-}
-
-// String identifies an event in logs and errors.
-func (e StoredEvent) String() string {
-	h := hex.EncodeToString(e.Hash)
-	if len(h) > 12 {
-		h = h[:12]
-	}
-	return e.Type + "#" + strconv.FormatInt(e.Position, 10) + " (stream " + strconv.FormatInt(e.StreamID, 10) + " v" + strconv.Itoa(e.StreamVersion) + ", hash " + h + ")"
 }

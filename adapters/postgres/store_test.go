@@ -12,6 +12,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 func newEvent(typ string, payload any) postgres.NewEvent {
@@ -37,7 +38,7 @@ func appendTx(ctx context.Context, db *sql.DB, store *postgres.EventStore, strea
 		if err != nil {
 			return err
 		}
-		version, hash := 0, postgres.GenesisHash
+		version, hash := 0, eventlog.GenesisHash
 		if n := len(prev); n > 0 {
 			version, hash = prev[n-1].StreamVersion, prev[n-1].Hash
 		}
@@ -87,7 +88,7 @@ func TestAppendLoadRoundTrip(t *testing.T) {
 		if !got.OccurredAt.Equal(want.OccurredAt) || !got.RecordedAt.Equal(now.Truncate(time.Microsecond)) {
 			t.Errorf("event %d: occurred %v recorded %v", i, got.OccurredAt, got.RecordedAt)
 		}
-		canon, _ := postgres.CanonicalJSON(got.Payload)
+		canon, _ := eventlog.CanonicalJSON(got.Payload)
 		if string(canon) != string(want.Payload) {
 			t.Errorf("event %d: payload %s, want %s", i, canon, want.Payload)
 		}
@@ -101,7 +102,7 @@ func TestAppendLoadRoundTrip(t *testing.T) {
 	if loaded[0].Metadata["correlation_id"] != "req-1" {
 		t.Errorf("metadata = %v", loaded[0].Metadata)
 	}
-	if pos, err := postgres.VerifyStream(loaded); err != nil {
+	if pos, err := eventlog.VerifyStream(loaded); err != nil {
 		t.Errorf("chain of an untouched stream: %v at %d", err, pos)
 	}
 
@@ -230,7 +231,7 @@ func TestHashChainDetectsChangedPayload(t *testing.T) {
 		}
 	}
 	events, _ := store.LoadStream(ctx, db, 5)
-	if pos, err := postgres.VerifyStream(events); err != nil {
+	if pos, err := eventlog.VerifyStream(events); err != nil {
 		t.Fatalf("untouched stream: %v at %d", err, pos)
 	}
 
@@ -242,7 +243,7 @@ func TestHashChainDetectsChangedPayload(t *testing.T) {
 		t.Fatal(err)
 	}
 	events, _ = store.LoadStream(ctx, db, 5)
-	pos, err := postgres.VerifyStream(events)
+	pos, err := eventlog.VerifyStream(events)
 	if err == nil {
 		t.Fatal("a changed payload verified")
 	}

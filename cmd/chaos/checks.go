@@ -15,6 +15,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -163,7 +164,7 @@ func (r *run) check(ctx context.Context) (figures, error) {
 	txOf := map[string]map[uint64]bool{}
 	for id, events := range streams {
 		f.logEvents += len(events)
-		if pos, err := postgres.VerifyStream(events); err != nil {
+		if pos, err := eventlog.VerifyStream(events); err != nil {
 			f.brokenChain++
 			r.problem("hash chain of stream %d broken at position %d: %v", id, pos, err)
 		}

@@ -20,7 +20,9 @@ import (
 	"golang.org/x/term"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/stripe"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 func newAuditCmd() *cobra.Command {
@@ -39,7 +41,7 @@ them is recorded in the access log (audit_access_log) as cli:<user>@<host>.`,
 type auditSession struct {
 	cfg     Config
 	db      *sql.DB
-	auditor *postgres.Auditor
+	auditor *audit.Auditor
 }
 
 func openAudit(ctx context.Context) (*auditSession, error) {
@@ -51,7 +53,7 @@ func openAudit(ctx context.Context) (*auditSession, error) {
 	if err != nil {
 		return nil, err
 	}
-	auditor, err := postgres.NewAuditor(postgres.AuditorConfig{DB: db})
+	auditor, err := audit.NewAuditor(audit.AuditorConfig{DB: db})
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -68,7 +70,7 @@ func (s *auditSession) record(ctx context.Context, action, target string) error 
 		host, _ := os.Hostname()
 		actor = "cli:" + u.Username + "@" + host
 	}
-	if err := s.auditor.RecordAccess(ctx, postgres.Access{Actor: actor, Channel: "cli", Action: action, Target: target,
+	if err := s.auditor.RecordAccess(ctx, audit.Access{Actor: actor, Channel: "cli", Action: action, Target: target,
 		UserAgent: "ledger " + strings.Join(os.Args[1:], " ")}); err != nil {
 		return fmt.Errorf("the access log refused the read (run `ledger migrate`?): %w", err)
 	}
@@ -137,7 +139,7 @@ func newAuditHistoryCmd() *cobra.Command {
 	return cmd
 }
 
-func historyTable(w io.Writer, h postgres.BookingHistory) error {
+func historyTable(w io.Writer, h audit.BookingHistory) error {
 	b := h.Booking
 	fmt.Fprintf(w, "Booking %d", h.BookingID)
 	if h.AsOf != nil {
@@ -183,7 +185,7 @@ func historyTable(w io.Writer, h postgres.BookingHistory) error {
 
 // historyCSV writes one row per domain event and per raw Stripe event,
 // events first, each in order.
-func historyCSV(w io.Writer, h postgres.BookingHistory) error {
+func historyCSV(w io.Writer, h audit.BookingHistory) error {
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"kind", "position", "stream_version", "type", "occurred_at", "recorded_at", "causation_id",
 		"chain_seq", "stripe_event_id", "outcome", "matched_by", "signature_header", "payload_sha256", "data"})
@@ -244,7 +246,7 @@ that may still commit below it are waited for.`,
 				defer file.Close()
 				out = file
 			}
-			q := postgres.ExportQuery{From: f, To: t, Format: format}
+			q := audit.ExportQuery{From: f, To: t, Format: format}
 			bar := newBar(cmd, "exporting")
 			if bar != nil {
 				q.Progress = func(last, settled int64) {
@@ -322,13 +324,13 @@ deletion of the newest events, which the chain alone cannot.`,
 					return err
 				}
 			}
-			head, err := postgres.Head(ctx, s.db)
+			head, err := audit.Head(ctx, s.db)
 			if err != nil {
 				return err
 			}
 			if format == "json" {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(struct {
-					postgres.ChainHead
+					eventlog.ChainHead
 					Anchor string `json:"anchor"`
 				}{head, head.Anchor()})
 			}
@@ -345,7 +347,7 @@ deletion of the newest events, which the chain alone cannot.`,
 // seal seals everything committed, waiting at most timeout for older
 // transactions; past it, it warns and goes on with what is sealed.
 func (s *auditSession) seal(cmd *cobra.Command, timeout time.Duration) error {
-	sealer, err := postgres.NewSealer(postgres.SealerConfig{DB: s.db, Interval: 50 * time.Millisecond, BatchSize: 10000})
+	sealer, err := audit.NewSealer(audit.SealerConfig{DB: s.db, Interval: 50 * time.Millisecond, BatchSize: 10000})
 	if err != nil {
 		return err
 	}
@@ -380,9 +382,9 @@ holds, else 1 with the first broken position and what is wrong.`,
 			if format != "text" && format != "json" {
 				return fmt.Errorf("--format %q: want text or json", format)
 			}
-			vcfg := postgres.VerifyConfig{Ranges: ranges}
+			vcfg := audit.VerifyConfig{Ranges: ranges}
 			if anchor != "" {
-				a, err := postgres.ParseAnchor(anchor)
+				a, err := eventlog.ParseAnchor(anchor)
 				if err != nil {
 					return err
 				}
@@ -417,7 +419,7 @@ holds, else 1 with the first broken position and what is wrong.`,
 					bar.Set64(done)
 				}
 			}
-			report, err := postgres.Verify(ctx, s.cfg.DatabaseURL, vcfg)
+			report, err := audit.Verify(ctx, s.cfg.DatabaseURL, vcfg)
 			if bar != nil {
 				bar.Finish()
 			}
@@ -457,7 +459,7 @@ holds, else 1 with the first broken position and what is wrong.`,
 	return cmd
 }
 
-func printReport(w io.Writer, r postgres.VerifyReport, signatures bool) {
+func printReport(w io.Writer, r audit.VerifyReport, signatures bool) {
 	fmt.Fprintf(w, "chain head: seq %d, position %d, hash %s\n", r.Head.Seq, r.Head.Position, r.Head.Hash)
 	fmt.Fprintf(w, "events:     %d in %d streams, %d sealed, %d not sealed yet\n", r.Events, r.Streams, r.Sealed, r.Unsealed)
 	sig := "signatures not re-checked (no STRIPE_WEBHOOK_SECRET)"

@@ -4,7 +4,7 @@ import (
 	"context"
 	"database/sql"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 )
 
 // auditRuntime is the audit part of a running App: the background sealer
@@ -17,12 +17,12 @@ type auditRuntime struct {
 // startAudit builds the auditor for the HTTP handler and starts the chain
 // sealer: every server process runs one, and a lock in the database lets
 // one of them at a time extend the chain. Appends never wait for it.
-func (a *App) startAudit(db *sql.DB) (*postgres.Auditor, error) {
-	auditor, err := postgres.NewAuditor(postgres.AuditorConfig{DB: db})
+func (a *App) startAudit(db *sql.DB) (*audit.Auditor, error) {
+	auditor, err := audit.NewAuditor(audit.AuditorConfig{DB: db})
 	if err != nil {
 		return nil, err
 	}
-	sealer, err := postgres.NewSealer(postgres.SealerConfig{DB: db, Logger: a.logger})
+	sealer, err := audit.NewSealer(audit.SealerConfig{DB: db, Logger: a.logger})
 	if err != nil {
 		return nil, err
 	}

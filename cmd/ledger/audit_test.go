@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // runLedger runs the ledger command line against dbURL, as `ledger ARGS`
@@ -90,32 +92,32 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	tests := []struct {
 		name string
 		// tamper changes the ledger and returns what the error must name.
-		tamper func(t *testing.T, db *sql.DB, head postgres.ChainHead) string
+		tamper func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string
 	}{
-		{"untouched", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string { return "" }},
-		{"payload changed", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"untouched", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string { return "" }},
+		{"payload changed", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			p := middleEvent(t, db, "BookingRequested")
 			tamperTx(t, db, []string{"ledger_events"},
 				fmt.Sprintf(`UPDATE ledger_events SET payload = jsonb_set(payload, '{amount}', '1') WHERE position = %d`, p))
 			return fmt.Sprintf("position %d: stream", p)
 		}},
-		{"payload changed and its stream re-hashed", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"payload changed and its stream re-hashed", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			p := middleEvent(t, db, "BookingRequested")
 			rehashFrom(t, db, p, func(payload map[string]any) { payload["amount"] = 1 })
 			return fmt.Sprintf("position %d: stream", p)
 		}},
-		{"event deleted in the middle", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"event deleted in the middle", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			p := middleEvent(t, db, "PaymentSucceeded")
 			tamperTx(t, db, []string{"ledger_events"}, fmt.Sprintf(`DELETE FROM ledger_events WHERE position = %d`, p))
 			return fmt.Sprintf("position %d: sealed at chain seq", p)
 		}},
-		{"newest events deleted with their links", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"newest events deleted with their links", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			tamperTx(t, db, []string{"ledger_events", "ledger_chain"},
 				`DELETE FROM ledger_events WHERE position IN (SELECT position FROM ledger_chain ORDER BY seq DESC LIMIT 3)`,
 				`DELETE FROM ledger_chain WHERE seq IN (SELECT seq FROM ledger_chain ORDER BY seq DESC LIMIT 3)`)
 			return fmt.Sprintf("position %d: the kept chain head is gone", head.Position)
 		}},
-		{"two events' positions swapped", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"two events' positions swapped", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			a := middleEvent(t, db, "BookingRequested")
 			b := queryInt(t, db, `SELECT position FROM ledger_events WHERE position > $1 AND stream_id <> (SELECT stream_id FROM ledger_events WHERE position = $1)
 				ORDER BY position OFFSET 2 LIMIT 1`, a)
@@ -125,20 +127,20 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 				fmt.Sprintf(`UPDATE ledger_events SET position = %d WHERE position = -1`, b))
 			return fmt.Sprintf("position %d: ", a)
 		}},
-		{"inbox raw body changed", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"inbox raw body changed", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			id := queryInt(t, db, `SELECT id FROM stripe_inbox WHERE outcome = 'processed' ORDER BY id OFFSET 1 LIMIT 1`)
 			tamperTx(t, db, []string{"stripe_inbox"},
 				fmt.Sprintf(`UPDATE stripe_inbox SET payload = payload || '\x20'::bytea WHERE id = %d`, id))
 			return fmt.Sprintf("stripe_inbox row %d: ", id)
 		}},
-		{"inbox raw body and its hash changed", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"inbox raw body and its hash changed", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			id := queryInt(t, db, `SELECT id FROM stripe_inbox WHERE outcome = 'processed' ORDER BY id OFFSET 1 LIMIT 1`)
 			tamperTx(t, db, []string{"stripe_inbox"},
 				fmt.Sprintf(`UPDATE stripe_inbox SET payload = convert_to(replace(convert_from(payload, 'UTF8'), '"livemode": false', '"livemode": true'), 'UTF8') WHERE id = %d`, id),
 				fmt.Sprintf(`UPDATE stripe_inbox SET payload_sha256 = sha256(payload) WHERE id = %d`, id))
 			return fmt.Sprintf("stripe_inbox row %d: Stripe event evt_", id)
 		}},
-		{"event inserted behind the chain head", func(t *testing.T, db *sql.DB, head postgres.ChainHead) string {
+		{"event inserted behind the chain head", func(t *testing.T, db *sql.DB, head eventlog.ChainHead) string {
 			p := forgeOldEvent(t, db)
 			return fmt.Sprintf("position %d: stream", p)
 		}},
@@ -153,7 +155,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 				t.Fatal(err)
 			}
 			anchor := strings.TrimSpace(out)
-			head, err := postgres.Head(context.Background(), db)
+			head, err := audit.Head(context.Background(), db)
 			if err != nil || head.Anchor() != anchor || head.Seq != queryInt(t, db, `SELECT count(*) FROM ledger_events`) {
 				t.Fatalf("audit head printed %q; chain head %+v (%v)", anchor, head, err)
 			}
@@ -187,7 +189,7 @@ func rehashFrom(t *testing.T, db *sql.DB, p int64, edit func(map[string]any)) {
 		t.Fatal(err)
 	}
 	var stmts []string
-	prev := postgres.GenesisHash
+	prev := eventlog.GenesisHash
 	for _, e := range events {
 		if e.Position == p {
 			var payload map[string]any
@@ -196,20 +198,20 @@ func rehashFrom(t *testing.T, db *sql.DB, p int64, edit func(map[string]any)) {
 			}
 			edit(payload)
 			b, _ := json.Marshal(payload)
-			if e.Payload, err = postgres.CanonicalJSON(b); err != nil {
+			if e.Payload, err = eventlog.CanonicalJSON(b); err != nil {
 				t.Fatal(err)
 			}
-		} else if e.Payload, err = postgres.CanonicalJSON(e.Payload); err != nil {
+		} else if e.Payload, err = eventlog.CanonicalJSON(e.Payload); err != nil {
 			t.Fatal(err)
 		}
-		e.Hash = postgres.EventHash(e, prev)
+		e.Hash = eventlog.EventHash(e, prev)
 		stmts = append(stmts, fmt.Sprintf(`UPDATE ledger_events SET payload = '%s', prev_hash = '\x%x', hash = '\x%x' WHERE position = %d`,
 			strings.ReplaceAll(string(e.Payload), "'", "''"), prev, e.Hash, e.Position))
 		prev = e.Hash
 	}
 	tamperTx(t, db, []string{"ledger_events"}, stmts...)
 	events, _ = postgres.NewEventStore(postgres.EventStoreConfig{}).LoadStream(ctx, db, stream)
-	if pos, err := postgres.VerifyStream(events); err != nil {
+	if pos, err := eventlog.VerifyStream(events); err != nil {
 		t.Fatalf("the re-hashed stream does not verify on its own (position %d: %v): the case tests nothing", pos, err)
 	}
 }
@@ -224,12 +226,12 @@ func forgeOldEvent(t *testing.T, db *sql.DB) int64 {
 		SchemaVersion: 1, OccurredAt: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), RecordedAt: time.Date(2027, 1, 1, 0, 0, 1, 0, time.UTC),
 		CausationID: "api:forged", Payload: []byte(`{"reason":"customer_request"}`),
 	}
-	e.Hash = postgres.EventHash(e, postgres.GenesisHash)
+	e.Hash = eventlog.EventHash(e, eventlog.GenesisHash)
 	var p int64
 	err := db.QueryRow(`INSERT INTO ledger_events (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at,
 			causation_id, payload, prev_hash, hash, transaction_id)
 		VALUES ($1, $2, 1, $3, 1, $4, $5, $6, $7, $8, $9, '3'::xid8) RETURNING position`,
-		e.EventID, e.StreamID, e.Type, e.OccurredAt, e.RecordedAt, e.CausationID, []byte(e.Payload), postgres.GenesisHash, e.Hash).Scan(&p)
+		e.EventID, e.StreamID, e.Type, e.OccurredAt, e.RecordedAt, e.CausationID, []byte(e.Payload), eventlog.GenesisHash, e.Hash).Scan(&p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +329,7 @@ func TestAuditHistoryCommand(t *testing.T) {
 	db := openTestDB(t, dbURL)
 	ledgertest.Seed(t, db, ledgertest.Options{Bookings: 6, Seed: 11})
 	ctx := context.Background()
-	auditor, err := postgres.NewAuditor(postgres.AuditorConfig{DB: db})
+	auditor, err := audit.NewAuditor(audit.AuditorConfig{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +381,7 @@ func TestAuditHistoryCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cut postgres.BookingHistory
+	var cut audit.BookingHistory
 	if err := json.Unmarshal([]byte(out), &cut); err != nil {
 		t.Fatal(err)
 	}

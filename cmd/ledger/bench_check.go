@@ -12,6 +12,7 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // exactlyOnce is the result of the store check.
@@ -169,7 +170,7 @@ func verifyChains(ctx context.Context, db *sql.DB, streams []int64) (int, error)
 					once.Do(func() { firstErr = err })
 					return
 				}
-				if _, err := postgres.VerifyStream(events); err != nil {
+				if _, err := eventlog.VerifyStream(events); err != nil {
 					broken.Add(1)
 				}
 			}

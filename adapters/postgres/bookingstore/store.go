@@ -12,6 +12,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -155,14 +156,14 @@ func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Booking
 		}
 		newEvents[i] = postgres.NewEvent{Type: ev.EventType(), SchemaVersion: ev.SchemaVersion(), OccurredAt: occurredAt, CausationID: causationID, Payload: payload}
 	}
-	version, prev := 0, postgres.GenesisHash
+	version, prev := 0, eventlog.GenesisHash
 	if n := len(stored); n > 0 {
 		version, prev = stored[n-1].StreamVersion, stored[n-1].Hash
 	}
 	// The row is folded before the append: it only lacks the position,
 	// which the database assigns.
 	envs := envelopes(stored, prior, len(decided))
-	recordedAt := postgres.StorageTime(l.now())
+	recordedAt := eventlog.StorageTime(l.now())
 	for _, ev := range decided {
 		envs = append(envs, projections.Envelope{StreamID: int64(id), RecordedAt: recordedAt, Event: ev})
 	}

@@ -1,20 +1,20 @@
-package postgres_test
+package audit_test
 
 import (
 	"context"
 	"testing"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 )
 
 // BenchmarkVerify verifies a sealed ledger of 100,000 events; it reports
-// events/s (go test -run '^$' -bench Verify ./adapters/postgres/).
+// events/s (go test -run '^$' -bench Verify ./adapters/postgres/audit/).
 func BenchmarkVerify(b *testing.B) {
 	ctx := context.Background()
 	db, url := newDBURL(b)
 	n := ledgertest.Bulk(b, db, 10000, 10)
-	s, err := postgres.NewSealer(postgres.SealerConfig{DB: db, BatchSize: 5000})
+	s, err := audit.NewSealer(audit.SealerConfig{DB: db, BatchSize: 5000})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -23,7 +23,7 @@ func BenchmarkVerify(b *testing.B) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		r, err := postgres.Verify(ctx, url, postgres.VerifyConfig{})
+		r, err := audit.Verify(ctx, url, audit.VerifyConfig{})
 		if err != nil || !r.OK() || r.Events != int64(n) {
 			b.Fatalf("verify: %v %+v", err, r.Problems)
 		}

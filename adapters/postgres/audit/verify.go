@@ -1,4 +1,4 @@
-package postgres
+package audit
 
 import (
 	"bytes"
@@ -9,16 +9,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // SignatureChecker re-checks the Stripe signature of a stored raw event:
@@ -31,7 +32,7 @@ type SignatureChecker interface {
 type VerifyConfig struct {
 	// Anchor is a chain head kept outside the database; when set, the
 	// chain must still hold it, unchanged.
-	Anchor *Anchor
+	Anchor *eventlog.Anchor
 	// Signatures re-checks stored Stripe signatures; nil skips that check
 	// (no webhook secret configured).
 	Signatures SignatureChecker
@@ -87,14 +88,14 @@ type VerifyReport struct {
 	Sealed   int64 `json:"sealed"`
 	Unsealed int64 `json:"unsealed"`
 	// ChainLinks is the number of links of the global chain.
-	ChainLinks        int64         `json:"chain_links"`
-	InboxRows         int64         `json:"inbox_rows"`
-	DeliveryRows      int64         `json:"delivery_rows"`
-	SignaturesChecked int64         `json:"signatures_checked"`
-	Head              ChainHead     `json:"head"`
-	AnchorChecked     bool          `json:"anchor_checked"`
-	Problems          []Problem     `json:"problems"`
-	Duration          time.Duration `json:"duration_ns"`
+	ChainLinks        int64              `json:"chain_links"`
+	InboxRows         int64              `json:"inbox_rows"`
+	DeliveryRows      int64              `json:"delivery_rows"`
+	SignaturesChecked int64              `json:"signatures_checked"`
+	Head              eventlog.ChainHead `json:"head"`
+	AnchorChecked     bool               `json:"anchor_checked"`
+	Problems          []Problem          `json:"problems"`
+	Duration          time.Duration      `json:"duration_ns"`
 }
 
 // OK reports whether everything holds.
@@ -181,14 +182,14 @@ func Verify(ctx context.Context, databaseURL string, cfg VerifyConfig) (VerifyRe
 		}
 	}
 	if err := errors.Join(connErrs...); err != nil {
-		return VerifyReport{}, fmt.Errorf("postgres: verify: connect to %s: %w", Redact(databaseURL), err)
+		return VerifyReport{}, fmt.Errorf("audit: verify: connect to %s: %w", postgres.Redact(databaseURL), err)
 	}
 	ro := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 	var snapshot string
 	for i, c := range conns {
 		tx, err := c.BeginTx(ctx, ro)
 		if err != nil {
-			return VerifyReport{}, fmt.Errorf("postgres: verify: begin: %w", err)
+			return VerifyReport{}, fmt.Errorf("audit: verify: begin: %w", err)
 		}
 		defer tx.Rollback(context.WithoutCancel(ctx))
 		if i == 0 {
@@ -197,20 +198,20 @@ func Verify(ctx context.Context, databaseURL string, cfg VerifyConfig) (VerifyRe
 			_, err = tx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+strings.ReplaceAll(snapshot, "'", "")+`'`)
 		}
 		if err != nil {
-			return VerifyReport{}, fmt.Errorf("postgres: verify: share the snapshot: %w", err)
+			return VerifyReport{}, fmt.Errorf("audit: verify: share the snapshot: %w", err)
 		}
 		txs[i] = tx
 	}
 
 	v := &verifier{cfg: cfg, found: map[string]int{}}
-	head, err := lastLinkPgx(ctx, txs[0])
+	head, err := scanLastLink(txs[0].QueryRow(ctx, lastLinkSQL).Scan, pgx.ErrNoRows)
 	if err != nil {
 		return VerifyReport{}, err
 	}
-	v.report.Head = ChainHead{Seq: head.Seq, Position: head.Position, Hash: hex.EncodeToString(head.ChainHash), SealedAt: head.SealedAt}
+	v.report.Head = eventlog.ChainHead{Seq: head.Seq, Position: head.Position, Hash: hex.EncodeToString(head.ChainHash), SealedAt: head.SealedAt}
 	var lo, hi int64
 	if err := txs[0].QueryRow(ctx, `SELECT coalesce(min(position), 0), coalesce(max(position), 0) FROM ledger_events`).Scan(&lo, &hi); err != nil {
-		return VerifyReport{}, fmt.Errorf("postgres: verify: positions: %w", err)
+		return VerifyReport{}, fmt.Errorf("audit: verify: positions: %w", err)
 	}
 
 	othersDone := make(chan error, 1)
@@ -285,11 +286,9 @@ func (v *verifier) others(ctx context.Context, tx pgx.Tx, head ChainLink) error 
 // rawEvent is an event as the log pass reads it: the hashed fields, in
 // binary form, without conversions it does not need.
 type rawEvent struct {
-	position, streamID         int64
-	version, schemaVersion     int
-	occurredUS, recordedUS     int64 // microseconds since the Unix epoch
-	eventID, typ, causation    []byte
-	payload, prevHash, hashSum []byte
+	position int64
+	eventlog.Fields
+	hashSum []byte
 }
 
 // pgEpochMicros is 2000-01-01T00:00:00Z, PostgreSQL's timestamp epoch, in
@@ -325,7 +324,7 @@ func (v *verifier) events(ctx context.Context, txs []pgx.Tx, head ChainLink, lo,
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			var h eventHasher
+			var h eventlog.Hasher
 			for b := range batches {
 				for i := range b {
 					v.content(&h, &b[i])
@@ -438,7 +437,7 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 	// merged — whatever the statistics say (right after a bulk load they
 	// can make a hash join and an on-disk sort look cheaper).
 	if _, err := tx.Exec(ctx, `SET LOCAL enable_hashjoin = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off`); err != nil {
-		return fmt.Errorf("postgres: verify: plan settings: %w", err)
+		return fmt.Errorf("audit: verify: plan settings: %w", err)
 	}
 	rows, err := tx.Query(ctx, `SELECT e.position, e.stream_id, e.stream_version, e.schema_version, e.occurred_at, e.recorded_at,
 			e.event_id, e.event_type, e.causation_id, e.payload, e.prev_hash, e.hash, e.transaction_id,
@@ -447,7 +446,7 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 		WHERE e.position BETWEEN $1 AND $2
 		ORDER BY e.position`, formats, from, to)
 	if err != nil {
-		return fmt.Errorf("postgres: verify: read events: %w", err)
+		return fmt.Errorf("audit: verify: read events: %w", err)
 	}
 	defer rows.Close()
 	const batchSize = 512
@@ -466,22 +465,24 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 		if len(vals) != cols || len(vals[0]) != 8 || len(vals[1]) != 8 || len(vals[2]) != 4 || len(vals[3]) != 4 ||
 			len(vals[4]) != 8 || len(vals[5]) != 8 || len(vals[6]) != 16 || len(vals[9]) < 1 ||
 			len(vals[10]) != sha256.Size || len(vals[11]) != sha256.Size || len(vals[12]) != 8 {
-			return errors.New("postgres: verify: unexpected row layout")
+			return errors.New("audit: verify: unexpected row layout")
 		}
 		var uuid [36]byte
 		e := rawEvent{
-			position:      int64(binary.BigEndian.Uint64(vals[0])),
-			streamID:      int64(binary.BigEndian.Uint64(vals[1])),
-			version:       int(int32(binary.BigEndian.Uint32(vals[2]))),
-			schemaVersion: int(int32(binary.BigEndian.Uint32(vals[3]))),
-			occurredUS:    int64(binary.BigEndian.Uint64(vals[4])) + pgEpochMicros,
-			recordedUS:    int64(binary.BigEndian.Uint64(vals[5])) + pgEpochMicros,
-			eventID:       own(appendUUID(uuid[:0], vals[6])),
-			typ:           own(vals[7]),
-			causation:     own(vals[8]),
-			payload:       own(vals[9][1:]), // jsonb: a version byte, then text
-			prevHash:      own(vals[10]),
-			hashSum:       own(vals[11]),
+			position: int64(binary.BigEndian.Uint64(vals[0])),
+			Fields: eventlog.Fields{
+				StreamID:       int64(binary.BigEndian.Uint64(vals[1])),
+				StreamVersion:  int(int32(binary.BigEndian.Uint32(vals[2]))),
+				SchemaVersion:  int(int32(binary.BigEndian.Uint32(vals[3]))),
+				OccurredMicros: int64(binary.BigEndian.Uint64(vals[4])) + pgEpochMicros,
+				RecordedMicros: int64(binary.BigEndian.Uint64(vals[5])) + pgEpochMicros,
+				EventID:        own(appendUUID(uuid[:0], vals[6])),
+				Type:           own(vals[7]),
+				CausationID:    own(vals[8]),
+				Payload:        own(vals[9][1:]), // jsonb: a version byte, then text
+				PrevHash:       own(vals[10]),
+			},
+			hashSum: own(vals[11]),
 		}
 		rs.events++
 		v.linkStream(rs, &e)
@@ -489,14 +490,14 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 			v.unsealed(rs, &e, binary.BigEndian.Uint64(vals[12]), head)
 		} else {
 			if len(vals[13]) != 8 || len(vals[14]) != 8 {
-				return errors.New("postgres: verify: unexpected chain layout")
+				return errors.New("audit: verify: unexpected chain layout")
 			}
 			l := ChainLink{Seq: int64(binary.BigEndian.Uint64(vals[13])), Position: int64(binary.BigEndian.Uint64(vals[14])),
 				EventHash: vals[15], PrevChainHash: vals[16], ChainHash: vals[17]}
 			rs.sealed++
 			if !bytes.Equal(l.EventHash, e.hashSum) {
 				v.add(Problem{Position: e.position, Seq: l.Seq, Table: "ledger_events", Check: CheckChain,
-					Detail: fmt.Sprintf("stream %d version %d: hash differs from the one sealed at chain seq %d (the event was changed or moved)", e.streamID, e.version, l.Seq)})
+					Detail: fmt.Sprintf("stream %d version %d: hash differs from the one sealed at chain seq %d (the event was changed or moved)", e.StreamID, e.StreamVersion, l.Seq)})
 			}
 			v.chainLink(rs, l)
 		}
@@ -512,7 +513,7 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("postgres: verify: read events: %w", err)
+		return fmt.Errorf("audit: verify: read events: %w", err)
 	}
 	if len(batch) > 0 {
 		batches <- batch
@@ -520,6 +521,8 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 	}
 	return nil
 }
+
+const hexDigits = "0123456789abcdef"
 
 // appendUUID appends the canonical text form of a binary UUID, as
 // PostgreSQL's uuid_out writes it.
@@ -536,15 +539,15 @@ func appendUUID(dst, u []byte) []byte {
 // linkStream checks that e follows the previous event of its stream within
 // the range, and remembers the stream's first event in it for the merge.
 func (v *verifier) linkStream(rs *rangeState, e *rawEvent) {
-	edge := streamEdge{version: int32(e.version), position: e.position}
-	copy(edge.prev[:], e.prevHash)
+	edge := streamEdge{version: int32(e.StreamVersion), position: e.position}
+	copy(edge.prev[:], e.PrevHash)
 	copy(edge.hash[:], e.hashSum)
-	if prev, ok := rs.last[e.streamID]; ok {
-		v.follows(e.streamID, edge, prev, true)
+	if prev, ok := rs.last[e.StreamID]; ok {
+		v.follows(e.StreamID, edge, prev, true)
 	} else {
-		rs.first[e.streamID] = edge
+		rs.first[e.StreamID] = edge
 	}
-	rs.last[e.streamID] = edge
+	rs.last[e.StreamID] = edge
 }
 
 // unsealed handles an event without a link: an error up to the chain head
@@ -553,7 +556,7 @@ func (v *verifier) linkStream(rs *rangeState, e *rawEvent) {
 func (v *verifier) unsealed(rs *rangeState, e *rawEvent, txid uint64, head ChainLink) {
 	if txid < head.TransactionID || (txid == head.TransactionID && e.position < head.Position) {
 		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckCoverage,
-			Detail: fmt.Sprintf("stream %d version %d: not sealed in the global chain, though it precedes the chain head (inserted afterwards?)", e.streamID, e.version)})
+			Detail: fmt.Sprintf("stream %d version %d: not sealed in the global chain, though it precedes the chain head (inserted afterwards?)", e.StreamID, e.StreamVersion)})
 		return
 	}
 	rs.unsealed++
@@ -562,7 +565,7 @@ func (v *verifier) unsealed(rs *rangeState, e *rawEvent, txid uint64, head Chain
 // chainLink checks one link on its own (its hash, the anchor) and pairs it
 // with its neighbours.
 func (v *verifier) chainLink(rs *rangeState, l ChainLink) {
-	if !bytes.Equal(ChainHash(l.Seq, l.Position, l.EventHash, l.PrevChainHash), l.ChainHash) {
+	if !bytes.Equal(eventlog.ChainHash(l.Seq, l.Position, l.EventHash, l.PrevChainHash), l.ChainHash) {
 		v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckChain,
 			Detail: fmt.Sprintf("chain seq %d: link does not match its hash", l.Seq)})
 	}
@@ -587,14 +590,14 @@ func (v *verifier) closeChain(ctx context.Context, tx pgx.Tx, head ChainLink) er
 		rows, err := tx.Query(ctx, `SELECT c.seq, c.position, c.event_hash, c.prev_chain_hash, c.chain_hash FROM ledger_chain c
 			WHERE NOT EXISTS (SELECT 1 FROM ledger_events e WHERE e.position = c.position) ORDER BY c.seq`)
 		if err != nil {
-			return fmt.Errorf("postgres: verify: links without event: %w", err)
+			return fmt.Errorf("audit: verify: links without event: %w", err)
 		}
 		var orphans rangeState
 		for rows.Next() {
 			var l ChainLink
 			if err := rows.Scan(&l.Seq, &l.Position, &l.EventHash, &l.PrevChainHash, &l.ChainHash); err != nil {
 				rows.Close()
-				return fmt.Errorf("postgres: verify: links without event: %w", err)
+				return fmt.Errorf("audit: verify: links without event: %w", err)
 			}
 			v.report.ChainLinks++
 			v.add(Problem{Position: l.Position, Seq: l.Seq, Table: "ledger_chain", Check: CheckCoverage,
@@ -603,7 +606,7 @@ func (v *verifier) closeChain(ctx context.Context, tx pgx.Tx, head ChainLink) er
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("postgres: verify: links without event: %w", err)
+			return fmt.Errorf("audit: verify: links without event: %w", err)
 		}
 		v.report.AnchorChecked = v.report.AnchorChecked || orphans.anchorSeen
 		for _, p := range v.links.merge(&orphans.links) {
@@ -677,7 +680,7 @@ func (lp *linkPairs) add(l ChainLink) []Problem {
 	// Its predecessor.
 	switch {
 	case l.Seq == 1:
-		if !bytes.Equal(l.PrevChainHash, GenesisHash) {
+		if !bytes.Equal(l.PrevChainHash, eventlog.GenesisHash) {
 			problems = append(problems, prevMismatch(1, l.Position))
 		}
 	case lp.hasTail && lp.tailSeq == l.Seq-1:
@@ -761,16 +764,16 @@ func (lp *linkPairs) finish(head ChainLink) []Problem {
 }
 
 // content checks e's content against its stored hash.
-func (v *verifier) content(h *eventHasher, e *rawEvent) {
-	sum, err := h.hashRaw(e)
+func (v *verifier) content(h *eventlog.Hasher, e *rawEvent) {
+	sum, err := h.SumCanonical(&e.Fields)
 	if err != nil {
 		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckContent,
-			Detail: fmt.Sprintf("stream %d version %d: payload: %v", e.streamID, e.version, err)})
+			Detail: fmt.Sprintf("stream %d version %d: payload: %v", e.StreamID, e.StreamVersion, err)})
 		return
 	}
 	if !bytes.Equal(sum, e.hashSum) {
 		v.add(Problem{Position: e.position, Table: "ledger_events", Check: CheckContent,
-			Detail: fmt.Sprintf("stream %d version %d: content does not match its hash (changed after it was appended)", e.streamID, e.version)})
+			Detail: fmt.Sprintf("stream %d version %d: content does not match its hash (changed after it was appended)", e.StreamID, e.StreamVersion)})
 	}
 }
 
@@ -779,7 +782,7 @@ func (v *verifier) inbox(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
 	for _, table := range []string{"stripe_inbox", "stripe_deliveries"} {
 		rows, err := tx.Query(ctx, `SELECT id, event_id, payload, payload_sha256, signature_header FROM `+table+` ORDER BY id`)
 		if err != nil {
-			return fmt.Errorf("postgres: verify: read %s: %w", table, err)
+			return fmt.Errorf("audit: verify: read %s: %w", table, err)
 		}
 		for rows.Next() {
 			var id int64
@@ -787,7 +790,7 @@ func (v *verifier) inbox(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
 			var payload, sum []byte
 			if err := rows.Scan(&id, &eventID, &payload, &sum, &header); err != nil {
 				rows.Close()
-				return fmt.Errorf("postgres: verify: read %s: %w", table, err)
+				return fmt.Errorf("audit: verify: read %s: %w", table, err)
 			}
 			if table == "stripe_inbox" {
 				v.report.InboxRows++
@@ -810,7 +813,7 @@ func (v *verifier) inbox(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("postgres: verify: read %s: %w", table, err)
+			return fmt.Errorf("audit: verify: read %s: %w", table, err)
 		}
 	}
 	return nil
@@ -823,94 +826,17 @@ func (v *verifier) causes(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
 		WHERE e.causation_id LIKE 'evt\_%' AND NOT EXISTS (SELECT 1 FROM stripe_inbox i WHERE i.event_id = e.causation_id)
 		ORDER BY e.position LIMIT $1`, v.cfg.MaxProblems)
 	if err != nil {
-		return fmt.Errorf("postgres: verify: causes: %w", err)
+		return fmt.Errorf("audit: verify: causes: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var pos int64
 		var cause string
 		if err := rows.Scan(&pos, &cause); err != nil {
-			return fmt.Errorf("postgres: verify: causes: %w", err)
+			return fmt.Errorf("audit: verify: causes: %w", err)
 		}
 		v.add(Problem{Position: pos, Table: "ledger_events", Check: CheckCause,
 			Detail: fmt.Sprintf("caused by Stripe event %s, whose raw body is not in the inbox (deleted)", cause)})
 	}
 	return rows.Err()
-}
-
-// lastLinkPgx is lastLink on a pgx transaction.
-func lastLinkPgx(ctx context.Context, tx pgx.Tx) (ChainLink, error) {
-	l := ChainLink{ChainHash: GenesisHash}
-	var txid string
-	err := tx.QueryRow(ctx, `SELECT seq, position, transaction_id::text, event_hash, prev_chain_hash, chain_hash, sealed_at
-		FROM ledger_chain ORDER BY seq DESC LIMIT 1`).Scan(&l.Seq, &l.Position, &txid, &l.EventHash, &l.PrevChainHash, &l.ChainHash, &l.SealedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return ChainLink{ChainHash: GenesisHash}, nil
-	}
-	if err != nil {
-		return l, fmt.Errorf("postgres: verify: chain head: %w", err)
-	}
-	if l.TransactionID, err = strconv.ParseUint(txid, 10, 64); err != nil {
-		return l, fmt.Errorf("postgres: verify: chain head: %w", err)
-	}
-	l.SealedAt = l.SealedAt.UTC()
-	return l, nil
-}
-
-// eventHasher computes EventHash with reused buffers (the verifier's hot
-// path); TestEventHasherMatchesEventHash keeps the two identical.
-type eventHasher struct {
-	canon canonicalizer
-	h     hash.Hash
-	num   []byte
-	sum   []byte
-}
-
-func (x *eventHasher) hash(e *StoredEvent) ([]byte, error) {
-	return x.hashRaw(&rawEvent{
-		streamID: e.StreamID, version: e.StreamVersion, schemaVersion: e.SchemaVersion,
-		occurredUS: StorageTime(e.OccurredAt).UnixMicro(), recordedUS: StorageTime(e.RecordedAt).UnixMicro(),
-		eventID: []byte(e.EventID), typ: []byte(e.Type), causation: []byte(e.CausationID),
-		payload: e.Payload, prevHash: e.PrevHash,
-	})
-}
-
-func (x *eventHasher) hashRaw(e *rawEvent) ([]byte, error) {
-	payload, err := x.canon.canonical(e.payload)
-	if err != nil {
-		return nil, err
-	}
-	if x.h == nil {
-		x.h = sha256.New()
-	}
-	h := x.h
-	h.Reset()
-	var n [4]byte
-	field := func(b []byte) {
-		binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	fieldInt := func(i int64) {
-		x.num = strconv.AppendInt(x.num[:0], i, 10)
-		field(x.num)
-	}
-	fieldTime := func(us int64) {
-		x.num = time.UnixMicro(us).UTC().AppendFormat(x.num[:0], time.RFC3339Nano)
-		field(x.num)
-	}
-	x.num = append(x.num[:0], hashVersion...)
-	field(x.num)
-	field(e.eventID)
-	fieldInt(e.streamID)
-	fieldInt(int64(e.version))
-	field(e.typ)
-	fieldInt(int64(e.schemaVersion))
-	fieldTime(e.occurredUS)
-	fieldTime(e.recordedUS)
-	field(e.causation)
-	field(payload)
-	field(e.prevHash)
-	x.sum = h.Sum(x.sum[:0])
-	return x.sum, nil
 }

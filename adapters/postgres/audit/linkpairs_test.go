@@ -1,20 +1,22 @@
-package postgres
+package audit
 
 import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // chainOf builds n well-formed links.
 func chainOf(n int) []ChainLink {
 	links := make([]ChainLink, n)
-	prev := GenesisHash
+	prev := eventlog.GenesisHash
 	for i := range links {
 		seq := int64(i + 1)
-		ev := ChainHash(0, seq, prev, prev) // any 32 bytes
+		ev := eventlog.ChainHash(0, seq, prev, prev) // any 32 bytes
 		l := ChainLink{Seq: seq, Position: 10 * seq, EventHash: ev, PrevChainHash: prev}
-		l.ChainHash = ChainHash(seq, l.Position, ev, prev)
+		l.ChainHash = eventlog.ChainHash(seq, l.Position, ev, prev)
 		links[i] = l
 		prev = l.ChainHash
 	}

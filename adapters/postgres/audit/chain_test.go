@@ -1,7 +1,6 @@
-package postgres_test
+package audit_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -10,8 +9,10 @@ import (
 	"testing"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // testEvent is newEvent caused by a test, not by a Stripe event (whose raw
@@ -36,9 +37,9 @@ func newDBURL(t testing.TB) (*sql.DB, string) {
 	return db, url
 }
 
-func newSealer(t *testing.T, db *sql.DB, batch int) *postgres.Sealer {
+func newSealer(t *testing.T, db *sql.DB, batch int) *audit.Sealer {
 	t.Helper()
-	s, err := postgres.NewSealer(postgres.SealerConfig{DB: db, BatchSize: batch})
+	s, err := audit.NewSealer(audit.SealerConfig{DB: db, BatchSize: batch})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestSealerChainsEveryEventOnceInCommitOrder(t *testing.T) {
 	ctx := context.Background()
 	db, url := newDBURL(t)
 	store := postgres.NewEventStore(postgres.EventStoreConfig{})
-	sealers := []*postgres.Sealer{newSealer(t, db, 7), newSealer(t, db, 3), newSealer(t, db, 50)}
+	sealers := []*audit.Sealer{newSealer(t, db, 7), newSealer(t, db, 3), newSealer(t, db, 50)}
 
 	stop := make(chan struct{})
 	var sealWG sync.WaitGroup
@@ -153,7 +154,7 @@ func TestSealerChainsEveryEventOnceInCommitOrder(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("chain order %v\nwant %v", got, want)
 	}
-	report, err := postgres.Verify(ctx, url, postgres.VerifyConfig{})
+	report, err := audit.Verify(ctx, url, audit.VerifyConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,35 +219,6 @@ func TestSealerWaitsForEarlierTransactions(t *testing.T) {
 	}
 }
 
-// TestChainHashCoversEveryField: changing any input changes the hash.
-func TestChainHashCoversEveryField(t *testing.T) {
-	h := bytes.Repeat([]byte{1}, 32)
-	p := bytes.Repeat([]byte{2}, 32)
-	base := postgres.ChainHash(5, 17, h, p)
-	for name, other := range map[string][]byte{
-		"seq":        postgres.ChainHash(6, 17, h, p),
-		"position":   postgres.ChainHash(5, 18, h, p),
-		"event hash": postgres.ChainHash(5, 17, p, p),
-		"prev hash":  postgres.ChainHash(5, 17, h, h),
-	} {
-		if bytes.Equal(base, other) {
-			t.Errorf("changing the %s leaves the chain hash unchanged", name)
-		}
-	}
-}
-
-func TestParseAnchor(t *testing.T) {
-	good := fmt.Sprintf("42:%x", bytes.Repeat([]byte{0xab}, 32))
-	if a, err := postgres.ParseAnchor(good); err != nil || a.Position != 42 || len(a.Hash) != 32 {
-		t.Fatalf("ParseAnchor(%q) = %+v, %v", good, a, err)
-	}
-	for _, bad := range []string{"", "42", "x:ab", "0:" + good[3:], "42:abc", "-1:" + good[3:], "42:" + good[3:] + "00"} {
-		if _, err := postgres.ParseAnchor(bad); err == nil {
-			t.Errorf("ParseAnchor(%q) accepted", bad)
-		}
-	}
-}
-
 // TestVerifyUntouchedSeededLedger: a realistic ledger, sealed, verifies,
 // including every stored Stripe signature.
 func TestVerifyUntouchedSeededLedger(t *testing.T) {
@@ -256,15 +228,15 @@ func TestVerifyUntouchedSeededLedger(t *testing.T) {
 	if _, err := newSealer(t, db, 10).SealCommitted(ctx); err != nil {
 		t.Fatal(err)
 	}
-	head, err := postgres.Head(ctx, db)
+	head, err := audit.Head(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	anchor, err := postgres.ParseAnchor(head.Anchor())
+	anchor, err := eventlog.ParseAnchor(head.Anchor())
 	if err != nil {
 		t.Fatal(err)
 	}
-	report, err := postgres.Verify(ctx, url, postgres.VerifyConfig{Anchor: &anchor, Signatures: ledgertest.Signatures(t)})
+	report, err := audit.Verify(ctx, url, audit.VerifyConfig{Anchor: &anchor, Signatures: ledgertest.Signatures(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +261,7 @@ func TestVerifyRangesAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ranges := range []int{1, 2, 3, 8, 50} {
-		r, err := postgres.Verify(ctx, url, postgres.VerifyConfig{Ranges: ranges})
+		r, err := audit.Verify(ctx, url, audit.VerifyConfig{Ranges: ranges})
 		if err != nil || !r.OK() || r.Sealed != r.Events || r.ChainLinks != r.Events {
 			t.Fatalf("untouched, %d ranges: %v %+v", ranges, err, r.Problems)
 		}
@@ -311,9 +283,9 @@ func TestVerifyRangesAgree(t *testing.T) {
 	if _, err := db.Exec(`ALTER TABLE ledger_events ENABLE TRIGGER USER`); err != nil {
 		t.Fatal(err)
 	}
-	var want []postgres.Problem
+	var want []audit.Problem
 	for _, ranges := range []int{1, 2, 3, 8, 50} {
-		r, err := postgres.Verify(ctx, url, postgres.VerifyConfig{Ranges: ranges})
+		r, err := audit.Verify(ctx, url, audit.VerifyConfig{Ranges: ranges})
 		if err != nil {
 			t.Fatal(err)
 		}

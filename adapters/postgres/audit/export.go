@@ -1,4 +1,4 @@
-package postgres
+package audit
 
 import (
 	"bufio"
@@ -13,7 +13,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // Export formats.
@@ -115,7 +117,7 @@ func Export(ctx context.Context, db *sql.DB, w io.Writer, q ExportQuery) (Export
 			return res, err
 		}
 	}
-	var canon canonicalizer
+	var canon eventlog.Canonicalizer
 	var enc lineEncoder
 	for {
 		page := q.PageSize
@@ -125,21 +127,21 @@ func Export(ctx context.Context, db *sql.DB, w io.Writer, q ExportQuery) (Export
 				break
 			}
 		}
-		rows, err := db.QueryContext(ctx, `SELECT `+SelectColumns+` FROM ledger_events
+		rows, err := db.QueryContext(ctx, `SELECT `+postgres.SelectColumns+` FROM ledger_events
 			WHERE position > $1 AND position <= $2
 			AND ($3::timestamptz IS NULL OR recorded_at >= $3) AND ($4::timestamptz IS NULL OR recorded_at < $4)
 			ORDER BY position LIMIT $5`, res.Last, res.Settled, nullTime(q.From), nullTime(q.To), page)
 		if err != nil {
-			return res, fmt.Errorf("postgres: export after %d: %w", res.Last, err)
+			return res, fmt.Errorf("audit: export after %d: %w", res.Last, err)
 		}
 		n := 0
 		for rows.Next() {
-			e, err := ScanEvent(rows)
+			e, err := postgres.ScanEvent(rows)
 			if err != nil {
 				rows.Close()
-				return res, fmt.Errorf("postgres: export after %d: %w", res.Last, err)
+				return res, fmt.Errorf("audit: export after %d: %w", res.Last, err)
 			}
-			data, err := canon.canonical(e.Payload)
+			data, err := canon.Canonical(e.Payload)
 			if err != nil {
 				// Still export it as stored: the verifier reports it.
 				data = e.Payload
@@ -154,14 +156,14 @@ func Export(ctx context.Context, db *sql.DB, w io.Writer, q ExportQuery) (Export
 			}
 			if err != nil {
 				rows.Close()
-				return res, fmt.Errorf("postgres: export position %d: %w", e.Position, err)
+				return res, fmt.Errorf("audit: export position %d: %w", e.Position, err)
 			}
 			n++
 			res.Events++
 			res.Last = e.Position
 		}
 		if err := rows.Err(); err != nil {
-			return res, fmt.Errorf("postgres: export after %d: %w", res.Last, err)
+			return res, fmt.Errorf("audit: export after %d: %w", res.Last, err)
 		}
 		rows.Close()
 		if q.Progress != nil {
@@ -180,7 +182,7 @@ func Export(ctx context.Context, db *sql.DB, w io.Writer, q ExportQuery) (Export
 	return res, bw.Flush()
 }
 
-func exportLine(e StoredEvent, data []byte) ExportLine {
+func exportLine(e eventlog.StoredEvent, data []byte) ExportLine {
 	md := e.Metadata
 	if md == nil {
 		md = map[string]string{}
@@ -188,7 +190,7 @@ func exportLine(e StoredEvent, data []byte) ExportLine {
 	return ExportLine{
 		Position: e.Position, EventID: e.EventID, StreamID: e.StreamID, StreamVersion: e.StreamVersion,
 		Type: e.Type, SchemaVersion: e.SchemaVersion,
-		OccurredAt: formatTime(e.OccurredAt), RecordedAt: formatTime(e.RecordedAt),
+		OccurredAt: eventlog.FormatTime(e.OccurredAt), RecordedAt: eventlog.FormatTime(e.RecordedAt),
 		CausationID: e.CausationID, Data: data, Metadata: md,
 		PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash),
 	}
@@ -202,7 +204,7 @@ type lineEncoder struct {
 }
 
 // line returns e's JSON line with its newline, valid until the next call.
-func (le *lineEncoder) line(e StoredEvent, data []byte) ([]byte, error) {
+func (le *lineEncoder) line(e eventlog.StoredEvent, data []byte) ([]byte, error) {
 	if le.enc == nil {
 		le.enc = json.NewEncoder(&le.buf)
 		le.enc.SetEscapeHTML(false)
@@ -214,7 +216,7 @@ func (le *lineEncoder) line(e StoredEvent, data []byte) ([]byte, error) {
 	return le.buf.Bytes(), nil
 }
 
-func csvRecord(e StoredEvent, data []byte) []string {
+func csvRecord(e eventlog.StoredEvent, data []byte) []string {
 	l := exportLine(e, data)
 	var le lineEncoder
 	le.enc = json.NewEncoder(&le.buf)

@@ -1,12 +1,41 @@
-package postgres
+package eventlog
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"unicode/utf16"
 	"unicode/utf8"
 )
+
+// CanonicalJSON re-encodes a JSON document with sorted object keys, no
+// insignificant white space and numbers kept as written, so that what Go
+// wrote and what JSONB gives back hash alike. Appends, VerifyStream and the
+// verifier all use it; it runs the one-pass canonicalizer (canonicalFast),
+// whose output is defined as canonicalReference's.
+func CanonicalJSON(doc []byte) ([]byte, error) { return canonicalFast(doc) }
+
+// canonicalReference defines the canonical form: decode with numbers kept
+// as written, re-encode with encoding/json (sorted keys, no HTML escaping).
+// The fast path falls back to it for anything unusual, and
+// FuzzCanonicalFast checks the two agree.
+func canonicalReference(doc []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("canonical json: %w", err)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("canonical json: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
 
 // canonicalFast returns exactly what canonicalReference returns for doc,
 // several times faster (every append and every verified event goes through
@@ -15,20 +44,22 @@ import (
 // data, invalid JSON), so the two never disagree; FuzzCanonicalFast checks
 // that.
 func canonicalFast(doc []byte) ([]byte, error) {
-	var c canonicalizer
-	out, err := c.canonical(doc)
+	var c Canonicalizer
+	out, err := c.Canonical(doc)
 	return bytes.Clone(out), err
 }
 
-// canonicalizer is canonicalFast with buffers reused from call to call;
-// one per goroutine.
-type canonicalizer struct {
+// Canonicalizer computes CanonicalJSON with buffers reused from call to
+// call, for loops over many events (the verifier, the export); one per
+// goroutine. Its zero value is ready to use.
+type Canonicalizer struct {
 	p   canonParser
 	out []byte
 }
 
-// canonical returns the canonical form of doc, valid until the next call.
-func (c *canonicalizer) canonical(doc []byte) ([]byte, error) {
+// Canonical returns the canonical form of doc (CanonicalJSON), valid until
+// the next call.
+func (c *Canonicalizer) Canonical(doc []byte) ([]byte, error) {
 	c.p.s, c.p.i, c.p.depth = doc, 0, 0
 	c.p.skipWS()
 	out, err := c.p.value(c.out[:0])

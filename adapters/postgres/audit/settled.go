@@ -1,4 +1,4 @@
-package postgres
+package audit
 
 import (
 	"context"
@@ -29,12 +29,12 @@ func SettledPosition(ctx context.Context, db *sql.DB, poll time.Duration) (int64
 	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("postgres: settled position: %w", err)
+		return 0, fmt.Errorf("audit: settled position: %w", err)
 	}
 	defer conn.Close()
 	var last int64
 	if err := conn.QueryRowContext(ctx, `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ledger_events_position_seq`).Scan(&last); err != nil {
-		return 0, fmt.Errorf("postgres: settled position: sequence: %w", err)
+		return 0, fmt.Errorf("audit: settled position: sequence: %w", err)
 	}
 	// Read after the sequence: a transaction that drew a position ≤ last
 	// held the lock before drawing it, and holds it until it ends.
@@ -45,7 +45,7 @@ func SettledPosition(ctx context.Context, db *sql.DB, poll time.Duration) (int64
 		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		AND mode = 'RowExclusiveLock' AND granted AND pid <> pg_backend_pid()`).Scan(pq.Array(&holders))
 	if err != nil {
-		return 0, fmt.Errorf("postgres: settled position: appenders: %w", err)
+		return 0, fmt.Errorf("audit: settled position: appenders: %w", err)
 	}
 	for len(holders) > 0 {
 		// Every transaction holds the lock on its own virtual transaction
@@ -54,7 +54,7 @@ func SettledPosition(ctx context.Context, db *sql.DB, poll time.Duration) (int64
 		err := conn.QueryRowContext(ctx, `SELECT coalesce(array_agg(virtualxid), '{}') FROM pg_locks
 			WHERE locktype = 'virtualxid' AND virtualxid = ANY($1::text[])`, pq.Array(holders)).Scan(pq.Array(&running))
 		if err != nil {
-			return 0, fmt.Errorf("postgres: settled position: appenders: %w", err)
+			return 0, fmt.Errorf("audit: settled position: appenders: %w", err)
 		}
 		holders = running
 		if len(holders) == 0 {
@@ -62,7 +62,7 @@ func SettledPosition(ctx context.Context, db *sql.DB, poll time.Duration) (int64
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("postgres: settled position: %d appending transaction(s) still running: %w", len(holders), ctx.Err())
+			return 0, fmt.Errorf("audit: settled position: %d appending transaction(s) still running: %w", len(holders), ctx.Err())
 		case <-time.After(poll):
 		}
 	}

@@ -1,50 +1,21 @@
-package postgres
+package audit
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/lib/pq"
 
-	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
-
-// chainHashVersion names the layout hashed by ChainHash.
-const chainHashVersion = "ledger-chain-hash-v1"
-
-// ChainHash is the hash of the global chain's link number seq: SHA-256 over
-// the length-prefixed layout version, seq, the event's global position, the
-// event's own hash (EventHash) and the previous link's chain hash
-// (GenesisHash for seq 1). Covering the position means that two events
-// whose positions were swapped no longer match their links.
-func ChainHash(seq, position int64, eventHash, prevChainHash []byte) []byte {
-	var buf [4 + len(chainHashVersion) + 4 + 8 + 4 + 8 + 4 + sha256.Size + 4 + sha256.Size]byte
-	b := buf[:0]
-	field := func(p []byte) {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
-		b = append(b, p...)
-	}
-	var n [8]byte
-	field([]byte(chainHashVersion))
-	binary.BigEndian.PutUint64(n[:], uint64(seq))
-	field(n[:])
-	binary.BigEndian.PutUint64(n[:], uint64(position))
-	field(n[:])
-	field(eventHash)
-	field(prevChainHash)
-	sum := sha256.Sum256(b)
-	return sum[:]
-}
 
 // ChainLink is one row of the global chain (table ledger_chain).
 type ChainLink struct {
@@ -55,47 +26,6 @@ type ChainLink struct {
 	PrevChainHash []byte
 	ChainHash     []byte
 	SealedAt      time.Time
-}
-
-// ChainHead is the newest link of the global chain. Kept outside the
-// database (printed by `ledger audit head`), it lets `ledger audit verify
-// --anchor` detect that the newest events were deleted together with their
-// links.
-type ChainHead struct {
-	Seq      int64     `json:"seq"`
-	Position int64     `json:"position"`
-	Hash     string    `json:"hash"`
-	SealedAt time.Time `json:"sealed_at"`
-}
-
-// Anchor is the "POS:HASH" form of the head, as --anchor takes it.
-func (h ChainHead) Anchor() string {
-	return strconv.FormatInt(h.Position, 10) + ":" + h.Hash
-}
-
-// Anchor is a chain head kept outside the database: the position of an
-// event and the chain hash of its link.
-type Anchor struct {
-	Position int64
-	Hash     []byte
-}
-
-// ParseAnchor reads "POS:HASH" (HASH 64 hex digits). Errors wrap
-// domain.ErrInvalid.
-func ParseAnchor(s string) (Anchor, error) {
-	pos, h, ok := strings.Cut(strings.TrimSpace(s), ":")
-	if !ok {
-		return Anchor{}, fmt.Errorf("anchor %q: want POS:HASH: %w", s, domain.ErrInvalid)
-	}
-	p, err := strconv.ParseInt(pos, 10, 64)
-	if err != nil || p <= 0 {
-		return Anchor{}, fmt.Errorf("anchor %q: position must be a positive integer: %w", s, domain.ErrInvalid)
-	}
-	hash, err := hex.DecodeString(h)
-	if err != nil || len(hash) != sha256.Size {
-		return Anchor{}, fmt.Errorf("anchor %q: hash must be 64 hex digits: %w", s, domain.ErrInvalid)
-	}
-	return Anchor{Position: p, Hash: hash}, nil
 }
 
 // chainLockID is the advisory lock that lets one sealer at a time extend
@@ -127,10 +57,10 @@ func (c *SealerConfig) setDefaults() {
 // Validate reports a configuration that cannot work.
 func (c SealerConfig) Validate() error {
 	if c.DB == nil {
-		return errors.New("postgres: sealer needs a database")
+		return errors.New("audit: sealer needs a database")
 	}
 	if c.Interval < 0 || c.BatchSize < 0 {
-		return errors.New("postgres: sealer interval and batch size must be positive")
+		return errors.New("audit: sealer interval and batch size must be positive")
 	}
 	return nil
 }
@@ -216,13 +146,13 @@ func (s *Sealer) SealCommitted(ctx context.Context) (int, error) {
 	// them are sealable.
 	var xmax string
 	if err := s.cfg.DB.QueryRowContext(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text`).Scan(&xmax); err != nil {
-		return 0, fmt.Errorf("postgres: seal committed: %w", err)
+		return 0, fmt.Errorf("audit: seal committed: %w", err)
 	}
 	total := 0
 	for {
 		var done bool
 		if err := s.cfg.DB.QueryRowContext(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8`, xmax).Scan(&done); err != nil {
-			return total, fmt.Errorf("postgres: seal committed: %w", err)
+			return total, fmt.Errorf("audit: seal committed: %w", err)
 		}
 		n, err := s.SealAll(ctx)
 		total += n
@@ -231,7 +161,7 @@ func (s *Sealer) SealCommitted(ctx context.Context) (int, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return total, fmt.Errorf("postgres: seal committed: older transactions still running: %w", ctx.Err())
+			return total, fmt.Errorf("audit: seal committed: older transactions still running: %w", ctx.Err())
 		case <-time.After(s.cfg.Interval):
 		}
 	}
@@ -250,16 +180,16 @@ func (s *Sealer) sealBatch(ctx context.Context, wait bool) (int, error) {
 	// previous lock holder committed is visible once the lock is ours, and
 	// the event query's visibility and its xmin bound come from one and the
 	// same statement snapshot.
-	err := Transact(ctx, s.cfg.DB, func(ctx context.Context, tx *sql.Tx) error {
+	err := postgres.Transact(ctx, s.cfg.DB, func(ctx context.Context, tx *sql.Tx) error {
 		n = 0
 		if wait {
 			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(chainLockID)); err != nil {
-				return fmt.Errorf("postgres: chain lock: %w", err)
+				return fmt.Errorf("audit: chain lock: %w", err)
 			}
 		} else {
 			var got bool
 			if err := tx.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(chainLockID)).Scan(&got); err != nil {
-				return fmt.Errorf("postgres: chain lock: %w", err)
+				return fmt.Errorf("audit: chain lock: %w", err)
 			}
 			if !got {
 				return nil
@@ -276,7 +206,7 @@ func (s *Sealer) sealBatch(ctx context.Context, wait bool) (int, error) {
 			ORDER BY transaction_id, position
 			LIMIT $3`, strconv.FormatUint(last.TransactionID, 10), last.Position, s.cfg.BatchSize)
 		if err != nil {
-			return fmt.Errorf("postgres: events to seal: %w", err)
+			return fmt.Errorf("audit: events to seal: %w", err)
 		}
 		var (
 			seqs, positions []int64
@@ -292,10 +222,10 @@ func (s *Sealer) sealBatch(ctx context.Context, wait bool) (int, error) {
 			var hash []byte
 			if err := rows.Scan(&pos, &txid, &hash); err != nil {
 				rows.Close()
-				return fmt.Errorf("postgres: events to seal: %w", err)
+				return fmt.Errorf("audit: events to seal: %w", err)
 			}
 			seq++
-			ch := ChainHash(seq, pos, hash, prev)
+			ch := eventlog.ChainHash(seq, pos, hash, prev)
 			seqs = append(seqs, seq)
 			positions = append(positions, pos)
 			txids = append(txids, strconv.FormatUint(uint64(txid), 10))
@@ -305,10 +235,10 @@ func (s *Sealer) sealBatch(ctx context.Context, wait bool) (int, error) {
 			prev = ch
 		}
 		if err := rows.Close(); err != nil {
-			return fmt.Errorf("postgres: events to seal: %w", err)
+			return fmt.Errorf("audit: events to seal: %w", err)
 		}
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("postgres: events to seal: %w", err)
+			return fmt.Errorf("audit: events to seal: %w", err)
 		}
 		if len(seqs) == 0 {
 			return nil
@@ -319,7 +249,7 @@ func (s *Sealer) sealBatch(ctx context.Context, wait bool) (int, error) {
 			pq.Array(seqs), pq.Array(positions), pq.Array(txids),
 			pq.ByteaArray(eventHashes), pq.ByteaArray(prevHashes), pq.ByteaArray(chainHashes))
 		if err != nil {
-			return fmt.Errorf("postgres: seal %d events: %w", len(seqs), err)
+			return fmt.Errorf("audit: seal %d events: %w", len(seqs), err)
 		}
 		n = len(seqs)
 		return nil
@@ -330,37 +260,49 @@ func (s *Sealer) sealBatch(ctx context.Context, wait bool) (int, error) {
 	return n, nil
 }
 
+// lastLinkSQL reads the newest link of the chain; the sealer (database/sql)
+// and the verifier (pgx) both run it and read it with scanLastLink.
+const lastLinkSQL = `SELECT seq, position, transaction_id::text, event_hash, prev_chain_hash, chain_hash, sealed_at
+	FROM ledger_chain ORDER BY seq DESC LIMIT 1`
+
 // lastLink is the newest link of the chain, or the zero link (seq 0,
 // GenesisHash) for an empty chain.
-func lastLink(ctx context.Context, q Querier) (ChainLink, error) {
-	l := ChainLink{ChainHash: GenesisHash}
-	var txid wsql.XID8
-	err := q.QueryRowContext(ctx, `SELECT seq, position, transaction_id, event_hash, prev_chain_hash, chain_hash, sealed_at
-		FROM ledger_chain ORDER BY seq DESC LIMIT 1`).Scan(&l.Seq, &l.Position, &txid, &l.EventHash, &l.PrevChainHash, &l.ChainHash, &l.SealedAt)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ChainLink{ChainHash: GenesisHash}, nil
+func lastLink(ctx context.Context, q postgres.Querier) (ChainLink, error) {
+	return scanLastLink(q.QueryRowContext(ctx, lastLinkSQL).Scan, sql.ErrNoRows)
+}
+
+// scanLastLink scans the row of lastLinkSQL with the driver's scan; noRows
+// is the driver's error for an empty result.
+func scanLastLink(scan func(dest ...any) error, noRows error) (ChainLink, error) {
+	l := ChainLink{ChainHash: eventlog.GenesisHash}
+	var txid string
+	err := scan(&l.Seq, &l.Position, &txid, &l.EventHash, &l.PrevChainHash, &l.ChainHash, &l.SealedAt)
+	if errors.Is(err, noRows) {
+		return ChainLink{ChainHash: eventlog.GenesisHash}, nil
 	}
 	if err != nil {
-		return l, fmt.Errorf("postgres: chain head: %w", err)
+		return l, fmt.Errorf("audit: chain head: %w", err)
 	}
-	l.TransactionID = uint64(txid)
+	if l.TransactionID, err = strconv.ParseUint(txid, 10, 64); err != nil {
+		return l, fmt.Errorf("audit: chain head: %w", err)
+	}
 	l.SealedAt = l.SealedAt.UTC()
 	return l, nil
 }
 
-// Head returns the newest link of the chain; the zero ChainHead (seq 0,
-// GenesisHash) when nothing is sealed yet.
-func Head(ctx context.Context, q Querier) (ChainHead, error) {
+// Head returns the newest link of the chain; the zero eventlog.ChainHead (seq 0,
+// eventlog.GenesisHash) when nothing is sealed yet.
+func Head(ctx context.Context, q postgres.Querier) (eventlog.ChainHead, error) {
 	l, err := lastLink(ctx, q)
 	if err != nil {
-		return ChainHead{}, err
+		return eventlog.ChainHead{}, err
 	}
-	return ChainHead{Seq: l.Seq, Position: l.Position, Hash: hex.EncodeToString(l.ChainHash), SealedAt: l.SealedAt}, nil
+	return eventlog.ChainHead{Seq: l.Seq, Position: l.Position, Hash: hex.EncodeToString(l.ChainHash), SealedAt: l.SealedAt}, nil
 }
 
 // ChainStatus summarizes the chain for the auditor UI.
 type ChainStatus struct {
-	Head ChainHead `json:"head"`
+	Head eventlog.ChainHead `json:"head"`
 	// Events is the number of events in the log, Sealed the number of
 	// links, Unsealed the events not sealed yet.
 	Events   int64 `json:"events"`
@@ -368,16 +310,16 @@ type ChainStatus struct {
 	Unsealed int64 `json:"unsealed"`
 }
 
-// Status returns the chain head and how many events are sealed. It counts
+// chainStatus returns the chain head and how many events are sealed. It counts
 // every row of both tables: meant for a status page, not a hot path.
-func Status(ctx context.Context, q Querier) (ChainStatus, error) {
+func chainStatus(ctx context.Context, q postgres.Querier) (ChainStatus, error) {
 	var st ChainStatus
 	var err error
 	if st.Head, err = Head(ctx, q); err != nil {
 		return st, err
 	}
 	if err := q.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM ledger_events), (SELECT count(*) FROM ledger_chain)`).Scan(&st.Events, &st.Sealed); err != nil {
-		return st, fmt.Errorf("postgres: chain status: %w", err)
+		return st, fmt.Errorf("audit: chain status: %w", err)
 	}
 	st.Unsealed = max(st.Events-st.Sealed, 0)
 	return st, nil

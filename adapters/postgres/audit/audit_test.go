@@ -1,4 +1,4 @@
-package postgres_test
+package audit_test
 
 import (
 	"bufio"
@@ -18,15 +18,17 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 	"github.com/booking-ledger/ledger/projections"
 )
 
-func newAuditor(t *testing.T, db *sql.DB) *postgres.Auditor {
+func newAuditor(t *testing.T, db *sql.DB) *audit.Auditor {
 	t.Helper()
-	a, err := postgres.NewAuditor(postgres.AuditorConfig{DB: db})
+	a, err := audit.NewAuditor(audit.AuditorConfig{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +167,7 @@ func TestHistoryShowsEveryRawEvent(t *testing.T) {
 			}
 		}
 		var got []string
-		byID := map[string]postgres.StripeRecord{}
+		byID := map[string]audit.StripeRecord{}
 		for _, r := range h.StripeEvents {
 			got = append(got, r.ID+"/"+r.Outcome)
 			kinds[r.Outcome+"/"+r.MatchedBy]++
@@ -203,10 +205,10 @@ func TestHistoryShowsEveryRawEvent(t *testing.T) {
 	}
 }
 
-func exportString(t *testing.T, db *sql.DB, q postgres.ExportQuery) (string, postgres.ExportResult) {
+func exportString(t *testing.T, db *sql.DB, q audit.ExportQuery) (string, audit.ExportResult) {
 	t.Helper()
 	var buf bytes.Buffer
-	res, err := postgres.Export(context.Background(), db, &buf, q)
+	res, err := audit.Export(context.Background(), db, &buf, q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +221,7 @@ func exportString(t *testing.T, db *sql.DB, q postgres.ExportQuery) (string, pos
 func TestExportPagesAndRanges(t *testing.T) {
 	db := pgtest.NewDB(t)
 	seeded := ledgertest.Seed(t, db, ledgertest.Options{Bookings: 10, Seed: 3})
-	whole, res := exportString(t, db, postgres.ExportQuery{})
+	whole, res := exportString(t, db, audit.ExportQuery{})
 	lines := strings.SplitAfter(whole, "\n")
 	lines = lines[:len(lines)-1]
 	if int64(len(lines)) != res.Events || res.Events == 0 {
@@ -229,7 +231,7 @@ func TestExportPagesAndRanges(t *testing.T) {
 		var paged strings.Builder
 		after := int64(0)
 		for {
-			page, r := exportString(t, db, postgres.ExportQuery{After: after, Limit: size, PageSize: 2})
+			page, r := exportString(t, db, audit.ExportQuery{After: after, Limit: size, PageSize: 2})
 			paged.WriteString(page)
 			if r.Events == 0 {
 				break
@@ -241,9 +243,9 @@ func TestExportPagesAndRanges(t *testing.T) {
 		}
 	}
 
-	var events []postgres.ExportLine
+	var events []audit.ExportLine
 	for _, l := range lines {
-		var e postgres.ExportLine
+		var e audit.ExportLine
 		if err := json.Unmarshal([]byte(l), &e); err != nil {
 			t.Fatal(err)
 		}
@@ -252,7 +254,7 @@ func TestExportPagesAndRanges(t *testing.T) {
 		occurred, _ := time.Parse(time.RFC3339Nano, e.OccurredAt)
 		recorded, _ := time.Parse(time.RFC3339Nano, e.RecordedAt)
 		prev, _ := hex.DecodeString(e.PrevHash)
-		sum := postgres.EventHash(postgres.StoredEvent{EventID: e.EventID, StreamID: e.StreamID, StreamVersion: e.StreamVersion,
+		sum := eventlog.EventHash(postgres.StoredEvent{EventID: e.EventID, StreamID: e.StreamID, StreamVersion: e.StreamVersion,
 			Type: e.Type, SchemaVersion: e.SchemaVersion, OccurredAt: occurred, RecordedAt: recorded,
 			CausationID: e.CausationID, Payload: e.Data}, prev)
 		if hex.EncodeToString(sum) != e.Hash {
@@ -261,7 +263,7 @@ func TestExportPagesAndRanges(t *testing.T) {
 	}
 
 	from, to := seeded.Steps[5].At, seeded.Steps[len(seeded.Steps)-5].At
-	ranged, _ := exportString(t, db, postgres.ExportQuery{From: from, To: to})
+	ranged, _ := exportString(t, db, audit.ExportQuery{From: from, To: to})
 	var want strings.Builder
 	for i, e := range events {
 		recorded, _ := time.Parse(time.RFC3339Nano, e.RecordedAt)
@@ -273,7 +275,7 @@ func TestExportPagesAndRanges(t *testing.T) {
 		t.Fatalf("range [%s, %s) export:\n%s\nwant\n%s", from, to, ranged, want.String())
 	}
 
-	csvOut, _ := exportString(t, db, postgres.ExportQuery{Format: postgres.FormatCSV})
+	csvOut, _ := exportString(t, db, audit.ExportQuery{Format: audit.FormatCSV})
 	records, err := csv.NewReader(strings.NewReader(csvOut)).ReadAll()
 	if err != nil {
 		t.Fatal(err)
@@ -308,7 +310,7 @@ func TestSettledPositionWaitsForOpenAppends(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	if pos, err := postgres.SettledPosition(short, db, 0); !errors.Is(err, context.DeadlineExceeded) {
+	if pos, err := audit.SettledPosition(short, db, 0); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("settled position %d, %v while an append is open; want it to wait", pos, err)
 	}
 	done := make(chan struct{})
@@ -316,7 +318,7 @@ func TestSettledPositionWaitsForOpenAppends(t *testing.T) {
 	var settledErr error
 	go func() {
 		defer close(done)
-		settled, settledErr = postgres.SettledPosition(ctx, db, 0)
+		settled, settledErr = audit.SettledPosition(ctx, db, 0)
 	}()
 	if err := open.Commit(); err != nil {
 		t.Fatal(err)
@@ -325,11 +327,11 @@ func TestSettledPositionWaitsForOpenAppends(t *testing.T) {
 	if settledErr != nil || settled != 2 {
 		t.Fatalf("settled %d, %v; want 2", settled, settledErr)
 	}
-	out, _ := exportString(t, db, postgres.ExportQuery{})
+	out, _ := exportString(t, db, audit.ExportQuery{})
 	sc := bufio.NewScanner(strings.NewReader(out))
 	var types []string
 	for sc.Scan() {
-		var e postgres.ExportLine
+		var e audit.ExportLine
 		json.Unmarshal(sc.Bytes(), &e)
 		types = append(types, e.Type)
 	}
@@ -344,10 +346,10 @@ func TestAccessLogIsAppendOnly(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
 	auditor := newAuditor(t, db)
-	if err := auditor.RecordAccess(ctx, postgres.Access{Actor: "token:abc", Channel: "http", Action: "history", Target: "7"}); err != nil {
+	if err := auditor.RecordAccess(ctx, audit.Access{Actor: "token:abc", Channel: "http", Action: "history", Target: "7"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := auditor.RecordAccess(ctx, postgres.Access{Channel: "http", Action: "history"}); !errors.Is(err, domain.ErrInvalid) {
+	if err := auditor.RecordAccess(ctx, audit.Access{Channel: "http", Action: "history"}); !errors.Is(err, domain.ErrInvalid) {
 		t.Fatalf("access without actor: %v", err)
 	}
 	if _, err := appendTx(ctx, db, postgres.NewEventStore(postgres.EventStoreConfig{}), 1, testEvent("Sealed", map[string]any{})); err != nil {

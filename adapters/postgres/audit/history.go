@@ -1,4 +1,4 @@
-package postgres
+package audit
 
 import (
 	"bytes"
@@ -14,7 +14,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -37,7 +39,7 @@ type Auditor struct {
 // NewAuditor returns an Auditor on cfg.DB.
 func NewAuditor(cfg AuditorConfig) (*Auditor, error) {
 	if cfg.DB == nil {
-		return nil, errors.New("postgres: auditor needs a database")
+		return nil, errors.New("audit: auditor needs a database")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -133,7 +135,7 @@ type HistoryIntegrity struct {
 // event (up to asOf).
 func (a *Auditor) History(ctx context.Context, id int64, asOf time.Time) (BookingHistory, error) {
 	h := BookingHistory{BookingID: id, Events: []HistoryEvent{}, StripeEvents: []StripeRecord{}}
-	err := TransactOpts(ctx, a.db, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}, func(ctx context.Context, tx *sql.Tx) error {
+	err := postgres.TransactOpts(ctx, a.db, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}, func(ctx context.Context, tx *sql.Tx) error {
 		events, seqs, sealed, err := loadStreamAsOf(ctx, tx, id, asOf)
 		if err != nil {
 			return err
@@ -181,15 +183,15 @@ func (a *Auditor) BookingAsOf(ctx context.Context, id int64, t time.Time) (proje
 	return foldStored(events)
 }
 
-func loadStreamAsOf(ctx context.Context, q Querier, id int64, asOf time.Time) ([]StoredEvent, []*int64, [][]byte, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+qualified("e", SelectColumns)+`, c.seq, c.event_hash FROM ledger_events e
+func loadStreamAsOf(ctx context.Context, q postgres.Querier, id int64, asOf time.Time) ([]eventlog.StoredEvent, []*int64, [][]byte, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+qualified("e", postgres.SelectColumns)+`, c.seq, c.event_hash FROM ledger_events e
 		LEFT JOIN ledger_chain c ON c.position = e.position
 		WHERE e.stream_id = $1 ORDER BY e.stream_version`, id)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("postgres: history of booking %d: %w", id, err)
+		return nil, nil, nil, fmt.Errorf("audit: history of booking %d: %w", id, err)
 	}
 	defer rows.Close()
-	var events []StoredEvent
+	var events []eventlog.StoredEvent
 	var seqs []*int64
 	var sealed [][]byte
 	for rows.Next() {
@@ -197,7 +199,7 @@ func loadStreamAsOf(ctx context.Context, q Querier, id int64, asOf time.Time) ([
 		var sealedHash []byte
 		e, err := scanEventWith(rows, &seq, &sealedHash)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("postgres: history of booking %d: %w", id, err)
+			return nil, nil, nil, fmt.Errorf("audit: history of booking %d: %w", id, err)
 		}
 		if !asOf.IsZero() && e.RecordedAt.After(asOf) {
 			break
@@ -211,7 +213,7 @@ func loadStreamAsOf(ctx context.Context, q Querier, id int64, asOf time.Time) ([
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, nil, fmt.Errorf("postgres: history of booking %d: %w", id, err)
+		return nil, nil, nil, fmt.Errorf("audit: history of booking %d: %w", id, err)
 	}
 	if len(events) == 0 {
 		return nil, nil, nil, fmt.Errorf("booking %d: %w", id, domain.ErrNotFound)
@@ -219,9 +221,9 @@ func loadStreamAsOf(ctx context.Context, q Querier, id int64, asOf time.Time) ([
 	return events, seqs, sealed, nil
 }
 
-func integrity(events []StoredEvent, seqs []*int64, sealed [][]byte) HistoryIntegrity {
+func integrity(events []eventlog.StoredEvent, seqs []*int64, sealed [][]byte) HistoryIntegrity {
 	in := HistoryIntegrity{Intact: true}
-	if pos, err := VerifyStream(events); err != nil {
+	if pos, err := eventlog.VerifyStream(events); err != nil {
 		in.Intact, in.Problem = false, fmt.Sprintf("position %d: %v", pos, err)
 	}
 	for i, e := range events {
@@ -238,12 +240,12 @@ func integrity(events []StoredEvent, seqs []*int64, sealed [][]byte) HistoryInte
 	return in
 }
 
-func foldStored(events []StoredEvent) (projections.BookingRow, error) {
+func foldStored(events []eventlog.StoredEvent) (projections.BookingRow, error) {
 	envs := make([]projections.Envelope, len(events))
 	for i, e := range events {
 		ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
 		if err != nil {
-			return projections.BookingRow{}, fmt.Errorf("postgres: decode %s: %w", e, err)
+			return projections.BookingRow{}, fmt.Errorf("audit: decode %s: %w", e, err)
 		}
 		envs[i] = projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev}
 	}
@@ -252,7 +254,7 @@ func foldStored(events []StoredEvent) (projections.BookingRow, error) {
 
 // stripeRecords lists the raw Stripe events of booking id, in the order
 // they were received.
-func stripeRecords(ctx context.Context, q Querier, id int64, row projections.BookingRow, events []StoredEvent, asOf time.Time) ([]StripeRecord, error) {
+func stripeRecords(ctx context.Context, q postgres.Querier, id int64, row projections.BookingRow, events []eventlog.StoredEvent, asOf time.Time) ([]StripeRecord, error) {
 	var session, intent string
 	if row.SessionID != nil {
 		session = *row.SessionID
@@ -281,7 +283,7 @@ func stripeRecords(ctx context.Context, q Querier, id int64, row projections.Boo
 		ORDER BY received_at, tbl DESC, id`,
 		id, strconv.FormatInt(id, 10), session, intent, nullTime(asOf))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: stripe events of booking %d: %w", id, err)
+		return nil, fmt.Errorf("audit: stripe events of booking %d: %w", id, err)
 	}
 	defer rows.Close()
 	caused := map[string][]int64{}
@@ -293,7 +295,7 @@ func stripeRecords(ctx context.Context, q Querier, id int64, row projections.Boo
 		var r StripeRecord
 		var sum []byte
 		if err := rows.Scan(&r.Table, &r.RowID, &r.ID, &r.Type, &r.ReceivedAt, &r.Outcome, &r.raw, &sum, &r.SignatureHeader, &r.Source, &r.MatchedBy); err != nil {
-			return nil, fmt.Errorf("postgres: stripe events of booking %d: %w", id, err)
+			return nil, fmt.Errorf("audit: stripe events of booking %d: %w", id, err)
 		}
 		r.ReceivedAt = r.ReceivedAt.UTC()
 		r.PayloadSHA256 = hex.EncodeToString(sum)
@@ -311,7 +313,7 @@ func stripeRecords(ctx context.Context, q Querier, id int64, row projections.Boo
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: stripe events of booking %d: %w", id, err)
+		return nil, fmt.Errorf("audit: stripe events of booking %d: %w", id, err)
 	}
 	return out, nil
 }
@@ -333,8 +335,8 @@ func qualified(alias, columns string) string {
 }
 
 // scanEventWith is scanEvent for a row with extra columns after the event's.
-func scanEventWith(rows *sql.Rows, extra ...any) (StoredEvent, error) {
-	return ScanEvent(scannerWith{rows, extra})
+func scanEventWith(rows *sql.Rows, extra ...any) (eventlog.StoredEvent, error) {
+	return postgres.ScanEvent(scannerWith{rows, extra})
 }
 
 type scannerWith struct {
@@ -371,7 +373,7 @@ func (a *Auditor) FindBooking(ctx context.Context, query string) (int64, error) 
 		return 0, fmt.Errorf("no booking matches %q: %w", query, domain.ErrNotFound)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("postgres: find booking %q: %w", query, err)
+		return 0, fmt.Errorf("audit: find booking %q: %w", query, err)
 	}
 	return id, nil
 }
@@ -379,7 +381,7 @@ func (a *Auditor) FindBooking(ctx context.Context, query string) (int64, error) 
 // ChainStatus returns the global chain's head and how much of the log it
 // covers.
 func (a *Auditor) ChainStatus(ctx context.Context) (ChainStatus, error) {
-	return Status(ctx, a.db)
+	return chainStatus(ctx, a.db)
 }
 
 // Access is one audit read, for the access log.
@@ -406,13 +408,13 @@ func (a *Auditor) RecordAccess(ctx context.Context, acc Access) error {
 // RecordAccess is Auditor.RecordAccess on any pool, at moment at.
 func RecordAccess(ctx context.Context, db *sql.DB, at time.Time, acc Access) error {
 	if acc.Actor == "" || acc.Channel == "" || acc.Action == "" {
-		return fmt.Errorf("postgres: access without actor, channel or action: %w", domain.ErrInvalid)
+		return fmt.Errorf("audit: access without actor, channel or action: %w", domain.ErrInvalid)
 	}
 	_, err := db.ExecContext(ctx, `INSERT INTO audit_access_log (accessed_at, actor, channel, action, target, remote_addr, user_agent)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, at.UTC(), acc.Actor, acc.Channel, acc.Action, truncate(acc.Target, 1000),
 		truncate(acc.RemoteAddr, 200), truncate(acc.UserAgent, 500))
 	if err != nil {
-		return fmt.Errorf("postgres: access log: %w", err)
+		return fmt.Errorf("audit: access log: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,7 @@
+// Package audit is the auditors' side of the ledger in PostgreSQL: the
+// Sealer that extends the global hash chain (ledger_chain) over committed
+// events, Verify that checks the whole ledger in one snapshot, and the
+// Auditor's reads — a booking's history and its state as of a moment, the
+// export of the log, the chain's status — with the access log that records
+// each of them. The hashes it writes and checks are domain/eventlog's.
+package audit

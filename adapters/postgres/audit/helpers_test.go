@@ -1,0 +1,46 @@
+package audit_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"time"
+
+	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/domain/eventlog"
+)
+
+// newEvent and appendTx are the event store tests' helpers
+// (adapters/postgres/store_test.go), for tests that write a log to audit.
+func newEvent(typ string, payload any) postgres.NewEvent {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		panic(err)
+	}
+	return postgres.NewEvent{
+		Type:          typ,
+		SchemaVersion: 1,
+		OccurredAt:    time.Date(2027, 1, 10, 12, 0, 0, 123456789, time.UTC),
+		CausationID:   "evt_test",
+		Payload:       b,
+	}
+}
+
+// appendTx appends events to a stream in a transaction of its own, after
+// the stream's current last event.
+func appendTx(ctx context.Context, db *sql.DB, store *postgres.EventStore, stream int64, events ...postgres.NewEvent) ([]postgres.StoredEvent, error) {
+	var out []postgres.StoredEvent
+	err := postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+		prev, err := store.LoadStream(ctx, tx, stream)
+		if err != nil {
+			return err
+		}
+		version, hash := 0, eventlog.GenesisHash
+		if n := len(prev); n > 0 {
+			version, hash = prev[n-1].StreamVersion, prev[n-1].Hash
+		}
+		out, err = store.Append(ctx, tx, stream, version, hash, events)
+		return err
+	})
+	return out, err
+}
