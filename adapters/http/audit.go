@@ -14,20 +14,20 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
 )
 
 // Audit is what the audit endpoints and the auditor UI need from the
-// storage side (audit.Auditor).
+// storage side (adapters/postgres/audit's Auditor), in the use cases' types.
 type Audit interface {
-	History(ctx context.Context, id int64, asOf time.Time) (audit.BookingHistory, error)
+	History(ctx context.Context, id int64, asOf time.Time) (app.BookingHistory, error)
 	BookingAsOf(ctx context.Context, id int64, t time.Time) (projections.BookingRow, error)
-	Export(ctx context.Context, w io.Writer, q audit.ExportQuery) (audit.ExportResult, error)
+	Export(ctx context.Context, w io.Writer, q app.ExportQuery) (app.ExportResult, error)
 	FindBooking(ctx context.Context, query string) (int64, error)
-	ChainStatus(ctx context.Context) (audit.ChainStatus, error)
-	RecordAccess(ctx context.Context, a audit.Access) error
+	ChainStatus(ctx context.Context) (app.ChainStatus, error)
+	RecordAccess(ctx context.Context, a app.Access) error
 }
 
 // Limits of GET /audit/events.
@@ -35,7 +35,7 @@ const (
 	defaultEventsLimit = 1000
 	maxEventsLimit     = 10000
 	// settleTimeout bounds the wait for appending transactions that may
-	// still commit below the page (audit.SettledPosition).
+	// still commit below the page (the settled bound of app.ExportQuery).
 	settleTimeout = 10 * time.Second
 )
 
@@ -65,7 +65,7 @@ func (s *server) actor() string {
 // recordAccess writes the access log row of an audit read before it is
 // answered; on failure the read is answered 500 and false returned.
 func (s *server) recordAccess(w http.ResponseWriter, r *http.Request, channel, action, target string) bool {
-	err := s.cfg.Audit.RecordAccess(r.Context(), audit.Access{
+	err := s.cfg.Audit.RecordAccess(r.Context(), app.Access{
 		Actor: s.actor(), Channel: channel, Action: action, Target: target,
 		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(),
 	})
@@ -187,7 +187,7 @@ func (s *server) auditEvents(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), settleTimeout)
 	defer cancel()
 	var buf bytes.Buffer
-	res, err := s.cfg.Audit.Export(ctx, &buf, audit.ExportQuery{After: after, Limit: limit, Format: audit.FormatJSONL})
+	res, err := s.cfg.Audit.Export(ctx, &buf, app.ExportQuery{After: after, Limit: limit, Format: app.FormatJSONL})
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
 			writeError(w, r, s.log, fmt.Errorf("waiting for appends to settle: %w", domain.ErrConcurrency))

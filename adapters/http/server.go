@@ -37,9 +37,14 @@ type Ledger interface {
 
 var _ Ledger = (*app.Service)(nil)
 
-// Verifier checks a Stripe-Signature header against the raw body.
+// Verifier is the edge's port to Stripe's webhook format (the Stripe
+// adapter's *stripe.Verifier): it checks a Stripe-Signature header against
+// the raw body, then turns the verified body into a delivery for the use
+// cases. Both return errors wrapping domain.ErrInvalid or
+// domain.ErrUnauthorized for what the sender got wrong.
 type Verifier interface {
 	Verify(payload []byte, header string) error
+	ParseDelivery(raw []byte, header, source string, receivedAt time.Time) (app.Delivery, error)
 }
 
 // Config configures the handler. Ledger, Verifier and APIToken are required.

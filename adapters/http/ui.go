@@ -19,8 +19,8 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 )
 
 // The auditor UI: read-only, server-rendered with html/template, no
@@ -117,8 +117,8 @@ type uiPage struct {
 	Next     string
 	Query    string
 	AsOf     string
-	Status   *audit.ChainStatus
-	History  *audit.BookingHistory
+	Status   *app.ChainStatus
+	History  *app.BookingHistory
 	LoggedIn bool
 }
 
@@ -159,7 +159,7 @@ func (s *server) uiError(w http.ResponseWriter, r *http.Request, p uiPage, err e
 // uiRecord writes the access log row of a UI read; false when it failed
 // (and the page was answered with the error).
 func (s *server) uiRecord(w http.ResponseWriter, r *http.Request, action, target string) bool {
-	err := s.cfg.Audit.RecordAccess(r.Context(), audit.Access{
+	err := s.cfg.Audit.RecordAccess(r.Context(), app.Access{
 		Actor: s.actor(), Channel: "ui", Action: action, Target: target,
 		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(),
 	})

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -32,18 +31,18 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
-	ev, err := stripe.ParseEvent(body)
+	d, err := s.cfg.Verifier.ParseDelivery(body, header, string(domain.SourceWebhook), s.cfg.Now())
 	if err != nil {
 		s.log.InfoContext(r.Context(), "Rejected webhook", "outcome", "rejected", "error", err)
 		writeError(w, r, s.log, err)
 		return
 	}
-	log := s.log.With("event_type", ev.Type, "event_id", ev.ID)
-	res, err := s.cfg.Ledger.Ingest(r.Context(), ev.Delivery(body, header, string(domain.SourceWebhook), s.cfg.Now()))
+	log := s.log.With("event_type", d.Type, "event_id", d.EventID)
+	res, err := s.cfg.Ledger.Ingest(r.Context(), d)
 	// "Processing webhook event: <type>" is logged once the outcome is
 	// known (after the commit), so that the line carries it: alerts count
 	// these lines by outcome.
-	processing := "Processing webhook event: " + ev.Type
+	processing := "Processing webhook event: " + d.Type
 	if err != nil {
 		log.ErrorContext(r.Context(), processing, "booking_id", res.BookingID, "outcome", "error", "error", err)
 		writeError(w, r, s.log, err)

@@ -86,3 +86,9 @@ func ParseDelivery(raw []byte, header, source string, receivedAt time.Time) (app
 }
 
 var _ app.EventParser = ParseDelivery
+
+// ParseDelivery is the package's ParseDelivery, so that a Verifier is the
+// HTTP edge's one port to Stripe's webhook format: verify, then parse.
+func (v *Verifier) ParseDelivery(raw []byte, header, source string, receivedAt time.Time) (app.Delivery, error) {
+	return ParseDelivery(raw, header, source, receivedAt)
+}

@@ -300,16 +300,6 @@ func Head(ctx context.Context, q postgres.Querier) (eventlog.ChainHead, error) {
 	return eventlog.ChainHead{Seq: l.Seq, Position: l.Position, Hash: hex.EncodeToString(l.ChainHash), SealedAt: l.SealedAt}, nil
 }
 
-// ChainStatus summarizes the chain for the auditor UI.
-type ChainStatus struct {
-	Head eventlog.ChainHead `json:"head"`
-	// Events is the number of events in the log, Sealed the number of
-	// links, Unsealed the events not sealed yet.
-	Events   int64 `json:"events"`
-	Sealed   int64 `json:"sealed"`
-	Unsealed int64 `json:"unsealed"`
-}
-
 // chainStatus returns the chain head and how many events are sealed. It counts
 // every row of both tables: meant for a status page, not a hot path.
 func chainStatus(ctx context.Context, q postgres.Querier) (ChainStatus, error) {

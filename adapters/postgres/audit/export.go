@@ -11,48 +11,11 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
-
-// Export formats.
-const (
-	FormatJSONL = "jsonl"
-	FormatCSV   = "csv"
-)
-
-// ExportQuery selects a stretch of the log, in position order.
-type ExportQuery struct {
-	// After is the last position already read (0: from the start).
-	After int64
-	// Limit bounds the number of events (0: no bound).
-	Limit int
-	// From and To select events recorded in [From, To); zero means open.
-	From, To time.Time
-	// Format is FormatJSONL (default) or FormatCSV (with a header line).
-	Format string
-	// Settled bounds the positions read; 0 means SettledPosition, taken
-	// at the start of the export.
-	Settled int64
-	// PageSize is the number of rows fetched per query (default 5000); the
-	// export holds one page in memory at a time.
-	PageSize int
-	// Progress, when set, is called after each page with the last
-	// position written and the bound.
-	Progress func(last, settled int64)
-}
-
-// ExportResult reports what Export wrote.
-type ExportResult struct {
-	Events int64
-	// Last is the position of the last event written (After when none).
-	Last int64
-	// Settled is the bound the export read up to.
-	Settled int64
-}
 
 // ExportLine is one exported event. The JSON lines export writes it with
 // encoding/json, one object per line, fields in this order. Data is the

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 	"github.com/booking-ledger/ledger/projections"
 )
@@ -45,82 +45,6 @@ func NewAuditor(cfg AuditorConfig) (*Auditor, error) {
 		cfg.Now = time.Now
 	}
 	return &Auditor{db: cfg.DB, now: cfg.Now}, nil
-}
-
-// HistoryEvent is one domain event of a booking as the history shows it.
-type HistoryEvent struct {
-	Position      int64           `json:"position"`
-	EventID       string          `json:"event_id"`
-	Type          string          `json:"type"`
-	StreamVersion int             `json:"stream_version"`
-	SchemaVersion int             `json:"schema_version"`
-	OccurredAt    time.Time       `json:"occurred_at"`
-	RecordedAt    time.Time       `json:"recorded_at"`
-	CausationID   string          `json:"causation_id"`
-	Data          json.RawMessage `json:"data"`
-	PrevHash      string          `json:"prev_hash"`
-	Hash          string          `json:"hash"`
-	// ChainSeq is the event's link in the global chain; null while it is
-	// not sealed yet.
-	ChainSeq *int64 `json:"chain_seq"`
-}
-
-// StripeRecord is one raw Stripe delivery as the ledger keeps it.
-type StripeRecord struct {
-	// ID is the Stripe event id ("evt_...").
-	ID   string `json:"id"`
-	Type string `json:"type"`
-	// Table and RowID name where it is stored: stripe_inbox (the delivery
-	// the ledger decided on) or stripe_deliveries (a duplicate, or a
-	// delivery no booking matched).
-	Table      string    `json:"table"`
-	RowID      int64     `json:"row_id"`
-	ReceivedAt time.Time `json:"received_at"`
-	// Outcome: processed, ignored, duplicate or unmatched.
-	Outcome string `json:"outcome"`
-	// Source: webhook, api or redirect.
-	Source string `json:"source"`
-	// MatchedBy says how the record belongs to the booking: "booking_id"
-	// (recorded with it) or "payload" (its data.object names the booking,
-	// its Checkout Session or its PaymentIntent).
-	MatchedBy       string `json:"matched_by"`
-	SignatureHeader string `json:"signature_header"`
-	PayloadSHA256   string `json:"payload_sha256"`
-	// Payload is the body exactly as received, as a string; a body that is
-	// not valid UTF-8 is given in PayloadBase64 instead.
-	Payload       string `json:"payload,omitempty"`
-	PayloadBase64 string `json:"payload_base64,omitempty"`
-	// CausedPositions are the events this Stripe event caused.
-	CausedPositions []int64 `json:"caused_positions"`
-	raw             []byte
-}
-
-// Raw is the stored body.
-func (r StripeRecord) Raw() []byte { return r.raw }
-
-// BookingHistory is everything the ledger holds about one booking.
-type BookingHistory struct {
-	BookingID int64 `json:"booking_id"`
-	// AsOf is set when the history is cut at a moment: only events
-	// recorded and Stripe events received up to it are included.
-	AsOf *time.Time `json:"as_of,omitempty"`
-	// Booking is the state the events give (at AsOf when set).
-	Booking      projections.BookingRow `json:"booking"`
-	Events       []HistoryEvent         `json:"events"`
-	StripeEvents []StripeRecord         `json:"stripe_events"`
-	Integrity    HistoryIntegrity       `json:"integrity"`
-}
-
-// HistoryIntegrity is what can be checked of one booking on its own: its
-// stream's hash chain (VerifyStream) and, for each sealed event, that the
-// global chain sealed the hash it has now. The whole ledger is checked by
-// Verify.
-type HistoryIntegrity struct {
-	Intact bool `json:"intact"`
-	// Problem names the first broken position and what is wrong.
-	Problem  string `json:"problem,omitempty"`
-	Sealed   int    `json:"sealed"`
-	Unsealed int    `json:"unsealed"`
 }
 
 // History returns booking id's domain events in stream order beside every
@@ -294,15 +218,15 @@ func stripeRecords(ctx context.Context, q postgres.Querier, id int64, row projec
 	for rows.Next() {
 		var r StripeRecord
 		var sum []byte
-		if err := rows.Scan(&r.Table, &r.RowID, &r.ID, &r.Type, &r.ReceivedAt, &r.Outcome, &r.raw, &sum, &r.SignatureHeader, &r.Source, &r.MatchedBy); err != nil {
+		if err := rows.Scan(&r.Table, &r.RowID, &r.ID, &r.Type, &r.ReceivedAt, &r.Outcome, &r.Body, &sum, &r.SignatureHeader, &r.Source, &r.MatchedBy); err != nil {
 			return nil, fmt.Errorf("audit: stripe events of booking %d: %w", id, err)
 		}
 		r.ReceivedAt = r.ReceivedAt.UTC()
 		r.PayloadSHA256 = hex.EncodeToString(sum)
-		if utf8.Valid(r.raw) {
-			r.Payload = string(r.raw)
+		if utf8.Valid(r.Body) {
+			r.Payload = string(r.Body)
 		} else {
-			r.PayloadBase64 = base64.StdEncoding.EncodeToString(r.raw)
+			r.PayloadBase64 = base64.StdEncoding.EncodeToString(r.Body)
 		}
 		r.CausedPositions = []int64{}
 		if r.Table == "stripe_inbox" {
@@ -384,19 +308,24 @@ func (a *Auditor) ChainStatus(ctx context.Context) (ChainStatus, error) {
 	return chainStatus(ctx, a.db)
 }
 
-// Access is one audit read, for the access log.
-type Access struct {
-	// Actor is who read: "token:<fingerprint>" or "cli:<user>@<host>";
-	// never a secret.
-	Actor string
-	// Channel is "http", "ui" or "cli".
-	Channel string
-	// Action names the read ("history", "as_of", "events", "export",
-	// "verify", "head", "ui_search", "ui_booking", ...); Target what was
-	// read (a booking id, a query, a range).
-	Action, Target        string
-	RemoteAddr, UserAgent string
-}
+// The read models of the audit, declared by domain/app, where the HTTP edge
+// and the CLI consume them.
+type (
+	HistoryEvent     = app.HistoryEvent
+	StripeRecord     = app.StripeRecord
+	BookingHistory   = app.BookingHistory
+	HistoryIntegrity = app.HistoryIntegrity
+	Access           = app.Access
+	ExportQuery      = app.ExportQuery
+	ExportResult     = app.ExportResult
+	ChainStatus      = app.ChainStatus
+)
+
+// Export formats (app.FormatJSONL, app.FormatCSV).
+const (
+	FormatJSONL = app.FormatJSONL
+	FormatCSV   = app.FormatCSV
+)
 
 // RecordAccess appends one row to the access log (audit_access_log, append
 // only) and returns once it is committed. Callers record before they
