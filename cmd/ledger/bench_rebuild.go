@@ -31,11 +31,11 @@ type rebuildFunc func(ctx context.Context, db *sql.DB) error
 // benchRebuild is the rebuild `ledger bench rebuild` measures:
 // rebuildByFold, a straightforward full re-fold into a fresh table.
 //
-// The projections runner (`ledger projections rebuild`, postgres.Rebuilder)
+// The projections runner (`ledger projections rebuild`, readmodels.Rebuilder)
 // plugs in here, by replacing this with
 //
 //	func(ctx context.Context, db *sql.DB) error {
-//		r, err := postgres.NewRebuilder(postgres.RebuildConfig{DB: db})
+//		r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db})
 //		if err != nil {
 //			return err
 //		}
