@@ -97,7 +97,7 @@ func (c *RebuildConfig) setDefaults() {
 		c.CatchUpThreshold = 100
 	}
 	if c.PatchLimit == 0 {
-		c.PatchLimit = 10_000
+		c.PatchLimit = DefaultPatchLimit
 	}
 	if c.Bookings.Fold == nil {
 		c.Bookings = BookingsCode{Version: projections.BookingsVersion, Fold: projections.FoldBookingRaw}
@@ -168,6 +168,10 @@ const (
 	StrategyPatch   = "patch"
 	StrategyReplace = "replace"
 )
+
+// DefaultPatchLimit is RebuildConfig.PatchLimit's default: a rebuilt
+// bookings table with more differing rows replaces the live one.
+const DefaultPatchLimit = 10_000
 
 // DiffEntry is one value a rebuild would change.
 type DiffEntry struct {
