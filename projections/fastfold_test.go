@@ -16,7 +16,8 @@ import (
 
 // randomStream returns a random but valid stream of booking id: a
 // BookingRequested, then events of every type with ids drawn from small
-// pools, so that payments repeat, fail, are refunded and mismatched.
+// pools, so that payments repeat, fail, are refunded (or the refund fails)
+// and mismatched. TestRandomStreamHasEveryEventType keeps "every type" true.
 func randomStream(rng *rand.Rand, id int64) []domain.Event {
 	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
 	sessions := []string{"", "cs_a", "cs_b", "cs_c"}
@@ -30,7 +31,7 @@ func randomStream(rng *rand.Rand, id int64) []domain.Event {
 	}}
 	for range rng.IntN(8) {
 		var e domain.Event
-		switch rng.IntN(10) {
+		switch rng.IntN(11) {
 		case 0:
 			e = domain.CheckoutSessionOpened{SessionID: pick(sessions[1:]...), URL: "https://checkout.stripe.com/x", ExpiresAt: day}
 		case 1, 2:
@@ -53,6 +54,10 @@ func randomStream(rng *rand.Rand, id int64) []domain.Event {
 				Reason: domain.RefundReason(pick("availability_conflict", "duplicate_payment"))}
 		case 9:
 			e = domain.RefundIssued{RefundID: "re_1", PaymentIntentID: pick(intents...), Amount: 1000, Currency: "eur"}
+		case 10:
+			e = domain.RefundFailed{PaymentIntentID: pick(intents[1:]...), Amount: 1000, Currency: "eur",
+				Reason: domain.RefundReason(pick("availability_conflict", "duplicate_payment")), FailureCode: "charge_already_refunded",
+				FailureMessage: "Charge ch_1 has already been refunded.", HTTPStatus: 400, StripeRequestID: pick("", "req_1")}
 		}
 		events = append(events, e)
 	}
@@ -239,4 +244,110 @@ func FuzzFoldBookingRaw(f *testing.F) {
 			t.Fatalf("fast %+v, slow %+v for %q", fast, slow, payloads)
 		}
 	})
+}
+
+// TestRandomStreamHasEveryEventType: the streams that
+// TestFoldFastEqualsFoldBooking and FuzzFoldBookingRaw's seeds are made of
+// hold every domain event type, so that a new type is compared there too.
+func TestRandomStreamHasEveryEventType(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	seen := map[string]bool{}
+	for i := range 2000 {
+		for _, e := range randomStream(rng, int64(i+1)) {
+			seen[e.EventType()] = true
+		}
+	}
+	for _, typ := range domain.EventTypes() {
+		if !seen[typ] {
+			t.Errorf("randomStream never makes a %s", typ)
+		}
+	}
+}
+
+// sampleEvents holds one valid event of every domain event type, in the
+// shape the ledger writes. TestFoldFastCoversEveryEventType fails for a
+// type missing here, so a new event type cannot go unnoticed by the fast
+// fold.
+var sampleEvents = map[string]domain.Event{
+	domain.EventBookingRequested: domain.BookingRequested{BookingID: 7, ResourceID: "room-1", CheckIn: "2027-01-10",
+		CheckOut: "2027-01-13", Amount: 36000, Currency: "eur", CustomerEmail: "g@example.com", SessionID: "cs_1",
+		RequestedAt: time.Date(2026, 11, 29, 10, 30, 0, 0, time.UTC)},
+	domain.EventCheckoutSessionOpened: domain.CheckoutSessionOpened{SessionID: "cs_2", URL: "https://checkout.stripe.com/x",
+		ExpiresAt: time.Date(2026, 11, 30, 10, 30, 0, 0, time.UTC)},
+	domain.EventPaymentSucceeded: domain.PaymentSucceeded{PaymentIntentID: "pi_1", SessionID: "cs_1", Amount: 36000,
+		Currency: "eur", Source: domain.SourceWebhook, StripeEventType: "payment_intent.succeeded"},
+	domain.EventPaymentFailed: domain.PaymentFailed{PaymentIntentID: "pi_1", SessionID: "cs_1", FailureCode: "card_declined",
+		FailureMessage: "Your card was declined.", Source: domain.SourceRedirect, StripeEventType: "payment_intent.payment_failed"},
+	domain.EventPaymentMismatch: domain.PaymentMismatch{PaymentIntentID: "pi_1", SessionID: "cs_1", ExpectedAmount: 36000,
+		ExpectedCurrency: "eur", Amount: 999, Currency: "eur"},
+	domain.EventAvailabilityConflict: domain.AvailabilityConflict{ResourceID: "room-1", CheckIn: "2027-01-10",
+		CheckOut: "2027-01-13", ConflictingBookingID: 9},
+	domain.EventBookingConfirmed: domain.BookingConfirmed{ResourceID: "room-1", CheckIn: "2027-01-10", CheckOut: "2027-01-13"},
+	domain.EventBookingCancelled: domain.BookingCancelled{Reason: domain.CancelPaymentFailed},
+	domain.EventRefundRequested: domain.RefundRequested{PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur",
+		Reason: domain.RefundAvailabilityConflict},
+	domain.EventRefundIssued: domain.RefundIssued{RefundID: "re_1", PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur"},
+	domain.EventRefundFailed: domain.RefundFailed{PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur",
+		Reason: domain.RefundAvailabilityConflict, FailureCode: "charge_already_refunded",
+		FailureMessage: "Charge ch_1 has already been refunded.", HTTPStatus: 400, StripeRequestID: "req_1"},
+}
+
+// TestFoldFastCoversEveryEventType: for every event type the domain
+// registers (domain.EventTypes, the list Decode works from), a stream that
+// contains it takes the fast path and gives FoldBooking's row. A type the
+// fast fold does not know would silently send every stream that holds it
+// down the slow path (as RefundFailed once did), or, worse, be folded
+// wrongly.
+func TestFoldFastCoversEveryEventType(t *testing.T) {
+	req := sampleEvents[domain.EventBookingRequested]
+	paid := sampleEvents[domain.EventPaymentSucceeded]
+	for _, typ := range domain.EventTypes() {
+		t.Run(typ, func(t *testing.T) {
+			e, ok := sampleEvents[typ]
+			if !ok {
+				t.Fatalf("no sample event of type %s: add one to sampleEvents", typ)
+			}
+			// After a request alone and after a payment, so that a type
+			// that changes the payment status shows it.
+			streams := [][]domain.Event{{req, e}, {req, paid, e}}
+			if typ == domain.EventBookingRequested {
+				streams = [][]domain.Event{{e}}
+			}
+			for _, events := range streams {
+				raw := rawStream(t, 7, events, func(b []byte) []byte { return b })
+				want, err := foldBookingSlow(raw)
+				if err != nil {
+					t.Fatalf("slow fold of %v: %v", events, err)
+				}
+				got, ok := foldFast(raw)
+				if !ok {
+					t.Fatalf("fast path not taken for %s %s", typ, raw[len(raw)-1].Payload)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("%v:\nfast %+v\nslow %+v", events, got, want)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFoldBookingRaw folds random streams as a rebuild reads them
+// (JSONB text), through the fast path.
+func BenchmarkFoldBookingRaw(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	streams := make([][]RawEvent, 256)
+	events := 0
+	for i := range streams {
+		streams[i] = rawStream(b, int64(i+1), randomStream(rng, int64(i+1)), func(p []byte) []byte { return jsonbText(b, p) })
+		events += len(streams[i])
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, s := range streams {
+			if _, err := FoldBookingRaw(s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*events)/b.Elapsed().Seconds(), "events/s")
 }

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,217 +20,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/projections"
 )
-
-// rebuildFunc rebuilds the projections of db from its event log: it is what
-// `ledger bench rebuild` times and whose peak memory it reads. It must only
-// read the log and write projection tables.
-type rebuildFunc func(ctx context.Context, db *sql.DB) error
-
-// benchRebuild is the rebuild `ledger bench rebuild` measures:
-// rebuildByFold, a straightforward full re-fold into a fresh table.
-//
-// The projections runner (`ledger projections rebuild`, postgres.Rebuilder)
-// plugs in here, by replacing this with
-//
-//	func(ctx context.Context, db *sql.DB) error {
-//		r, err := postgres.NewRebuilder(postgres.RebuildConfig{DB: db})
-//		if err != nil {
-//			return err
-//		}
-//		_, err = r.Rebuild(ctx, projections.BookingsName)
-//		return err
-//	}
-//
-// after which the bench measures exactly what operators run.
-var benchRebuild rebuildFunc = rebuildByFold
-
-// rebuildTable is the fresh table rebuildByFold writes.
-const rebuildTable = "bookings_rebuilt"
-
-// rebuildBatch is the number of events rebuildByFold reads per query.
-const rebuildBatch = 10_000
-
-// rebuildByFold reads the whole log in batches ordered by (stream_id,
-// stream_version), folds each stream with projections.FoldBooking and
-// COPYs the rows into a fresh table shaped like bookings; then it gives the
-// table bookings' indexes and constraints (built once over all rows, which
-// is far cheaper than maintaining them row by row during the COPY: the
-// exclusion constraint's GiST index above all). Memory is bounded by two
-// batches and one stream.
-func rebuildByFold(ctx context.Context, db *sql.DB) error {
-	start := time.Now()
-	if err := foldInto(ctx, db); err != nil {
-		return err
-	}
-	recordPhase(ctx, "fold and COPY", time.Since(start))
-	start = time.Now()
-	if err := indexRebuilt(ctx, db); err != nil {
-		return err
-	}
-	recordPhase(ctx, "indexes and constraints", time.Since(start))
-	return nil
-}
-
-// indexRebuilt gives rebuildTable the indexes and constraints of bookings
-// (migrations/00001), under names of its own.
-func indexRebuilt(ctx context.Context, db *sql.DB) error {
-	_, err := db.ExecContext(ctx, `
-		ALTER TABLE `+rebuildTable+` ADD CONSTRAINT `+rebuildTable+`_pkey PRIMARY KEY (id);
-		CREATE INDEX `+rebuildTable+`_session_id_idx ON `+rebuildTable+` (session_id) WHERE session_id IS NOT NULL;
-		CREATE INDEX `+rebuildTable+`_payment_intent_id_idx ON `+rebuildTable+` (payment_intent_id) WHERE payment_intent_id IS NOT NULL;
-		CREATE INDEX `+rebuildTable+`_status_idx ON `+rebuildTable+` (status, payment_status, id);
-		ALTER TABLE `+rebuildTable+` ADD CONSTRAINT `+rebuildTable+`_confirmed_no_overlap EXCLUDE USING gist (
-			resource_id WITH =, daterange(check_in, check_out, '[)') WITH &&) WHERE (status = 'confirmed')`)
-	if err != nil {
-		return fmt.Errorf("rebuild: index %s: %w", rebuildTable, err)
-	}
-	return nil
-}
-
-// phasesKey carries a phase recorder to a rebuildFunc.
-type phasesKey struct{}
-
-// recordPhase reports how long a phase of a rebuild took, when the caller
-// asked (withPhases).
-func recordPhase(ctx context.Context, name string, d time.Duration) {
-	if rec, ok := ctx.Value(phasesKey{}).(func(string, time.Duration)); ok {
-		rec(name, d)
-	}
-}
-
-// withPhases asks a rebuildFunc to report its phases to rec.
-func withPhases(ctx context.Context, rec func(string, time.Duration)) context.Context {
-	return context.WithValue(ctx, phasesKey{}, rec)
-}
-
-// foldInto writes rebuildTable, without indexes, from the log.
-func foldInto(ctx context.Context, db *sql.DB) error {
-	// The check constraints come along (they cost nothing per row); the
-	// indexes come after the COPY.
-	if _, err := db.ExecContext(ctx, `DROP TABLE IF EXISTS `+rebuildTable+`;
-		CREATE TABLE `+rebuildTable+` (LIKE bookings INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`); err != nil {
-		return fmt.Errorf("rebuild: create %s: %w", rebuildTable, err)
-	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("rebuild: begin: %w", err)
-	}
-	defer tx.Rollback()
-	copyStmt, err := tx.PrepareContext(ctx, `COPY `+rebuildTable+` (id, resource_id, check_in, check_out, status, payment_status, amount, currency, customer_email, session_id, payment_intent_id, created_at, updated_at, last_event_position) FROM STDIN`)
-	if err != nil {
-		return fmt.Errorf("rebuild: copy: %w", err)
-	}
-	defer copyStmt.Close()
-
-	// A reader decodes batch n+1 while this goroutine folds and copies
-	// batch n.
-	batches := make(chan []projections.Envelope, 1)
-	readErr := make(chan error, 1)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		defer close(batches)
-		readErr <- readLogByStream(ctx, db, rebuildBatch, batches)
-	}()
-
-	var stream []projections.Envelope
-	flush := func() error {
-		if len(stream) == 0 {
-			return nil
-		}
-		row, err := projections.FoldBooking(stream)
-		if err != nil {
-			return err
-		}
-		stream = stream[:0]
-		_, err = copyStmt.ExecContext(ctx, row.ID, row.ResourceID, row.CheckIn, row.CheckOut, string(row.Status), string(row.PaymentStatus),
-			row.Amount, row.Currency, row.CustomerEmail, row.SessionID, row.PaymentIntentID, row.CreatedAt, row.UpdatedAt, row.LastEventPosition)
-		if err != nil {
-			return fmt.Errorf("rebuild: copy booking %d: %w", row.ID, err)
-		}
-		return nil
-	}
-	for batch := range batches {
-		for _, e := range batch {
-			if len(stream) > 0 && stream[0].StreamID != e.StreamID {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-			stream = append(stream, e)
-		}
-	}
-	if err := <-readErr; err != nil {
-		return err
-	}
-	if err := flush(); err != nil {
-		return err
-	}
-	if _, err := copyStmt.ExecContext(ctx); err != nil {
-		return fmt.Errorf("rebuild: copy: %w", err)
-	}
-	if err := copyStmt.Close(); err != nil {
-		return fmt.Errorf("rebuild: copy: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("rebuild: commit: %w", err)
-	}
-	return nil
-}
-
-// readLogByStream sends the log, decoded, in batches of up to batch events
-// ordered by (stream_id, stream_version), walking the stream version index
-// with a keyset.
-func readLogByStream(ctx context.Context, db *sql.DB, batch int, out chan<- []projections.Envelope) error {
-	var lastStream int64
-	var lastVersion int
-	for {
-		rows, err := db.QueryContext(ctx, `SELECT stream_id, stream_version, position, event_type, schema_version, recorded_at, payload
-			FROM ledger_events WHERE (stream_id, stream_version) > ($1, $2)
-			ORDER BY stream_id, stream_version LIMIT $3`, lastStream, lastVersion, batch)
-		if err != nil {
-			return fmt.Errorf("rebuild: read log: %w", err)
-		}
-		envs := make([]projections.Envelope, 0, batch)
-		for rows.Next() {
-			var (
-				e       projections.Envelope
-				typ     string
-				version int
-				schema  int
-				payload sql.RawBytes
-			)
-			if err := rows.Scan(&e.StreamID, &version, &e.Position, &typ, &schema, &e.RecordedAt, &payload); err != nil {
-				rows.Close()
-				return fmt.Errorf("rebuild: read log: %w", err)
-			}
-			if e.Event, err = domain.Decode(typ, schema, payload); err != nil {
-				rows.Close()
-				return fmt.Errorf("rebuild: event %d: %w", e.Position, err)
-			}
-			lastStream, lastVersion = e.StreamID, version
-			envs = append(envs, e)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("rebuild: read log: %w", err)
-		}
-		rows.Close()
-		if len(envs) == 0 {
-			return nil
-		}
-		select {
-		case out <- envs:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if len(envs) < batch {
-			return nil
-		}
-	}
-}
 
 // rebuildOptions configures one `ledger bench rebuild` run.
 type rebuildOptions struct {
@@ -240,41 +34,78 @@ type rebuildOptions struct {
 	CPUProfile string
 }
 
-// rebuildResult is what one run measured.
+// rebuildResult is what one `ledger bench rebuild` measured: the
+// generated log, then two runs of the operators' runner
+// (readmodels.Rebuilder, as `ledger projections rebuild` runs it) on the
+// bookings projection.
 type rebuildResult struct {
 	Options  rebuildOptions
 	Events   int64
 	Streams  int
 	Generate time.Duration
+	// Replace rebuilds the bookings table from empty (the generator writes
+	// only the log) with a negative PatchLimit, so that the runner replaces
+	// it at any size (by itself it does so beyond DefaultPatchLimit
+	// differing rows): the shadow gets every index and constraint, the
+	// GiST exclusion constraint included, and is renamed into place.
+	Replace rebuildRun
+	// Patch rebuilds the table Replace left, with patchedRows of its rows
+	// made stale first (as a fix of the fold would): the runner rewrites
+	// just those rows in the live table.
+	Patch   rebuildRun
+	Machine machine
+}
+
+// rebuildRun is one run of the runner.
+type rebuildRun struct {
+	// Strategy is how the rebuild went live (readmodels.StrategyReplace or
+	// StrategyPatch); Patched the rows it rewrote.
+	Strategy string
+	Patched  int64
+	// CaughtUp is the streams folded after the bulk phase.
+	CaughtUp int64
 	Elapsed  time.Duration
-	// EventsPerSecond is Events over Elapsed.
+	// EventsPerSecond is the log's events over Elapsed.
 	EventsPerSecond float64
-	// PeakRSS is the process's VmHWM over the rebuild (reset before it),
+	// PeakRSS is the process's VmHWM over the run (reset before it),
 	// BaseRSS its VmRSS just before, both in KiB.
 	PeakRSS, BaseRSS int64
-	// Rows is the number of rows the rebuilt table holds.
+	// Rows is the number of rows of the live bookings table afterwards.
 	Rows int
-	// PGCPU is the CPU time of the database's backends during the rebuild
+	// PGCPU is the CPU time of the database's backends during the run
 	// (0 when unknown).
 	PGCPU time.Duration
-	// Phases are the rebuild's own phases, when it reports them.
+	// Phases are the runner's phases (readmodels.PhaseBulk, ...), in the
+	// order they first began, each with the total time spent in it.
 	Phases     []rebuildPhase
 	LoadBefore string
 	LoadAfter  string
-	Machine    machine
 }
+
+// patchedRows is how many rows the patch run makes stale: a fix that
+// changes some bookings, well within the runner's default PatchLimit.
+const patchedRows = 1000
 
 func newBenchRebuildCmd() *cobra.Command {
 	var o rebuildOptions
 	cmd := &cobra.Command{
 		Use:   "rebuild --events N",
-		Short: "Generate N events into a fresh database, rebuild the projections, report events/s and peak RSS",
+		Short: "Generate N events into a fresh database, rebuild the bookings projection with the runner (replace, then patch), report events/s and peak RSS",
 		Long: `Creates a fresh database, appends about N events of realistic booking streams
 (requests, Checkout Sessions, payments, failures, expiries, availability
 conflicts and refunds, decided by the domain's own functions) through the event
-store in large transactions, then rebuilds the projections from the log and
-reports events/s and the peak resident memory of the rebuild (VmHWM, reset
-before it). The rebuild is benchRebuild in cmd/ledger/bench_rebuild.go.`,
+store in large transactions, then rebuilds the bookings projection twice with
+the runner operators use (` + "`ledger projections rebuild`" + `, readmodels.Rebuilder):
+
+  replace  from an empty table, always replaced (patch limit -1; by default the
+           runner replaces beyond ` + strconv.Itoa(readmodels.DefaultPatchLimit) + ` differing rows): it folds the log
+           into a shadow, gives it every index and constraint and renames it
+           into place;
+  patch    from that table with up to ` + strconv.Itoa(patchedRows) + ` rows made stale: the runner folds the
+           log again and rewrites just the differing rows in the live table.
+
+Each run reports events/s (the whole log over the whole run), its phases and
+the peak resident memory (VmHWM, reset before it).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig()
 			if err != nil {
@@ -291,7 +122,7 @@ before it). The rebuild is benchRebuild in cmd/ledger/bench_rebuild.go.`,
 	cmd.Flags().IntVar(&o.Events, "events", 100_000, "events to generate")
 	cmd.Flags().Uint64Var(&o.Seed, "seed", 1, "seed of the generated streams")
 	cmd.Flags().BoolVar(&o.Keep, "keep", false, "keep the fresh database")
-	cmd.Flags().StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the rebuild to this file")
+	cmd.Flags().StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the rebuilds to this file")
 	return cmd
 }
 
@@ -328,16 +159,6 @@ func runRebuildBench(ctx context.Context, cfg Config, o rebuildOptions, logw io.
 		return nil, err
 	}
 
-	// The peak is measured from here: what generation left behind is
-	// returned to the system first.
-	runtime.GC()
-	debug.FreeOSMemory()
-	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
-		progress("cannot reset the peak RSS (%v): it includes the generation", err)
-	}
-	res.BaseRSS = procField("/proc/self/status", "VmRSS")
-	res.LoadBefore = loadAverage()
-	progress("rebuilding %d events of %d streams", res.Events, res.Streams)
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
 		if err != nil {
@@ -347,30 +168,90 @@ func runRebuildBench(ctx context.Context, cfg Config, o rebuildOptions, logw io.
 		if err := pprof.StartCPUProfile(f); err != nil {
 			return nil, err
 		}
+		defer pprof.StopCPUProfile()
 	}
-	pg0 := backendCPU(ctx, db)
-	start = time.Now()
-	err = benchRebuild(withPhases(ctx, func(name string, d time.Duration) {
-		res.Phases = append(res.Phases, rebuildPhase{name, d})
-	}), db)
-	res.Elapsed = time.Since(start)
-	if o.CPUProfile != "" {
-		pprof.StopCPUProfile()
-	}
-	if err != nil {
+	progress("rebuilding %d events of %d streams into an empty table (replace)", res.Events, res.Streams)
+	if res.Replace, err = timeRebuild(ctx, db, res.Events, -1, readmodels.StrategyReplace, progress); err != nil {
 		return nil, err
 	}
-	if pg0 != nil {
-		res.PGCPU = cpuSince(pg0, backendCPU(ctx, db))
+	// Stale rows, as after a fix of the fold: the patch run must find
+	// exactly these and rewrite them.
+	stale, err := db.ExecContext(ctx, `UPDATE bookings SET updated_at = updated_at - interval '1 second'
+		WHERE id IN (SELECT id FROM bookings ORDER BY id LIMIT $1)`, patchedRows)
+	if err != nil {
+		return nil, fmt.Errorf("bench: make rows stale: %w", err)
 	}
-	res.PeakRSS = procField("/proc/self/status", "VmHWM")
-	res.LoadAfter = loadAverage()
-	res.EventsPerSecond = float64(res.Events) / res.Elapsed.Seconds()
-	// A plugged-in runner may write another table than rebuildByFold.
-	if err := db.QueryRowContext(ctx, `SELECT CASE WHEN to_regclass($1) IS NULL THEN -1 ELSE (SELECT count(*) FROM `+rebuildTable+`) END`, rebuildTable).Scan(&res.Rows); err != nil {
-		res.Rows = -1
+	want, _ := stale.RowsAffected()
+	progress("rebuilding again with %d stale rows (patch)", want)
+	if res.Patch, err = timeRebuild(ctx, db, res.Events, 0, readmodels.StrategyPatch, progress); err != nil {
+		return nil, err
+	}
+	if res.Patch.Patched != want {
+		return nil, fmt.Errorf("bench: the patch rewrote %d rows, want the %d made stale", res.Patch.Patched, want)
 	}
 	return res, nil
+}
+
+// timeRebuild runs the runner once on the bookings projection with the
+// configuration of `ledger projections rebuild` but patchLimit (0: the
+// default) and measures it. The run must go live by the strategy want, so
+// that the figure is known to measure that path; and the live table must
+// then hold one row per stream.
+func timeRebuild(ctx context.Context, db *sql.DB, events int64, patchLimit int, want string, progress func(string, ...any)) (rebuildRun, error) {
+	var run rebuildRun
+	var phaseStart time.Duration
+	phase := ""
+	at := map[string]int{}
+	record := func(p readmodels.Progress) {
+		if p.Phase == phase {
+			return
+		}
+		if phase != "" {
+			run.Phases[at[phase]].Elapsed += p.Elapsed - phaseStart
+		}
+		phase, phaseStart = p.Phase, p.Elapsed
+		if _, seen := at[phase]; !seen && phase != readmodels.PhaseDone {
+			at[phase] = len(run.Phases)
+			run.Phases = append(run.Phases, rebuildPhase{Name: phase})
+		}
+	}
+	r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db, PatchLimit: patchLimit, Progress: record})
+	if err != nil {
+		return run, err
+	}
+
+	// The peak is measured from here: what came before is returned to the
+	// system first.
+	runtime.GC()
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		progress("cannot reset the peak RSS (%v): it includes what came before", err)
+	}
+	run.BaseRSS = procField("/proc/self/status", "VmRSS")
+	run.LoadBefore = loadAverage()
+	pg0 := backendCPU(ctx, db)
+	res, err := r.Rebuild(ctx, projections.BookingsName)
+	if err != nil {
+		return run, err
+	}
+	run.Elapsed = res.Elapsed
+	if pg0 != nil {
+		run.PGCPU = cpuSince(pg0, backendCPU(ctx, db))
+	}
+	run.PeakRSS = procField("/proc/self/status", "VmHWM")
+	run.LoadAfter = loadAverage()
+	run.EventsPerSecond = float64(events) / run.Elapsed.Seconds()
+	run.Strategy, run.Patched, run.CaughtUp = res.Strategy, res.Patched, res.CaughtUp
+	if res.Strategy != want || !res.Swapped {
+		return run, fmt.Errorf("bench: the rebuild went live by %q (swapped %v), want %q", res.Strategy, res.Swapped, want)
+	}
+	if res.Events != events {
+		return run, fmt.Errorf("bench: the rebuild folded %d events in its bulk phase, want the log's %d", res.Events, events)
+	}
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM bookings`).Scan(&run.Rows); err != nil {
+		return run, fmt.Errorf("bench: count rows: %w", err)
+	}
+	return run, nil
 }
 
 // rebuildPhase is a named part of a rebuild and how long it took.
@@ -382,12 +263,23 @@ type rebuildPhase struct {
 func (r *rebuildResult) print(w io.Writer) {
 	fmt.Fprintf(w, "ledger bench rebuild --events %d\n", r.Options.Events)
 	fmt.Fprintf(w, "  log:          %d events in %d streams (generated in %s)\n", r.Events, r.Streams, r.Generate.Round(time.Millisecond))
-	fmt.Fprintf(w, "  rebuild:      %.0f events/s (%s), %d rows; PostgreSQL's backends used %s CPU\n", r.EventsPerSecond, r.Elapsed.Round(time.Millisecond), r.Rows, cpuOrUnknown(r.PGCPU))
-	for _, p := range r.Phases {
-		fmt.Fprintf(w, "    %-24s %s (%.0f events/s)\n", p.Name+":", p.Elapsed.Round(time.Millisecond), float64(r.Events)/p.Elapsed.Seconds())
+	for _, run := range []rebuildRun{r.Replace, r.Patch} {
+		run.print(w, r.Events)
 	}
-	fmt.Fprintf(w, "  memory:       peak RSS %.1f MiB during the rebuild (%.1f MiB before it)\n", float64(r.PeakRSS)/1024, float64(r.BaseRSS)/1024)
-	fmt.Fprintf(w, "  load average: %s before, %s after (%d CPUs)\n", r.LoadBefore, r.LoadAfter, r.Machine.CPUs)
+	fmt.Fprintf(w, "  load average: %s before, %s after (%d CPUs)\n", r.Replace.LoadBefore, r.Patch.LoadAfter, r.Machine.CPUs)
+}
+
+func (run rebuildRun) print(w io.Writer, events int64) {
+	what := run.Strategy
+	if run.Strategy == readmodels.StrategyPatch {
+		what += fmt.Sprintf(", %d rows rewritten", run.Patched)
+	}
+	fmt.Fprintf(w, "  rebuild (%s): %.0f events/s (%s), %d rows; PostgreSQL's backends used %s CPU\n",
+		what, run.EventsPerSecond, run.Elapsed.Round(time.Millisecond), run.Rows, cpuOrUnknown(run.PGCPU))
+	for _, p := range run.Phases {
+		fmt.Fprintf(w, "    %-24s %s (%.0f events/s)\n", p.Name+":", p.Elapsed.Round(time.Millisecond), float64(events)/p.Elapsed.Seconds())
+	}
+	fmt.Fprintf(w, "    peak RSS %.1f MiB during the run (%.1f MiB before it)\n", float64(run.PeakRSS)/1024, float64(run.BaseRSS)/1024)
 }
 
 // generateLog appends about n events of realistic streams through the

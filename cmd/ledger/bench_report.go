@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 )
 
 // reportOptions configures `ledger bench report` (`make bench`).
@@ -115,12 +117,15 @@ func writeReport(w io.Writer, started time.Time, took time.Duration, peak, half 
 	p("| p99 answer latency at half the peak rate ≤ 25 ms | p99 %s at %.0f events/s (open loop) | %s |\n",
 		ms(half.Latency.P99), half.Options.Rate, yes(half.Latency.P99 <= 25*time.Millisecond))
 	for _, r := range rebuilds {
-		p("| rebuild ≥ 100,000 events/s (%d events) | %.0f events/s end to end%s | %s |\n", r.Events, r.EventsPerSecond, phaseSummary(r), yes(r.EventsPerSecond >= 100_000))
+		for _, run := range []rebuildRun{r.Replace, r.Patch} {
+			p("| rebuild ≥ 100,000 events/s (%d events, %s) | %.0f events/s end to end%s | %s |\n",
+				r.Events, run.Strategy, run.EventsPerSecond, phaseSummary(run, r.Events), yes(run.EventsPerSecond >= 100_000))
+		}
 	}
 	if len(rebuilds) >= 2 {
 		first, last := rebuilds[0], rebuilds[len(rebuilds)-1]
 		p("| rebuild peak RSS does not grow with N | %.1f MiB at %d events, %.1f MiB at %d events | %s |\n",
-			float64(first.PeakRSS)/1024, first.Events, float64(last.PeakRSS)/1024, last.Events, yes(float64(last.PeakRSS) <= 1.25*float64(first.PeakRSS)))
+			float64(first.peakRSS())/1024, first.Events, float64(last.peakRSS())/1024, last.Events, yes(float64(last.peakRSS()) <= 1.25*float64(first.peakRSS())))
 	}
 	p("| exactly-once check passes in every run | %s, %s | %s |\n\n", okText(peak.Check.OK), okText(half.Check.OK), yes(peak.Check.OK && half.Check.OK))
 
@@ -129,7 +134,7 @@ func writeReport(w io.Writer, started time.Time, took time.Duration, peak, half 
 	p("## Ingest, open loop at half the peak rate\n\n")
 	writeIngest(w, half)
 	p("## Rebuild\n\n")
-	p("The rebuild measured is `benchRebuild` in `cmd/ledger/bench_rebuild.go`: a full re-fold of the log into a fresh table (read in batches ordered by stream, `projections.FoldBooking` per stream, COPY), then the table's indexes and constraints. Peak RSS is the process's VmHWM, reset before the rebuild.\n\n")
+	p("The rebuild measured is the runner operators use (`ledger projections rebuild`, `readmodels.Rebuilder` with its default configuration) on the bookings projection, twice per log: **replace**, from an empty table, with the patch limit set to -1 so that it replaces at every size (by default the runner replaces beyond %d differing rows) (bulk fold into a shadow, its indexes and constraints, the GiST exclusion constraint included, catch-up, swap by renaming), then **patch**, from that table with up to %d rows made stale (bulk fold into a shadow, catch-up, the differing rows rewritten in the live table). events/s is the whole log over the whole run. Peak RSS is the process's VmHWM, reset before each run.\n\n", readmodels.DefaultPatchLimit, patchedRows)
 	for _, r := range rebuilds {
 		p("```\n$ ")
 		r.print(w)
@@ -143,10 +148,13 @@ func writeIngest(w io.Writer, r *ingestResult) {
 	fmt.Fprintf(w, "```\n\n")
 }
 
-func phaseSummary(r *rebuildResult) string {
+// peakRSS is the higher peak of the two runs.
+func (r *rebuildResult) peakRSS() int64 { return max(r.Replace.PeakRSS, r.Patch.PeakRSS) }
+
+func phaseSummary(run rebuildRun, events int64) string {
 	var parts []string
-	for _, ph := range r.Phases {
-		parts = append(parts, fmt.Sprintf("%s %.0f events/s", ph.Name, float64(r.Events)/ph.Elapsed.Seconds()))
+	for _, ph := range run.Phases {
+		parts = append(parts, fmt.Sprintf("%s %.0f events/s", ph.Name, float64(events)/ph.Elapsed.Seconds()))
 	}
 	if len(parts) == 0 {
 		return ""

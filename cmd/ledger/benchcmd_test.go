@@ -3,16 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/adapters/stripe"
-	"github.com/booking-ledger/ledger/domain"
-	"github.com/booking-ledger/ledger/domain/app"
+	"github.com/booking-ledger/ledger/projections"
 )
 
 // benchConfig points the benchmarks at the test server; they create and
@@ -101,72 +102,6 @@ func TestGenerateDeliveries(t *testing.T) {
 	}
 }
 
-// TestRebuildByFoldEqualsLive: the default rebuild hook gives a table equal
-// to the status table the ingest path kept, row for row, with its indexes
-// and constraints.
-func TestRebuildByFoldEqualsLive(t *testing.T) {
-	ctx := context.Background()
-	db := pgtest.NewDB(t)
-	store, err := bookingstore.New(bookingstore.Config{DB: db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ledger, err := app.NewService(app.Config{Bookings: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []int64
-	for i := range 6 {
-		in := time.Date(2027, 5, 1+i%3, 0, 0, 0, 0, time.UTC) // overlapping stays
-		row, err := ledger.CreateBooking(ctx, domain.NewBookingParams{ResourceID: "room-1", CheckIn: in.Format(time.DateOnly),
-			CheckOut: in.AddDate(0, 0, 2).Format(time.DateOnly), Amount: 9000, Currency: "eur", CustomerEmail: "g@example.com"}, "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, row.ID)
-	}
-	for i, id := range ids {
-		typ, fact := stripe.EventPaymentIntentSucceeded, app.FactPaymentSucceeded
-		if i%3 == 2 {
-			typ, fact = stripe.EventPaymentIntentPaymentFailed, app.FactPaymentFailed
-		}
-		if _, err := ledger.Ingest(ctx, app.Delivery{EventID: stripe.NewEventID(), Type: typ, Created: time.Now(), Raw: []byte(`{}`),
-			Source: "webhook", Fact: fact, Lookup: app.Lookup{BookingIDs: []int64{id}},
-			Payment: domain.Payment{PaymentIntentID: stripe.NewPaymentIntentID(), Amount: 9000, Currency: "eur", Source: "webhook", FailureCode: "card_declined"},
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var phases []string
-	if err := rebuildByFold(withPhases(ctx, func(name string, _ time.Duration) { phases = append(phases, name) }), db); err != nil {
-		t.Fatal(err)
-	}
-	if len(phases) != 2 {
-		t.Errorf("phases %v, want fold and indexes", phases)
-	}
-	for _, q := range []string{
-		`SELECT count(*) FROM (SELECT * FROM bookings EXCEPT SELECT * FROM ` + rebuildTable + `) d`,
-		`SELECT count(*) FROM (SELECT * FROM ` + rebuildTable + ` EXCEPT SELECT * FROM bookings) d`,
-	} {
-		var n int
-		if err := db.QueryRowContext(ctx, q).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n != 0 {
-			t.Errorf("%d rows differ: %s", n, q)
-		}
-	}
-	var confirmed, constraints int
-	db.QueryRowContext(ctx, `SELECT count(*) FROM `+rebuildTable+` WHERE status = 'confirmed'`).Scan(&confirmed)
-	if confirmed == 0 || confirmed == len(ids) {
-		t.Errorf("%d of %d confirmed: the scenario should have conflicts", confirmed, len(ids))
-	}
-	db.QueryRowContext(ctx, `SELECT count(*) FROM pg_constraint WHERE conrelid = $1::regclass AND contype IN ('p', 'x')`, rebuildTable).Scan(&constraints)
-	if constraints != 2 {
-		t.Errorf("%d primary key and exclusion constraints on %s, want 2", constraints, rebuildTable)
-	}
-}
-
 // TestBenchRebuild runs a small rebuild benchmark end to end.
 func TestBenchRebuild(t *testing.T) {
 	if testing.Short() {
@@ -177,11 +112,37 @@ func TestBenchRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
-	if res.Events < 3000 || res.Rows != res.Streams || res.Streams == 0 {
-		t.Errorf("%d events, %d streams, %d rows", res.Events, res.Streams, res.Rows)
+	if res.Events < 3000 || res.Streams == 0 {
+		t.Errorf("%d events, %d streams", res.Events, res.Streams)
 	}
-	if res.PeakRSS <= 0 || res.EventsPerSecond <= 0 {
-		t.Errorf("peak RSS %d KiB, %.0f events/s", res.PeakRSS, res.EventsPerSecond)
+	for _, tc := range []struct {
+		run      rebuildRun
+		strategy string
+		patched  int64
+		phases   []string
+	}{
+		{res.Replace, readmodels.StrategyReplace, 0, []string{readmodels.PhaseBulk, readmodels.PhaseIndex, readmodels.PhaseCatchUp, readmodels.PhaseSwap}},
+		{res.Patch, readmodels.StrategyPatch, min(patchedRows, int64(res.Streams)), []string{readmodels.PhaseBulk, readmodels.PhaseIndex, readmodels.PhaseCatchUp, readmodels.PhaseSwap}},
+	} {
+		run := tc.run
+		var phases []string
+		for _, p := range run.Phases {
+			phases = append(phases, p.Name)
+		}
+		if run.Strategy != tc.strategy || run.Patched != tc.patched || run.Rows != res.Streams || !slices.Equal(phases, tc.phases) {
+			t.Errorf("%s run: %s, %d patched, %d rows for %d streams, phases %v; want %s, %d patched, phases %v",
+				tc.strategy, run.Strategy, run.Patched, run.Rows, res.Streams, phases, tc.strategy, tc.patched, tc.phases)
+		}
+		if run.PeakRSS <= 0 || run.EventsPerSecond <= 0 {
+			t.Errorf("%s run: peak RSS %d KiB, %.0f events/s", tc.strategy, run.PeakRSS, run.EventsPerSecond)
+		}
+	}
+	var out bytes.Buffer
+	res.print(&out)
+	for _, want := range []string{"rebuild (replace)", fmt.Sprintf("rebuild (patch, %d rows rewritten)", res.Patch.Patched)} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
 	}
 }
 
@@ -206,12 +167,19 @@ func TestGenerateLog(t *testing.T) {
 	if broken, err := verifyChains(ctx, db, ids); err != nil || broken != 0 {
 		t.Fatalf("%d broken chains, %v", broken, err)
 	}
-	if err := rebuildByFold(ctx, db); err != nil {
+	// The runner replaces the empty bookings table (a negative patch limit
+	// forces it at this size): every stream folds and the exclusion
+	// constraint builds on the shadow.
+	r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db, PatchLimit: -1})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if res, err := r.Rebuild(ctx, projections.BookingsName); err != nil || res.Strategy != readmodels.StrategyReplace {
+		t.Fatalf("rebuild: %+v, %v", res, err)
 	}
 	var rows int
 	var types []byte
-	db.QueryRowContext(ctx, `SELECT count(*) FROM `+rebuildTable).Scan(&rows)
+	db.QueryRowContext(ctx, `SELECT count(*) FROM bookings`).Scan(&rows)
 	db.QueryRowContext(ctx, `SELECT string_agg(DISTINCT event_type, ',' ORDER BY event_type) FROM ledger_events`).Scan(&types)
 	if rows != streams {
 		t.Errorf("%d rows for %d streams", rows, streams)

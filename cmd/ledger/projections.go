@@ -24,6 +24,7 @@ import (
 
 	httpapi "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -32,7 +33,7 @@ import (
 // --rebuild-stale), and the metrics registry.
 type projectionsRuntime struct {
 	registry *prometheus.Registry
-	consumer *postgres.MonitoringConsumer
+	consumer *readmodels.MonitoringConsumer
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	// rebuilt is closed when the start-up rebuild of stale projections has
@@ -48,12 +49,12 @@ func (a *App) startProjections() error {
 	p.rebuilt = make(chan struct{})
 	p.registry = prometheus.NewRegistry()
 	p.registry.MustRegister(
-		postgres.NewCollector(a.db),
+		readmodels.NewCollector(a.db),
 		collectors.NewDBStatsCollector(a.db, "ledger"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	consumer, err := postgres.NewMonitoringConsumer(postgres.MonitoringConfig{DB: a.db, Logger: a.logger})
+	consumer, err := readmodels.NewMonitoringConsumer(readmodels.MonitoringConfig{DB: a.db, Logger: a.logger})
 	if err != nil {
 		return err
 	}
@@ -81,14 +82,14 @@ func (a *App) startProjections() error {
 // version differs from this binary's. Failures are logged: the server keeps
 // serving from the stored read models.
 func (a *App) rebuildStale(ctx context.Context) {
-	stale, err := postgres.StaleProjections(ctx, a.db)
+	stale, err := readmodels.StaleProjections(ctx, a.db)
 	if err != nil {
 		a.logger.Error("stale projections", "error", err)
 		return
 	}
 	for _, name := range stale {
 		a.logger.Info("rebuilding stale projection", "projection", name)
-		r, err := postgres.NewRebuilder(postgres.RebuildConfig{DB: a.db, Logger: a.logger, Progress: logProgress(a.logger)})
+		r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: a.db, Logger: a.logger, Progress: logProgress(a.logger)})
 		if err != nil {
 			a.logger.Error("rebuild", "projection", name, "error", err)
 			return
@@ -128,11 +129,11 @@ func (a *App) withMonitoring(cfg httpapi.Config) httpapi.Config {
 type monitoringReader struct{ db *sql.DB }
 
 func (m monitoringReader) Summary(ctx context.Context) (map[string][]map[string]any, error) {
-	return postgres.MonitoringSummary(ctx, m.db)
+	return readmodels.MonitoringSummary(ctx, m.db)
 }
 
-func (m monitoringReader) Projections(ctx context.Context) ([]postgres.ProjectionStatus, error) {
-	return postgres.ProjectionStatuses(ctx, m.db)
+func (m monitoringReader) Projections(ctx context.Context) ([]readmodels.ProjectionStatus, error) {
+	return readmodels.ProjectionStatuses(ctx, m.db)
 }
 
 func newProjectionsCmd() *cobra.Command {
@@ -155,7 +156,7 @@ func newProjectionsStatusCmd() *cobra.Command {
 				return err
 			}
 			defer db.Close()
-			statuses, err := postgres.ProjectionStatuses(cmd.Context(), db)
+			statuses, err := readmodels.ProjectionStatuses(cmd.Context(), db)
 			if err != nil {
 				return err
 			}
@@ -166,7 +167,7 @@ func newProjectionsStatusCmd() *cobra.Command {
 	return cmd
 }
 
-func printStatuses(w io.Writer, format string, statuses []postgres.ProjectionStatus) error {
+func printStatuses(w io.Writer, format string, statuses []readmodels.ProjectionStatus) error {
 	switch format {
 	case "json":
 		enc := json.NewEncoder(w)
@@ -242,8 +243,8 @@ func runRebuilds(ctx context.Context, db *sql.DB, logger *slog.Logger, out io.Wr
 		progress := logProgress(logger)
 		var bar *progressbar.ProgressBar
 		if terminal {
-			progress = func(p projections.Progress) {
-				if p.Phase != projections.PhaseBulk {
+			progress = func(p readmodels.Progress) {
+				if p.Phase != readmodels.PhaseBulk {
 					if bar != nil {
 						bar.Describe(p.Projection + ": " + p.Phase)
 					}
@@ -264,13 +265,13 @@ func runRebuilds(ctx context.Context, db *sql.DB, logger *slog.Logger, out io.Wr
 				bar.Set64(p.Done)
 			}
 		}
-		r, err := postgres.NewRebuilder(postgres.RebuildConfig{DB: db, Logger: logger, Progress: progress})
+		r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db, Logger: logger, Progress: progress})
 		if err != nil {
 			return err
 		}
-		var res postgres.RebuildResult
+		var res readmodels.RebuildResult
 		if diff {
-			res, err = r.Diff(ctx, name, func(e postgres.DiffEntry) error {
+			res, err = r.Diff(ctx, name, func(e readmodels.DiffEntry) error {
 				_, err := fmt.Fprintln(out, formatDiffEntry(e))
 				return err
 			})
@@ -297,7 +298,7 @@ func runRebuilds(ctx context.Context, db *sql.DB, logger *slog.Logger, out io.Wr
 		}
 		fmt.Fprintf(out, "%s: rebuilt by version %d from %d events (+%d caught up) in %s (%.0f events/s); %d rows; %s",
 			name, res.Version, res.Events, res.CaughtUp, res.Elapsed.Round(time.Millisecond), rate, res.Rows, res.Strategy)
-		if res.Strategy == postgres.StrategyPatch {
+		if res.Strategy == readmodels.StrategyPatch {
 			fmt.Fprintf(out, " (%d rows rewritten)", res.Patched)
 		}
 		fmt.Fprintf(out, "; appends or the subscriber paused %s\n", res.Locked.Round(time.Microsecond))
@@ -306,7 +307,7 @@ func runRebuilds(ctx context.Context, db *sql.DB, logger *slog.Logger, out io.Wr
 }
 
 // formatDiffEntry prints one difference: table, key, column, old → new.
-func formatDiffEntry(e postgres.DiffEntry) string {
+func formatDiffEntry(e readmodels.DiffEntry) string {
 	show := func(v *string) string {
 		if v == nil {
 			return "(no row)"
@@ -318,10 +319,10 @@ func formatDiffEntry(e postgres.DiffEntry) string {
 
 // logProgress logs a rebuild's progress at most every 2 seconds, and every
 // phase change.
-func logProgress(logger *slog.Logger) func(projections.Progress) {
+func logProgress(logger *slog.Logger) func(readmodels.Progress) {
 	var last time.Time
 	var phase string
-	return func(p projections.Progress) {
+	return func(p readmodels.Progress) {
 		if p.Phase == phase && time.Since(last) < 2*time.Second {
 			return
 		}

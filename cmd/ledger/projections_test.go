@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/projections"
 )
@@ -294,7 +294,7 @@ func TestRebuildAfterRandomizedWebhooks(t *testing.T) {
 		patchLimit int
 	}{{"patch", 0}, {"replace", -1}} {
 		t.Run("bookings rebuilt by "+tc.name, func(t *testing.T) {
-			r, err := postgres.NewRebuilder(postgres.RebuildConfig{DB: db, PatchLimit: tc.patchLimit, BatchSize: 300})
+			r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db, PatchLimit: tc.patchLimit, BatchSize: 300})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -315,9 +315,9 @@ func TestRebuildAfterRandomizedWebhooks(t *testing.T) {
 		t.Errorf("fold skipped %v", skipped)
 	}
 	pgtest.SameMonitoring(t, "monitoring kept by the subscriber", want, db)
-	r, _ := postgres.NewRebuilder(postgres.RebuildConfig{DB: db})
-	var diffs []postgres.DiffEntry
-	if _, err := r.Diff(context.Background(), projections.MonitoringName, func(e postgres.DiffEntry) error { diffs = append(diffs, e); return nil }); err != nil || len(diffs) != 0 {
+	r, _ := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db})
+	var diffs []readmodels.DiffEntry
+	if _, err := r.Diff(context.Background(), projections.MonitoringName, func(e readmodels.DiffEntry) error { diffs = append(diffs, e); return nil }); err != nil || len(diffs) != 0 {
 		t.Errorf("monitoring diff: %v, %v", diffs, err)
 	}
 	if _, err := r.Rebuild(context.Background(), projections.MonitoringName); err != nil {
@@ -336,7 +336,7 @@ func TestRebuildAfterRandomizedWebhooks(t *testing.T) {
 		if err := json.Unmarshal(body, &summary); err != nil {
 			t.Fatal(err)
 		}
-		for _, v := range postgres.MonitoringViews {
+		for _, v := range readmodels.MonitoringViews {
 			if _, ok := summary.Views[strings.TrimPrefix(v.Name, "monitoring_")]; !ok {
 				t.Errorf("summary lacks %s", v.Name)
 			}
@@ -415,8 +415,8 @@ func TestRebuildAfterRandomizedWebhooks(t *testing.T) {
 			t.Fatalf("%d %s %v", status, body, err)
 		}
 		var ready struct {
-			Status      string                      `json:"status"`
-			Projections []postgres.ProjectionStatus `json:"projections"`
+			Status      string                        `json:"status"`
+			Projections []readmodels.ProjectionStatus `json:"projections"`
 		}
 		json.Unmarshal(body, &ready)
 		if ready.Status != "ready" || len(ready.Projections) != 2 || ready.Projections[0].Name != "bookings" || ready.Projections[1].Stale {
@@ -443,7 +443,7 @@ func TestRebuildWhileWebhooksArrive(t *testing.T) {
 			url := pgtest.NewURL(t)
 			db := openTestDB(t, url)
 			pgtest.FillLog(t, db, 0, 3000)
-			r0, _ := postgres.NewRebuilder(postgres.RebuildConfig{DB: db})
+			r0, _ := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db})
 			if _, err := r0.Rebuild(context.Background(), projections.BookingsName); err != nil {
 				t.Fatal(err)
 			}
@@ -495,8 +495,8 @@ func TestRebuildWhileWebhooksArrive(t *testing.T) {
 				}
 				return nil
 			}
-			r, err := postgres.NewRebuilder(postgres.RebuildConfig{DB: db, BatchSize: 1000, PatchLimit: tc.patchLimit, Logger: slog.New(slog.DiscardHandler),
-				Hooks: postgres.RebuildHooks{
+			r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db, BatchSize: 1000, PatchLimit: tc.patchLimit, Logger: slog.New(slog.DiscardHandler),
+				Hooks: readmodels.RebuildHooks{
 					AfterBatch:    func(ctx context.Context, n int64) error { return waitFor(ctx, min(n/20, 250)) },
 					BeforeCatchUp: func(ctx context.Context) error { return waitFor(ctx, 600) },
 				}})
@@ -532,7 +532,7 @@ func TestServeRebuildsStaleProjections(t *testing.T) {
 	if _, err := db.Exec(`UPDATE projection_state SET version = 0`); err != nil {
 		t.Fatal(err)
 	}
-	stale, err := postgres.StaleProjections(context.Background(), db)
+	stale, err := readmodels.StaleProjections(context.Background(), db)
 	if err != nil || !slices.Equal(stale, []string{"bookings", "monitoring"}) {
 		t.Fatalf("stale %v, %v", stale, err)
 	}
@@ -540,7 +540,7 @@ func TestServeRebuildsStaleProjections(t *testing.T) {
 	cfg.RebuildStale = true
 	app := startApp(t, cfg)
 	<-app.proj.rebuilt
-	if stale, err := postgres.StaleProjections(context.Background(), db); err != nil || len(stale) != 0 {
+	if stale, err := readmodels.StaleProjections(context.Background(), db); err != nil || len(stale) != 0 {
 		t.Fatalf("stale after start: %v, %v", stale, err)
 	}
 	pgtest.SameBookings(t, "bookings", pgtest.FoldBookings(t, db), pgtest.Bookings(t, db))
@@ -581,7 +581,7 @@ func TestProjectionsCommands(t *testing.T) {
 		!regexp.MustCompile(`(?m)^monitoring\s+async\s+1\s+1\s`).MatchString(status) {
 		t.Errorf("status:\n%s", status)
 	}
-	var js []postgres.ProjectionStatus
+	var js []readmodels.ProjectionStatus
 	if err := json.Unmarshal([]byte(ledger("projections", "status", "--format", "json")), &js); err != nil || len(js) != 2 || !js[0].Stale {
 		t.Errorf("status --format json: %+v %v", js, err)
 	}
@@ -614,7 +614,7 @@ func TestRebuildCommandInterrupted(t *testing.T) {
 	url := pgtest.NewURL(t)
 	db := openTestDB(t, url)
 	pgtest.FillLog(t, db, 0, 15_000)
-	r, _ := postgres.NewRebuilder(postgres.RebuildConfig{DB: db})
+	r, _ := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db})
 	if _, err := r.Rebuild(context.Background(), projections.BookingsName); err != nil {
 		t.Fatal(err)
 	}

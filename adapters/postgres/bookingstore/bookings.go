@@ -17,8 +17,9 @@ import (
 	"github.com/booking-ledger/ledger/projections"
 )
 
-// bookingColumns is the column list scanned by scanBookingRow.
-const bookingColumns = `id, resource_id, check_in, check_out, status, payment_status, amount, currency, customer_email, session_id, payment_intent_id, created_at, updated_at, last_event_position`
+// BookingColumns is the column list of the bookings table, in the order
+// scanBookingRow scans it (the rebuild copies and swaps tables with it).
+const BookingColumns = `id, resource_id, check_in, check_out, status, payment_status, amount, currency, customer_email, session_id, payment_intent_id, created_at, updated_at, last_event_position`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -61,7 +62,7 @@ func scanBookingRow(s rowScanner) (projections.BookingRow, error) {
 // domain.ErrConflict.
 func upsertBooking(ctx context.Context, tx *sql.Tx, table string, row projections.BookingRow) (projections.BookingRow, error) {
 	const position = `COALESCE(NULLIF($14::bigint, 0), currval('ledger_events_position_seq'))`
-	out, err := scanBookingRow(tx.QueryRowContext(ctx, upsertBookingSQL(table, 1, position)+` RETURNING `+bookingColumns,
+	out, err := scanBookingRow(tx.QueryRowContext(ctx, upsertBookingSQL(table, 1, position)+` RETURNING `+BookingColumns,
 		append(upsertArgs(row), row.LastEventPosition)...))
 	if err != nil {
 		return out, upsertError(row.ID, err)
@@ -77,7 +78,7 @@ func upsertBookingSQL(table string, first int, position string) string {
 	for i := range 13 {
 		values.WriteString("$" + strconv.Itoa(first+i) + ", ")
 	}
-	return `INSERT INTO ` + table + ` (` + bookingColumns + `)
+	return `INSERT INTO ` + table + ` (` + BookingColumns + `)
 		VALUES (` + values.String() + position + `)
 		ON CONFLICT (id) DO UPDATE SET
 			resource_id = excluded.resource_id, check_in = excluded.check_in, check_out = excluded.check_out,
@@ -109,7 +110,7 @@ func upsertError(id int64, err error) error {
 // GetBooking returns one row of the status table, or an error wrapping
 // domain.ErrNotFound.
 func GetBooking(ctx context.Context, q postgres.Querier, id int64) (projections.BookingRow, error) {
-	r, err := scanBookingRow(q.QueryRowContext(ctx, `SELECT `+bookingColumns+` FROM bookings WHERE id = $1`, id))
+	r, err := scanBookingRow(q.QueryRowContext(ctx, `SELECT `+BookingColumns+` FROM bookings WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("booking %d: %w", id, domain.ErrNotFound)
 	}
@@ -128,7 +129,7 @@ func ListBookings(ctx context.Context, q postgres.Querier, f app.BookingFilter) 
 	if f.Limit > 1000 {
 		f.Limit = 1000
 	}
-	rows, err := q.QueryContext(ctx, `SELECT `+bookingColumns+` FROM bookings
+	rows, err := q.QueryContext(ctx, `SELECT `+BookingColumns+` FROM bookings
 		WHERE ($1 = '' OR status = $1) AND ($2 = '' OR payment_status = $2) AND id > $3
 		ORDER BY id LIMIT $4`, string(f.Status), string(f.PaymentStatus), f.After, f.Limit+1)
 	if err != nil {

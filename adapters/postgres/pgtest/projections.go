@@ -10,6 +10,7 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
@@ -139,7 +140,7 @@ func FoldMonitoring(tb testing.TB, db *sql.DB) (*projections.Monitoring, []int64
 // SameMonitoring compares the monitoring tables with want, table by table.
 func SameMonitoring(tb testing.TB, what string, want *projections.Monitoring, db *sql.DB) {
 	tb.Helper()
-	got, err := postgres.ReadMonitoring(context.Background(), db)
+	got, err := readmodels.ReadMonitoring(context.Background(), db)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -157,15 +158,15 @@ func SameMonitoring(tb testing.TB, what string, want *projections.Monitoring, db
 // WaitMonitoring waits until the monitoring projection has applied every
 // committed event and returns its status. The deadline only stops a hung
 // test; it asserts nothing about speed.
-func WaitMonitoring(tb testing.TB, db *sql.DB) postgres.ProjectionStatus {
+func WaitMonitoring(tb testing.TB, db *sql.DB) readmodels.ProjectionStatus {
 	tb.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		statuses, err := postgres.ProjectionStatuses(context.Background(), db)
+		statuses, err := readmodels.ProjectionStatuses(context.Background(), db)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		var s postgres.ProjectionStatus
+		var s readmodels.ProjectionStatus
 		for _, st := range statuses {
 			if st.Name == projections.MonitoringName {
 				s = st

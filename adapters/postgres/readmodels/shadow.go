@@ -1,4 +1,4 @@
-package postgres
+package readmodels
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/lib/pq"
+
+	"github.com/booking-ledger/ledger/adapters/postgres"
 )
 
 // shadowSuffix names a shadow table and each of its indexes and
@@ -56,7 +58,7 @@ func createShadow(ctx context.Context, db *sql.DB, live string) error {
 
 // tableGrants returns the privileges granted on table to roles other than
 // its owner, as (privilege, grantee) pairs ready for a GRANT statement.
-func tableGrants(ctx context.Context, q Querier, table string) ([][2]string, error) {
+func tableGrants(ctx context.Context, q postgres.Querier, table string) ([][2]string, error) {
 	rows, err := q.QueryContext(ctx, `
 		SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END
 		FROM pg_class c, aclexplode(c.relacl) a

@@ -1,4 +1,4 @@
-package postgres
+package readmodels
 
 import (
 	"context"
@@ -71,7 +71,7 @@ type RebuildConfig struct {
 	PatchLimit int
 	// Progress, when set, is called after every bulk batch and at every
 	// phase change, on the rebuild's goroutine.
-	Progress func(projections.Progress)
+	Progress func(Progress)
 	// Bookings is the bookings code to run; zero means this binary's.
 	Bookings BookingsCode
 	Hooks    RebuildHooks
@@ -97,7 +97,7 @@ func (c *RebuildConfig) setDefaults() {
 		c.CatchUpThreshold = 100
 	}
 	if c.PatchLimit == 0 {
-		c.PatchLimit = 10_000
+		c.PatchLimit = DefaultPatchLimit
 	}
 	if c.Bookings.Fold == nil {
 		c.Bookings = BookingsCode{Version: projections.BookingsVersion, Fold: projections.FoldBookingRaw}
@@ -169,6 +169,10 @@ const (
 	StrategyReplace = "replace"
 )
 
+// DefaultPatchLimit is RebuildConfig.PatchLimit's default: a rebuilt
+// bookings table with more differing rows replaces the live one.
+const DefaultPatchLimit = 10_000
+
 // DiffEntry is one value a rebuild would change.
 type DiffEntry struct {
 	// Table is the read model's table; Key the values of its key columns,
@@ -232,7 +236,7 @@ func (r *Rebuilder) run(ctx context.Context, name string, emit func(DiffEntry) e
 		err = fmt.Errorf("%w: %w", ctx.Err(), err)
 	}
 	if err == nil {
-		r.progress(name, projections.PhaseDone, res.Events, res.Events, start)
+		r.progress(name, PhaseDone, res.Events, res.Events, start)
 	}
 	return res, err
 }
@@ -269,7 +273,7 @@ func (r *Rebuilder) lock(ctx context.Context, name string) (unlock func(), err e
 
 func (r *Rebuilder) progress(name, phase string, done, total int64, start time.Time) {
 	if r.cfg.Progress != nil {
-		r.cfg.Progress(projections.Progress{Projection: name, Phase: phase, Done: done, Total: total, Elapsed: time.Since(start)})
+		r.cfg.Progress(Progress{Projection: name, Phase: phase, Done: done, Total: total, Elapsed: time.Since(start)})
 	}
 }
 

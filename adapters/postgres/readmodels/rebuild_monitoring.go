@@ -1,4 +1,4 @@
-package postgres
+package readmodels
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/projections"
 )
@@ -92,7 +93,7 @@ func applyMonitoring(m *projections.Monitoring, e projections.RawEvent) error {
 
 // foldRange folds the events after f.cut up to and including to, in the
 // subscribers' order, page by page on the (transaction_id, position) index.
-func (r *Rebuilder) foldRange(ctx context.Context, q Querier, f *monitoringFold, to cut) (int64, error) {
+func (r *Rebuilder) foldRange(ctx context.Context, q postgres.Querier, f *monitoringFold, to cut) (int64, error) {
 	var total int64
 	for f.cut.less(to) {
 		rows, err := q.QueryContext(ctx, `SELECT `+monitoringEventColumns+` FROM ledger_events
@@ -132,7 +133,7 @@ func (r *Rebuilder) rebuildMonitoring(ctx context.Context, start time.Time, emit
 	}
 	var xminText string
 	var total int64
-	if err := tx.QueryRowContext(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text, COALESCE(max(position), 0) FROM ledger_events`).Scan(&xminText, &total); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT `+postgres.Xmin(postgres.CurrentSnapshot)+`::text, COALESCE(max(position), 0) FROM ledger_events`).Scan(&xminText, &total); err != nil {
 		tx.Rollback()
 		return res, fmt.Errorf("postgres: snapshot: %w", err)
 	}
@@ -141,7 +142,7 @@ func (r *Rebuilder) rebuildMonitoring(ctx context.Context, start time.Time, emit
 		tx.Rollback()
 		return res, fmt.Errorf("postgres: snapshot xmin %q: %w", xminText, err)
 	}
-	r.progress(projections.MonitoringName, projections.PhaseBulk, 0, total, start)
+	r.progress(projections.MonitoringName, PhaseBulk, 0, total, start)
 	var last int64
 	for {
 		rows, err := tx.QueryContext(ctx, `SELECT `+monitoringEventColumns+` FROM ledger_events
@@ -158,7 +159,7 @@ func (r *Rebuilder) rebuildMonitoring(ctx context.Context, start time.Time, emit
 		}
 		res.Events += n
 		last = f.cut.pos
-		r.progress(projections.MonitoringName, projections.PhaseBulk, res.Events, max(total, res.Events), start)
+		r.progress(projections.MonitoringName, PhaseBulk, res.Events, max(total, res.Events), start)
 		if h := r.cfg.Hooks.AfterBatch; h != nil && n > 0 {
 			if err := h(ctx, res.Events); err != nil {
 				tx.Rollback()
@@ -177,10 +178,10 @@ func (r *Rebuilder) rebuildMonitoring(ctx context.Context, start time.Time, emit
 			return res, err
 		}
 	}
-	r.progress(projections.MonitoringName, projections.PhaseCatchUp, res.Events, res.Events, start)
+	r.progress(projections.MonitoringName, PhaseCatchUp, res.Events, res.Events, start)
 	catchUp := func() (int64, error) {
 		var xminText string
-		if err := db.QueryRowContext(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&xminText); err != nil {
+		if err := db.QueryRowContext(ctx, `SELECT `+postgres.Xmin(postgres.CurrentSnapshot)+`::text`).Scan(&xminText); err != nil {
 			return 0, fmt.Errorf("postgres: snapshot: %w", err)
 		}
 		xmin, err := strconv.ParseUint(xminText, 10, 64)
@@ -255,10 +256,10 @@ func (r *Rebuilder) rebuildMonitoring(ctx context.Context, start time.Time, emit
 	}
 	between := func() error { _, err := catchUp(); return err }
 	if emit != nil {
-		r.progress(projections.MonitoringName, projections.PhaseDiff, res.Events, res.Events, start)
+		r.progress(projections.MonitoringName, PhaseDiff, res.Events, res.Events, start)
 		return res, r.withSwapRetries(ctx, projections.MonitoringName, func() error { return final(false) }, between)
 	}
-	r.progress(projections.MonitoringName, projections.PhaseSwap, res.Events, res.Events, start)
+	r.progress(projections.MonitoringName, PhaseSwap, res.Events, res.Events, start)
 	return res, r.withSwapRetries(ctx, projections.MonitoringName, func() error { return final(true) }, between)
 }
 
@@ -298,7 +299,7 @@ func lockSubscriber(ctx context.Context, tx *sql.Tx, lockTimeout string) (cut, e
 
 // lastEventAtOrBefore returns the cut of the last event at or before c,
 // (0, 0) when there is none.
-func lastEventAtOrBefore(ctx context.Context, q Querier, c cut) (cut, error) {
+func lastEventAtOrBefore(ctx context.Context, q postgres.Querier, c cut) (cut, error) {
 	var txText string
 	var last cut
 	err := q.QueryRowContext(ctx, `SELECT transaction_id::text AS txid, position FROM ledger_events
@@ -382,7 +383,7 @@ func counterColumns(t projections.CounterTable) []string {
 
 // ReadMonitoring reads the monitoring tables into a Monitoring, for
 // comparisons with a fold of the log.
-func ReadMonitoring(ctx context.Context, q Querier) (*projections.Monitoring, error) {
+func ReadMonitoring(ctx context.Context, q postgres.Querier) (*projections.Monitoring, error) {
 	m := &projections.Monitoring{}
 	for _, t := range projections.MonitoringTables {
 		rows, err := readCounterRows(ctx, q, t)
@@ -396,7 +397,7 @@ func ReadMonitoring(ctx context.Context, q Querier) (*projections.Monitoring, er
 	return m, nil
 }
 
-func readCounterRows(ctx context.Context, q Querier, t projections.CounterTable) ([]projections.CounterRow, error) {
+func readCounterRows(ctx context.Context, q postgres.Querier, t projections.CounterTable) ([]projections.CounterRow, error) {
 	var sel []string
 	for _, k := range t.Keys {
 		sel = append(sel, pq.QuoteIdentifier(k.Name)+`::text`)

@@ -1,4 +1,4 @@
-package postgres
+package readmodels
 
 import (
 	"context"
@@ -7,13 +7,15 @@ import (
 	"strings"
 
 	"github.com/lib/pq"
+
+	"github.com/booking-ledger/ledger/adapters/postgres"
 )
 
 // diffTables compares live and shadow, which share key and value columns,
 // in q's snapshot, and calls emit for every value that differs (values
 // compared as text), ordered by key. Rows present on one side only yield
 // one entry per value column, with the absent side nil.
-func diffTables(ctx context.Context, q Querier, live, shadow string, keys, values []string, emit func(DiffEntry) error) (DiffSummary, error) {
+func diffTables(ctx context.Context, q postgres.Querier, live, shadow string, keys, values []string, emit func(DiffEntry) error) (DiffSummary, error) {
 	var sel []string
 	for _, k := range keys {
 		k = pq.QuoteIdentifier(k)

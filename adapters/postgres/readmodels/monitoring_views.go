@@ -1,4 +1,4 @@
-package postgres
+package readmodels
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/booking-ledger/ledger/adapters/postgres"
 )
 
 // MonitoringViews are the monitoring views GET /monitoring/summary
@@ -34,7 +36,7 @@ var MonitoringViews = []struct{ Name, OrderBy string }{
 // numbers.
 func MonitoringSummary(ctx context.Context, db *sql.DB) (map[string][]map[string]any, error) {
 	out := map[string][]map[string]any{}
-	err := TransactOpts(ctx, db, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}, func(ctx context.Context, tx *sql.Tx) error {
+	err := postgres.TransactOpts(ctx, db, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}, func(ctx context.Context, tx *sql.Tx) error {
 		for _, v := range MonitoringViews {
 			rows, err := readView(ctx, tx, v.Name, v.OrderBy)
 			if err != nil {
@@ -47,7 +49,7 @@ func MonitoringSummary(ctx context.Context, db *sql.DB) (map[string][]map[string
 	return out, err
 }
 
-func readView(ctx context.Context, q Querier, name, orderBy string) ([]map[string]any, error) {
+func readView(ctx context.Context, q postgres.Querier, name, orderBy string) ([]map[string]any, error) {
 	rows, err := q.QueryContext(ctx, `SELECT * FROM `+pq.QuoteIdentifier(name)+` ORDER BY `+orderBy)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: read %s: %w", name, err)

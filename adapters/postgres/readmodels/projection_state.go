@@ -1,4 +1,4 @@
-package postgres
+package readmodels
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -43,7 +44,7 @@ type ProjectionStatus struct {
 // of projections.All. A projection without a row in projection_state (a
 // database older than this binary) is reported with stored version 0, so
 // stale.
-func ProjectionStatuses(ctx context.Context, q Querier) ([]ProjectionStatus, error) {
+func ProjectionStatuses(ctx context.Context, q postgres.Querier) ([]ProjectionStatus, error) {
 	var head int64
 	if err := q.QueryRowContext(ctx, `SELECT COALESCE(max(position), 0) FROM ledger_events`).Scan(&head); err != nil {
 		return nil, fmt.Errorf("postgres: head position: %w", err)
@@ -86,7 +87,7 @@ func ProjectionStatuses(ctx context.Context, q Querier) ([]ProjectionStatus, err
 
 // StaleProjections returns the names of the projections whose stored
 // version differs from this binary's.
-func StaleProjections(ctx context.Context, q Querier) ([]string, error) {
+func StaleProjections(ctx context.Context, q postgres.Querier) ([]string, error) {
 	all, err := ProjectionStatuses(ctx, q)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package postgres_test
+package readmodels_test
 
 import (
 	"context"
@@ -11,13 +11,15 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 	"github.com/booking-ledger/ledger/projections"
 )
 
-func startMonitoring(t testing.TB, db *sql.DB) *postgres.MonitoringConsumer {
+func startMonitoring(t testing.TB, db *sql.DB) *readmodels.MonitoringConsumer {
 	t.Helper()
-	c, err := postgres.NewMonitoringConsumer(postgres.MonitoringConfig{DB: db, PollInterval: 10 * time.Millisecond, BatchSize: 50})
+	c, err := readmodels.NewMonitoringConsumer(readmodels.MonitoringConfig{DB: db, PollInterval: 10 * time.Millisecond, BatchSize: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,9 +41,15 @@ func TestMonitoringDeadLettersPoisonAndGoesOn(t *testing.T) {
 	db := newTestDB(t)
 	store := postgres.NewEventStore(postgres.EventStoreConfig{})
 	pgtest.FillLog(t, db, 0, 100)
-	_, err := appendTx(ctx, db, store, 999_999,
-		newEvent(domain.EventBookingCancelled, map[string]any{"reason": "bored"}),
-		newEvent("BookingTeleported", map[string]any{"to": "mars"}))
+	poison := []postgres.NewEvent{
+		{Type: domain.EventBookingCancelled, SchemaVersion: 1, OccurredAt: time.Now(), CausationID: "evt_test", Payload: []byte(`{"reason": "bored"}`)},
+		{Type: "BookingTeleported", SchemaVersion: 1, OccurredAt: time.Now(), CausationID: "evt_test", Payload: []byte(`{"to": "mars"}`)},
+	}
+	// A stream of its own, new: version 0 after the genesis hash.
+	err := postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := store.Append(ctx, tx, 999_999, 0, eventlog.GenesisHash, poison)
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +88,7 @@ func TestMonitoringDeadLettersPoisonAndGoesOn(t *testing.T) {
 		t.Errorf("dead letters\n%v\nwant\n%v", got, wantDead)
 	}
 
-	res, err := newRebuilder(t, postgres.RebuildConfig{DB: db, BatchSize: 100}).Rebuild(ctx, projections.MonitoringName)
+	res, err := newRebuilder(t, readmodels.RebuildConfig{DB: db, BatchSize: 100}).Rebuild(ctx, projections.MonitoringName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +121,7 @@ func TestMonitoringRebuildWhileTheSubscriberRuns(t *testing.T) {
 		next += 20
 		return nil
 	}
-	r := newRebuilder(t, postgres.RebuildConfig{DB: db, BatchSize: 100, Hooks: postgres.RebuildHooks{AfterBatch: func(ctx context.Context, _ int64) error {
+	r := newRebuilder(t, readmodels.RebuildConfig{DB: db, BatchSize: 100, Hooks: readmodels.RebuildHooks{AfterBatch: func(ctx context.Context, _ int64) error {
 		return more(ctx)
 	}, BeforeCatchUp: more}})
 	// How the events split between the rebuild and the subscriber depends

@@ -1,4 +1,4 @@
-package postgres
+package readmodels
 
 import (
 	"context"
@@ -14,13 +14,15 @@ import (
 	"github.com/lib/pq"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/projections"
 )
 
 // bookingsTable is the live status table.
 const bookingsTable = "bookings"
 
-var bookingCopyColumns = strings.Split(bookingColumns, ", ")
+var bookingCopyColumns = strings.Split(bookingstore.BookingColumns, ", ")
 
 // rawEventColumns are what a rebuild of the bookings table reads, scanned
 // by scanRawEvent.
@@ -65,7 +67,7 @@ func (r *Rebuilder) rebuildBookings(ctx context.Context, start time.Time, emit f
 	if err != nil {
 		return res, err
 	}
-	r.progress(bookingsTable, projections.PhaseIndex, events, events, start)
+	r.progress(bookingsTable, PhaseIndex, events, events, start)
 	if err := buildShadowIndexes(ctx, db, bookingsTable, true); err != nil {
 		return res, err
 	}
@@ -75,7 +77,7 @@ func (r *Rebuilder) rebuildBookings(ctx context.Context, start time.Time, emit f
 		}
 	}
 
-	r.progress(bookingsTable, projections.PhaseCatchUp, events, events, start)
+	r.progress(bookingsTable, PhaseCatchUp, events, events, start)
 	// catchUp folds, in a snapshot, the streams changed since the last one,
 	// and returns how many there were and (with countDiffering) the ids of
 	// the shadow rows that differ from the live ones in that snapshot, at
@@ -115,7 +117,7 @@ func (r *Rebuilder) rebuildBookings(ctx context.Context, start time.Time, emit f
 	}
 
 	if emit != nil {
-		r.progress(bookingsTable, projections.PhaseDiff, events, events, start)
+		r.progress(bookingsTable, PhaseDiff, events, events, start)
 		return res, r.diffBookings(ctx, code, snap, emit, &res)
 	}
 
@@ -132,21 +134,21 @@ func (r *Rebuilder) rebuildBookings(ctx context.Context, start time.Time, emit f
 	}
 	if r.cfg.PatchLimit >= 0 && len(differing) <= r.cfg.PatchLimit {
 		res.Strategy = StrategyPatch
-		r.progress(bookingsTable, projections.PhaseSwap, events, events, start)
+		r.progress(bookingsTable, PhaseSwap, events, events, start)
 		return res, r.withSwapRetries(ctx, bookingsTable, func() error {
 			return r.finalBookings(ctx, code, snap, differing, &res)
 		}, between)
 	}
 
 	res.Strategy = StrategyReplace
-	r.progress(bookingsTable, projections.PhaseIndex, events, events, start)
+	r.progress(bookingsTable, PhaseIndex, events, events, start)
 	if err := buildShadowIndexes(ctx, db, bookingsTable, false); err != nil {
 		return res, err
 	}
 	if _, _, err := catchUp(false); err != nil {
 		return res, err
 	}
-	r.progress(bookingsTable, projections.PhaseSwap, events, events, start)
+	r.progress(bookingsTable, PhaseSwap, events, events, start)
 	err = r.withSwapRetries(ctx, bookingsTable, func() error {
 		return r.finalBookings(ctx, code, snap, nil, &res)
 	}, between)
@@ -157,7 +159,7 @@ func (r *Rebuilder) rebuildBookings(ctx context.Context, start time.Time, emit f
 // differingBookings returns the ids of the rows that differ between the
 // shadow and the live table (only among ids, when given), in q's snapshot,
 // at most limit of them.
-func differingBookings(ctx context.Context, q Querier, ids []int64, limit int) ([]int64, error) {
+func differingBookings(ctx context.Context, q postgres.Querier, ids []int64, limit int) ([]int64, error) {
 	shadow := pq.QuoteIdentifier(shadowName(bookingsTable))
 	cond := `true`
 	args := []any{limit}
@@ -209,7 +211,7 @@ func (r *Rebuilder) bulkBookings(ctx context.Context, code BookingsCode, start t
 		if err := tx.QueryRowContext(gctx, `SELECT COALESCE(max(position), 0) FROM ledger_events`).Scan(&total); err != nil {
 			return fmt.Errorf("postgres: head position: %w", err)
 		}
-		r.progress(bookingsTable, projections.PhaseBulk, 0, total, start)
+		r.progress(bookingsTable, PhaseBulk, 0, total, start)
 		lastStream, lastVersion := int64(math.MinInt64), 0
 		for {
 			page, err := r.readStreamsPage(gctx, tx, lastStream, lastVersion)
@@ -227,7 +229,7 @@ func (r *Rebuilder) bulkBookings(ctx context.Context, code BookingsCode, start t
 				return gctx.Err()
 			}
 			n := read.Add(int64(len(page)))
-			r.progress(bookingsTable, projections.PhaseBulk, n, max(total, n), start)
+			r.progress(bookingsTable, PhaseBulk, n, max(total, n), start)
 			if h := r.cfg.Hooks.AfterBatch; h != nil {
 				if err := h(gctx, n); err != nil {
 					return err
@@ -276,7 +278,7 @@ func (r *Rebuilder) bulkBookings(ctx context.Context, code BookingsCode, start t
 
 	g.Go(func() error {
 		for rows := range rowPages {
-			err := Transact(gctx, r.cfg.DB, func(ctx context.Context, tx *sql.Tx) error {
+			err := postgres.Transact(gctx, r.cfg.DB, func(ctx context.Context, tx *sql.Tx) error {
 				return copyBookings(ctx, tx, shadowName(bookingsTable), rows)
 			})
 			if err != nil {
@@ -323,7 +325,7 @@ func (r *Rebuilder) readStreamsPage(ctx context.Context, tx *sql.Tx, stream int6
 // shadow only ever sees a subset of the final rows.
 func (r *Rebuilder) refoldChanged(ctx context.Context, tx *sql.Tx, code BookingsCode, since string, changed *[]int64) (int, int64, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT stream_id FROM ledger_events
-		WHERE transaction_id >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(transaction_id, $1::pg_snapshot)
+		WHERE NOT `+postgres.CommittedBeforeXmin("$1::pg_snapshot")+` AND NOT pg_visible_in_snapshot(transaction_id, $1::pg_snapshot)
 		ORDER BY stream_id`, since)
 	if err != nil {
 		return 0, 0, fmt.Errorf("postgres: changed streams: %w", err)
@@ -496,7 +498,7 @@ func patchBookings(ctx context.Context, tx *sql.Tx, ids []int64) (int64, error) 
 	if _, err := tx.ExecContext(ctx, `DELETE FROM `+bookingsTable+` WHERE id = ANY($1)`, pq.Array(differ)); err != nil {
 		return 0, fmt.Errorf("postgres: patch bookings: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO `+bookingsTable+` (`+bookingColumns+`) SELECT `+bookingColumns+` FROM `+
+	_, err = tx.ExecContext(ctx, `INSERT INTO `+bookingsTable+` (`+bookingstore.BookingColumns+`) SELECT `+bookingstore.BookingColumns+` FROM `+
 		pq.QuoteIdentifier(shadowName(bookingsTable))+` WHERE id = ANY($1)`, pq.Array(differ))
 	if err != nil {
 		var pqErr *pq.Error
@@ -555,8 +557,3 @@ func nullString(s *string) any {
 	}
 	return *s
 }
-
-// bookingColumns: TEMPORARY copy of bookingstore.Columns while the rebuild
-// runner still sits in this package (it moves to readmodels, which imports
-// bookingstore).
-const bookingColumns = `id, resource_id, check_in, check_out, status, payment_status, amount, currency, customer_email, session_id, payment_intent_id, created_at, updated_at, last_event_position`

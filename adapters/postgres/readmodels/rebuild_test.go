@@ -1,4 +1,4 @@
-package postgres_test
+package readmodels_test
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/projections"
 )
@@ -42,9 +42,9 @@ func bookingsSchema(t testing.TB, db *sql.DB) []string {
 	return out
 }
 
-func newRebuilder(t testing.TB, cfg postgres.RebuildConfig) *postgres.Rebuilder {
+func newRebuilder(t testing.TB, cfg readmodels.RebuildConfig) *readmodels.Rebuilder {
 	t.Helper()
-	r, err := postgres.NewRebuilder(cfg)
+	r, err := readmodels.NewRebuilder(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,13 +70,13 @@ func TestRebuildBookingsEqualsFold(t *testing.T) {
 		wantStrategy string
 		wantPatched  int64
 	}{
-		{"empty table, replaced", -1, postgres.StrategyReplace, 0},
-		{"same table, patched", 10, postgres.StrategyPatch, 0},
-		{"same table, replaced", -1, postgres.StrategyReplace, 0},
+		{"empty table, replaced", -1, readmodels.StrategyReplace, 0},
+		{"same table, patched", 10, readmodels.StrategyPatch, 0},
+		{"same table, replaced", -1, readmodels.StrategyReplace, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRebuilder(t, postgres.RebuildConfig{DB: db, PatchLimit: tc.patchLimit, BatchSize: 700})
+			r := newRebuilder(t, readmodels.RebuildConfig{DB: db, PatchLimit: tc.patchLimit, BatchSize: 700})
 			res, err := r.Rebuild(ctx, projections.BookingsName)
 			if err != nil {
 				t.Fatal(err)
@@ -92,12 +92,12 @@ func TestRebuildBookingsEqualsFold(t *testing.T) {
 	}
 	t.Run("rows added since the table was built are patched in", func(t *testing.T) {
 		pgtest.FillLog(t, db, 2000, 30)
-		r := newRebuilder(t, postgres.RebuildConfig{DB: db})
+		r := newRebuilder(t, readmodels.RebuildConfig{DB: db})
 		res, err := r.Rebuild(ctx, projections.BookingsName)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Strategy != postgres.StrategyPatch || res.Patched != 30 {
+		if res.Strategy != readmodels.StrategyPatch || res.Patched != 30 {
 			t.Errorf("result %+v, want 30 rows patched", res)
 		}
 		pgtest.SameBookings(t, "patched table", pgtest.FoldBookings(t, db), pgtest.Bookings(t, db))
@@ -106,7 +106,7 @@ func TestRebuildBookingsEqualsFold(t *testing.T) {
 
 // buggyBookings is a deliberately wrong version 2 of the bookings
 // projection: it ignores cancellations for an availability conflict.
-var buggyBookings = postgres.BookingsCode{Version: 2, Fold: func(events []projections.RawEvent) (projections.BookingRow, error) {
+var buggyBookings = readmodels.BookingsCode{Version: 2, Fold: func(events []projections.RawEvent) (projections.BookingRow, error) {
 	kept := make([]projections.RawEvent, 0, len(events))
 	for _, e := range events {
 		if e.Type == domain.EventBookingCancelled && strings.Contains(string(e.Payload), "availability_conflict") {
@@ -128,11 +128,11 @@ func TestDiffListsExactlyTheBookingsABugFixChanges(t *testing.T) {
 	ctx := context.Background()
 	db := newTestDB(t)
 	pgtest.FillLog(t, db, 0, 1500)
-	if _, err := newRebuilder(t, postgres.RebuildConfig{DB: db, Bookings: buggyBookings}).Rebuild(ctx, projections.BookingsName); err != nil {
+	if _, err := newRebuilder(t, readmodels.RebuildConfig{DB: db, Bookings: buggyBookings}).Rebuild(ctx, projections.BookingsName); err != nil {
 		t.Fatal(err)
 	}
 	wrong := pgtest.Bookings(t, db)
-	statuses, err := postgres.ProjectionStatuses(ctx, db)
+	statuses, err := readmodels.ProjectionStatuses(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,9 +156,9 @@ func TestDiffListsExactlyTheBookingsABugFixChanges(t *testing.T) {
 		t.Fatalf("only %d affected bookings", len(affected))
 	}
 
-	fixed := postgres.BookingsCode{Version: 3, Fold: projections.FoldBookingRaw}
-	var entries []postgres.DiffEntry
-	res, err := newRebuilder(t, postgres.RebuildConfig{DB: db, Bookings: fixed}).Diff(ctx, projections.BookingsName, func(e postgres.DiffEntry) error {
+	fixed := readmodels.BookingsCode{Version: 3, Fold: projections.FoldBookingRaw}
+	var entries []readmodels.DiffEntry
+	res, err := newRebuilder(t, readmodels.RebuildConfig{DB: db, Bookings: fixed}).Diff(ctx, projections.BookingsName, func(e readmodels.DiffEntry) error {
 		entries = append(entries, e)
 		return nil
 	})
@@ -181,7 +181,7 @@ func TestDiffListsExactlyTheBookingsABugFixChanges(t *testing.T) {
 	}
 	pgtest.SameBookings(t, "table after --diff", wrong, pgtest.Bookings(t, db))
 
-	res, err = newRebuilder(t, postgres.RebuildConfig{DB: db, Bookings: fixed}).Rebuild(ctx, projections.BookingsName)
+	res, err = newRebuilder(t, readmodels.RebuildConfig{DB: db, Bookings: fixed}).Rebuild(ctx, projections.BookingsName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestDiffListsExactlyTheBookingsABugFixChanges(t *testing.T) {
 		t.Errorf("patched %d rows, want %d", res.Patched, len(affected))
 	}
 	pgtest.SameBookings(t, "table after the fix", pgtest.FoldBookings(t, db), pgtest.Bookings(t, db))
-	statuses, _ = postgres.ProjectionStatuses(ctx, db)
+	statuses, _ = readmodels.ProjectionStatuses(ctx, db)
 	if s := statuses[0]; s.StoredVersion != 3 || s.RebuiltAt == nil {
 		t.Errorf("status after the fix %+v", s)
 	}
@@ -206,7 +206,7 @@ func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
 	ctx := context.Background()
 	db := newTestDB(t)
 	pgtest.FillLog(t, db, 0, 1200)
-	if _, err := newRebuilder(t, postgres.RebuildConfig{DB: db, Bookings: buggyBookings}).Rebuild(ctx, projections.BookingsName); err != nil {
+	if _, err := newRebuilder(t, readmodels.RebuildConfig{DB: db, Bookings: buggyBookings}).Rebuild(ctx, projections.BookingsName); err != nil {
 		t.Fatal(err)
 	}
 	before := pgtest.Bookings(t, db)
@@ -215,22 +215,22 @@ func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
 
 	cases := []struct {
 		name  string
-		hooks func(cancel context.CancelFunc) postgres.RebuildHooks
+		hooks func(cancel context.CancelFunc) readmodels.RebuildHooks
 		want  error
 	}{
-		{"cancelled in the bulk phase", func(cancel context.CancelFunc) postgres.RebuildHooks {
-			return postgres.RebuildHooks{AfterBatch: func(ctx context.Context, n int64) error {
+		{"cancelled in the bulk phase", func(cancel context.CancelFunc) readmodels.RebuildHooks {
+			return readmodels.RebuildHooks{AfterBatch: func(ctx context.Context, n int64) error {
 				if n >= 1000 {
 					cancel()
 				}
 				return nil
 			}}
 		}, context.Canceled},
-		{"failed after the bulk phase", func(context.CancelFunc) postgres.RebuildHooks {
-			return postgres.RebuildHooks{BeforeCatchUp: func(context.Context) error { return errStop }}
+		{"failed after the bulk phase", func(context.CancelFunc) readmodels.RebuildHooks {
+			return readmodels.RebuildHooks{BeforeCatchUp: func(context.Context) error { return errStop }}
 		}, errStop},
-		{"cancelled before the catch-up", func(cancel context.CancelFunc) postgres.RebuildHooks {
-			return postgres.RebuildHooks{BeforeCatchUp: func(ctx context.Context) error { cancel(); return nil }}
+		{"cancelled before the catch-up", func(cancel context.CancelFunc) readmodels.RebuildHooks {
+			return readmodels.RebuildHooks{BeforeCatchUp: func(ctx context.Context) error { cancel(); return nil }}
 		}, context.Canceled},
 	}
 	for _, tc := range cases {
@@ -238,7 +238,7 @@ func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/patch limit %d", tc.name, patchLimit), func(t *testing.T) {
 				ctx, cancel := context.WithCancel(ctx)
 				defer cancel()
-				r := newRebuilder(t, postgres.RebuildConfig{DB: db, BatchSize: 500, PatchLimit: patchLimit, Hooks: tc.hooks(cancel)})
+				r := newRebuilder(t, readmodels.RebuildConfig{DB: db, BatchSize: 500, PatchLimit: patchLimit, Hooks: tc.hooks(cancel)})
 				res, err := r.Rebuild(ctx, projections.BookingsName)
 				if !errors.Is(err, tc.want) || res.Swapped {
 					t.Fatalf("Rebuild = %+v, %v; want %v", res, err, tc.want)
@@ -250,7 +250,7 @@ func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
 				if got := bookingsSchema(t, db); !slices.Equal(got, schema) {
 					t.Errorf("schema changed: %v", got)
 				}
-				statuses, err := postgres.ProjectionStatuses(context.Background(), db)
+				statuses, err := readmodels.ProjectionStatuses(context.Background(), db)
 				if err != nil || statuses[0].StoredVersion != 2 {
 					t.Errorf("status %+v, %v; want stored version 2", statuses, err)
 				}
@@ -262,7 +262,7 @@ func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
 		if _, err := db.Exec(`CREATE TABLE bookings_shadow (junk int); CREATE INDEX bookings_status_idx_shadow ON bookings_shadow (junk)`); err != nil {
 			t.Fatal(err)
 		}
-		res, err := newRebuilder(t, postgres.RebuildConfig{DB: db}).Rebuild(ctx, projections.BookingsName)
+		res, err := newRebuilder(t, readmodels.RebuildConfig{DB: db}).Rebuild(ctx, projections.BookingsName)
 		if err != nil || !res.Swapped {
 			t.Fatalf("Rebuild = %+v, %v", res, err)
 		}
@@ -282,7 +282,7 @@ func TestOneRebuildPerProjectionAtATime(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		r := newRebuilder(t, postgres.RebuildConfig{DB: db, Hooks: postgres.RebuildHooks{BeforeCatchUp: func(context.Context) error {
+		r := newRebuilder(t, readmodels.RebuildConfig{DB: db, Hooks: readmodels.RebuildHooks{BeforeCatchUp: func(context.Context) error {
 			close(inBulk)
 			<-release
 			return nil
@@ -292,11 +292,11 @@ func TestOneRebuildPerProjectionAtATime(t *testing.T) {
 		}
 	}()
 	<-inBulk
-	r := newRebuilder(t, postgres.RebuildConfig{DB: db})
-	if _, err := r.Rebuild(ctx, projections.BookingsName); !errors.Is(err, postgres.ErrRebuildRunning) {
+	r := newRebuilder(t, readmodels.RebuildConfig{DB: db})
+	if _, err := r.Rebuild(ctx, projections.BookingsName); !errors.Is(err, readmodels.ErrRebuildRunning) {
 		t.Errorf("second rebuild: %v, want ErrRebuildRunning", err)
 	}
-	if _, err := r.Diff(ctx, projections.BookingsName, nil); !errors.Is(err, postgres.ErrRebuildRunning) {
+	if _, err := r.Diff(ctx, projections.BookingsName, nil); !errors.Is(err, readmodels.ErrRebuildRunning) {
 		t.Errorf("diff: %v, want ErrRebuildRunning", err)
 	}
 	if _, err := r.Rebuild(ctx, projections.MonitoringName); err != nil {
