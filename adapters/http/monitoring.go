@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
+	"github.com/booking-ledger/ledger/domain/app"
 )
 
 // Monitoring is what the monitoring endpoints read.
@@ -21,7 +21,7 @@ type Monitoring interface {
 	// Summary returns the monitoring views by name.
 	Summary(ctx context.Context) (map[string][]map[string]any, error)
 	// Projections reports every projection (for /readyz).
-	Projections(ctx context.Context) ([]readmodels.ProjectionStatus, error)
+	Projections(ctx context.Context) ([]app.ProjectionStatus, error)
 }
 
 // routeMonitoring adds GET /monitoring/summary and GET /metrics (both
