@@ -15,7 +15,7 @@ PG_BASE = $(shell scripts/ensure-postgres.sh)
 STRIPE_MOCK_VERSION ?= v0.203.0
 STRIPE_MOCK         := bin/stripe-mock
 
-.PHONY: build run test test-short lint fuzz chaos clean browser
+.PHONY: build run test test-short lint fuzz chaos clean browser mutants
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ledger
@@ -43,6 +43,13 @@ browser:
 			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "could not install chromium"; \
 		else echo "chromium missing: the browser test will skip (fail under CI=true)"; fi; \
 	fi
+
+# The known one-line mutants of issue 19 (M1-M4), each applied to a scratch
+# copy and run against the test meant to catch it.
+mutants:
+	@base="$(PG_BASE)"; \
+	if [ -z "$$TEST_DATABASE_URL" ]; then export TEST_DATABASE_URL="$$base/postgres?sslmode=disable"; fi; \
+	scripts/mutants.sh
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
