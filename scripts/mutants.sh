@@ -15,10 +15,10 @@ GO=${GO:-go}
 # (fields split on %, which none of them contains).
 # When the packages move, update the file and package columns.
 mutants=$(cat <<'LIST'
-M1 % projections/monitoring.go % s/\[\]int64{0, 0, 1, ev\.Amount}/[]int64{0, 0, 1, 0}/ % ^TestMonitoringAgainstHandWrittenTables$ % ./adapters/postgres/
-M2 % adapters/postgres/audit.go % /!asOf\.IsZero() && e\.RecordedAt\.After(asOf) {/{n;s/\tbreak$/\tcontinue/} % ^TestBookingAsOfWhenTheClockWentBackwards$ % ./adapters/postgres/
+M1 % projections/monitoring.go % s/\[\]int64{0, 0, 1, ev\.Amount}/[]int64{0, 0, 1, 0}/ % ^TestMonitoringAgainstHandWrittenTables$ % ./adapters/postgres/readmodels/
+M2 % adapters/postgres/audit/history.go % /!asOf\.IsZero() && e\.RecordedAt\.After(asOf) {/{n;s/\tbreak$/\tcontinue/} % ^TestBookingAsOfWhenTheClockWentBackwards$ % ./adapters/postgres/audit/
 M3 % cmd/ledger/app.go % /^func (a \*App) Close() error {$/a\	if a.db != nil { a.db.Close() } % ^(TestAppCloseLetsARequestInsideTheDatabaseFinish|TestServeSIGTERMWithARequestInTheDatabase)$ % ./cmd/ledger/
-M4 % adapters/postgres/rebuild_bookings.go % s/len(differing) <= r\.cfg\.PatchLimit {/len(differing) <= r.cfg.PatchLimit+1 {/ % ^TestRebuildBookingsAtThePatchLimit$ % ./adapters/postgres/
+M4 % adapters/postgres/readmodels/rebuild_bookings.go % s/len(differing) <= r\.cfg\.PatchLimit {/len(differing) <= r.cfg.PatchLimit+1 {/ % ^TestRebuildBookingsAtThePatchLimit$ % ./adapters/postgres/readmodels/
 LIST
 )
 

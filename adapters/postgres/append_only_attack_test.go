@@ -21,7 +21,7 @@ func TestEveryAppendOnlyTableRejectsChanges(t *testing.T) {
 	db := pgtest.NewDB(t)
 	// ledger_events through the event store (it computes the hashes); the
 	// other rows by plain INSERT, which the triggers allow.
-	newScriptedLog(t, db).append(1, time.Date(2027, 5, 1, 9, 0, 0, 0, time.UTC), requested(1, "room-1", 1000, "eur", time.Date(2027, 5, 1, 9, 0, 0, 0, time.UTC)))
+	pgtest.NewScriptedLog(t, db).Append(1, time.Date(2027, 5, 1, 9, 0, 0, 0, time.UTC), pgtest.Requested(1, "room-1", 1000, "eur", time.Date(2027, 5, 1, 9, 0, 0, 0, time.UTC)))
 	hash := `'\x` + strings.Repeat("ab", 32) + `'::bytea`
 	for _, insert := range []string{
 		`INSERT INTO stripe_inbox (event_id, event_type, api_version, livemode, created, received_at, source, outcome, booking_id, payload, payload_sha256, signature_header)
@@ -54,7 +54,7 @@ func TestEveryAppendOnlyTableRejectsChanges(t *testing.T) {
 	}
 	for _, tt := range tables {
 		t.Run(tt.name, func(t *testing.T) {
-			before := queryRows(t, db, `SELECT row_to_json(x)::text AS r FROM `+tt.name+` x ORDER BY 1`)
+			before := pgtest.QueryRows(t, db, `SELECT row_to_json(x)::text AS r FROM `+tt.name+` x ORDER BY 1`)
 			if len(before) == 0 {
 				t.Fatalf("%s is empty: nothing to attack", tt.name)
 			}
@@ -65,7 +65,7 @@ func TestEveryAppendOnlyTableRejectsChanges(t *testing.T) {
 					t.Errorf("%s: %v; want the append-only trigger's insufficient_privilege error", attack, err)
 				}
 			}
-			if after := queryRows(t, db, `SELECT row_to_json(x)::text AS r FROM `+tt.name+` x ORDER BY 1`); !reflect.DeepEqual(after, before) {
+			if after := pgtest.QueryRows(t, db, `SELECT row_to_json(x)::text AS r FROM `+tt.name+` x ORDER BY 1`); !reflect.DeepEqual(after, before) {
 				t.Errorf("%s changed:\n got %q\nwant %q", tt.name, after, before)
 			}
 		})

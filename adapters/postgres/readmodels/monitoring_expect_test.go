@@ -1,4 +1,4 @@
-package postgres_test
+package readmodels_test
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/projections"
 )
@@ -25,48 +25,48 @@ import (
 func TestMonitoringAgainstHandWrittenTables(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	log := newScriptedLog(t, db)
+	log := pgtest.NewScriptedLog(t, db)
 	d1 := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
 	d2 := d1.AddDate(0, 0, 1)
 	lastMicro := d2.Add(-time.Microsecond) // 2027-03-01T23:59:59.999999Z
 
 	// 1: paid 5000 eur on day 1 at the last microsecond, refunded 3000 + 2000 on day 2.
-	log.append(1, d1.Add(10*time.Hour), requested(1, "room-1", 5000, "eur", d1))
-	log.append(1, lastMicro,
+	log.Append(1, d1.Add(10*time.Hour), pgtest.Requested(1, "room-1", 5000, "eur", d1))
+	log.Append(1, lastMicro,
 		domain.PaymentSucceeded{PaymentIntentID: "pi_1", SessionID: "cs_1", Amount: 5000, Currency: "eur", Source: domain.SourceWebhook, StripeEventType: "checkout.session.completed"},
 		domain.BookingConfirmed{})
-	log.append(1, d2, domain.RefundRequested{PaymentIntentID: "pi_1", Amount: 5000, Currency: "eur", Reason: domain.RefundDuplicatePayment})
-	log.append(1, d2.Add(1*time.Hour), domain.RefundIssued{RefundID: "re_1a", PaymentIntentID: "pi_1", Amount: 3000, Currency: "eur"})
-	log.append(1, d2.Add(2*time.Hour), domain.RefundIssued{RefundID: "re_1b", PaymentIntentID: "pi_1", Amount: 2000, Currency: "eur"})
+	log.Append(1, d2, domain.RefundRequested{PaymentIntentID: "pi_1", Amount: 5000, Currency: "eur", Reason: domain.RefundDuplicatePayment})
+	log.Append(1, d2.Add(1*time.Hour), domain.RefundIssued{RefundID: "re_1a", PaymentIntentID: "pi_1", Amount: 3000, Currency: "eur"})
+	log.Append(1, d2.Add(2*time.Hour), domain.RefundIssued{RefundID: "re_1b", PaymentIntentID: "pi_1", Amount: 2000, Currency: "eur"})
 	// 2: paid 7000 eur exactly at midnight (day 2).
-	log.append(2, d1.Add(12*time.Hour), requested(2, "room-2", 7000, "eur", d1))
-	log.append(2, d2,
+	log.Append(2, d1.Add(12*time.Hour), pgtest.Requested(2, "room-2", 7000, "eur", d1))
+	log.Append(2, d2,
 		domain.PaymentSucceeded{PaymentIntentID: "pi_2", SessionID: "cs_2", Amount: 7000, Currency: "eur", Source: domain.SourceWebhook, StripeEventType: "checkout.session.completed"},
 		domain.BookingConfirmed{})
 	// 3: requested at the last microsecond of day 1, paid 4000 usd on day 2
 	// but the room was taken: conflict, cancelled, refunded in full.
-	log.append(3, lastMicro, requested(3, "room-3", 4000, "usd", d1))
-	log.append(3, d2.Add(time.Microsecond),
+	log.Append(3, lastMicro, pgtest.Requested(3, "room-3", 4000, "usd", d1))
+	log.Append(3, d2.Add(time.Microsecond),
 		domain.PaymentSucceeded{PaymentIntentID: "pi_3", SessionID: "cs_3", Amount: 4000, Currency: "usd", Source: domain.SourceWebhook, StripeEventType: "checkout.session.completed"},
 		domain.AvailabilityConflict{ResourceID: "room-3", CheckIn: "2027-06-01", CheckOut: "2027-06-03", ConflictingBookingID: 2},
 		domain.BookingCancelled{Reason: domain.CancelAvailabilityConflict},
 		domain.RefundRequested{PaymentIntentID: "pi_3", Amount: 4000, Currency: "usd", Reason: domain.RefundAvailabilityConflict})
-	log.append(3, d2.Add(3*time.Hour), domain.RefundIssued{RefundID: "re_3", PaymentIntentID: "pi_3", Amount: 4000, Currency: "usd"})
+	log.Append(3, d2.Add(3*time.Hour), domain.RefundIssued{RefundID: "re_3", PaymentIntentID: "pi_3", Amount: 4000, Currency: "usd"})
 	// 4: requested on day 2, two failures with different codes, cancelled.
-	log.append(4, d2.Add(8*time.Hour), requested(4, "room-4", 1000, "eur", d2))
-	log.append(4, d2.Add(9*time.Hour), domain.PaymentFailed{PaymentIntentID: "pi_4", SessionID: "cs_4", FailureCode: "card_declined", Source: domain.SourceWebhook, StripeEventType: "payment_intent.payment_failed"})
-	log.append(4, d2.Add(9*time.Hour+30*time.Minute),
+	log.Append(4, d2.Add(8*time.Hour), pgtest.Requested(4, "room-4", 1000, "eur", d2))
+	log.Append(4, d2.Add(9*time.Hour), domain.PaymentFailed{PaymentIntentID: "pi_4", SessionID: "cs_4", FailureCode: "card_declined", Source: domain.SourceWebhook, StripeEventType: "payment_intent.payment_failed"})
+	log.Append(4, d2.Add(9*time.Hour+30*time.Minute),
 		domain.PaymentFailed{PaymentIntentID: "pi_4", SessionID: "cs_4", FailureCode: "insufficient_funds", Source: domain.SourceWebhook, StripeEventType: "payment_intent.payment_failed"},
 		domain.BookingCancelled{Reason: domain.CancelPaymentFailed})
 	// 5: failed and cancelled on day 1.
-	log.append(5, d1.Add(8*time.Hour), requested(5, "room-5", 1000, "eur", d1))
-	log.append(5, d1.Add(9*time.Hour),
+	log.Append(5, d1.Add(8*time.Hour), pgtest.Requested(5, "room-5", 1000, "eur", d1))
+	log.Append(5, d1.Add(9*time.Hour),
 		domain.PaymentFailed{PaymentIntentID: "pi_5", SessionID: "cs_5", FailureCode: "card_declined", Source: domain.SourceWebhook, StripeEventType: "payment_intent.payment_failed"},
 		domain.BookingCancelled{Reason: domain.CancelPaymentFailed})
 	// 6: a session opened on day 1 that expired on day 2.
-	log.append(6, d1.Add(6*time.Hour), requested(6, "room-6", 1000, "eur", d1),
+	log.Append(6, d1.Add(6*time.Hour), pgtest.Requested(6, "room-6", 1000, "eur", d1),
 		domain.CheckoutSessionOpened{SessionID: "cs_6", URL: "https://checkout.example/cs_6", ExpiresAt: d1.Add(7 * time.Hour)})
-	log.append(6, d2.Add(7*time.Hour), domain.BookingCancelled{Reason: domain.CancelSessionExpired})
+	log.Append(6, d2.Add(7*time.Hour), domain.BookingCancelled{Reason: domain.CancelSessionExpired})
 
 	// Worked out by hand from the script above.
 	want := map[string][]string{
@@ -113,7 +113,7 @@ func TestMonitoringAgainstHandWrittenTables(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		for query, rows := range want {
-			if got := queryRows(t, db, query); !reflect.DeepEqual(got, rows) {
+			if got := pgtest.QueryRows(t, db, query); !reflect.DeepEqual(got, rows) {
 				t.Errorf("%s, %s:\n got %q\nwant %q", when, query, got, rows)
 			}
 		}
@@ -123,7 +123,7 @@ func TestMonitoringAgainstHandWrittenTables(t *testing.T) {
 	waitNoLag(t, db)
 	check("after the subscriber")
 
-	r, err := postgres.NewRebuilder(postgres.RebuildConfig{DB: db})
+	r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func waitNoLag(t *testing.T, db interface {
 // runMonitoring runs the monitoring subscriber until the test ends.
 func runMonitoring(t *testing.T, db *sql.DB) {
 	t.Helper()
-	c, err := postgres.NewMonitoringConsumer(postgres.MonitoringConfig{DB: db, PollInterval: 10 * time.Millisecond, BatchSize: 50})
+	c, err := readmodels.NewMonitoringConsumer(readmodels.MonitoringConfig{DB: db, PollInterval: 10 * time.Millisecond, BatchSize: 50})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,13 @@
-package postgres_test
+package readmodels_test
 
 import (
 	"context"
 	"fmt"
 	"testing"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/projections"
 	"github.com/lib/pq"
 )
@@ -22,7 +22,7 @@ func TestRebuildBookingsAtThePatchLimit(t *testing.T) {
 	db := pgtest.NewDB(t)
 	seeded := ledgertest.Seed(t, db, ledgertest.Options{Bookings: 8, Seed: 19})
 	const everyRow = `SELECT * FROM bookings ORDER BY id`
-	written := queryRows(t, db, everyRow)
+	written := pgtest.QueryRows(t, db, everyRow)
 	if len(written) != 8 {
 		t.Fatalf("seeded %d rows, want 8", len(written))
 	}
@@ -32,10 +32,10 @@ func TestRebuildBookingsAtThePatchLimit(t *testing.T) {
 		wantStrategy string
 		wantPatched  int64
 	}{
-		{limit - 1, postgres.StrategyPatch, limit - 1},
-		{limit, postgres.StrategyPatch, limit},
-		{limit + 1, postgres.StrategyReplace, 0},
-		{limit + 2, postgres.StrategyReplace, 0},
+		{limit - 1, readmodels.StrategyPatch, limit - 1},
+		{limit, readmodels.StrategyPatch, limit},
+		{limit + 1, readmodels.StrategyReplace, 0},
+		{limit + 2, readmodels.StrategyReplace, 0},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%d rows differ", tt.tampered), func(t *testing.T) {
@@ -47,7 +47,7 @@ func TestRebuildBookingsAtThePatchLimit(t *testing.T) {
 			if n, _ := res.RowsAffected(); n != int64(tt.tampered) {
 				t.Fatalf("tampered with %d rows, want %d", n, tt.tampered)
 			}
-			r, err := postgres.NewRebuilder(postgres.RebuildConfig{DB: db, PatchLimit: limit})
+			r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db, PatchLimit: limit})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,10 +58,10 @@ func TestRebuildBookingsAtThePatchLimit(t *testing.T) {
 			if got.Strategy != tt.wantStrategy || !got.Swapped {
 				t.Errorf("strategy %q (swapped %t), want %q", got.Strategy, got.Swapped, tt.wantStrategy)
 			}
-			if tt.wantStrategy == postgres.StrategyPatch && got.Patched != tt.wantPatched {
+			if tt.wantStrategy == readmodels.StrategyPatch && got.Patched != tt.wantPatched {
 				t.Errorf("patched %d rows, want %d", got.Patched, tt.wantPatched)
 			}
-			after := queryRows(t, db, everyRow)
+			after := pgtest.QueryRows(t, db, everyRow)
 			if len(after) != len(written) {
 				t.Fatalf("%d rows after the rebuild, want %d", len(after), len(written))
 			}

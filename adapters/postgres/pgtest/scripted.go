@@ -1,4 +1,4 @@
-package postgres_test
+package pgtest
 
 import (
 	"context"
@@ -8,28 +8,30 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
-// scriptedLog appends hand-chosen domain events with a hand-chosen
+// ScriptedLog appends hand-chosen domain events with a hand-chosen
 // recorded_at, so that tests can state their expected results as literal
 // values. It goes through the real event store (hashes, triggers, the
 // watermill-sql schema); only the clock is the test's.
-type scriptedLog struct {
+type ScriptedLog struct {
 	t     *testing.T
 	db    *sql.DB
 	at    time.Time
 	store *postgres.EventStore
 }
 
-func newScriptedLog(t *testing.T, db *sql.DB) *scriptedLog {
-	l := &scriptedLog{t: t, db: db}
+// NewScriptedLog returns an empty script on db.
+func NewScriptedLog(t *testing.T, db *sql.DB) *ScriptedLog {
+	l := &ScriptedLog{t: t, db: db}
 	l.store = postgres.NewEventStore(postgres.EventStoreConfig{Now: func() time.Time { return l.at }})
 	return l
 }
 
-// append appends evs to stream in one transaction, all recorded at at
+// Append appends evs to stream in one transaction, all recorded at at
 // (which may lie before earlier appends: the clock is the test's).
-func (l *scriptedLog) append(stream int64, at time.Time, evs ...domain.Event) {
+func (l *ScriptedLog) Append(stream int64, at time.Time, evs ...domain.Event) {
 	l.t.Helper()
 	l.at = at
 	news := make([]postgres.NewEvent, len(evs))
@@ -46,7 +48,7 @@ func (l *scriptedLog) append(stream int64, at time.Time, evs ...domain.Event) {
 		if err != nil {
 			return err
 		}
-		version, hash := 0, postgres.GenesisHash
+		version, hash := 0, eventlog.GenesisHash
 		if n := len(prev); n > 0 {
 			version, hash = prev[n-1].StreamVersion, prev[n-1].Hash
 		}
@@ -58,17 +60,17 @@ func (l *scriptedLog) append(stream int64, at time.Time, evs ...domain.Event) {
 	}
 }
 
-// requested is a valid BookingRequested of booking id.
-func requested(id int64, resource string, amount int64, currency string, at time.Time) domain.BookingRequested {
+// Requested is a valid BookingRequested of booking id.
+func Requested(id int64, resource string, amount int64, currency string, at time.Time) domain.BookingRequested {
 	return domain.BookingRequested{
 		BookingID: domain.BookingID(id), ResourceID: resource, CheckIn: "2027-06-01", CheckOut: "2027-06-03",
 		Amount: amount, Currency: currency, CustomerEmail: "guest@example.com", RequestedAt: at,
 	}
 }
 
-// queryRows returns every row of query, each as its columns' text joined
+// QueryRows returns every row of query, each as its columns' text joined
 // by " | ", in the query's order.
-func queryRows(t *testing.T, db *sql.DB, query string) []string {
+func QueryRows(t *testing.T, db *sql.DB, query string) []string {
 	t.Helper()
 	rows, err := db.Query(`SELECT array_to_string(ARRAY(SELECT x FROM json_each_text(row_to_json(q)) AS j(k, x)), ' | ') FROM (` + query + `) q`)
 	if err != nil {

@@ -1,4 +1,4 @@
-package postgres_test
+package audit_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/domain"
 )
@@ -21,17 +21,17 @@ import (
 func TestBookingAsOfWhenTheClockWentBackwards(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	log := newScriptedLog(t, db)
+	log := pgtest.NewScriptedLog(t, db)
 	at := func(hh, mm int) time.Time { return time.Date(2027, 4, 1, hh, mm, 0, 0, time.UTC) }
 
-	log.append(7, at(10, 0), requested(7, "room-7", 2500, "eur", at(10, 0)))
-	log.append(7, at(10, 10), domain.CheckoutSessionOpened{SessionID: "cs_7", URL: "https://checkout.example/cs_7", ExpiresAt: at(11, 10)})
+	log.Append(7, at(10, 0), pgtest.Requested(7, "room-7", 2500, "eur", at(10, 0)))
+	log.Append(7, at(10, 10), domain.CheckoutSessionOpened{SessionID: "cs_7", URL: "https://checkout.example/cs_7", ExpiresAt: at(11, 10)})
 	// The clock went back five minutes.
-	log.append(7, at(10, 5),
+	log.Append(7, at(10, 5),
 		domain.PaymentFailed{PaymentIntentID: "pi_7", SessionID: "cs_7", FailureCode: "card_declined", Source: domain.SourceWebhook, StripeEventType: "payment_intent.payment_failed"},
 		domain.BookingCancelled{Reason: domain.CancelPaymentFailed})
 
-	auditor, err := postgres.NewAuditor(postgres.AuditorConfig{DB: db})
+	auditor, err := audit.NewAuditor(audit.AuditorConfig{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}
