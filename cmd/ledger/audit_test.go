@@ -18,6 +18,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
+	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
@@ -149,7 +150,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dbURL := pgtest.NewURL(t)
 			db := openTestDB(t, dbURL)
-			ledgertest.Seed(t, db, ledgertest.Options{Bookings: 8, Seed: 42})
+			ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 8, Seed: 42})
 			out, _, err := runLedger(t, dbURL, "audit", "head", "--seal-timeout", "5m")
 			if err != nil {
 				t.Fatal(err)
@@ -265,7 +266,7 @@ func TestAuditVerifyHundredThousandEvents(t *testing.T) {
 func TestAuditExportEqualsAPIPaging(t *testing.T) {
 	dbURL := pgtest.NewURL(t)
 	db := openTestDB(t, dbURL)
-	ledgertest.Seed(t, db, ledgertest.Options{Bookings: 12, Seed: 5})
+	ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 12, Seed: 5})
 	app := startApp(t, testConfig(t, dbURL))
 
 	exported, _, err := runLedger(t, dbURL, "audit", "export")
@@ -327,7 +328,7 @@ func TestAuditExportEqualsAPIPaging(t *testing.T) {
 func TestAuditHistoryCommand(t *testing.T) {
 	dbURL := pgtest.NewURL(t)
 	db := openTestDB(t, dbURL)
-	ledgertest.Seed(t, db, ledgertest.Options{Bookings: 6, Seed: 11})
+	ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 6, Seed: 11})
 	ctx := context.Background()
 	auditor, err := audit.NewAuditor(audit.AuditorConfig{DB: db})
 	if err != nil {
@@ -412,7 +413,7 @@ func TestAppSealsInTheBackground(t *testing.T) {
 	dbURL := pgtest.NewURL(t)
 	db := openTestDB(t, dbURL)
 	app := startApp(t, testConfig(t, dbURL))
-	ledgertest.Seed(t, db, ledgertest.Options{Bookings: 3, Seed: 9})
+	ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 3, Seed: 9})
 	events := queryInt(t, db, `SELECT count(*) FROM ledger_events`)
 	// Sealing waits for every older transaction in the cluster to end, so
 	// this polls; it asserts that sealing happens, not how fast.

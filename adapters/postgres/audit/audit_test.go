@@ -20,6 +20,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
+	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
@@ -61,7 +62,7 @@ func TestBookingAsOfEveryMoment(t *testing.T) {
 	}
 	snaps := map[int64][]snapshot{}
 	var moments []time.Time
-	seeded := ledgertest.Seed(t, db, ledgertest.Options{Bookings: 12, Seed: seed, AfterStep: func(st ledgertest.Step) {
+	seeded := ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 12, Seed: seed, AfterStep: func(st ledgertest.Step) {
 		row, err := bookingstore.GetBooking(ctx, db, st.BookingID)
 		if err != nil {
 			t.Fatal(err)
@@ -138,7 +139,7 @@ func TestBookingAsOfEveryMoment(t *testing.T) {
 func TestHistoryShowsEveryRawEvent(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	seeded := ledgertest.Seed(t, db, ledgertest.Options{Bookings: 20, Seed: 7})
+	seeded := ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 20, Seed: 7})
 	auditor := newAuditor(t, db)
 	store := postgres.NewEventStore(postgres.EventStoreConfig{})
 	kinds := map[string]int{}
@@ -220,7 +221,7 @@ func exportString(t *testing.T, db *sql.DB, q audit.ExportQuery) (string, audit.
 // every line carries what its hash covers; CSV has the same events.
 func TestExportPagesAndRanges(t *testing.T) {
 	db := pgtest.NewDB(t)
-	seeded := ledgertest.Seed(t, db, ledgertest.Options{Bookings: 10, Seed: 3})
+	seeded := ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 10, Seed: 3})
 	whole, res := exportString(t, db, audit.ExportQuery{})
 	lines := strings.SplitAfter(whole, "\n")
 	lines = lines[:len(lines)-1]

@@ -11,6 +11,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
+	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
@@ -224,7 +225,7 @@ func TestSealerWaitsForEarlierTransactions(t *testing.T) {
 func TestVerifyUntouchedSeededLedger(t *testing.T) {
 	ctx := context.Background()
 	db, url := newDBURL(t)
-	seeded := ledgertest.Seed(t, db, ledgertest.Options{Bookings: 15, Seed: 1})
+	seeded := ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 15, Seed: 1})
 	if _, err := newSealer(t, db, 10).SealCommitted(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +237,7 @@ func TestVerifyUntouchedSeededLedger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	report, err := audit.Verify(ctx, url, audit.VerifyConfig{Anchor: &anchor, Signatures: ledgertest.Signatures(t)})
+	report, err := audit.Verify(ctx, url, audit.VerifyConfig{Anchor: &anchor, Signatures: stripetest.Signatures(t, ledgertest.Secret)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +257,7 @@ func TestVerifyUntouchedSeededLedger(t *testing.T) {
 func TestVerifyRangesAgree(t *testing.T) {
 	ctx := context.Background()
 	db, url := newDBURL(t)
-	ledgertest.Seed(t, db, ledgertest.Options{Bookings: 20, Seed: 3})
+	ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 20, Seed: 3})
 	if _, err := newSealer(t, db, 7).SealCommitted(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
+	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
@@ -98,7 +99,7 @@ func TestGoldenLedger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	report, err := audit.Verify(ctx, url, audit.VerifyConfig{Anchor: &anchor, Signatures: ledgertest.Signatures(t)})
+	report, err := audit.Verify(ctx, url, audit.VerifyConfig{Anchor: &anchor, Signatures: stripetest.Signatures(t, ledgertest.Secret)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +280,7 @@ func writeGoldenLedger(t *testing.T) {
 
 	// Random histories: confirmations, failures, expiries, duplicates,
 	// unmatched and ignored deliveries.
-	seeded := ledgertest.Seed(t, db, ledgertest.Options{Bookings: 10, Seed: 20270101})
+	seeded := ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 10, Seed: 20270101})
 	ledger, clock := seeded.Service, seeded.Clock
 	bookings := slices.Clone(seeded.Bookings)
 

@@ -17,7 +17,6 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
-	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -76,8 +75,34 @@ type Seeded struct {
 	Ignored map[int64][]string
 }
 
+// Events builds, signs and parses the Stripe events Seed delivers. It is
+// handed in (stripetest.Events in the tests) so that this package, a helper
+// of the SQL adapter, does not import the Stripe adapter.
+type Events interface {
+	NewSessionID() string
+	NewPaymentIntentID() string
+	// Build returns a Stripe event of type typ about the payment of a
+	// booking (bookingID 0: one that names only its session and
+	// PaymentIntent), created at.
+	Build(typ string, bookingID int64, sessionID, paymentIntentID string, amount int64, currency, email string, at time.Time) ([]byte, error)
+	// Sign returns a Stripe-Signature header of body for secret at.
+	Sign(body []byte, secret string, at time.Time) string
+	// Delivery parses a raw event as a delivery for the use cases.
+	Delivery(raw []byte, header, source string, receivedAt time.Time) (app.Delivery, error)
+}
+
+// Stripe event types Seed delivers.
+const (
+	checkoutCompleted = "checkout.session.completed"
+	checkoutExpired   = "checkout.session.expired"
+	paymentSucceeded  = "payment_intent.succeeded"
+	paymentFailed     = "payment_intent.payment_failed"
+)
+
 // Options shape Seed's ledger.
 type Options struct {
+	// Stripe builds the deliveries (required).
+	Stripe   Events
 	Bookings int
 	// Seed makes the scenario choice reproducible.
 	Seed uint64
@@ -96,6 +121,10 @@ func Seed(tb testing.TB, db *sql.DB, opts Options) *Seeded {
 	if opts.Start.IsZero() {
 		opts.Start = time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
+	if opts.Stripe == nil {
+		tb.Fatal("ledgertest: Options.Stripe is required (stripetest.Events{})")
+	}
+	st := opts.Stripe
 	clock := NewClock(opts.Start)
 	ledger, err := bookingstore.New(bookingstore.Config{DB: db, Now: clock.Now})
 	if err != nil {
@@ -113,7 +142,7 @@ func Seed(tb testing.TB, db *sql.DB, opts Options) *Seeded {
 	}
 	for i := range opts.Bookings {
 		tick()
-		sessionID := stripe.NewSessionID()
+		sessionID := st.NewSessionID()
 		row, err := svc.CreateBooking(ctx, domain.NewBookingParams{
 			ResourceID:    fmt.Sprintf("room-%d", i),
 			CheckIn:       "2027-03-10",
@@ -128,52 +157,51 @@ func Seed(tb testing.TB, db *sql.DB, opts Options) *Seeded {
 		}
 		s.Bookings = append(s.Bookings, row.ID)
 		s.step(opts, Step{At: clock.Now(), BookingID: row.ID, What: "create"})
-		sb := stripe.TestBooking{ID: row.ID, SessionID: sessionID, PaymentIntentID: stripe.NewPaymentIntentID(),
-			Amount: row.Amount, Currency: row.Currency, CustomerEmail: row.CustomerEmail}
+		pi := st.NewPaymentIntentID()
 
 		var plan []delivery
 		switch rng.IntN(5) {
 		case 0: // paid at once, Stripe redelivers
-			plan = []delivery{{typ: stripe.EventCheckoutSessionCompleted}, {again: true}}
+			plan = []delivery{{typ: checkoutCompleted}, {again: true}}
 		case 1: // a failure, then success through the PaymentIntent, announced early
-			plan = []delivery{{typ: stripe.EventPaymentIntentPaymentFailed, anonymous: true},
-				{typ: stripe.EventCheckoutSessionCompleted}, {typ: stripe.EventPaymentIntentSucceeded}}
+			plan = []delivery{{typ: paymentFailed, anonymous: true},
+				{typ: checkoutCompleted}, {typ: paymentSucceeded}}
 		case 2: // expired
-			plan = []delivery{{typ: stripe.EventCheckoutSessionExpired}}
+			plan = []delivery{{typ: checkoutExpired}}
 		case 3: // paid, with a charge event the ledger does not decide on
-			plan = []delivery{{typ: "charge.succeeded"}, {typ: stripe.EventCheckoutSessionCompleted}}
+			plan = []delivery{{typ: "charge.succeeded"}, {typ: checkoutCompleted}}
 		default: // nothing happens
 		}
 		var last []byte
 		for _, d := range plan {
 			body := last
 			if !d.again {
-				b := sb
+				id := row.ID
 				if d.anonymous {
 					// Names only the PaymentIntent, which the booking does
 					// not know yet: unmatched until the session completes.
-					b.ID = 0
+					id = 0
 				}
-				if body, err = stripe.BuildEvent(d.typ, b, clock.Now()); err != nil {
+				if body, err = st.Build(d.typ, id, sessionID, pi, row.Amount, row.Currency, row.CustomerEmail, clock.Now()); err != nil {
 					tb.Fatalf("ledgertest: %v", err)
 				}
 			}
 			last = body
 			at := tick()
-			ev, err := stripe.ParseEvent(body)
+			d, err := st.Delivery(body, st.Sign(body, Secret, at), "webhook", at)
 			if err != nil {
 				tb.Fatalf("ledgertest: %v", err)
 			}
-			res, err := svc.Ingest(ctx, ev.Delivery(body, stripe.Sign(body, Secret, at), "webhook", at))
+			res, err := svc.Ingest(ctx, d)
 			if err != nil {
-				tb.Fatalf("ledgertest: ingest %s for booking %d: %v", ev.Type, row.ID, err)
+				tb.Fatalf("ledgertest: ingest %s for booking %d: %v", d.Type, row.ID, err)
 			}
-			s.step(opts, Step{At: at, BookingID: row.ID, What: ev.Type, EventID: ev.ID, Outcome: res.Outcome})
+			s.step(opts, Step{At: at, BookingID: row.ID, What: d.Type, EventID: d.EventID, Outcome: res.Outcome})
 			switch res.Outcome {
 			case app.OutcomeUnmatched:
-				s.Unmatched[row.ID] = append(s.Unmatched[row.ID], ev.ID)
+				s.Unmatched[row.ID] = append(s.Unmatched[row.ID], d.EventID)
 			case app.OutcomeIgnored:
-				s.Ignored[row.ID] = append(s.Ignored[row.ID], ev.ID)
+				s.Ignored[row.ID] = append(s.Ignored[row.ID], d.EventID)
 			}
 		}
 	}
@@ -191,16 +219,6 @@ type delivery struct {
 	typ       string
 	again     bool // redeliver the previous body
 	anonymous bool // no booking id in the payload
-}
-
-// Signatures is a verifier of the signatures Seed made.
-func Signatures(tb testing.TB) *stripe.Verifier {
-	tb.Helper()
-	v, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: []string{Secret}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return v
 }
 
 // Bulk appends streams×perStream events through the real event store

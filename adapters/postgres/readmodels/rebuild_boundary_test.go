@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
+	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/projections"
@@ -20,7 +21,7 @@ import (
 func TestRebuildBookingsAtThePatchLimit(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	seeded := ledgertest.Seed(t, db, ledgertest.Options{Bookings: 8, Seed: 19})
+	seeded := ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 8, Seed: 19})
 	const everyRow = `SELECT * FROM bookings ORDER BY id`
 	written := pgtest.QueryRows(t, db, everyRow)
 	if len(written) != 8 {
