@@ -131,10 +131,11 @@ func TestWebhookAnswersWhileDatabaseFrozen(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	pg, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ledger := newService(t, pg, nil, nil)
 	const secret = "whsec_frozen_0123456789abcdef"
 	verifier, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: []string{secret}})
 	if err != nil {
