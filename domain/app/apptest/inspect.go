@@ -2,6 +2,7 @@ package apptest
 
 import (
 	"bytes"
+	"cmp"
 	"slices"
 
 	"github.com/booking-ledger/ledger/projections"
@@ -21,7 +22,7 @@ func (s *Store) Tables() Tables {
 			t.Events = append(t.Events, e)
 		}
 	}
-	slices.SortFunc(t.Events, func(a, b StoredEvent) int { return int(a.Position - b.Position) })
+	slices.SortFunc(t.Events, func(a, b StoredEvent) int { return cmp.Compare(a.Position, b.Position) })
 	for _, r := range s.inboxRows {
 		r.Payload = bytes.Clone(r.Payload)
 		t.Inbox = append(t.Inbox, r)
