@@ -14,9 +14,7 @@ import (
 	"time"
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
-	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
-	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/projections"
 )
@@ -24,13 +22,10 @@ import (
 // newAuditHarness is newHarness with the audit endpoints and the UI.
 func newAuditHarness(t testing.TB) *harness {
 	t.Helper()
-	db := pgtest.NewDB(t)
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := newSQLBackend(t, logger)
+	db := store.db
 	now := time.Now().Truncate(time.Second)
 	verifier, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: []string{testSecret}, Now: func() time.Time { return now }})
 	if err != nil {
@@ -40,11 +35,11 @@ func newAuditHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{Ledger: ledger, Verifier: verifier, APIToken: testToken, Logger: logger, Audit: auditor})
+	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{Ledger: newService(t, store.ledger, nil, logger), Verifier: verifier, APIToken: testToken, Logger: logger, Audit: auditor})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, handler: handler, db: db, logs: logs, secrets: []string{testSecret}, now: now}
+	h := &harness{t: t, handler: handler, store: store, db: db, logs: logs, secrets: []string{testSecret}, now: now}
 	h.srv = httptest.NewServer(handler)
 	t.Cleanup(h.srv.Close)
 	return h

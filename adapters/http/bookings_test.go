@@ -12,15 +12,6 @@ import (
 	"github.com/booking-ledger/ledger/projections"
 )
 
-// bookingSeq reads booking_id_seq without advancing it.
-func (h *harness) bookingSeq() (last int64, called bool) {
-	h.t.Helper()
-	if err := h.db.QueryRow(`SELECT last_value, is_called FROM booking_id_seq`).Scan(&last, &called); err != nil {
-		h.t.Fatalf("booking_id_seq: %v", err)
-	}
-	return last, called
-}
-
 // TestCreateBooking: 201 with booking_id, the status row and a Location;
 // the row is in the bookings table and the stream holds BookingRequested.
 func TestCreateBooking(t *testing.T) {
@@ -159,12 +150,12 @@ func TestCreateBookingRejectsInvalidInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := h.with(t)
 			before := h.counts()
-			seq, called := h.bookingSeq()
+			seq := h.store.lastBookingID(t)
 			h.api(http.MethodPost, "/bookings", tc.body).wantError(t, http.StatusBadRequest, tc.field)
 			if after := h.counts(); after != before {
 				t.Errorf("rows changed: %+v → %+v", before, after)
 			}
-			if s, c := h.bookingSeq(); s != seq || c != called {
+			if s := h.store.lastBookingID(t); s != seq {
 				t.Errorf("booking_id_seq moved from %d to %d", seq, s)
 			}
 		})
@@ -336,13 +327,8 @@ func TestGetBooking(t *testing.T) {
 		row.PaymentIntentID == nil || row.LastEventPosition <= b.LastEventPosition || row.UpdatedAt.Before(b.CreatedAt) {
 		t.Errorf("row %+v after confirmation of %+v", row, b.BookingRow)
 	}
-	var dbStatus, dbPayment, dbIntent string
-	if err := h.db.QueryRow(`SELECT status, payment_status, payment_intent_id FROM bookings WHERE id = $1`, b.ID).
-		Scan(&dbStatus, &dbPayment, &dbIntent); err != nil {
-		t.Fatal(err)
-	}
-	if string(row.Status) != dbStatus || string(row.PaymentStatus) != dbPayment || *row.PaymentIntentID != dbIntent {
-		t.Errorf("answer %+v, table %s/%s/%s", row, dbStatus, dbPayment, dbIntent)
+	if stored := h.storedRow(b.ID); !rowsEqual(row, stored) {
+		t.Errorf("answer %+v, table %+v", row, stored)
 	}
 
 	h.api(http.MethodGet, "/bookings/"+itoa(b.ID+1000), nil).wantBody(t, http.StatusNotFound, `{"error":"booking not found"}`)

@@ -2,20 +2,18 @@ package http_test
 
 import (
 	"encoding/json"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
-	"github.com/booking-ledger/ledger/adapters/postgres"
-	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
+	"github.com/booking-ledger/ledger/domain/app/apptest"
 )
 
 const (
@@ -30,42 +28,17 @@ type checkoutHarness struct {
 	fake *stripetest.Server
 }
 
-func newCheckoutHarness(t *testing.T) *checkoutHarness {
+func newCheckoutHarness(t *testing.T, opts ...harnessOption) *checkoutHarness {
 	t.Helper()
 	fake := stripetest.NewServer(t)
-	db := pgtest.NewDB(t)
-	db.SetMaxOpenConns(10)
-	logs := &logBuffer{}
-	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().Truncate(time.Second)
-	verifier, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: []string{testSecret}, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
 	client, err := stripe.NewClient(stripe.ClientConfig{SecretKey: "sk_test_http", BaseURL: fake.URL, Timeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{
-		Ledger:   ledger,
-		Verifier: verifier,
-		APIToken: testToken,
-		Logger:   logger,
-		Checkout: &ledgerhttp.CheckoutConfig{
-			Stripe: client, Ledger: ledger, PublicURL: testPublicURL, PublishableKey: testPublishableKey,
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, handler: handler, db: db, logs: logs, secrets: []string{testSecret}, now: now}
-	h.srv = httptest.NewServer(handler)
-	t.Cleanup(h.srv.Close)
-	return &checkoutHarness{harness: h, fake: fake}
+	opts = append(opts,
+		withCheckout(app.CheckoutConfig{Payments: client, PublicURL: testPublicURL}),
+		withConfig(func(c *ledgerhttp.Config) { c.PublishableKey = testPublishableKey }))
+	return &checkoutHarness{harness: newHarness(t, opts...), fake: fake}
 }
 
 // with returns a copy of h that reports to t, for use in a subtest.
@@ -153,10 +126,8 @@ func TestCreateBookingOpensCheckoutSession(t *testing.T) {
 		t.Errorf("expires %s, want %s", b.CheckoutExpiresAt, wantExp)
 	}
 	h.wantStream(b.ID, domain.EventBookingRequested, domain.EventCheckoutSessionOpened)
-	var stored string
-	h.db.QueryRow(`SELECT session_id FROM bookings WHERE id = $1`, b.ID).Scan(&stored)
-	if stored != *b.SessionID {
-		t.Errorf("bookings.session_id %q, want %q", stored, *b.SessionID)
+	if stored := h.storedRow(b.ID); stored.SessionID == nil || *stored.SessionID != *b.SessionID {
+		t.Errorf("bookings.session_id %v, want %q", stored.SessionID, *b.SessionID)
 	}
 
 	t.Run("a caller's own session id is kept, Stripe is not asked", func(t *testing.T) {
@@ -207,50 +178,50 @@ func TestRedirectAndWebhookConfirmOnce(t *testing.T) {
 		{"redirect twice, then both webhooks", []step{redirect, redirect, completed, succeeded}},
 		{"payment_intent webhook, redirect, session webhook", []step{succeeded, redirect, completed}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := newCheckoutHarness(t)
-			b := h.book(newResource("room"))
-			pi := h.fake.PaySession(*b.SessionID)
-			tb := stripe.TestBooking{ID: b.ID, SessionID: *b.SessionID, PaymentIntentID: pi, Amount: b.Amount, Currency: b.Currency}
-			for i, s := range tt.steps {
-				if s == redirect {
-					resp := h.visit(b.ID, *b.SessionID, "application/json")
-					if resp.Status != http.StatusOK {
-						t.Fatalf("step %d: %s", i+1, resp)
+	forEachBackend(t, func(t *testing.T, opts ...harnessOption) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				h := newCheckoutHarness(t, opts...)
+				b := h.book(newResource("room"))
+				pi := h.fake.PaySession(*b.SessionID)
+				tb := stripe.TestBooking{ID: b.ID, SessionID: *b.SessionID, PaymentIntentID: pi, Amount: b.Amount, Currency: b.Currency}
+				for i, s := range tt.steps {
+					if s == redirect {
+						resp := h.visit(b.ID, *b.SessionID, "application/json")
+						if resp.Status != http.StatusOK {
+							t.Fatalf("step %d: %s", i+1, resp)
+						}
+						m := resp.JSON(t)
+						if m["status"] != "confirmed" || m["payment_status"] != "paid" || m["checked"] != true {
+							t.Errorf("step %d: %s", i+1, resp.Body)
+						}
+						continue
 					}
-					m := resp.JSON(t)
-					if m["status"] != "confirmed" || m["payment_status"] != "paid" || m["checked"] != true {
-						t.Errorf("step %d: %s", i+1, resp.Body)
+					ev := h.buildEvent(string(s), tb)
+					if resp := h.deliver(ev, pickSigner(i)); resp.Status != http.StatusOK {
+						t.Fatalf("step %d: webhook %s", i+1, resp)
 					}
-					continue
 				}
-				ev := h.buildEvent(string(s), tb)
-				if resp := h.deliver(ev, pickSigner(i)); resp.Status != http.StatusOK {
-					t.Fatalf("step %d: webhook %s", i+1, resp)
+				if n := h.countType(b.ID, domain.EventPaymentSucceeded); n != 1 {
+					t.Errorf("%d PaymentSucceeded, want 1 (stream %v)", n, h.stream(b.ID))
 				}
-			}
-			if n := h.countType(b.ID, domain.EventPaymentSucceeded); n != 1 {
-				t.Errorf("%d PaymentSucceeded, want 1 (stream %v)", n, h.stream(b.ID))
-			}
-			if n := h.countType(b.ID, domain.EventBookingConfirmed); n != 1 {
-				t.Errorf("%d BookingConfirmed, want 1", n)
-			}
-			h.wantStatus(b.ID, "confirmed", "paid")
-			// The redirect check is kept like a Stripe event: the session
-			// as Stripe answered, no signature, source redirect.
-			var source, sig string
-			var payload []byte
-			if err := h.db.QueryRow(`SELECT source, signature_header, payload FROM stripe_inbox WHERE event_id = $1`,
-				"redirect:"+*b.SessionID).Scan(&source, &sig, &payload); err != nil {
-				t.Fatalf("inbox row of the redirect: %v", err)
-			}
-			var obj map[string]any
-			if source != "redirect" || sig != "" || json.Unmarshal(payload, &obj) != nil || obj["id"] != *b.SessionID || obj["payment_status"] != "paid" {
-				t.Errorf("inbox row: source %q, signature %q, payload %s", source, sig, payload)
-			}
-		})
-	}
+				if n := h.countType(b.ID, domain.EventBookingConfirmed); n != 1 {
+					t.Errorf("%d BookingConfirmed, want 1", n)
+				}
+				h.wantStatus(b.ID, "confirmed", "paid")
+				// The redirect check is kept like a Stripe event: the session
+				// as Stripe answered, no signature, source redirect.
+				row, ok := h.store.inbox(t, "redirect:"+*b.SessionID)
+				if !ok {
+					t.Fatal("no inbox row of the redirect")
+				}
+				var obj map[string]any
+				if row.Source != "redirect" || row.Signature != "" || json.Unmarshal(row.Payload, &obj) != nil || obj["id"] != *b.SessionID || obj["payment_status"] != "paid" {
+					t.Errorf("inbox row: source %q, signature %q, payload %s", row.Source, row.Signature, row.Payload)
+				}
+			})
+		}
+	})
 }
 
 func TestRedirectChecks(t *testing.T) {
@@ -348,30 +319,29 @@ func TestRedirectWithoutStripe(t *testing.T) {
 	h.do(http.MethodGet, "/bookings/"+itoa(b.ID)+"/success?session_id=cs_test_1", nil, nil).wantError(t, http.StatusServiceUnavailable, "not configured")
 }
 
+// TestCheckoutConfigValidation: a Checkout configuration that cannot work
+// is refused when the service is built.
 func TestCheckoutConfigValidation(t *testing.T) {
 	fake := stripetest.NewServer(t)
 	client, _ := stripe.NewClient(stripe.ClientConfig{SecretKey: "sk_test_1", BaseURL: fake.URL})
-	db := pgtest.NewDB(t)
-	ledger, _ := postgres.NewLedger(postgres.LedgerConfig{DB: db})
-	verifier, _ := stripe.NewVerifier(stripe.VerifierConfig{Secrets: []string{testSecret}})
 	tests := []struct {
 		name string
-		cfg  ledgerhttp.CheckoutConfig
+		cfg  app.CheckoutConfig
 		ok   bool
 	}{
-		{"complete", ledgerhttp.CheckoutConfig{Stripe: client, Ledger: ledger, PublicURL: "http://localhost:8000"}, true},
-		{"no public URL", ledgerhttp.CheckoutConfig{Stripe: client, Ledger: ledger}, false},
-		{"relative public URL", ledgerhttp.CheckoutConfig{Stripe: client, Ledger: ledger, PublicURL: "ledger.example.com"}, false},
-		{"no client", ledgerhttp.CheckoutConfig{Ledger: ledger, PublicURL: "http://localhost:8000"}, false},
-		{"session lifetime too short", ledgerhttp.CheckoutConfig{Stripe: client, Ledger: ledger, PublicURL: "http://localhost:8000", SessionTTL: 30 * time.Minute}, false},
-		{"session lifetime too long", ledgerhttp.CheckoutConfig{Stripe: client, Ledger: ledger, PublicURL: "http://localhost:8000", SessionTTL: 25 * time.Hour}, false},
+		{"complete", app.CheckoutConfig{Payments: client, PublicURL: "http://localhost:8000"}, true},
+		{"no public URL", app.CheckoutConfig{Payments: client}, false},
+		{"relative public URL", app.CheckoutConfig{Payments: client, PublicURL: "ledger.example.com"}, false},
+		{"no client", app.CheckoutConfig{PublicURL: "http://localhost:8000"}, false},
+		{"session lifetime too short", app.CheckoutConfig{Payments: client, PublicURL: "http://localhost:8000", SessionTTL: 30 * time.Minute}, false},
+		{"session lifetime too long", app.CheckoutConfig{Payments: client, PublicURL: "http://localhost:8000", SessionTTL: 25 * time.Hour}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
-			_, err := ledgerhttp.NewHandler(ledgerhttp.Config{Ledger: ledger, Verifier: verifier, APIToken: "t", Checkout: &cfg})
+			_, err := app.NewService(app.Config{Bookings: apptest.New(nil), Checkout: &cfg})
 			if (err == nil) != tt.ok {
-				t.Errorf("NewHandler: %v, want ok %v", err, tt.ok)
+				t.Errorf("NewService: %v, want ok %v", err, tt.ok)
 			}
 		})
 	}

@@ -15,6 +15,7 @@ import (
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
@@ -131,10 +132,11 @@ func TestWebhookAnswersWhileDatabaseFrozen(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
+	pg, err := bookingstore.New(bookingstore.Config{DB: db})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ledger := newService(t, pg, nil, nil)
 	const secret = "whsec_frozen_0123456789abcdef"
 	verifier, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: []string{secret}})
 	if err != nil {

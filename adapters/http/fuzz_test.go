@@ -18,8 +18,8 @@ import (
 var fuzzNow = time.Date(2026, 2, 1, 10, 0, 0, 0, time.UTC)
 
 // FuzzWebhook posts fuzzed bodies and Stripe-Signature headers to the
-// webhook handler (called directly, against one database per fuzzing
-// process). When sign is true the body is signed validly, so that the event
+// webhook handler (called directly, against one in-memory store per
+// fuzzing process). When sign is true the body is signed validly, so that the event
 // parser and the ingestion are fuzzed too. Properties:
 //
 //   - no panic and never a 5xx;

@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"database/sql"
@@ -23,9 +24,8 @@ import (
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
-	"github.com/booking-ledger/ledger/adapters/postgres"
-	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
+	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -82,12 +82,15 @@ func (b *logBuffer) Lines(t testing.TB) []map[string]any {
 	return out
 }
 
-// harness is the real HTTP server on 127.0.0.1 in front of the real ledger
-// on a fresh, migrated database of its own.
+// harness is the real HTTP server on 127.0.0.1 in front of app.Service on
+// a booking store of its own: in memory by default, a fresh, migrated
+// PostgreSQL database withPostgres.
 type harness struct {
 	t       testing.TB
 	srv     *httptest.Server
 	handler http.Handler
+	store   backend
+	// db is the PostgreSQL backend's pool, nil in memory.
 	db      *sql.DB
 	logs    *logBuffer
 	secrets []string
@@ -102,6 +105,9 @@ type harnessOptions struct {
 	now         time.Time
 	noHTTP      bool
 	discardLogs bool
+	postgres    bool
+	checkout    *app.CheckoutConfig
+	config      func(*ledgerhttp.Config)
 }
 
 type harnessOption func(*harnessOptions)
@@ -127,40 +133,62 @@ func withoutServer() harnessOption {
 	return func(o *harnessOptions) { o.noHTTP = true }
 }
 
+// withPostgres puts the real PostgreSQL store under the service, on a
+// database of the harness's own.
+func withPostgres() harnessOption {
+	return func(o *harnessOptions) { o.postgres = true }
+}
+
+// withCheckout turns Stripe Checkout on.
+func withCheckout(c app.CheckoutConfig) harnessOption {
+	return func(o *harnessOptions) { o.checkout = &c }
+}
+
+// withConfig edits the handler's configuration before it is built.
+func withConfig(edit func(*ledgerhttp.Config)) harnessOption {
+	return func(o *harnessOptions) { o.config = edit }
+}
+
 func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	t.Helper()
 	o := harnessOptions{secrets: []string{testSecret}, now: time.Now().Truncate(time.Second)}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	db := pgtest.NewDB(t)
 	logs := &logBuffer{}
 	var sink io.Writer = logs
 	if o.discardLogs {
 		sink = io.Discard
 	}
 	logger := slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db, Logger: logger})
-	if err != nil {
-		t.Fatalf("NewLedger: %v", err)
+	h := &harness{t: t, logs: logs, secrets: o.secrets, now: o.now}
+	if o.postgres {
+		b := newSQLBackend(t, logger)
+		h.store, h.db = b, b.db
+	} else {
+		h.store = newMemBackend(t)
 	}
 	now := o.now
 	verifier, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: o.secrets, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
-	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{
-		Ledger:   ledger,
+	// The service logs the decisions' alert lines, the handler the
+	// requests: one log, as in production.
+	cfg := ledgerhttp.Config{
+		Ledger:   newService(t, h.store.bookings(), o.checkout, logger),
 		Verifier: verifier,
 		APIToken: testToken,
 		Logger:   logger,
-	})
-	if err != nil {
+	}
+	if o.config != nil {
+		o.config(&cfg)
+	}
+	if h.handler, err = ledgerhttp.NewHandler(cfg); err != nil {
 		t.Fatalf("NewHandler: %v", err)
 	}
-	h := &harness{t: t, handler: handler, db: db, logs: logs, secrets: o.secrets, now: now}
 	if !o.noHTTP {
-		h.srv = httptest.NewServer(handler)
+		h.srv = httptest.NewServer(h.handler)
 		t.Cleanup(h.srv.Close)
 	}
 	return h
@@ -505,7 +533,7 @@ func deleteEventField(key string) editFunc {
 	return func(ev, _ map[string]any) { delete(ev, key) }
 }
 
-// ---------------------------------------------------------------- database
+// ---------------------------------------------------------------- store
 
 // counts are the row counts of the tables a webhook may write.
 type counts struct {
@@ -514,24 +542,16 @@ type counts struct {
 
 func (h *harness) counts() counts {
 	h.t.Helper()
-	var c counts
-	err := h.db.QueryRow(`SELECT
-		(SELECT count(*) FROM ledger_events),
-		(SELECT count(*) FROM stripe_inbox),
-		(SELECT count(*) FROM stripe_deliveries),
-		(SELECT count(*) FROM bookings)`).Scan(&c.Events, &c.Inbox, &c.Deliveries, &c.Bookings)
-	if err != nil {
-		h.t.Fatalf("count rows: %v", err)
-	}
-	return c
+	return h.store.counts(h.t)
 }
 
 // status reads a booking's status and payment status from the bookings
 // table.
 func (h *harness) status(id int64) (status, paymentStatus string) {
 	h.t.Helper()
-	if err := h.db.QueryRow(`SELECT status, payment_status FROM bookings WHERE id = $1`, id).Scan(&status, &paymentStatus); err != nil {
-		h.t.Fatalf("booking %d: %v", id, err)
+	status, paymentStatus, ok := h.store.status(h.t, id)
+	if !ok {
+		h.t.Fatalf("booking %d: no status row", id)
 	}
 	return status, paymentStatus
 }
@@ -548,23 +568,7 @@ func (h *harness) wantStatus(id int64, status, paymentStatus string) {
 // stream lists the event types of a booking's stream in stream order.
 func (h *harness) stream(id int64) []string {
 	h.t.Helper()
-	rows, err := h.db.Query(`SELECT event_type FROM ledger_events WHERE stream_id = $1 ORDER BY stream_version`, id)
-	if err != nil {
-		h.t.Fatalf("stream %d: %v", id, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var typ string
-		if err := rows.Scan(&typ); err != nil {
-			h.t.Fatalf("stream %d: %v", id, err)
-		}
-		out = append(out, typ)
-	}
-	if err := rows.Err(); err != nil {
-		h.t.Fatalf("stream %d: %v", id, err)
-	}
-	return out
+	return h.store.stream(h.t, id)
 }
 
 func (h *harness) wantStream(id int64, want ...string) {
@@ -586,37 +590,31 @@ func (h *harness) countType(id int64, typ string) int {
 	return n
 }
 
+// storedRow reads a booking's status row through the store.
+func (h *harness) storedRow(id int64) projections.BookingRow {
+	h.t.Helper()
+	r, err := h.store.bookings().GetBooking(context.Background(), id)
+	if err != nil {
+		h.t.Fatalf("booking %d: %v", id, err)
+	}
+	return r
+}
+
 // inboxOutcome is the outcome of the inbox row of a Stripe event, "" when
 // there is none.
 func (h *harness) inboxOutcome(eventID string) string {
 	h.t.Helper()
-	var outcome string
-	err := h.db.QueryRow(`SELECT outcome FROM stripe_inbox WHERE event_id = $1`, eventID).Scan(&outcome)
-	if err == sql.ErrNoRows {
-		return ""
-	}
-	if err != nil {
-		h.t.Fatalf("inbox %s: %v", eventID, err)
-	}
-	return outcome
+	r, _ := h.store.inbox(h.t, eventID)
+	return r.Outcome
 }
 
 // deliveryOutcomes lists the stripe_deliveries outcomes of a Stripe event in
 // arrival order.
 func (h *harness) deliveryOutcomes(eventID string) []string {
 	h.t.Helper()
-	rows, err := h.db.Query(`SELECT outcome FROM stripe_deliveries WHERE event_id = $1 ORDER BY id`, eventID)
-	if err != nil {
-		h.t.Fatalf("deliveries %s: %v", eventID, err)
-	}
-	defer rows.Close()
 	var out []string
-	for rows.Next() {
-		var o string
-		if err := rows.Scan(&o); err != nil {
-			h.t.Fatalf("deliveries %s: %v", eventID, err)
-		}
-		out = append(out, o)
+	for _, d := range h.store.deliveries(h.t, eventID) {
+		out = append(out, d.Outcome)
 	}
 	return out
 }

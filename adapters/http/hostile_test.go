@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,8 +15,6 @@ import (
 	"time"
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
-	"github.com/booking-ledger/ledger/adapters/postgres"
-	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
 )
@@ -31,8 +28,9 @@ import (
 // PaymentIntent, is kept as one `unmatched` delivery (for Stripe's retry)
 // and answered 404; even then nothing else changes.
 //
-// The harness is its own (hostile prefix), so that this file does not
-// depend on the package's other test helpers.
+// The harness is its own (hostile prefix); of the package's other test
+// helpers it uses only the booking store (backend_test.go): in memory, so
+// the table needs no database.
 
 const (
 	hostileSecret = "whsec_hostile_1f2e3d4c5b6a7980"
@@ -46,7 +44,7 @@ var hostileNow = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 type hostileHarness struct {
 	t       *testing.T
 	url     string
-	db      *sql.DB
+	store   backend
 	booking hostileBooking
 }
 
@@ -57,11 +55,8 @@ type hostileBooking struct {
 
 func newHostileHarness(t *testing.T) *hostileHarness {
 	t.Helper()
-	db := pgtest.NewDB(t)
-	ledger, err := postgres.NewLedger(postgres.LedgerConfig{DB: db})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := newMemBackend(t)
+	ledger := newService(t, store.bookings(), nil, nil)
 	verifier, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: []string{hostileSecret}, Now: func() time.Time { return hostileNow }})
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +79,7 @@ func newHostileHarness(t *testing.T) *hostileHarness {
 		t.Fatal(err)
 	}
 	b.id = row.ID
-	return &hostileHarness{t: t, url: srv.URL, db: db, booking: b}
+	return &hostileHarness{t: t, url: srv.URL, store: store, booking: b}
 }
 
 // hostileEvent is a complete checkout.session.completed (or another type)
@@ -173,31 +168,10 @@ func withSignature(body []byte, sig string) hostileRequest {
 	return hostileRequest{body: body, header: http.Header{"Stripe-Signature": {sig}}}
 }
 
-// hostileSnapshot is the content of every table a webhook may write.
-type hostileSnapshot struct {
-	events, inbox, deliveries, bookings string
-	nDeliveries                         int
-}
-
-func (h *hostileHarness) snapshot() hostileSnapshot {
+// snapshot is the content of every table a webhook may write.
+func (h *hostileHarness) snapshot() tableDigest {
 	h.t.Helper()
-	var s hostileSnapshot
-	digest := func(table, order string) string {
-		var d string
-		q := fmt.Sprintf(`SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY %s)), '') FROM %s t`, order, table)
-		if err := h.db.QueryRow(q).Scan(&d); err != nil {
-			h.t.Fatalf("snapshot %s: %v", table, err)
-		}
-		return d
-	}
-	s.events = digest("ledger_events", "position")
-	s.inbox = digest("stripe_inbox", "id")
-	s.deliveries = digest("stripe_deliveries", "id")
-	s.bookings = digest("bookings", "id")
-	if err := h.db.QueryRow(`SELECT count(*) FROM stripe_deliveries`).Scan(&s.nDeliveries); err != nil {
-		h.t.Fatal(err)
-	}
-	return s
+	return h.store.digest(h.t)
 }
 
 func (h *hostileHarness) do(r hostileRequest) (int, http.Header, string) {
@@ -415,16 +389,16 @@ func TestWebhookHostileInput(t *testing.T) {
 			if tc.unmatch {
 				// The design keeps the raw event as unmatched, so that
 				// Stripe's retry is matched again; nothing else changes.
-				var outcome string
-				var booking sql.NullInt64
-				if err := h.db.QueryRow(`SELECT outcome, booking_id FROM stripe_deliveries ORDER BY id DESC LIMIT 1`).Scan(&outcome, &booking); err != nil {
-					t.Fatal(err)
+				all := h.store.deliveries(t, "")
+				if len(all) == 0 {
+					t.Fatal("no delivery row")
 				}
-				if after.nDeliveries != before.nDeliveries+1 || outcome != "unmatched" || booking.Valid {
-					t.Errorf("want one unmatched delivery without booking; deliveries %d -> %d, last %s %v", before.nDeliveries, after.nDeliveries, outcome, booking)
+				last := all[len(all)-1]
+				if after.NDeliveries != before.NDeliveries+1 || last.Outcome != "unmatched" || last.BookingID != 0 {
+					t.Errorf("want one unmatched delivery without booking; deliveries %d -> %d, last %s %d", before.NDeliveries, after.NDeliveries, last.Outcome, last.BookingID)
 				}
-				after.deliveries, before.deliveries = "", ""
-				after.nDeliveries = before.nDeliveries
+				after.Deliveries, before.Deliveries = "", ""
+				after.NDeliveries = before.NDeliveries
 			}
 			if after != before {
 				t.Errorf("tables changed:\nbefore %+v\nafter  %+v", before, after)
@@ -432,10 +406,7 @@ func TestWebhookHostileInput(t *testing.T) {
 		})
 	}
 	// The booking every event was about is still pending and unpaid.
-	var status, paymentStatus string
-	if err := h.db.QueryRow(`SELECT status, payment_status FROM bookings WHERE id = $1`, h.booking.id).Scan(&status, &paymentStatus); err != nil {
-		t.Fatal(err)
-	}
+	status, paymentStatus, _ := h.store.status(t, h.booking.id)
 	if status != "pending" || paymentStatus != "unpaid" {
 		t.Errorf("booking %d is %s/%s after the hostile requests", h.booking.id, status, paymentStatus)
 	}

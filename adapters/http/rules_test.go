@@ -199,39 +199,41 @@ func TestWebhookRules(t *testing.T) {
 		},
 	}
 
-	h := newHarness(t)
-	for i, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			h := h.with(t)
-			resource := newResource("rules")
-			ids := map[string]int64{}
-			tbs := map[string]stripe.TestBooking{}
-			for _, key := range []string{"a", "b", "c", "d"} {
-				s, ok := tc.bookings[key]
-				if !ok {
-					continue
+	forEachBackend(t, func(t *testing.T, opts ...harnessOption) {
+		h := newHarness(t, opts...)
+		for i, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				h := h.with(t)
+				resource := newResource("rules")
+				ids := map[string]int64{}
+				tbs := map[string]stripe.TestBooking{}
+				for _, key := range []string{"a", "b", "c", "d"} {
+					s, ok := tc.bookings[key]
+					if !ok {
+						continue
+					}
+					b := h.newBooking(resource, s.checkIn, s.checkOut)
+					ids[key], tbs[key] = b.ID, testBooking(b)
 				}
-				b := h.newBooking(resource, s.checkIn, s.checkOut)
-				ids[key], tbs[key] = b.ID, testBooking(b)
-			}
-			for j, step := range tc.steps {
-				ev := h.buildEvent(step.typ, tbs[step.booking], step.edits...)
-				resp := h.deliver(ev, pickSigner(i+j))
-				resp.wantBody(t, http.StatusOK, `{"status":"`+step.answer+`"}`)
-				id := ids[step.booking]
-				h.wantStatus(id, step.want.status, step.want.paymentStatus)
-				h.wantStream(id, step.want.stream...)
-				if t.Failed() {
-					t.Fatalf("after step %d (%s for %s)", j+1, step.typ, step.booking)
+				for j, step := range tc.steps {
+					ev := h.buildEvent(step.typ, tbs[step.booking], step.edits...)
+					resp := h.deliver(ev, pickSigner(i+j))
+					resp.wantBody(t, http.StatusOK, `{"status":"`+step.answer+`"}`)
+					id := ids[step.booking]
+					h.wantStatus(id, step.want.status, step.want.paymentStatus)
+					h.wantStream(id, step.want.stream...)
+					if t.Failed() {
+						t.Fatalf("after step %d (%s for %s)", j+1, step.typ, step.booking)
+					}
 				}
-			}
-			for key, want := range tc.final {
-				h.wantStatus(ids[key], want.status, want.paymentStatus)
-				h.wantStream(ids[key], want.stream...)
-			}
-		})
-	}
+				for key, want := range tc.final {
+					h.wantStatus(ids[key], want.status, want.paymentStatus)
+					h.wantStream(ids[key], want.stream...)
+				}
+			})
+		}
+	})
 }
 
 // TestWebhookLookupOrder: a booking is found by metadata.booking_id, then
@@ -240,7 +242,6 @@ func TestWebhookRules(t *testing.T) {
 // they name different bookings and the earlier key must win.
 func TestWebhookLookupOrder(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
 
 	// setup creates bookings a and b on their own resources: a with a
 	// Checkout Session id, b with a session id and, after a failed payment,
@@ -346,26 +347,29 @@ func TestWebhookLookupOrder(t *testing.T) {
 				stripe.TestBooking{ID: f.a.ID, Amount: defaultAmount, Currency: defaultCurrency}, metadata(unknownID()))
 		}, func(f fixture) int64 { return f.a.ID }, ""},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if tc.bug != "" {
-				t.Skip("BUG: " + tc.bug)
-			}
-			h := h.with(t)
-			f := setup(h)
-			ev := tc.event(h, f)
-			h.deliver(ev, stripeGoSigner).wantBody(t, http.StatusOK, `{"status":"success"}`)
-			wantID := tc.want(f)
-			for _, b := range []createdBooking{f.a, f.b} {
-				s, p := h.status(b.ID)
-				confirmed := s == "confirmed" && p == "paid"
-				if confirmed != (b.ID == wantID) {
-					t.Errorf("booking %d is %s/%s; the event should have confirmed booking %d only", b.ID, s, p, wantID)
+	forEachBackend(t, func(t *testing.T, opts ...harnessOption) {
+		h := newHarness(t, opts...)
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				if tc.bug != "" {
+					t.Skip("BUG: " + tc.bug)
 				}
-			}
-		})
-	}
+				h := h.with(t)
+				f := setup(h)
+				ev := tc.event(h, f)
+				h.deliver(ev, stripeGoSigner).wantBody(t, http.StatusOK, `{"status":"success"}`)
+				wantID := tc.want(f)
+				for _, b := range []createdBooking{f.a, f.b} {
+					s, p := h.status(b.ID)
+					confirmed := s == "confirmed" && p == "paid"
+					if confirmed != (b.ID == wantID) {
+						t.Errorf("booking %d is %s/%s; the event should have confirmed booking %d only", b.ID, s, p, wantID)
+					}
+				}
+			})
+		}
+	})
 }
 
 // TestWebhookOnePaymentConfirmsOnce: checkout.session.completed and
@@ -374,48 +378,50 @@ func TestWebhookLookupOrder(t *testing.T) {
 // one BookingConfirmed.
 func TestWebhookOnePaymentConfirmsOnce(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
 	orders := [][]string{
 		{stripe.EventCheckoutSessionCompleted, stripe.EventPaymentIntentSucceeded},
 		{stripe.EventPaymentIntentSucceeded, stripe.EventCheckoutSessionCompleted},
 	}
-	for _, order := range orders {
-		t.Run(order[0]+" first", func(t *testing.T) {
-			t.Parallel()
-			h := h.with(t)
-			b := h.createBooking(bookingRequest(newResource("once")))
-			tb := testBooking(b) // one session, one PaymentIntent
-			first, second := h.buildEvent(order[0], tb), h.buildEvent(order[1], tb)
-			deliveries := []struct {
-				ev     event
-				answer string
-			}{
-				{first, "success"},
-				{second, "success"}, // processed, nothing new to record
-				{first, "ignored"},
-				{second, "ignored"},
-				{first, "ignored"},
-				{second, "ignored"},
-			}
-			for i, d := range deliveries {
-				h.deliver(d.ev, pickSigner(i)).wantBody(t, http.StatusOK, `{"status":"`+d.answer+`"}`)
-			}
-			if n := h.countType(b.ID, evSucceeded); n != 1 {
-				t.Errorf("%d PaymentSucceeded, want 1", n)
-			}
-			if n := h.countType(b.ID, evConfirmed); n != 1 {
-				t.Errorf("%d BookingConfirmed, want 1", n)
-			}
-			h.wantStream(b.ID, evRequested, evSucceeded, evConfirmed)
-			h.wantStatus(b.ID, "confirmed", "paid")
-			for _, ev := range []event{first, second} {
-				if got := h.inboxOutcome(ev.ID); got != "processed" {
-					t.Errorf("inbox outcome of %s: %q, want processed", ev.Type, got)
+	forEachBackend(t, func(t *testing.T, opts ...harnessOption) {
+		h := newHarness(t, opts...)
+		for _, order := range orders {
+			t.Run(order[0]+" first", func(t *testing.T) {
+				t.Parallel()
+				h := h.with(t)
+				b := h.createBooking(bookingRequest(newResource("once")))
+				tb := testBooking(b) // one session, one PaymentIntent
+				first, second := h.buildEvent(order[0], tb), h.buildEvent(order[1], tb)
+				deliveries := []struct {
+					ev     event
+					answer string
+				}{
+					{first, "success"},
+					{second, "success"}, // processed, nothing new to record
+					{first, "ignored"},
+					{second, "ignored"},
+					{first, "ignored"},
+					{second, "ignored"},
 				}
-				if got := h.deliveryOutcomes(ev.ID); len(got) != 2 || got[0] != "duplicate" || got[1] != "duplicate" {
-					t.Errorf("deliveries of %s: %v, want two duplicates", ev.Type, got)
+				for i, d := range deliveries {
+					h.deliver(d.ev, pickSigner(i)).wantBody(t, http.StatusOK, `{"status":"`+d.answer+`"}`)
 				}
-			}
-		})
-	}
+				if n := h.countType(b.ID, evSucceeded); n != 1 {
+					t.Errorf("%d PaymentSucceeded, want 1", n)
+				}
+				if n := h.countType(b.ID, evConfirmed); n != 1 {
+					t.Errorf("%d BookingConfirmed, want 1", n)
+				}
+				h.wantStream(b.ID, evRequested, evSucceeded, evConfirmed)
+				h.wantStatus(b.ID, "confirmed", "paid")
+				for _, ev := range []event{first, second} {
+					if got := h.inboxOutcome(ev.ID); got != "processed" {
+						t.Errorf("inbox outcome of %s: %q, want processed", ev.Type, got)
+					}
+					if got := h.deliveryOutcomes(ev.ID); len(got) != 2 || got[0] != "duplicate" || got[1] != "duplicate" {
+						t.Errorf("deliveries of %s: %v, want two duplicates", ev.Type, got)
+					}
+				}
+			})
+		}
+	})
 }

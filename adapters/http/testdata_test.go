@@ -146,13 +146,12 @@ func TestWebhookTestdataEvents(t *testing.T) {
 				t.Errorf("inbox outcome %q, want %q", got, outcome)
 			}
 			// The inbox keeps the body byte for byte, with its signature.
-			var payload []byte
-			var sig string
-			if err := h.db.QueryRow(`SELECT payload, signature_header FROM stripe_inbox WHERE event_id = $1`, ev.ID).Scan(&payload, &sig); err != nil {
-				t.Fatal(err)
+			row, ok := h.store.inbox(t, ev.ID)
+			if !ok {
+				t.Fatalf("no inbox row of %s", ev.ID)
 			}
-			if !bytes.Equal(payload, ev.Body) || sig != s.sign(ev.Body, testSecret, h.now) {
-				t.Errorf("inbox row differs from the delivery (signature %q)", sig)
+			if !bytes.Equal(row.Payload, ev.Body) || row.Signature != s.sign(ev.Body, testSecret, h.now) {
+				t.Errorf("inbox row differs from the delivery (signature %q)", row.Signature)
 			}
 			before := h.counts()
 			h.deliver(ev, pickSigner(i+1)).wantBody(t, http.StatusOK, `{"status":"ignored"}`)
