@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
-	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
+	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
 	"github.com/booking-ledger/ledger/projections"
 	"github.com/lib/pq"
 )
