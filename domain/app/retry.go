@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"time"
 
 	"github.com/booking-ledger/ledger/domain"
 )
@@ -20,13 +22,20 @@ func retry[T any](ctx context.Context, write func() (T, error), also ...error) (
 		out T
 		err error
 	)
-	for attempt := 1; attempt <= maxAttempts; attempt++ {
+	for attempt := 1; ; attempt++ {
 		out, err = write()
-		if !lostRace(err, also) || ctx.Err() != nil {
+		if !lostRace(err, also) || ctx.Err() != nil || attempt == maxAttempts {
 			return out, err
 		}
+		// A short jittered pause, growing with the attempts, so that two
+		// writers that deadlocked do not meet again in step.
+		pause := time.Duration(attempt*attempt)*time.Millisecond + rand.N(2*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return out, err
+		case <-time.After(pause):
+		}
 	}
-	return out, err
 }
 
 func lostRace(err error, also []error) bool {
