@@ -94,7 +94,7 @@ func TestWebhookLogs(t *testing.T) {
 		if len(findLog(lines, "Processing webhook event: payment_intent.succeeded")) == 0 {
 			t.Errorf("no processing line for payment_intent.succeeded")
 		}
-		// DESIGN.md: each of these lines has event type, booking id and
+		// The design: each of these lines has event type, booking id and
 		// outcome attributes.
 		var first map[string]any
 		for _, l := range got {

@@ -41,7 +41,7 @@ func confirmedState() state {
 	return state{"confirmed", "paid", []string{evRequested, evSucceeded, evConfirmed}}
 }
 
-// TestWebhookRules runs every rule of DESIGN.md end to end: signed events
+// TestWebhookRules runs every rule of the webhook flow (README) end to end: signed events
 // through the real server, then the bookings row and the stream.
 func TestWebhookRules(t *testing.T) {
 	t.Parallel()
@@ -286,7 +286,7 @@ func TestWebhookLookupOrder(t *testing.T) {
 		// event builds the event; it must match the booking that want picks.
 		event func(h *harness, f fixture) event
 		want  func(f fixture) int64
-		// bug, when set, skips the case: a known deviation from DESIGN.md.
+		// bug, when set, skips the case: a known deviation from the design.
 		bug string
 	}{
 		{"metadata.booking_id only", func(h *harness, f fixture) event {
