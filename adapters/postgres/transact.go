@@ -101,3 +101,9 @@ func ConstraintViolated(err error, constraint string) bool {
 	}
 	return false
 }
+
+// Querier is what reads need: a *sql.DB, *sql.Tx or *sql.Conn.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}

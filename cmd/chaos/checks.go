@@ -12,6 +12,7 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
@@ -269,9 +270,9 @@ func loadInbox(ctx context.Context, db *sql.DB) ([]inboxRow, error) {
 
 // loadLog reads the whole log, page by page, grouped by stream in
 // version order.
-func loadLog(ctx context.Context, db *sql.DB) (map[int64][]postgres.StoredEvent, error) {
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
-	streams := map[int64][]postgres.StoredEvent{}
+func loadLog(ctx context.Context, db *sql.DB) (map[int64][]eventstore.StoredEvent, error) {
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
+	streams := map[int64][]eventstore.StoredEvent{}
 	var after int64
 	for {
 		page, err := store.ReadAll(ctx, db, after, 1000)
@@ -287,12 +288,12 @@ func loadLog(ctx context.Context, db *sql.DB) (map[int64][]postgres.StoredEvent,
 		after = page[len(page)-1].Position
 	}
 	for _, events := range streams {
-		slices.SortFunc(events, func(a, b postgres.StoredEvent) int { return a.StreamVersion - b.StreamVersion })
+		slices.SortFunc(events, func(a, b eventstore.StoredEvent) int { return a.StreamVersion - b.StreamVersion })
 	}
 	return streams, nil
 }
 
-func fold(events []postgres.StoredEvent) (projections.BookingRow, error) {
+func fold(events []eventstore.StoredEvent) (projections.BookingRow, error) {
 	envs := make([]projections.Envelope, len(events))
 	for i, e := range events {
 		ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
@@ -307,7 +308,7 @@ func fold(events []postgres.StoredEvent) (projections.BookingRow, error) {
 // checkTable compares every row of bookings, all fourteen columns, with
 // projections.FoldBooking of its stream, and looks for overlapping
 // confirmed stays.
-func (r *run) checkTable(ctx context.Context, db *sql.DB, streams map[int64][]postgres.StoredEvent, f *figures) error {
+func (r *run) checkTable(ctx context.Context, db *sql.DB, streams map[int64][]eventstore.StoredEvent, f *figures) error {
 	table := map[int64]projections.BookingRow{}
 	for after := int64(0); ; {
 		page, next, err := bookingstore.ListBookings(ctx, db, app.BookingFilter{After: after, Limit: 1000})
@@ -367,7 +368,7 @@ func (r *run) checkTable(ctx context.Context, db *sql.DB, streams map[int64][]po
 // streams event for event (payloads compared without requested_at, causes
 // of Stripe events compared) and the same statuses. An event the chaos log
 // lacks was lost; one it has in excess was duplicated.
-func (r *run) checkReplay(ctx context.Context, streams map[int64][]postgres.StoredEvent, inbox []inboxRow, f *figures) error {
+func (r *run) checkReplay(ctx context.Context, streams map[int64][]eventstore.StoredEvent, inbox []inboxRow, f *figures) error {
 	db, err := postgres.Open(ctx, postgres.Config{URL: r.cluster.url("chaos_replay"), CreateDatabase: true, MaxOpenConns: 4})
 	if err != nil {
 		return err
@@ -452,7 +453,7 @@ func (r *run) checkReplay(ctx context.Context, streams map[int64][]postgres.Stor
 }
 
 // describe renders a stream for the comparison with the replay.
-func describe(events []postgres.StoredEvent) []string {
+func describe(events []eventstore.StoredEvent) []string {
 	out := make([]string, len(events))
 	for i, e := range events {
 		var payload map[string]any

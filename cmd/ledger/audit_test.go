@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
@@ -185,7 +185,7 @@ func rehashFrom(t *testing.T, db *sql.DB, p int64, edit func(map[string]any)) {
 	t.Helper()
 	ctx := context.Background()
 	stream := queryInt(t, db, `SELECT stream_id FROM ledger_events WHERE position = $1`, p)
-	events, err := postgres.NewEventStore(postgres.EventStoreConfig{}).LoadStream(ctx, db, stream)
+	events, err := eventstore.NewEventStore(eventstore.EventStoreConfig{}).LoadStream(ctx, db, stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func rehashFrom(t *testing.T, db *sql.DB, p int64, edit func(map[string]any)) {
 		prev = e.Hash
 	}
 	tamperTx(t, db, []string{"ledger_events"}, stmts...)
-	events, _ = postgres.NewEventStore(postgres.EventStoreConfig{}).LoadStream(ctx, db, stream)
+	events, _ = eventstore.NewEventStore(eventstore.EventStoreConfig{}).LoadStream(ctx, db, stream)
 	if pos, err := eventlog.VerifyStream(events); err != nil {
 		t.Fatalf("the re-hashed stream does not verify on its own (position %d: %v): the case tests nothing", pos, err)
 	}
@@ -222,7 +222,7 @@ func rehashFrom(t *testing.T, db *sql.DB, p int64, edit func(map[string]any)) {
 // returns its position.
 func forgeOldEvent(t *testing.T, db *sql.DB) int64 {
 	t.Helper()
-	e := postgres.StoredEvent{
+	e := eventstore.StoredEvent{
 		EventID: "5f0c3c1e-7d0b-4c4a-9a55-2f1b7b0e9d01", StreamID: 999999, StreamVersion: 1, Type: "BookingCancelled",
 		SchemaVersion: 1, OccurredAt: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), RecordedAt: time.Date(2027, 1, 1, 0, 0, 1, 0, time.UTC),
 		CausationID: "api:forged", Payload: []byte(`{"reason":"customer_request"}`),

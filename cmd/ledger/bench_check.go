@@ -10,7 +10,7 @@ import (
 
 	"github.com/lib/pq"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
@@ -150,7 +150,7 @@ func checkExactlyOnce(ctx context.Context, db *sql.DB, bookings []benchBooking, 
 
 // verifyChains recomputes the hash chain of every stream, a few at a time.
 func verifyChains(ctx context.Context, db *sql.DB, streams []int64) (int, error) {
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	var next atomic.Int64
 	var broken atomic.Int64
 	var firstErr error

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/projections"
@@ -290,7 +291,7 @@ func (run rebuildRun) print(w io.Writer, events int64) {
 func generateLog(ctx context.Context, db *sql.DB, n int, seed uint64) (int64, int, error) {
 	const writers = 2
 	const perTx = 5000
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	var (
 		written atomic.Int64
 		streams atomic.Int64
@@ -356,7 +357,7 @@ type streamGenerator struct {
 // may conflict with a confirmed stay, then a refund is requested and mostly
 // issued), a failure followed or not by a successful retry, an expiry, or
 // nothing yet.
-func (g *streamGenerator) stream(id domain.BookingID, resource string) ([]postgres.NewEvent, error) {
+func (g *streamGenerator) stream(id domain.BookingID, resource string) ([]eventstore.NewEvent, error) {
 	rng := g.rng
 	at := g.base.Add(time.Duration(id) * time.Second)
 	in := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, rng.IntN(300))
@@ -377,7 +378,7 @@ func (g *streamGenerator) stream(id domain.BookingID, resource string) ([]postgr
 	if err != nil {
 		return nil, err
 	}
-	var out []postgres.NewEvent
+	var out []eventstore.NewEvent
 	add := func(cause string, events []domain.Event, err error) error {
 		if err != nil {
 			return err
@@ -390,7 +391,7 @@ func (g *streamGenerator) stream(id domain.BookingID, resource string) ([]postgr
 			if err != nil {
 				return err
 			}
-			out = append(out, postgres.NewEvent{Type: e.EventType(), SchemaVersion: e.SchemaVersion(), OccurredAt: at, CausationID: cause, Payload: payload})
+			out = append(out, eventstore.NewEvent{Type: e.EventType(), SchemaVersion: e.SchemaVersion(), OccurredAt: at, CausationID: cause, Payload: payload})
 			if c, ok := e.(domain.BookingConfirmed); ok {
 				r, _ := domain.ParseDateRange(c.CheckIn, c.CheckOut)
 				g.confirmed[resource] = append(g.confirmed[resource], domain.Stay{BookingID: id, Range: r})
@@ -404,7 +405,7 @@ func (g *streamGenerator) stream(id domain.BookingID, resource string) ([]postgr
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, postgres.NewEvent{Type: evs[0].EventType(), SchemaVersion: evs[0].SchemaVersion(), OccurredAt: at, CausationID: fmt.Sprintf("api:bench-%d", id), Payload: payload})
+	out = append(out, eventstore.NewEvent{Type: evs[0].EventType(), SchemaVersion: evs[0].SchemaVersion(), OccurredAt: at, CausationID: fmt.Sprintf("api:bench-%d", id), Payload: payload})
 	if opened {
 		evs, err := domain.DecideCheckoutSessionOpened(b, session, "https://checkout.stripe.com/c/pay/"+session, at.Add(time.Hour))
 		if err := add(fmt.Sprintf("api:bench-%d-session", id), evs, err); err != nil {

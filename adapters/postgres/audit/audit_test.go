@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
@@ -80,7 +80,7 @@ func TestBookingAsOfEveryMoment(t *testing.T) {
 	}
 	all = append(all, moments[0].Add(-time.Hour), moments[len(moments)-1].Add(time.Hour))
 	checked := 0
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	for _, id := range seeded.Bookings {
 		stream, err := store.LoadStream(ctx, db, id)
 		if err != nil {
@@ -141,7 +141,7 @@ func TestHistoryShowsEveryRawEvent(t *testing.T) {
 	db := pgtest.NewDB(t)
 	seeded := ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 20, Seed: 7})
 	auditor := newAuditor(t, db)
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	kinds := map[string]int{}
 	for _, id := range seeded.Bookings {
 		h, err := auditor.History(ctx, id, time.Time{})
@@ -255,7 +255,7 @@ func TestExportPagesAndRanges(t *testing.T) {
 		occurred, _ := time.Parse(time.RFC3339Nano, e.OccurredAt)
 		recorded, _ := time.Parse(time.RFC3339Nano, e.RecordedAt)
 		prev, _ := hex.DecodeString(e.PrevHash)
-		sum := eventlog.EventHash(postgres.StoredEvent{EventID: e.EventID, StreamID: e.StreamID, StreamVersion: e.StreamVersion,
+		sum := eventlog.EventHash(eventstore.StoredEvent{EventID: e.EventID, StreamID: e.StreamID, StreamVersion: e.StreamVersion,
 			Type: e.Type, SchemaVersion: e.SchemaVersion, OccurredAt: occurred, RecordedAt: recorded,
 			CausationID: e.CausationID, Payload: e.Data}, prev)
 		if hex.EncodeToString(sum) != e.Hash {
@@ -297,13 +297,13 @@ func TestExportPagesAndRanges(t *testing.T) {
 func TestSettledPositionWaitsForOpenAppends(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	open, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer open.Rollback()
-	if _, err := store.Append(ctx, open, 1, 0, nil, []postgres.NewEvent{testEvent("Open", map[string]any{})}); err != nil {
+	if _, err := store.Append(ctx, open, 1, 0, nil, []eventstore.NewEvent{testEvent("Open", map[string]any{})}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := appendTx(ctx, db, store, 2, testEvent("Committed", map[string]any{})); err != nil {
@@ -353,7 +353,7 @@ func TestAccessLogIsAppendOnly(t *testing.T) {
 	if err := auditor.RecordAccess(ctx, audit.Access{Channel: "http", Action: "history"}); !errors.Is(err, domain.ErrInvalid) {
 		t.Fatalf("access without actor: %v", err)
 	}
-	if _, err := appendTx(ctx, db, postgres.NewEventStore(postgres.EventStoreConfig{}), 1, testEvent("Sealed", map[string]any{})); err != nil {
+	if _, err := appendTx(ctx, db, eventstore.NewEventStore(eventstore.EventStoreConfig{}), 1, testEvent("Sealed", map[string]any{})); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := newSealer(t, db, 10).SealCommitted(ctx); err != nil || n != 1 {

@@ -151,7 +151,7 @@ func (s *Sealer) SealCommitted(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		var done bool
-		if err := s.cfg.DB.QueryRowContext(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8`, xmax).Scan(&done); err != nil {
+		if err := s.cfg.DB.QueryRowContext(ctx, `SELECT `+postgres.Xmin(postgres.CurrentSnapshot)+` >= $1::text::xid8`, xmax).Scan(&done); err != nil {
 			return total, fmt.Errorf("audit: seal committed: %w", err)
 		}
 		n, err := s.SealAll(ctx)
@@ -202,7 +202,7 @@ func (s *Sealer) sealBatch(ctx context.Context, wait bool) (int, error) {
 		rows, err := tx.QueryContext(ctx, `
 			SELECT position, transaction_id, hash FROM ledger_events
 			WHERE (transaction_id, position) > ($1::text::xid8, $2::bigint)
-			AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+			AND `+postgres.CommittedBeforeXmin(postgres.CurrentSnapshot)+`
 			ORDER BY transaction_id, position
 			LIMIT $3`, strconv.FormatUint(last.TransactionID, 10), last.Position, s.cfg.BatchSize)
 		if err != nil {

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
@@ -18,7 +18,7 @@ import (
 
 // testEvent is newEvent caused by a test, not by a Stripe event (whose raw
 // body the verifier would look for in the inbox).
-func testEvent(typ string, payload any) postgres.NewEvent {
+func testEvent(typ string, payload any) eventstore.NewEvent {
 	e := newEvent(typ, payload)
 	e.CausationID = "test:chain"
 	return e
@@ -96,7 +96,7 @@ func commitOrder(t *testing.T, db *sql.DB) []int64 {
 func TestSealerChainsEveryEventOnceInCommitOrder(t *testing.T) {
 	ctx := context.Background()
 	db, url := newDBURL(t)
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	sealers := []*audit.Sealer{newSealer(t, db, 7), newSealer(t, db, 3), newSealer(t, db, 50)}
 
 	stop := make(chan struct{})
@@ -172,7 +172,7 @@ func TestSealerChainsEveryEventOnceInCommitOrder(t *testing.T) {
 func TestSealerWaitsForEarlierTransactions(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	sealer := newSealer(t, db, 100)
 
 	early, err := db.BeginTx(ctx, nil)
@@ -191,7 +191,7 @@ func TestSealerWaitsForEarlierTransactions(t *testing.T) {
 	}
 	_ = late
 	// ...and the early one appends afterwards, with a higher position.
-	if _, err := store.Append(ctx, early, 1, 0, nil, []postgres.NewEvent{testEvent("Early", map[string]any{})}); err != nil {
+	if _, err := store.Append(ctx, early, 1, 0, nil, []eventstore.NewEvent{testEvent("Early", map[string]any{})}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := sealer.SealAll(ctx); err != nil || n != 0 {

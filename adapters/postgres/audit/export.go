@@ -12,7 +12,7 @@ import (
 	"io"
 	"strconv"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
@@ -90,7 +90,7 @@ func Export(ctx context.Context, db *sql.DB, w io.Writer, q ExportQuery) (Export
 				break
 			}
 		}
-		rows, err := db.QueryContext(ctx, `SELECT `+postgres.SelectColumns+` FROM ledger_events
+		rows, err := db.QueryContext(ctx, `SELECT `+eventstore.SelectColumns+` FROM ledger_events
 			WHERE position > $1 AND position <= $2
 			AND ($3::timestamptz IS NULL OR recorded_at >= $3) AND ($4::timestamptz IS NULL OR recorded_at < $4)
 			ORDER BY position LIMIT $5`, res.Last, res.Settled, nullTime(q.From), nullTime(q.To), page)
@@ -99,7 +99,7 @@ func Export(ctx context.Context, db *sql.DB, w io.Writer, q ExportQuery) (Export
 		}
 		n := 0
 		for rows.Next() {
-			e, err := postgres.ScanEvent(rows)
+			e, err := eventstore.ScanEvent(rows)
 			if err != nil {
 				rows.Close()
 				return res, fmt.Errorf("audit: export after %d: %w", res.Last, err)

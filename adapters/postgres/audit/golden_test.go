@@ -41,6 +41,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
@@ -119,12 +120,12 @@ func TestGoldenLedger(t *testing.T) {
 
 	// Every event hash, recomputed with the project's functions from the
 	// rows as PostgreSQL gives them back, is the stored one.
-	events, err := postgres.NewEventStore(postgres.EventStoreConfig{}).ReadAll(ctx, db, 0, 1<<20)
+	events, err := eventstore.NewEventStore(eventstore.EventStoreConfig{}).ReadAll(ctx, db, 0, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	streams := map[int64][]postgres.StoredEvent{}
-	byPosition := map[int64]postgres.StoredEvent{}
+	streams := map[int64][]eventstore.StoredEvent{}
+	byPosition := map[int64]eventstore.StoredEvent{}
 	for _, e := range events {
 		payload, err := eventlog.CanonicalJSON(e.Payload)
 		if err != nil {
@@ -139,7 +140,7 @@ func TestGoldenLedger(t *testing.T) {
 		byPosition[e.Position] = e
 	}
 	for id, s := range streams {
-		slices.SortFunc(s, func(a, b postgres.StoredEvent) int { return a.StreamVersion - b.StreamVersion })
+		slices.SortFunc(s, func(a, b eventstore.StoredEvent) int { return a.StreamVersion - b.StreamVersion })
 		if pos, err := eventlog.VerifyStream(s); err != nil {
 			t.Errorf("stream %d: VerifyStream: position %d: %v", id, pos, err)
 		}
@@ -405,14 +406,14 @@ func writeGoldenLedger(t *testing.T) {
 	// handle: unsorted keys, escapes, unicode beyond the BMP, HTML
 	// characters, numbers beyond float64's precision, deep nesting, empty
 	// containers. The stream id itself is beyond 2^53.
-	store := postgres.NewEventStore(postgres.EventStoreConfig{Now: clock.Now})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{Now: clock.Now})
 	probe := func(streamID int64, version int, prevHash []byte, payloads ...string) []byte {
-		var events []postgres.NewEvent
+		var events []eventstore.NewEvent
 		for _, p := range payloads {
-			events = append(events, postgres.NewEvent{Type: "GoldenProbé", SchemaVersion: 3, OccurredAt: clock.Now().Add(-time.Hour + 123456789*time.Nanosecond),
+			events = append(events, eventstore.NewEvent{Type: "GoldenProbé", SchemaVersion: 3, OccurredAt: clock.Now().Add(-time.Hour + 123456789*time.Nanosecond),
 				CausationID: "golden:probe ✓", Payload: json.RawMessage(p), Metadata: map[string]string{"correlation_id": "corr-ü-1", "z": "<&>"}})
 		}
-		var stored []postgres.StoredEvent
+		var stored []eventstore.StoredEvent
 		err := postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
 			var err error
 			stored, err = store.Append(ctx, tx, streamID, version, prevHash, events)

@@ -7,17 +7,18 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // newEvent and appendTx are the event store tests' helpers
 // (adapters/postgres/store_test.go), for tests that write a log to audit.
-func newEvent(typ string, payload any) postgres.NewEvent {
+func newEvent(typ string, payload any) eventstore.NewEvent {
 	b, err := json.Marshal(payload)
 	if err != nil {
 		panic(err)
 	}
-	return postgres.NewEvent{
+	return eventstore.NewEvent{
 		Type:          typ,
 		SchemaVersion: 1,
 		OccurredAt:    time.Date(2027, 1, 10, 12, 0, 0, 123456789, time.UTC),
@@ -28,8 +29,8 @@ func newEvent(typ string, payload any) postgres.NewEvent {
 
 // appendTx appends events to a stream in a transaction of its own, after
 // the stream's current last event.
-func appendTx(ctx context.Context, db *sql.DB, store *postgres.EventStore, stream int64, events ...postgres.NewEvent) ([]postgres.StoredEvent, error) {
-	var out []postgres.StoredEvent
+func appendTx(ctx context.Context, db *sql.DB, store *eventstore.EventStore, stream int64, events ...eventstore.NewEvent) ([]eventstore.StoredEvent, error) {
+	var out []eventstore.StoredEvent
 	err := postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
 		prev, err := store.LoadStream(ctx, tx, stream)
 		if err != nil {

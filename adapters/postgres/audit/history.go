@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/domain/eventlog"
@@ -108,7 +109,7 @@ func (a *Auditor) BookingAsOf(ctx context.Context, id int64, t time.Time) (proje
 }
 
 func loadStreamAsOf(ctx context.Context, q postgres.Querier, id int64, asOf time.Time) ([]eventlog.StoredEvent, []*int64, [][]byte, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+qualified("e", postgres.SelectColumns)+`, c.seq, c.event_hash FROM ledger_events e
+	rows, err := q.QueryContext(ctx, `SELECT `+qualified("e", eventstore.SelectColumns)+`, c.seq, c.event_hash FROM ledger_events e
 		LEFT JOIN ledger_chain c ON c.position = e.position
 		WHERE e.stream_id = $1 ORDER BY e.stream_version`, id)
 	if err != nil {
@@ -260,7 +261,7 @@ func qualified(alias, columns string) string {
 
 // scanEventWith is scanEvent for a row with extra columns after the event's.
 func scanEventWith(rows *sql.Rows, extra ...any) (eventlog.StoredEvent, error) {
-	return postgres.ScanEvent(scannerWith{rows, extra})
+	return eventstore.ScanEvent(scannerWith{rows, extra})
 }
 
 type scannerWith struct {

@@ -9,6 +9,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
@@ -90,7 +91,7 @@ const streamQuery = `
 			AND daterange(o.check_in, o.check_out, '[)') && daterange(b.check_in, b.check_out, '[)')
 		WHERE b.id = $1
 	)
-	SELECT ` + postgres.SelectColumns + `, confirmed.ids, confirmed.check_ins, confirmed.check_outs
+	SELECT ` + eventstore.SelectColumns + `, confirmed.ids, confirmed.check_ins, confirmed.check_outs
 	FROM ledger_events CROSS JOIN confirmed WHERE stream_id = $1 ORDER BY stream_version`
 
 // insertInboxSQL inserts an inbox row from the parameters $n to $n+11
@@ -124,7 +125,7 @@ const maxPreparedEvents = 4
 var appendProjectInboxQueries = func() []string {
 	q := make([]string, maxPreparedEvents+1)
 	for n := 1; n <= maxPreparedEvents; n++ {
-		q[n] = appendProjectInboxSQL(postgres.InsertQuery(n), n*postgres.InsertColumns)
+		q[n] = appendProjectInboxSQL(eventstore.InsertQuery(n), n*eventstore.InsertColumns)
 	}
 	return q
 }()
@@ -132,7 +133,7 @@ var appendProjectInboxQueries = func() []string {
 // appendProjectInboxQuery is appendProjectInboxSQL, built once for the
 // INSERTs the schema adapter makes of up to maxPreparedEvents events.
 func appendProjectInboxQuery(insert string, n int) string {
-	if k := n / postgres.InsertColumns; n%postgres.InsertColumns == 0 && k >= 1 && k <= maxPreparedEvents && insert == postgres.InsertQuery(k) {
+	if k := n / eventstore.InsertColumns; n%eventstore.InsertColumns == 0 && k >= 1 && k <= maxPreparedEvents && insert == eventstore.InsertQuery(k) {
 		return appendProjectInboxQueries[k]
 	}
 	return appendProjectInboxSQL(insert, n)
@@ -204,20 +205,20 @@ func (l *Store) recordTx(ctx context.Context, tx *sql.Tx, d app.Delivery, decide
 
 // loadStream reads booking id's stream, decoded, and the confirmed stays
 // that overlap its stay, in one statement (streamQuery).
-func (l *Store) loadStream(ctx context.Context, tx *sql.Tx, id int64) ([]postgres.StoredEvent, []domain.Event, []domain.Stay, error) {
+func (l *Store) loadStream(ctx context.Context, tx *sql.Tx, id int64) ([]eventstore.StoredEvent, []domain.Event, []domain.Stay, error) {
 	rows, err := l.stmts.Query(ctx, tx, streamQuery, id)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("bookingstore: load stream %d: %w", id, err)
 	}
 	defer rows.Close()
 	var (
-		stored              []postgres.StoredEvent
+		stored              []eventstore.StoredEvent
 		ids                 []int64
 		checkIns, checkOuts []string
 	)
 	row := extraColumns{rows: rows, extra: []any{pq.Array(&ids), pq.Array(&checkIns), pq.Array(&checkOuts)}}
 	for rows.Next() {
-		e, err := postgres.ScanEvent(row)
+		e, err := eventstore.ScanEvent(row)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("bookingstore: load stream %d: %w", id, err)
 		}

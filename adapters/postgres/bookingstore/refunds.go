@@ -14,6 +14,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -113,7 +114,7 @@ func NewRefundWorker(cfg RefundWorkerConfig) (*RefundWorker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	sub, err := postgres.NewSubscriber(cfg.DB, postgres.SubscriberConfig{
+	sub, err := eventstore.NewSubscriber(cfg.DB, eventstore.SubscriberConfig{
 		ConsumerGroup: cfg.ConsumerGroup,
 		PollInterval:  cfg.PollInterval,
 		AckDeadline:   cfg.AckDeadline,
@@ -129,8 +130,8 @@ func NewRefundWorker(cfg RefundWorkerConfig) (*RefundWorker, error) {
 		return nil, fmt.Errorf("bookingstore: refund router: %w", err)
 	}
 	w := &RefundWorker{cfg: cfg, settle: app.Refunds{Refunder: cfg.Refunder, Logger: cfg.Logger}, log: cfg.Logger, sub: sub, router: router}
-	h := router.AddConsumerHandler("refunds", postgres.EventsTopic, sub, w.handle)
-	// Retry outside, postgres.Savepoint inside: each attempt's writes are rolled
+	h := router.AddConsumerHandler("refunds", eventstore.EventsTopic, sub, w.handle)
+	// Retry outside, eventstore.Savepoint inside: each attempt's writes are rolled
 	// back before the next one runs.
 	h.AddMiddleware(middleware.Retry{
 		MaxRetries:      cfg.MaxRetries,
@@ -138,7 +139,7 @@ func NewRefundWorker(cfg RefundWorkerConfig) (*RefundWorker, error) {
 		MaxInterval:     cfg.MaxInterval,
 		Multiplier:      2,
 		Logger:          wlog,
-	}.Middleware, postgres.Savepoint)
+	}.Middleware, eventstore.Savepoint)
 	return w, nil
 }
 
@@ -156,7 +157,7 @@ func (w *RefundWorker) Close() error {
 }
 
 func (w *RefundWorker) handle(msg *message.Message) error {
-	e, err := postgres.EventFromMessage(msg)
+	e, err := eventstore.EventFromMessage(msg)
 	if err != nil {
 		return err
 	}
@@ -168,7 +169,7 @@ func (w *RefundWorker) handle(msg *message.Message) error {
 		return fmt.Errorf("bookingstore: refund worker: %s: %w", e, err)
 	}
 	req := decoded.(domain.RefundRequested)
-	wtx, ok := postgres.TxFromMessage(msg)
+	wtx, ok := eventstore.TxFromMessage(msg)
 	if !ok {
 		return errors.New("bookingstore: refund worker: message without the subscriber's transaction")
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/domain/eventlog"
@@ -24,7 +25,7 @@ import (
 // delivery, the inbox row).
 type Store struct {
 	db     *sql.DB
-	store  *postgres.EventStore
+	store  *eventstore.EventStore
 	logger *slog.Logger
 	now    func() time.Time
 	// stmts are the store's prepared statements, prepared by prepare.
@@ -50,7 +51,7 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	store := postgres.NewEventStore(postgres.EventStoreConfig{Logger: cfg.Logger, Now: cfg.Now})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{Logger: cfg.Logger, Now: cfg.Now})
 	return &Store{
 		db:     cfg.DB,
 		store:  store,
@@ -71,13 +72,13 @@ func (l *Store) prepare(ctx context.Context) {
 var hotQueries = func() []string {
 	q := []string{lookupQuery, streamQuery, insertInboxQuery, insertDeliveryQuery}
 	for n := 1; n <= maxPreparedEvents; n++ {
-		q = append(q, postgres.InsertQuery(n), appendProjectInboxQueries[n])
+		q = append(q, eventstore.InsertQuery(n), appendProjectInboxQueries[n])
 	}
 	return q
 }()
 
 // Store is the ledger's event store.
-func (l *Store) Store() *postgres.EventStore { return l.store }
+func (l *Store) Store() *eventstore.EventStore { return l.store }
 
 // DB is the ledger's pool.
 func (l *Store) DB() *sql.DB { return l.db }
@@ -136,7 +137,7 @@ func (l *Store) Update(ctx context.Context, id int64, causationID string, decide
 
 // appendAndProject appends the decided events after the stream's stored
 // events and writes the booking's status row folded from all of them.
-func (l *Store) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []postgres.StoredEvent, decided []domain.Event, occurredAt time.Time, causationID string) (projections.BookingRow, error) {
+func (l *Store) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []eventstore.StoredEvent, decided []domain.Event, occurredAt time.Time, causationID string) (projections.BookingRow, error) {
 	prior, err := decodeEvents(stored)
 	if err != nil {
 		return projections.BookingRow{}, err
@@ -147,14 +148,14 @@ func (l *Store) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.Book
 // appendAndFold is appendAndProject with the stored events already decoded
 // (prior); when inbox is set, its row is inserted by the statement that
 // writes the status row, which saves a round trip.
-func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []postgres.StoredEvent, prior, decided []domain.Event, occurredAt time.Time, causationID string, inbox *inboxRow) (projections.BookingRow, error) {
-	newEvents := make([]postgres.NewEvent, len(decided))
+func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []eventstore.StoredEvent, prior, decided []domain.Event, occurredAt time.Time, causationID string, inbox *inboxRow) (projections.BookingRow, error) {
+	newEvents := make([]eventstore.NewEvent, len(decided))
 	for i, ev := range decided {
 		payload, err := domain.Encode(ev)
 		if err != nil {
 			return projections.BookingRow{}, fmt.Errorf("bookingstore: encode %s: %w", ev.EventType(), err)
 		}
-		newEvents[i] = postgres.NewEvent{Type: ev.EventType(), SchemaVersion: ev.SchemaVersion(), OccurredAt: occurredAt, CausationID: causationID, Payload: payload}
+		newEvents[i] = eventstore.NewEvent{Type: ev.EventType(), SchemaVersion: ev.SchemaVersion(), OccurredAt: occurredAt, CausationID: causationID, Payload: payload}
 	}
 	version, prev := 0, eventlog.GenesisHash
 	if n := len(stored); n > 0 {
@@ -180,7 +181,7 @@ func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Booking
 	// One statement appends the events and writes the status row and the
 	// inbox row (appendProjectInboxSQL): the publisher's executor runs it in
 	// place of the bare INSERT.
-	_, err = l.store.AppendWith(ctx, tx, int64(id), version, prev, newEvents, recordedAt, &postgres.Trailer{
+	_, err = l.store.AppendWith(ctx, tx, int64(id), version, prev, newEvents, recordedAt, &eventstore.Trailer{
 		SQL:  appendProjectInboxQuery,
 		Args: append(upsertArgs(row), inbox.args()...),
 		Dest: []any{&row.LastEventPosition},
@@ -197,7 +198,7 @@ func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Booking
 }
 
 // decodeEvents decodes stored events for the domain.
-func decodeEvents(stored []postgres.StoredEvent) ([]domain.Event, error) {
+func decodeEvents(stored []eventstore.StoredEvent) ([]domain.Event, error) {
 	events := make([]domain.Event, len(stored))
 	for i, e := range stored {
 		var err error
@@ -210,7 +211,7 @@ func decodeEvents(stored []postgres.StoredEvent) ([]domain.Event, error) {
 
 // envelopes pairs stored events with their decoded form for the
 // projections, leaving room for extra more.
-func envelopes(stored []postgres.StoredEvent, decoded []domain.Event, extra int) []projections.Envelope {
+func envelopes(stored []eventstore.StoredEvent, decoded []domain.Event, extra int) []projections.Envelope {
 	envs := make([]projections.Envelope, len(stored), len(stored)+extra)
 	for i, e := range stored {
 		envs[i] = projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: decoded[i]}
@@ -259,7 +260,7 @@ func confirmedStays(ctx context.Context, tx *sql.Tx, resourceID string, self dom
 // rehydrate decodes a stream's events and replays them; the decoded events
 // are returned too, so that the fold of the status row does not decode them
 // again.
-func rehydrate(id int64, stored []postgres.StoredEvent) (*domain.Booking, []domain.Event, error) {
+func rehydrate(id int64, stored []eventstore.StoredEvent) (*domain.Booking, []domain.Event, error) {
 	events, err := decodeEvents(stored)
 	if err != nil {
 		return nil, nil, err

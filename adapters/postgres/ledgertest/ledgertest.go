@@ -17,6 +17,7 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -229,16 +230,16 @@ type delivery struct {
 func Bulk(tb testing.TB, db *sql.DB, streams, perStream int) int {
 	tb.Helper()
 	ctx := context.Background()
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	const streamsPerTx = 200
 	n := 0
 	for first := 0; first < streams; first += streamsPerTx {
 		err := postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
 			for s := first; s < min(first+streamsPerTx, streams); s++ {
-				events := make([]postgres.NewEvent, perStream)
+				events := make([]eventstore.NewEvent, perStream)
 				for v := range events {
 					payload := fmt.Sprintf(`{"payment_intent_id": "pi_3bulk%08d%04d", "session_id": "cs_test_bulk%08d", "amount": %d, "currency": "eur", "source": "webhook", "stripe_event_type": "checkout.session.completed"}`, s, v, s, 36000+v)
-					events[v] = postgres.NewEvent{Type: "PaymentSucceeded", SchemaVersion: 1, OccurredAt: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC),
+					events[v] = eventstore.NewEvent{Type: "PaymentSucceeded", SchemaVersion: 1, OccurredAt: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC),
 						CausationID: fmt.Sprintf("bulk:%d", s), Payload: []byte(payload)}
 				}
 				if _, err := store.Append(ctx, tx, int64(s+1), 0, nil, events); err != nil {

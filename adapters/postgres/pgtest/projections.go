@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
@@ -22,7 +22,7 @@ import (
 func FoldBookings(tb testing.TB, db *sql.DB) []projections.BookingRow {
 	tb.Helper()
 	ctx := context.Background()
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	rows, err := db.QueryContext(ctx, `SELECT DISTINCT stream_id FROM ledger_events ORDER BY 1`)
 	if err != nil {
 		tb.Fatal(err)
@@ -109,7 +109,7 @@ func SameBookings(tb testing.TB, what string, want, got []projections.BookingRow
 // that do not decode or that the projection rejects).
 func FoldMonitoring(tb testing.TB, db *sql.DB) (*projections.Monitoring, []int64) {
 	tb.Helper()
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	var envs []projections.Envelope
 	var poison []int64
 	for after := int64(0); ; {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
@@ -19,13 +20,13 @@ type ScriptedLog struct {
 	t     *testing.T
 	db    *sql.DB
 	at    time.Time
-	store *postgres.EventStore
+	store *eventstore.EventStore
 }
 
 // NewScriptedLog returns an empty script on db.
 func NewScriptedLog(t *testing.T, db *sql.DB) *ScriptedLog {
 	l := &ScriptedLog{t: t, db: db}
-	l.store = postgres.NewEventStore(postgres.EventStoreConfig{Now: func() time.Time { return l.at }})
+	l.store = eventstore.NewEventStore(eventstore.EventStoreConfig{Now: func() time.Time { return l.at }})
 	return l
 }
 
@@ -34,13 +35,13 @@ func NewScriptedLog(t *testing.T, db *sql.DB) *ScriptedLog {
 func (l *ScriptedLog) Append(stream int64, at time.Time, evs ...domain.Event) {
 	l.t.Helper()
 	l.at = at
-	news := make([]postgres.NewEvent, len(evs))
+	news := make([]eventstore.NewEvent, len(evs))
 	for i, ev := range evs {
 		payload, err := domain.Encode(ev)
 		if err != nil {
 			l.t.Fatal(err)
 		}
-		news[i] = postgres.NewEvent{Type: ev.EventType(), SchemaVersion: ev.SchemaVersion(), OccurredAt: at, CausationID: "scripted", Payload: payload}
+		news[i] = eventstore.NewEvent{Type: ev.EventType(), SchemaVersion: ev.SchemaVersion(), OccurredAt: at, CausationID: "scripted", Payload: payload}
 	}
 	ctx := context.Background()
 	err := postgres.Transact(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {

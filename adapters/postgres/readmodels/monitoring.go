@@ -16,7 +16,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/lib/pq"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/projections"
 )
@@ -39,7 +39,7 @@ var errPoison = errors.New("poison event")
 type MonitoringConfig struct {
 	DB     *sql.DB
 	Logger *slog.Logger
-	// PollInterval and BatchSize are the subscriber's (see postgres.SubscriberConfig).
+	// PollInterval and BatchSize are the subscriber's (see eventstore.SubscriberConfig).
 	PollInterval time.Duration
 	BatchSize    int
 }
@@ -66,7 +66,7 @@ func NewMonitoringConsumer(cfg MonitoringConfig) (*MonitoringConsumer, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	wlog := watermill.NewSlogLogger(cfg.Logger)
-	sub, err := postgres.NewSubscriber(cfg.DB, postgres.SubscriberConfig{
+	sub, err := eventstore.NewSubscriber(cfg.DB, eventstore.SubscriberConfig{
 		ConsumerGroup: MonitoringConsumerGroup,
 		PollInterval:  cfg.PollInterval,
 		BatchSize:     cfg.BatchSize,
@@ -84,10 +84,10 @@ func NewMonitoringConsumer(cfg MonitoringConfig) (*MonitoringConsumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: poison queue: %w", err)
 	}
-	h := router.AddConsumerHandler(projections.MonitoringName, postgres.EventsTopic, sub, applyMonitoringMessage)
+	h := router.AddConsumerHandler(projections.MonitoringName, eventstore.EventsTopic, sub, applyMonitoringMessage)
 	// Outermost first: a poison event's partial writes are rolled back to
 	// the savepoint before the dead letter is written.
-	h.AddMiddleware(poison, postgres.Savepoint)
+	h.AddMiddleware(poison, eventstore.Savepoint)
 	return &MonitoringConsumer{router: router, logger: cfg.Logger}, nil
 }
 
@@ -105,11 +105,11 @@ func (c *MonitoringConsumer) Close() error { return c.router.Close() }
 // applyMonitoringMessage applies one event of the log to the monitoring
 // tables, in the subscriber's transaction.
 func applyMonitoringMessage(msg *message.Message) error {
-	tx, ok := postgres.TxFromMessage(msg)
+	tx, ok := eventstore.TxFromMessage(msg)
 	if !ok {
 		return errors.New("postgres: monitoring: message without its poll transaction")
 	}
-	e, err := postgres.EventFromMessage(msg)
+	e, err := eventstore.EventFromMessage(msg)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errPoison, err)
 	}
@@ -192,22 +192,22 @@ type deadLetterPublisher struct {
 
 func (p deadLetterPublisher) Publish(_ string, msgs ...*message.Message) error {
 	for _, msg := range msgs {
-		tx, ok := postgres.TxFromMessage(msg)
+		tx, ok := eventstore.TxFromMessage(msg)
 		if !ok {
 			return errors.New("postgres: dead letter: message without its poll transaction")
 		}
 		ctx := msg.Context()
 		md := msg.Metadata
-		pos, err := strconv.ParseInt(md.Get(postgres.MetaPosition), 10, 64)
+		pos, err := strconv.ParseInt(md.Get(eventstore.MetaPosition), 10, 64)
 		if err != nil {
 			return fmt.Errorf("postgres: dead letter %s: position: %w", msg.UUID, err)
 		}
-		txid := md.Get(postgres.MetaTransactionID)
+		txid := md.Get(eventstore.MetaTransactionID)
 		if txid == "" {
 			txid = "0"
 		}
 		var stream sql.NullInt64
-		if v, err := strconv.ParseInt(md.Get(postgres.MetaStreamID), 10, 64); err == nil {
+		if v, err := strconv.ParseInt(md.Get(eventstore.MetaStreamID), 10, 64); err == nil {
 			stream = sql.NullInt64{Int64: v, Valid: true}
 		}
 		metadata, err := json.Marshal(md)
@@ -215,7 +215,7 @@ func (p deadLetterPublisher) Publish(_ string, msgs ...*message.Message) error {
 			return fmt.Errorf("postgres: dead letter %d: metadata: %w", pos, err)
 		}
 		reason := md.Get(middleware.ReasonForPoisonedKey)
-		p.logger.ErrorContext(ctx, "Event dead-lettered by the monitoring projection", "position", pos, "event_type", md.Get(postgres.MetaEventType), "error", reason)
+		p.logger.ErrorContext(ctx, "Event dead-lettered by the monitoring projection", "position", pos, "event_type", md.Get(eventstore.MetaEventType), "error", reason)
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT ledger_dead_letter`); err != nil {
 			return fmt.Errorf("postgres: dead letter %d: %w", pos, err)
 		}
@@ -229,7 +229,7 @@ func (p deadLetterPublisher) Publish(_ string, msgs ...*message.Message) error {
 			VALUES ($1, $2, $3, $4::xid8, $6, $7, $8, $10, $11, $9)
 			ON CONFLICT (projection, projection_version, position) DO NOTHING`,
 			projections.MonitoringName, projections.MonitoringVersion, pos, nullIfZero(txid), txid,
-			msg.UUID, stream, md.Get(postgres.MetaEventType), reason, []byte(msg.Payload), metadata)
+			msg.UUID, stream, md.Get(eventstore.MetaEventType), reason, []byte(msg.Payload), metadata)
 		if err != nil {
 			_, _ = tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT ledger_dead_letter`)
 			return fmt.Errorf("postgres: dead letter %d: %w", pos, err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/domain"
@@ -39,9 +40,9 @@ func startMonitoring(t testing.TB, db *sql.DB) *readmodels.MonitoringConsumer {
 func TestMonitoringDeadLettersPoisonAndGoesOn(t *testing.T) {
 	ctx := context.Background()
 	db := newTestDB(t)
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	pgtest.FillLog(t, db, 0, 100)
-	poison := []postgres.NewEvent{
+	poison := []eventstore.NewEvent{
 		{Type: domain.EventBookingCancelled, SchemaVersion: 1, OccurredAt: time.Now(), CausationID: "evt_test", Payload: []byte(`{"reason": "bored"}`)},
 		{Type: "BookingTeleported", SchemaVersion: 1, OccurredAt: time.Now(), CausationID: "evt_test", Payload: []byte(`{"to": "mars"}`)},
 	}

@@ -1,4 +1,4 @@
-package postgres
+package eventstore
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
@@ -22,12 +23,6 @@ type (
 	NewEvent    = eventlog.NewEvent
 	StoredEvent = eventlog.StoredEvent
 )
-
-// Querier is what reads need: a *sql.DB, *sql.Tx or *sql.Conn.
-type Querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
 
 // EventStoreConfig configures an EventStore.
 type EventStoreConfig struct {
@@ -56,12 +51,12 @@ type EventStore struct {
 	pubErr error
 	// stmts are the prepared statements of the Ledger that owns the store
 	// (none for a store of its own: its appends run unprepared).
-	stmts *Statements
+	stmts *postgres.Statements
 }
 
 // Statements are the store's prepared statements, shared with the writer
 // that owns the store (its queries are prepared with the store's).
-func (s *EventStore) Statements() *Statements { return s.stmts }
+func (s *EventStore) Statements() *postgres.Statements { return s.stmts }
 
 // NewEventStore returns an event store with cfg's defaults applied.
 func NewEventStore(cfg EventStoreConfig) *EventStore {
@@ -70,7 +65,7 @@ func NewEventStore(cfg EventStoreConfig) *EventStore {
 	if cfg.Logger != nil {
 		logger = watermill.NewSlogLogger(cfg.Logger)
 	}
-	s := &EventStore{now: cfg.Now, logger: logger, stmts: &Statements{}}
+	s := &EventStore{now: cfg.Now, logger: logger, stmts: &postgres.Statements{}}
 	s.pub, s.pubErr = wsql.NewPublisher(txExecutor{stmts: s.stmts}, wsql.PublisherConfig{SchemaAdapter: s.schema}, s.logger)
 	return s
 }
@@ -118,16 +113,16 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 		return nil, nil
 	}
 	if expectedVersion < 0 {
-		return nil, fmt.Errorf("postgres: append to stream %d: negative expected version: %w", streamID, domain.ErrInvalid)
+		return nil, fmt.Errorf("eventstore: append to stream %d: negative expected version: %w", streamID, domain.ErrInvalid)
 	}
 	if expectedVersion == 0 {
 		prevHash = eventlog.GenesisHash
 	}
 	if len(prevHash) != len(eventlog.GenesisHash) {
-		return nil, fmt.Errorf("postgres: append to stream %d: previous hash of %d bytes: %w", streamID, len(prevHash), domain.ErrInvalid)
+		return nil, fmt.Errorf("eventstore: append to stream %d: previous hash of %d bytes: %w", streamID, len(prevHash), domain.ErrInvalid)
 	}
 	if s.pubErr != nil {
-		return nil, fmt.Errorf("postgres: publisher: %w", s.pubErr)
+		return nil, fmt.Errorf("eventstore: publisher: %w", s.pubErr)
 	}
 	// The publisher executes with the first message's context: it carries
 	// the transaction to txExecutor.
@@ -138,7 +133,7 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 	for i, ne := range events {
 		payload, err := eventlog.CanonicalJSON(ne.Payload)
 		if err != nil {
-			return nil, fmt.Errorf("postgres: append %s to stream %d: %w", ne.Type, streamID, err)
+			return nil, fmt.Errorf("eventstore: append %s to stream %d: %w", ne.Type, streamID, err)
 		}
 		id := ne.EventID
 		if id == "" {
@@ -158,7 +153,7 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 			PrevHash:      prevHash,
 		}
 		if e.Type == "" || e.SchemaVersion < 1 {
-			return nil, fmt.Errorf("postgres: append to stream %d: event without type or schema version: %w", streamID, domain.ErrInvalid)
+			return nil, fmt.Errorf("eventstore: append to stream %d: event without type or schema version: %w", streamID, domain.ErrInvalid)
 		}
 		e.Hash = eventlog.EventHash(e, prevHash)
 		prevHash = e.Hash
@@ -175,24 +170,24 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 		msgs[i] = msg
 	}
 	if err := s.pub.Publish(EventsTopic, msgs...); err != nil {
-		if ConstraintViolated(err, "ledger_events_stream_version_key") {
-			return nil, fmt.Errorf("postgres: append to stream %d at version %d: %w", streamID, expectedVersion+1, domain.ErrConcurrency)
+		if postgres.ConstraintViolated(err, "ledger_events_stream_version_key") {
+			return nil, fmt.Errorf("eventstore: append to stream %d at version %d: %w", streamID, expectedVersion+1, domain.ErrConcurrency)
 		}
-		return nil, fmt.Errorf("postgres: append to stream %d: %w", streamID, err)
+		return nil, fmt.Errorf("eventstore: append to stream %d: %w", streamID, err)
 	}
 	return stored, nil
 }
 
 // LoadStream returns the events of one stream in version order; an unknown
 // stream has none.
-func (s *EventStore) LoadStream(ctx context.Context, q Querier, streamID int64) ([]StoredEvent, error) {
+func (s *EventStore) LoadStream(ctx context.Context, q postgres.Querier, streamID int64) ([]StoredEvent, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+SelectColumns+` FROM ledger_events WHERE stream_id = $1 ORDER BY stream_version`, streamID)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: load stream %d: %w", streamID, err)
+		return nil, fmt.Errorf("eventstore: load stream %d: %w", streamID, err)
 	}
 	events, err := scanEvents(rows)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: load stream %d: %w", streamID, err)
+		return nil, fmt.Errorf("eventstore: load stream %d: %w", streamID, err)
 	}
 	return events, nil
 }
@@ -205,27 +200,27 @@ func (s *EventStore) LoadStream(ctx context.Context, q Querier, streamID int64) 
 // flight can later appear behind a position already read. Readers that must
 // see every event exactly once while appends go on use a Subscriber, or
 // bound the read with HeadPosition taken under the appends' lock.
-func (s *EventStore) ReadAll(ctx context.Context, q Querier, after int64, limit int) ([]StoredEvent, error) {
+func (s *EventStore) ReadAll(ctx context.Context, q postgres.Querier, after int64, limit int) ([]StoredEvent, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
 	rows, err := q.QueryContext(ctx, `SELECT `+SelectColumns+` FROM ledger_events WHERE position > $1 ORDER BY position LIMIT $2`, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: read events after %d: %w", after, err)
+		return nil, fmt.Errorf("eventstore: read events after %d: %w", after, err)
 	}
 	events, err := scanEvents(rows)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: read events after %d: %w", after, err)
+		return nil, fmt.Errorf("eventstore: read events after %d: %w", after, err)
 	}
 	return events, nil
 }
 
 // HeadPosition returns the highest committed position visible to q, 0 for
 // an empty log.
-func (s *EventStore) HeadPosition(ctx context.Context, q Querier) (int64, error) {
+func (s *EventStore) HeadPosition(ctx context.Context, q postgres.Querier) (int64, error) {
 	var head int64
 	if err := q.QueryRowContext(ctx, `SELECT COALESCE(max(position), 0) FROM ledger_events`).Scan(&head); err != nil {
-		return 0, fmt.Errorf("postgres: head position: %w", err)
+		return 0, fmt.Errorf("eventstore: head position: %w", err)
 	}
 	return head, nil
 }

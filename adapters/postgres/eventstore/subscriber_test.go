@@ -1,4 +1,4 @@
-package postgres_test
+package eventstore_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 )
 
@@ -39,7 +39,7 @@ func TestSubscribersReadEveryEventOnceInCommitOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	db := pgtest.NewDB(t)
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 
 	var mu sync.Mutex
 	seen := map[string]map[int64]int{"a": {}, "b": {}}
@@ -47,20 +47,20 @@ func TestSubscribersReadEveryEventOnceInCommitOrder(t *testing.T) {
 	var delivered atomic.Int64
 
 	consume := func(group string) {
-		sub, err := postgres.NewSubscriber(db, postgres.SubscriberConfig{ConsumerGroup: group, PollInterval: 20 * time.Millisecond})
+		sub, err := eventstore.NewSubscriber(db, eventstore.SubscriberConfig{ConsumerGroup: group, PollInterval: 20 * time.Millisecond})
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		t.Cleanup(func() { sub.Close() })
-		msgs, err := sub.Subscribe(ctx, postgres.EventsTopic)
+		msgs, err := sub.Subscribe(ctx, eventstore.EventsTopic)
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		go func() {
 			for msg := range msgs {
-				e, err := postgres.EventFromMessage(msg)
+				e, err := eventstore.EventFromMessage(msg)
 				if err != nil {
 					t.Error(err)
 				}
@@ -86,7 +86,7 @@ func TestSubscribersReadEveryEventOnceInCommitOrder(t *testing.T) {
 			defer wg.Done()
 			for seq := range txPerWriter {
 				stream := int64(w*1000 + seq%10)
-				events := make([]postgres.NewEvent, eventsPerTx)
+				events := make([]eventstore.NewEvent, eventsPerTx)
 				for i := range events {
 					events[i] = newEvent("Step", map[string]any{"writer": w, "seq": seq, "i": i})
 					events[i].Metadata = map[string]string{"writer": strconv.Itoa(w), "seq": strconv.Itoa(seq)}
@@ -146,14 +146,14 @@ func TestSavepointRollsBackAFailedHandler(t *testing.T) {
 	if _, err := db.Exec(`CREATE TABLE seen (position BIGINT NOT NULL, attempt INT NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	for i := range 3 {
 		if _, err := appendTx(ctx, db, store, 1, newEvent("Step", map[string]any{"i": i})); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	sub, err := postgres.NewSubscriber(db, postgres.SubscriberConfig{ConsumerGroup: "savepoint", PollInterval: 10 * time.Millisecond})
+	sub, err := eventstore.NewSubscriber(db, eventstore.SubscriberConfig{ConsumerGroup: "savepoint", PollInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,12 +163,12 @@ func TestSavepointRollsBackAFailedHandler(t *testing.T) {
 	}
 	var attempts atomic.Int32
 	done := make(chan struct{})
-	handler := router.AddConsumerHandler("count", postgres.EventsTopic, sub, func(msg *message.Message) error {
-		e, err := postgres.EventFromMessage(msg)
+	handler := router.AddConsumerHandler("count", eventstore.EventsTopic, sub, func(msg *message.Message) error {
+		e, err := eventstore.EventFromMessage(msg)
 		if err != nil {
 			return err
 		}
-		tx, ok := postgres.TxFromMessage(msg)
+		tx, ok := eventstore.TxFromMessage(msg)
 		if !ok {
 			return errors.New("no transaction in the message context")
 		}
@@ -186,7 +186,7 @@ func TestSavepointRollsBackAFailedHandler(t *testing.T) {
 		}
 		return nil
 	})
-	handler.AddMiddleware(postgres.Savepoint)
+	handler.AddMiddleware(eventstore.Savepoint)
 	go router.Run(ctx)
 	t.Cleanup(func() { router.Close() })
 

@@ -1,4 +1,4 @@
-package postgres_test
+package eventstore_test
 
 import (
 	"context"
@@ -10,17 +10,18 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
-func newEvent(typ string, payload any) postgres.NewEvent {
+func newEvent(typ string, payload any) eventstore.NewEvent {
 	b, err := json.Marshal(payload)
 	if err != nil {
 		panic(err)
 	}
-	return postgres.NewEvent{
+	return eventstore.NewEvent{
 		Type:          typ,
 		SchemaVersion: 1,
 		OccurredAt:    time.Date(2027, 1, 10, 12, 0, 0, 123456789, time.UTC),
@@ -31,8 +32,8 @@ func newEvent(typ string, payload any) postgres.NewEvent {
 
 // appendTx appends events to a stream in a transaction of its own, after
 // the stream's current last event.
-func appendTx(ctx context.Context, db *sql.DB, store *postgres.EventStore, stream int64, events ...postgres.NewEvent) ([]postgres.StoredEvent, error) {
-	var out []postgres.StoredEvent
+func appendTx(ctx context.Context, db *sql.DB, store *eventstore.EventStore, stream int64, events ...eventstore.NewEvent) ([]eventstore.StoredEvent, error) {
+	var out []eventstore.StoredEvent
 	err := postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
 		prev, err := store.LoadStream(ctx, tx, stream)
 		if err != nil {
@@ -52,7 +53,7 @@ func TestAppendLoadRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
 	now := time.Date(2027, 1, 1, 9, 30, 0, 987654321, time.UTC)
-	store := postgres.NewEventStore(postgres.EventStoreConfig{Now: func() time.Time { return now }})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{Now: func() time.Time { return now }})
 
 	first := newEvent("BookingRequested", map[string]any{"booking_id": 7, "resource_id": "room-12", "note": "<b>&</b> é"})
 	first.Metadata = map[string]string{"correlation_id": "req-1"}
@@ -126,7 +127,7 @@ func TestAppendLoadRoundTrip(t *testing.T) {
 func TestAppendSameVersionConcurrentlyExactlyOneWins(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	if _, err := appendTx(ctx, db, store, 1, newEvent("BookingRequested", map[string]any{"booking_id": 1})); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestAppendSameVersionConcurrentlyExactlyOneWins(t *testing.T) {
 			defer wg.Done()
 			<-start
 			errs[i] = postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
-				_, err := store.Append(ctx, tx, 1, 1, loaded[0].Hash, []postgres.NewEvent{newEvent("PaymentSucceeded", map[string]any{"writer": i})})
+				_, err := store.Append(ctx, tx, 1, 1, loaded[0].Hash, []eventstore.NewEvent{newEvent("PaymentSucceeded", map[string]any{"writer": i})})
 				return err
 			})
 		}()
@@ -172,7 +173,7 @@ func TestAppendSameVersionConcurrentlyExactlyOneWins(t *testing.T) {
 func TestEventsTableIsAppendOnly(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	if _, err := appendTx(ctx, db, store, 1, newEvent("BookingRequested", map[string]any{"booking_id": 1})); err != nil {
 		t.Fatal(err)
 	}
@@ -199,10 +200,10 @@ func TestEventsTableIsAppendOnly(t *testing.T) {
 func TestRolledBackTransactionLeavesNoEvent(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	boom := errors.New("decision failed after the append")
 	err := postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := store.Append(ctx, tx, 1, 0, nil, []postgres.NewEvent{newEvent("BookingRequested", map[string]any{"booking_id": 1})}); err != nil {
+		if _, err := store.Append(ctx, tx, 1, 0, nil, []eventstore.NewEvent{newEvent("BookingRequested", map[string]any{"booking_id": 1})}); err != nil {
 			return err
 		}
 		return boom
@@ -224,7 +225,7 @@ func TestRolledBackTransactionLeavesNoEvent(t *testing.T) {
 func TestHashChainDetectsChangedPayload(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	for i := range 3 {
 		if _, err := appendTx(ctx, db, store, 5, newEvent("Step", map[string]any{"n": i, "amount": 36000})); err != nil {
 			t.Fatal(err)
@@ -255,14 +256,14 @@ func TestHashChainDetectsChangedPayload(t *testing.T) {
 func TestAppendRejectsBadInput(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	store := postgres.NewEventStore(postgres.EventStoreConfig{})
+	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	tests := []struct {
 		name   string
-		events []postgres.NewEvent
+		events []eventstore.NewEvent
 	}{
-		{"invalid json", []postgres.NewEvent{{Type: "X", SchemaVersion: 1, Payload: []byte(`{`)}}},
-		{"no type", []postgres.NewEvent{{SchemaVersion: 1, Payload: []byte(`{}`)}}},
-		{"no schema version", []postgres.NewEvent{{Type: "X", Payload: []byte(`{}`)}}},
+		{"invalid json", []eventstore.NewEvent{{Type: "X", SchemaVersion: 1, Payload: []byte(`{`)}}},
+		{"no type", []eventstore.NewEvent{{SchemaVersion: 1, Payload: []byte(`{}`)}}},
+		{"no schema version", []eventstore.NewEvent{{Type: "X", Payload: []byte(`{}`)}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package postgres
+package eventstore
 
 import (
 	stdsql "database/sql"
@@ -13,6 +13,7 @@ import (
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
@@ -94,7 +95,7 @@ func buildInsertQuery(n int) string {
 
 func (s eventsSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Query, error) {
 	if params.Topic != EventsTopic {
-		return wsql.Query{}, fmt.Errorf("postgres: unknown topic %q", params.Topic)
+		return wsql.Query{}, fmt.Errorf("eventstore: unknown topic %q", params.Topic)
 	}
 	args := make([]any, 0, len(params.Msgs)*InsertColumns)
 	for _, msg := range params.Msgs {
@@ -111,15 +112,15 @@ func insertArgs(msg *message.Message) ([]any, error) {
 	md := msg.Metadata
 	prev, err := hex.DecodeString(md.Get(MetaPrevHash))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: message %s: prev_hash: %w", msg.UUID, err)
+		return nil, fmt.Errorf("eventstore: message %s: prev_hash: %w", msg.UUID, err)
 	}
 	hash, err := hex.DecodeString(md.Get(MetaHash))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: message %s: hash: %w", msg.UUID, err)
+		return nil, fmt.Errorf("eventstore: message %s: hash: %w", msg.UUID, err)
 	}
 	extraJSON, err := extraMetadata(md)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: message %s: metadata: %w", msg.UUID, err)
+		return nil, fmt.Errorf("eventstore: message %s: metadata: %w", msg.UUID, err)
 	}
 	return []any{
 		msg.UUID,
@@ -183,7 +184,7 @@ func (s eventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, er
 				AND position > (SELECT offset_acked FROM last_processed))
 			OR transaction_id > (SELECT last_processed_transaction_id FROM last_processed)
 		)
-		AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+		AND ` + postgres.CommittedBeforeXmin(postgres.CurrentSnapshot) + `
 	) AS events
 	ORDER BY transaction_id ASC, position ASC
 	LIMIT ` + strconv.Itoa(batch)
@@ -278,7 +279,7 @@ func EventFromMessage(msg *message.Message) (StoredEvent, error) {
 	}
 	e.Payload = json.RawMessage(msg.Payload)
 	if len(errs) > 0 {
-		return StoredEvent{}, fmt.Errorf("postgres: message %s is not a ledger event: %w", msg.UUID, errors.Join(errs...))
+		return StoredEvent{}, fmt.Errorf("eventstore: message %s is not a ledger event: %w", msg.UUID, errors.Join(errs...))
 	}
 	return e, nil
 }

@@ -1,4 +1,4 @@
-package postgres
+package eventstore
 
 import (
 	"database/sql"
@@ -43,10 +43,10 @@ func (c *SubscriberConfig) setDefaults() {
 // Validate reports a configuration that cannot work.
 func (c SubscriberConfig) Validate() error {
 	if c.ConsumerGroup == "" {
-		return errors.New("postgres: subscriber needs a consumer group")
+		return errors.New("eventstore: subscriber needs a consumer group")
 	}
 	if c.PollInterval < 0 || c.BatchSize < 0 || c.AckDeadline < 0 {
-		return errors.New("postgres: subscriber intervals and sizes must be positive")
+		return errors.New("eventstore: subscriber intervals and sizes must be positive")
 	}
 	return nil
 }
@@ -75,7 +75,7 @@ func NewSubscriber(db *sql.DB, cfg SubscriberConfig) (*wsql.Subscriber, error) {
 		OffsetsAdapter: offsetsAdapter(),
 	}, logger)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: subscriber %s: %w", cfg.ConsumerGroup, err)
+		return nil, fmt.Errorf("eventstore: subscriber %s: %w", cfg.ConsumerGroup, err)
 	}
 	return sub, nil
 }
@@ -98,17 +98,17 @@ func Savepoint(h message.HandlerFunc) message.HandlerFunc {
 		}
 		ctx := msg.Context()
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT "+savepointName); err != nil {
-			return nil, fmt.Errorf("postgres: savepoint: %w", err)
+			return nil, fmt.Errorf("eventstore: savepoint: %w", err)
 		}
 		produced, err := runRecovering(h, msg)
 		if err != nil {
 			if _, rbErr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+savepointName); rbErr != nil {
-				return nil, errors.Join(err, fmt.Errorf("postgres: rollback to savepoint: %w", rbErr))
+				return nil, errors.Join(err, fmt.Errorf("eventstore: rollback to savepoint: %w", rbErr))
 			}
 			return nil, err
 		}
 		if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT "+savepointName); err != nil {
-			return nil, fmt.Errorf("postgres: release savepoint: %w", err)
+			return nil, fmt.Errorf("eventstore: release savepoint: %w", err)
 		}
 		return produced, nil
 	}
