@@ -308,7 +308,7 @@ func (b *sqlBackend) hold(t testing.TB, resource string) func() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(`SELECT pg_advisory_xact_lock(hashtextextended('ledger.resource:' || $1, 0))`, resource); err != nil {
+	if _, err := tx.Exec(`SELECT pg_advisory_xact_lock(`+bookingstore.ResourceLockKey("$1")+`)`, resource); err != nil {
 		t.Fatal(err)
 	}
 	return func() {

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 )
 
@@ -311,7 +312,7 @@ func (r *run) sigterm(ctx context.Context, b booking, drained bool, seed uint64)
 		return err
 	}
 	defer lock.Rollback()
-	if _, err := lock.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('ledger.resource:' || $1, 0))`, b.resource); err != nil {
+	if _, err := lock.ExecContext(ctx, `SELECT pg_advisory_xact_lock(`+bookingstore.ResourceLockKey("$1")+`)`, b.resource); err != nil {
 		return err
 	}
 

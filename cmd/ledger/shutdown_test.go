@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 )
 
@@ -303,7 +304,7 @@ func TestServeSIGTERMWithARequestInTheDatabase(t *testing.T) {
 			}
 			defer conn.Close()
 			const resource = "room-sigterm"
-			key := `hashtextextended('ledger.resource:' || $1, 0)`
+			key := bookingstore.ResourceLockKey("$1")
 			if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(`+key+`)`, resource); err != nil {
 				t.Fatal(err)
 			}

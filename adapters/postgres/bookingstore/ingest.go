@@ -60,7 +60,7 @@ func (l *Store) Record(ctx context.Context, d app.Delivery, decide app.Decision)
 // parameters and its generic plan is as good as a custom one: PostgreSQL
 // then stops planning it on every execution. The same holds for the
 // statements below.
-const lookupQuery = `
+var lookupQuery = `
 	WITH found AS (
 		SELECT id, resource_id FROM (
 			SELECT id, resource_id, 1 AS rank FROM bookings WHERE id = $2
@@ -73,7 +73,7 @@ const lookupQuery = `
 	)
 	SELECT EXISTS (SELECT 1 FROM inbox), (SELECT booking_id FROM inbox), found.id, found.resource_id,
 		CASE WHEN $6::boolean AND found.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inbox)
-			THEN pg_advisory_xact_lock(hashtextextended('ledger.resource:' || found.resource_id, 0))::text = ''
+			THEN pg_advisory_xact_lock(` + ResourceLockKey("found.resource_id") + `)::text = ''
 		END
 	FROM (VALUES (1)) AS one LEFT JOIN found ON true`
 

@@ -219,11 +219,19 @@ func envelopes(stored []eventstore.StoredEvent, decoded []domain.Event, extra in
 	return envs
 }
 
+// ResourceLockKey is the SQL expression (bigint) of the advisory lock key
+// of resource, an SQL expression of type text: the one spelling of the key,
+// so that every statement and process that decides about a resource's
+// availability takes the same lock.
+func ResourceLockKey(resource string) string {
+	return `hashtextextended('ledger.resource:' || ` + resource + `, 0)`
+}
+
 // lockResource serializes, until the transaction ends, every decision about
 // the availability of one resource, across all server processes. The
 // bookings table's exclusion constraint is the backstop behind it.
 func lockResource(ctx context.Context, tx *sql.Tx, resourceID string) error {
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('ledger.resource:' || $1, 0))`, resourceID); err != nil {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(`+ResourceLockKey("$1")+`)`, resourceID); err != nil {
 		return fmt.Errorf("bookingstore: lock resource %q: %w", resourceID, err)
 	}
 	return nil
