@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // Envelope is a decoded event with the parts of its envelope that read
@@ -132,6 +133,32 @@ func foldBookingSlow(events []RawEvent) (BookingRow, error) {
 			return BookingRow{}, fmt.Errorf("fold booking %d: event %d: %w", e.StreamID, e.Position, err)
 		}
 		envs[i] = Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev}
+	}
+	return FoldBooking(envs)
+}
+
+// FromStored decodes stored events (domain.Decode) and pairs each with its
+// envelope, in the order given: the one way from a log row to what the folds
+// read. It leaves room for extra more envelopes (events about to be
+// appended). Errors wrap domain.ErrInvalid for an event that does not
+// decode, naming it.
+func FromStored(stored []eventlog.StoredEvent, extra int) ([]Envelope, error) {
+	envs := make([]Envelope, len(stored), len(stored)+extra)
+	for i, e := range stored {
+		ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("projections: decode %s: %w", e, err)
+		}
+		envs[i] = Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev}
+	}
+	return envs, nil
+}
+
+// FoldStored is FoldBooking of stored events (FromStored).
+func FoldStored(stored []eventlog.StoredEvent) (BookingRow, error) {
+	envs, err := FromStored(stored, 0)
+	if err != nil {
+		return BookingRow{}, err
 	}
 	return FoldBooking(envs)
 }

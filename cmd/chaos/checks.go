@@ -293,18 +293,6 @@ func loadLog(ctx context.Context, db *sql.DB) (map[int64][]eventstore.StoredEven
 	return streams, nil
 }
 
-func fold(events []eventstore.StoredEvent) (projections.BookingRow, error) {
-	envs := make([]projections.Envelope, len(events))
-	for i, e := range events {
-		ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
-		if err != nil {
-			return projections.BookingRow{}, fmt.Errorf("decode %s: %w", e, err)
-		}
-		envs[i] = projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev}
-	}
-	return projections.FoldBooking(envs)
-}
-
 // checkTable compares every row of bookings, all fourteen columns, with
 // projections.FoldBooking of its stream, and looks for overlapping
 // confirmed stays.
@@ -325,7 +313,7 @@ func (r *run) checkTable(ctx context.Context, db *sql.DB, streams map[int64][]ev
 	}
 	var confirmed []projections.BookingRow
 	for id, events := range streams {
-		want, err := fold(events)
+		want, err := projections.FoldStored(events)
 		if err != nil {
 			return fmt.Errorf("fold stream %d: %w", id, err)
 		}

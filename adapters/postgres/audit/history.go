@@ -66,7 +66,7 @@ func (a *Auditor) History(ctx context.Context, id int64, asOf time.Time) (Bookin
 			return err
 		}
 		h.Integrity = integrity(events, seqs, sealed)
-		row, err := foldStored(events)
+		row, err := projections.FoldStored(events)
 		if err != nil {
 			return err
 		}
@@ -105,7 +105,7 @@ func (a *Auditor) BookingAsOf(ctx context.Context, id int64, t time.Time) (proje
 	if err != nil {
 		return projections.BookingRow{}, err
 	}
-	return foldStored(events)
+	return projections.FoldStored(events)
 }
 
 func loadStreamAsOf(ctx context.Context, q postgres.Querier, id int64, asOf time.Time) ([]eventlog.StoredEvent, []*int64, [][]byte, error) {
@@ -163,18 +163,6 @@ func integrity(events []eventlog.StoredEvent, seqs []*int64, sealed [][]byte) Hi
 		}
 	}
 	return in
-}
-
-func foldStored(events []eventlog.StoredEvent) (projections.BookingRow, error) {
-	envs := make([]projections.Envelope, len(events))
-	for i, e := range events {
-		ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
-		if err != nil {
-			return projections.BookingRow{}, fmt.Errorf("audit: decode %s: %w", e, err)
-		}
-		envs[i] = projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev}
-	}
-	return projections.FoldBooking(envs)
 }
 
 // stripeRecords lists the raw Stripe events of booking id, in the order

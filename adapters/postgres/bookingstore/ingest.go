@@ -170,7 +170,7 @@ func (l *Store) recordTx(ctx context.Context, tx *sql.Tx, d app.Delivery, decide
 	}
 
 	bookingID := found.Int64
-	stored, prior, stays, err := l.loadStream(ctx, tx, bookingID)
+	stored, envs, prior, stays, err := l.loadStream(ctx, tx, bookingID)
 	if err != nil {
 		return app.IngestResult{}, err
 	}
@@ -187,7 +187,7 @@ func (l *Store) recordTx(ctx context.Context, tx *sql.Tx, d app.Delivery, decide
 	if len(decided) == 0 {
 		// Nothing to append: the status row stays as it is, which is the
 		// fold of the stream just read.
-		if res.Booking, err = projections.FoldBooking(envelopes(stored, prior, 0)); err != nil {
+		if res.Booking, err = projections.FoldBooking(envs); err != nil {
 			return app.IngestResult{}, err
 		}
 		return res, l.insertInbox(ctx, tx, d, app.OutcomeProcessed, found)
@@ -196,7 +196,7 @@ func (l *Store) recordTx(ctx context.Context, tx *sql.Tx, d app.Delivery, decide
 	if occurred.IsZero() {
 		occurred = d.ReceivedAt
 	}
-	if res.Booking, err = l.appendAndFold(ctx, tx, b.ID(), stored, prior, decided, occurred, d.EventID, inbox); err != nil {
+	if res.Booking, err = l.appendAndFold(ctx, tx, b.ID(), stored, envs, decided, occurred, d.EventID, inbox); err != nil {
 		return app.IngestResult{}, err
 	}
 	res.Events = decided
@@ -205,10 +205,10 @@ func (l *Store) recordTx(ctx context.Context, tx *sql.Tx, d app.Delivery, decide
 
 // loadStream reads booking id's stream, decoded, and the confirmed stays
 // that overlap its stay, in one statement (streamQuery).
-func (l *Store) loadStream(ctx context.Context, tx *sql.Tx, id int64) ([]eventstore.StoredEvent, []domain.Event, []domain.Stay, error) {
+func (l *Store) loadStream(ctx context.Context, tx *sql.Tx, id int64) ([]eventstore.StoredEvent, []projections.Envelope, []domain.Event, []domain.Stay, error) {
 	rows, err := l.stmts.Query(ctx, tx, streamQuery, id)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("bookingstore: load stream %d: %w", id, err)
+		return nil, nil, nil, nil, fmt.Errorf("bookingstore: load stream %d: %w", id, err)
 	}
 	defer rows.Close()
 	var (
@@ -220,29 +220,29 @@ func (l *Store) loadStream(ctx context.Context, tx *sql.Tx, id int64) ([]eventst
 	for rows.Next() {
 		e, err := eventstore.ScanEvent(row)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("bookingstore: load stream %d: %w", id, err)
+			return nil, nil, nil, nil, fmt.Errorf("bookingstore: load stream %d: %w", id, err)
 		}
 		stored = append(stored, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, nil, fmt.Errorf("bookingstore: load stream %d: %w", id, err)
+		return nil, nil, nil, nil, fmt.Errorf("bookingstore: load stream %d: %w", id, err)
 	}
-	prior, err := decodeEvents(stored)
+	envs, prior, err := decode(stored, maxPreparedEvents)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	if len(ids) != len(checkIns) || len(ids) != len(checkOuts) {
-		return nil, nil, nil, fmt.Errorf("bookingstore: confirmed stays of booking %d: %d ids, %d check-ins, %d check-outs", id, len(ids), len(checkIns), len(checkOuts))
+		return nil, nil, nil, nil, fmt.Errorf("bookingstore: confirmed stays of booking %d: %d ids, %d check-ins, %d check-outs", id, len(ids), len(checkIns), len(checkOuts))
 	}
 	stays := make([]domain.Stay, len(ids))
 	for i := range ids {
 		r, err := domain.ParseDateRange(checkIns[i], checkOuts[i])
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("bookingstore: confirmed stay of booking %d: %w", ids[i], err)
+			return nil, nil, nil, nil, fmt.Errorf("bookingstore: confirmed stay of booking %d: %w", ids[i], err)
 		}
 		stays[i] = domain.Stay{BookingID: domain.BookingID(ids[i]), Range: r}
 	}
-	return stored, prior, stays, nil
+	return stored, envs, prior, stays, nil
 }
 
 // extraColumns scans a row's leading columns into what scanEvent asks for

@@ -138,17 +138,17 @@ func (l *Store) Update(ctx context.Context, id int64, causationID string, decide
 // appendAndProject appends the decided events after the stream's stored
 // events and writes the booking's status row folded from all of them.
 func (l *Store) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []eventstore.StoredEvent, decided []domain.Event, occurredAt time.Time, causationID string) (projections.BookingRow, error) {
-	prior, err := decodeEvents(stored)
+	envs, _, err := decode(stored, len(decided))
 	if err != nil {
 		return projections.BookingRow{}, err
 	}
-	return l.appendAndFold(ctx, tx, id, stored, prior, decided, occurredAt, causationID, nil)
+	return l.appendAndFold(ctx, tx, id, stored, envs, decided, occurredAt, causationID, nil)
 }
 
 // appendAndFold is appendAndProject with the stored events already decoded
-// (prior); when inbox is set, its row is inserted by the statement that
+// (envs, with room for the decided ones); when inbox is set, its row is inserted by the statement that
 // writes the status row, which saves a round trip.
-func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []eventstore.StoredEvent, prior, decided []domain.Event, occurredAt time.Time, causationID string, inbox *inboxRow) (projections.BookingRow, error) {
+func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []eventstore.StoredEvent, envs []projections.Envelope, decided []domain.Event, occurredAt time.Time, causationID string, inbox *inboxRow) (projections.BookingRow, error) {
 	newEvents := make([]eventstore.NewEvent, len(decided))
 	for i, ev := range decided {
 		payload, err := domain.Encode(ev)
@@ -163,7 +163,6 @@ func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Booking
 	}
 	// The row is folded before the append: it only lacks the position,
 	// which the database assigns.
-	envs := envelopes(stored, prior, len(decided))
 	recordedAt := eventlog.StorageTime(l.now())
 	for _, ev := range decided {
 		envs = append(envs, projections.Envelope{StreamID: int64(id), RecordedAt: recordedAt, Event: ev})
@@ -197,26 +196,19 @@ func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Booking
 	return row, nil
 }
 
-// decodeEvents decodes stored events for the domain.
-func decodeEvents(stored []eventstore.StoredEvent) ([]domain.Event, error) {
-	events := make([]domain.Event, len(stored))
-	for i, e := range stored {
-		var err error
-		if events[i], err = domain.Decode(e.Type, e.SchemaVersion, e.Payload); err != nil {
-			return nil, fmt.Errorf("bookingstore: decode %s: %w", e, err)
-		}
+// decode decodes a stream's stored events (projections.FromStored), room
+// left for extra more envelopes, and returns the domain events too, for
+// domain.Rehydrate.
+func decode(stored []eventstore.StoredEvent, extra int) ([]projections.Envelope, []domain.Event, error) {
+	envs, err := projections.FromStored(stored, extra)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bookingstore: %w", err)
 	}
-	return events, nil
-}
-
-// envelopes pairs stored events with their decoded form for the
-// projections, leaving room for extra more.
-func envelopes(stored []eventstore.StoredEvent, decoded []domain.Event, extra int) []projections.Envelope {
-	envs := make([]projections.Envelope, len(stored), len(stored)+extra)
-	for i, e := range stored {
-		envs[i] = projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: decoded[i]}
+	events := make([]domain.Event, len(envs))
+	for i, e := range envs {
+		events[i] = e.Event
 	}
-	return envs
+	return envs, events, nil
 }
 
 // ResourceLockKey is the SQL expression (bigint) of the advisory lock key
@@ -265,11 +257,11 @@ func confirmedStays(ctx context.Context, tx *sql.Tx, resourceID string, self dom
 	return stays, rows.Err()
 }
 
-// rehydrate decodes a stream's events and replays them; the decoded events
-// are returned too, so that the fold of the status row does not decode them
-// again.
-func rehydrate(id int64, stored []eventstore.StoredEvent) (*domain.Booking, []domain.Event, error) {
-	events, err := decodeEvents(stored)
+// rehydrate decodes a stream's events and replays them; the envelopes are
+// returned too (room left for extra more), so that the fold of the status
+// row does not decode them again.
+func rehydrate(id int64, stored []eventstore.StoredEvent, extra int) (*domain.Booking, []projections.Envelope, error) {
+	envs, events, err := decode(stored, extra)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -277,7 +269,7 @@ func rehydrate(id int64, stored []eventstore.StoredEvent) (*domain.Booking, []do
 	if err != nil {
 		return nil, nil, err
 	}
-	return b, events, nil
+	return b, envs, nil
 }
 
 func sha256Sum(b []byte) []byte {
@@ -322,7 +314,7 @@ func (t *TxStore) Update(ctx context.Context, id int64, causationID string, deci
 	if err != nil {
 		return projections.BookingRow{}, err
 	}
-	b, prior, err := rehydrate(id, stored)
+	b, envs, err := rehydrate(id, stored, maxPreparedEvents)
 	if err != nil {
 		return projections.BookingRow{}, err
 	}
@@ -333,7 +325,7 @@ func (t *TxStore) Update(ctx context.Context, id int64, causationID string, deci
 	if len(decided) == 0 {
 		return GetBooking(ctx, t.tx, id)
 	}
-	return t.l.appendAndFold(ctx, t.tx, b.ID(), stored, prior, decided, t.l.now(), causationID, nil)
+	return t.l.appendAndFold(ctx, t.tx, b.ID(), stored, envs, decided, t.l.now(), causationID, nil)
 }
 
 // RecordRefundFailure keeps a refund refused for good in refund_failures,

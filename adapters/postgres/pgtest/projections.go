@@ -42,13 +42,9 @@ func FoldBookings(tb testing.TB, db *sql.DB) []projections.BookingRow {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		envs := make([]projections.Envelope, len(stored))
-		for i, e := range stored {
-			ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
-			if err != nil {
-				tb.Fatalf("pgtest: stream %d: %v", id, err)
-			}
-			envs[i] = projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev}
+		envs, err := projections.FromStored(stored, 0)
+		if err != nil {
+			tb.Fatalf("pgtest: stream %d: %v", id, err)
 		}
 		row, err := projections.FoldBooking(envs)
 		if err != nil {
