@@ -306,7 +306,7 @@ func TestSettledPositionWaitsForOpenAppends(t *testing.T) {
 	if _, err := store.Append(ctx, open, 1, 0, nil, []eventstore.NewEvent{testEvent("Open", map[string]any{})}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := appendTx(ctx, db, store, 2, testEvent("Committed", map[string]any{})); err != nil {
+	if _, err := pgtest.AppendTx(ctx, db, store, 2, testEvent("Committed", map[string]any{})); err != nil {
 		t.Fatal(err)
 	}
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
@@ -353,7 +353,7 @@ func TestAccessLogIsAppendOnly(t *testing.T) {
 	if err := auditor.RecordAccess(ctx, audit.Access{Channel: "http", Action: "history"}); !errors.Is(err, domain.ErrInvalid) {
 		t.Fatalf("access without actor: %v", err)
 	}
-	if _, err := appendTx(ctx, db, eventstore.NewEventStore(eventstore.EventStoreConfig{}), 1, testEvent("Sealed", map[string]any{})); err != nil {
+	if _, err := pgtest.AppendTx(ctx, db, eventstore.NewEventStore(eventstore.EventStoreConfig{}), 1, testEvent("Sealed", map[string]any{})); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := newSealer(t, db, 10).SealCommitted(ctx); err != nil || n != 1 {

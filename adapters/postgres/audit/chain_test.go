@@ -19,7 +19,7 @@ import (
 // testEvent is newEvent caused by a test, not by a Stripe event (whose raw
 // body the verifier would look for in the inbox).
 func testEvent(typ string, payload any) eventstore.NewEvent {
-	e := newEvent(typ, payload)
+	e := pgtest.NewEvent(typ, payload)
 	e.CausationID = "test:chain"
 	return e
 }
@@ -125,7 +125,7 @@ func TestSealerChainsEveryEventOnceInCommitOrder(t *testing.T) {
 			defer appendWG.Done()
 			for i := range 25 {
 				stream := int64(1000*w + i%5)
-				if _, err := appendTx(ctx, db, store, stream,
+				if _, err := pgtest.AppendTx(ctx, db, store, stream,
 					testEvent("Tested", map[string]any{"w": w, "i": i}), testEvent("Tested", map[string]any{"n": 2})); err != nil {
 					t.Error(err)
 					return
@@ -185,7 +185,7 @@ func TestSealerWaitsForEarlierTransactions(t *testing.T) {
 		t.Fatal(err)
 	}
 	// ...a later one appends and commits (it does not wait)...
-	late, err := appendTx(ctx, db, store, 2, testEvent("Late", map[string]any{}))
+	late, err := pgtest.AppendTx(ctx, db, store, 2, testEvent("Late", map[string]any{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package eventstore_test
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"sync"
 	"testing"
@@ -16,57 +15,24 @@ import (
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
-func newEvent(typ string, payload any) eventstore.NewEvent {
-	b, err := json.Marshal(payload)
-	if err != nil {
-		panic(err)
-	}
-	return eventstore.NewEvent{
-		Type:          typ,
-		SchemaVersion: 1,
-		OccurredAt:    time.Date(2027, 1, 10, 12, 0, 0, 123456789, time.UTC),
-		CausationID:   "evt_test",
-		Payload:       b,
-	}
-}
-
-// appendTx appends events to a stream in a transaction of its own, after
-// the stream's current last event.
-func appendTx(ctx context.Context, db *sql.DB, store *eventstore.EventStore, stream int64, events ...eventstore.NewEvent) ([]eventstore.StoredEvent, error) {
-	var out []eventstore.StoredEvent
-	err := postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
-		prev, err := store.LoadStream(ctx, tx, stream)
-		if err != nil {
-			return err
-		}
-		version, hash := 0, eventlog.GenesisHash
-		if n := len(prev); n > 0 {
-			version, hash = prev[n-1].StreamVersion, prev[n-1].Hash
-		}
-		out, err = store.Append(ctx, tx, stream, version, hash, events)
-		return err
-	})
-	return out, err
-}
-
 func TestAppendLoadRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
 	now := time.Date(2027, 1, 1, 9, 30, 0, 987654321, time.UTC)
 	store := eventstore.NewEventStore(eventstore.EventStoreConfig{Now: func() time.Time { return now }})
 
-	first := newEvent("BookingRequested", map[string]any{"booking_id": 7, "resource_id": "room-12", "note": "<b>&</b> é"})
+	first := pgtest.NewEvent("BookingRequested", map[string]any{"booking_id": 7, "resource_id": "room-12", "note": "<b>&</b> é"})
 	first.Metadata = map[string]string{"correlation_id": "req-1"}
-	appended, err := appendTx(ctx, db, store, 7, first, newEvent("PaymentSucceeded", map[string]any{"amount": 36000, "currency": "eur"}))
+	appended, err := pgtest.AppendTx(ctx, db, store, 7, first, pgtest.NewEvent("PaymentSucceeded", map[string]any{"amount": 36000, "currency": "eur"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	more, err := appendTx(ctx, db, store, 7, newEvent("BookingConfirmed", map[string]any{}))
+	more, err := pgtest.AppendTx(ctx, db, store, 7, pgtest.NewEvent("BookingConfirmed", map[string]any{}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	appended = append(appended, more...)
-	if _, err := appendTx(ctx, db, store, 8, newEvent("BookingRequested", map[string]any{"booking_id": 8})); err != nil {
+	if _, err := pgtest.AppendTx(ctx, db, store, 8, pgtest.NewEvent("BookingRequested", map[string]any{"booking_id": 8})); err != nil {
 		t.Fatal(err)
 	}
 
@@ -128,7 +94,7 @@ func TestAppendSameVersionConcurrentlyExactlyOneWins(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
 	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
-	if _, err := appendTx(ctx, db, store, 1, newEvent("BookingRequested", map[string]any{"booking_id": 1})); err != nil {
+	if _, err := pgtest.AppendTx(ctx, db, store, 1, pgtest.NewEvent("BookingRequested", map[string]any{"booking_id": 1})); err != nil {
 		t.Fatal(err)
 	}
 	loaded, _ := store.LoadStream(ctx, db, 1)
@@ -143,7 +109,7 @@ func TestAppendSameVersionConcurrentlyExactlyOneWins(t *testing.T) {
 			defer wg.Done()
 			<-start
 			errs[i] = postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
-				_, err := store.Append(ctx, tx, 1, 1, loaded[0].Hash, []eventstore.NewEvent{newEvent("PaymentSucceeded", map[string]any{"writer": i})})
+				_, err := store.Append(ctx, tx, 1, 1, loaded[0].Hash, []eventstore.NewEvent{pgtest.NewEvent("PaymentSucceeded", map[string]any{"writer": i})})
 				return err
 			})
 		}()
@@ -174,7 +140,7 @@ func TestEventsTableIsAppendOnly(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
 	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
-	if _, err := appendTx(ctx, db, store, 1, newEvent("BookingRequested", map[string]any{"booking_id": 1})); err != nil {
+	if _, err := pgtest.AppendTx(ctx, db, store, 1, pgtest.NewEvent("BookingRequested", map[string]any{"booking_id": 1})); err != nil {
 		t.Fatal(err)
 	}
 	for _, stmt := range []string{
@@ -203,7 +169,7 @@ func TestRolledBackTransactionLeavesNoEvent(t *testing.T) {
 	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	boom := errors.New("decision failed after the append")
 	err := postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := store.Append(ctx, tx, 1, 0, nil, []eventstore.NewEvent{newEvent("BookingRequested", map[string]any{"booking_id": 1})}); err != nil {
+		if _, err := store.Append(ctx, tx, 1, 0, nil, []eventstore.NewEvent{pgtest.NewEvent("BookingRequested", map[string]any{"booking_id": 1})}); err != nil {
 			return err
 		}
 		return boom
@@ -217,7 +183,7 @@ func TestRolledBackTransactionLeavesNoEvent(t *testing.T) {
 		t.Fatalf("%d events after rollback, want 0", n)
 	}
 	// The stream is still free at version 1.
-	if _, err := appendTx(ctx, db, store, 1, newEvent("BookingRequested", map[string]any{"booking_id": 1})); err != nil {
+	if _, err := pgtest.AppendTx(ctx, db, store, 1, pgtest.NewEvent("BookingRequested", map[string]any{"booking_id": 1})); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -227,7 +193,7 @@ func TestHashChainDetectsChangedPayload(t *testing.T) {
 	db := pgtest.NewDB(t)
 	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	for i := range 3 {
-		if _, err := appendTx(ctx, db, store, 5, newEvent("Step", map[string]any{"n": i, "amount": 36000})); err != nil {
+		if _, err := pgtest.AppendTx(ctx, db, store, 5, pgtest.NewEvent("Step", map[string]any{"n": i, "amount": 36000})); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -88,10 +88,10 @@ func TestSubscribersReadEveryEventOnceInCommitOrder(t *testing.T) {
 				stream := int64(w*1000 + seq%10)
 				events := make([]eventstore.NewEvent, eventsPerTx)
 				for i := range events {
-					events[i] = newEvent("Step", map[string]any{"writer": w, "seq": seq, "i": i})
+					events[i] = pgtest.NewEvent("Step", map[string]any{"writer": w, "seq": seq, "i": i})
 					events[i].Metadata = map[string]string{"writer": strconv.Itoa(w), "seq": strconv.Itoa(seq)}
 				}
-				if _, err := appendTx(ctx, db, store, stream, events...); err != nil {
+				if _, err := pgtest.AppendTx(ctx, db, store, stream, events...); err != nil {
 					t.Errorf("writer %d tx %d: %v", w, seq, err)
 					return
 				}
@@ -148,7 +148,7 @@ func TestSavepointRollsBackAFailedHandler(t *testing.T) {
 	}
 	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	for i := range 3 {
-		if _, err := appendTx(ctx, db, store, 1, newEvent("Step", map[string]any{"i": i})); err != nil {
+		if _, err := pgtest.AppendTx(ctx, db, store, 1, pgtest.NewEvent("Step", map[string]any{"i": i})); err != nil {
 			t.Fatal(err)
 		}
 	}

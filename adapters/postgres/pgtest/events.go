@@ -1,4 +1,4 @@
-package audit_test
+package pgtest
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
-// newEvent and appendTx are the event store tests' helpers
-// (adapters/postgres/store_test.go), for tests that write a log to audit.
-func newEvent(typ string, payload any) eventstore.NewEvent {
+// NewEvent is an event of type typ with payload as JSON, schema version 1,
+// a fixed occurred_at and causation, for tests that write a log.
+func NewEvent(typ string, payload any) eventstore.NewEvent {
 	b, err := json.Marshal(payload)
 	if err != nil {
 		panic(err)
@@ -27,9 +27,9 @@ func newEvent(typ string, payload any) eventstore.NewEvent {
 	}
 }
 
-// appendTx appends events to a stream in a transaction of its own, after
+// AppendTx appends events to a stream in a transaction of its own, after
 // the stream's current last event.
-func appendTx(ctx context.Context, db *sql.DB, store *eventstore.EventStore, stream int64, events ...eventstore.NewEvent) ([]eventstore.StoredEvent, error) {
+func AppendTx(ctx context.Context, db *sql.DB, store *eventstore.EventStore, stream int64, events ...eventstore.NewEvent) ([]eventstore.StoredEvent, error) {
 	var out []eventstore.StoredEvent
 	err := postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
 		prev, err := store.LoadStream(ctx, tx, stream)
