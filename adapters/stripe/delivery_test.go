@@ -9,7 +9,9 @@ import (
 )
 
 // TestDeliveryFacts: each handled type reports the fact written here by
-// hand (not read back from the handled table), and every other type none.
+// hand (not read back from the handled table), and the unhandled ones
+// (parsed all the same, answered "ignored") none. This table is the test of
+// which Stripe types the ledger decides on: a new type is one row here.
 func TestDeliveryFacts(t *testing.T) {
 	want := map[string]app.Fact{
 		"checkout.session.completed":               app.FactPaymentSucceeded,
@@ -19,6 +21,12 @@ func TestDeliveryFacts(t *testing.T) {
 		"payment_intent.succeeded":                 app.FactPaymentSucceeded,
 		"payment_intent.payment_failed":            app.FactPaymentFailed,
 		"charge.succeeded":                         app.FactNone,
+		"charge.failed":                            app.FactNone,
+		"charge.refunded":                          app.FactNone,
+		"payment_intent.created":                   app.FactNone,
+		"payment_intent.canceled":                  app.FactNone,
+		"checkout.session.async_payment_pending":   app.FactNone,
+		"invoice.paid":                             app.FactNone,
 		"customer.created":                         app.FactNone,
 	}
 	at := time.Date(2027, 1, 10, 12, 0, 0, 0, time.UTC)
