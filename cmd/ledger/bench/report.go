@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ type reportOptions struct {
 	RebuildEvents []int
 }
 
-func newBenchReportCmd() *cobra.Command {
+func newReportCmd(load func() (Env, error)) *cobra.Command {
 	var o reportOptions
 	var rebuild string
 	cmd := &cobra.Command{
@@ -39,7 +39,7 @@ machine (CPUs, memory, PostgreSQL version and commit settings) and the load
 average around every run to --out, and prints them. Exits non-zero when an
 exactly-once check fails.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig()
+			env, err := load()
 			if err != nil {
 				return err
 			}
@@ -50,7 +50,7 @@ exactly-once check fails.`,
 				}
 				o.RebuildEvents = append(o.RebuildEvents, n)
 			}
-			return runBenchReport(cmd.Context(), cfg, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runReport(cmd.Context(), env, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -62,22 +62,22 @@ exactly-once check fails.`,
 	return cmd
 }
 
-func runBenchReport(ctx context.Context, cfg Config, o reportOptions, stdout, progress io.Writer) error {
+func runReport(ctx context.Context, env Env, o reportOptions, stdout, progress io.Writer) error {
 	started := time.Now()
-	peak, err := runIngestBench(ctx, cfg, ingestOptions{Events: o.Events, Concurrency: o.Concurrency, Duplicates: o.Duplicates, Seed: 1}, progress)
+	peak, err := RunIngest(ctx, env, IngestOptions{Events: o.Events, Concurrency: o.Concurrency, Duplicates: o.Duplicates, Seed: 1}, progress)
 	if err != nil {
 		return err
 	}
-	peak.print(progress)
-	half := ingestOptions{Events: max(1, o.Events/2), Concurrency: o.Concurrency, Duplicates: o.Duplicates, Seed: 2, Rate: float64(int(peak.Throughput / 2))}
-	halfRes, err := runIngestBench(ctx, cfg, half, progress)
+	peak.Print(progress)
+	half := IngestOptions{Events: max(1, o.Events/2), Concurrency: o.Concurrency, Duplicates: o.Duplicates, Seed: 2, Rate: float64(int(peak.Throughput / 2))}
+	halfRes, err := RunIngest(ctx, env, half, progress)
 	if err != nil {
 		return err
 	}
-	halfRes.print(progress)
+	halfRes.Print(progress)
 	var rebuilds []*rebuildResult
 	for i, n := range o.RebuildEvents {
-		r, err := runRebuildBench(ctx, cfg, rebuildOptions{Events: n, Seed: uint64(i + 1)}, progress)
+		r, err := runRebuild(ctx, env, rebuildOptions{Events: n, Seed: uint64(i + 1)}, progress)
 		if err != nil {
 			return err
 		}
@@ -102,7 +102,7 @@ func runBenchReport(ctx context.Context, cfg Config, o reportOptions, stdout, pr
 	return nil
 }
 
-func writeReport(w io.Writer, started time.Time, took time.Duration, peak, half *ingestResult, rebuilds []*rebuildResult) {
+func writeReport(w io.Writer, started time.Time, took time.Duration, peak, half *IngestResult, rebuilds []*rebuildResult) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	m := peak.Machine
 	p("# ledger bench results\n\n")
@@ -142,9 +142,9 @@ func writeReport(w io.Writer, started time.Time, took time.Duration, peak, half 
 	}
 }
 
-func writeIngest(w io.Writer, r *ingestResult) {
+func writeIngest(w io.Writer, r *IngestResult) {
 	fmt.Fprintf(w, "```\n$ ")
-	r.print(w)
+	r.Print(w)
 	fmt.Fprintf(w, "```\n\n")
 }
 

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -87,7 +87,7 @@ type rebuildRun struct {
 // changes some bookings, well within the runner's default PatchLimit.
 const patchedRows = 1000
 
-func newBenchRebuildCmd() *cobra.Command {
+func newRebuildCmd(load func() (Env, error)) *cobra.Command {
 	var o rebuildOptions
 	cmd := &cobra.Command{
 		Use:   "rebuild --events N",
@@ -108,11 +108,11 @@ the runner operators use (` + "`ledger projections rebuild`" + `, readmodels.Reb
 Each run reports events/s (the whole log over the whole run), its phases and
 the peak resident memory (VmHWM, reset before it).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig()
+			env, err := load()
 			if err != nil {
 				return err
 			}
-			res, err := runRebuildBench(cmd.Context(), cfg, o, cmd.ErrOrStderr())
+			res, err := runRebuild(cmd.Context(), env, o, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -127,13 +127,13 @@ the peak resident memory (VmHWM, reset before it).`,
 	return cmd
 }
 
-func runRebuildBench(ctx context.Context, cfg Config, o rebuildOptions, logw io.Writer) (*rebuildResult, error) {
+func runRebuild(ctx context.Context, env Env, o rebuildOptions, logw io.Writer) (*rebuildResult, error) {
 	if o.Events < 1 {
 		return nil, errors.New("--events must be at least 1")
 	}
 	progress := func(format string, args ...any) { fmt.Fprintf(logw, "bench: "+format+"\n", args...) }
 	res := &rebuildResult{Options: o}
-	bdb, err := newBenchDatabase(ctx, cfg.DatabaseURL, "rebuild", true)
+	bdb, err := newBenchDatabase(ctx, env.DatabaseURL, "rebuild", true)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -27,8 +26,8 @@ import (
 	"github.com/booking-ledger/ledger/adapters/stripe"
 )
 
-// ingestOptions configures one `ledger bench ingest` run.
-type ingestOptions struct {
+// IngestOptions configures one `ledger bench ingest` run.
+type IngestOptions struct {
 	// Events is the number of webhook deliveries sent, redeliveries
 	// included.
 	Events int
@@ -61,7 +60,7 @@ type ingestOptions struct {
 	Keep bool
 }
 
-func (o *ingestOptions) validate() error {
+func (o *IngestOptions) validate() error {
 	switch {
 	case o.Events < 1:
 		return errors.New("--events must be at least 1")
@@ -78,7 +77,7 @@ func (o *ingestOptions) validate() error {
 }
 
 // warmup is the number of untimed deliveries sent first.
-func (o ingestOptions) warmup() int {
+func (o IngestOptions) warmup() int {
 	if o.Warmup == 0 {
 		return 10 * o.Concurrency
 	}
@@ -86,16 +85,16 @@ func (o ingestOptions) warmup() int {
 }
 
 // mode names the load model, for the report.
-func (o ingestOptions) mode() string {
+func (o IngestOptions) mode() string {
 	if o.Rate == 0 {
 		return "closed loop (each connection sends its next event when the answer arrives)"
 	}
 	return fmt.Sprintf("open loop at %.0f events/s (latency counted from the scheduled send time)", o.Rate)
 }
 
-// ingestResult is what one run measured.
-type ingestResult struct {
-	Options    ingestOptions
+// IngestResult is what one run measured.
+type IngestResult struct {
+	Options    IngestOptions
 	Target     string
 	Bookings   int
 	Unique     int
@@ -132,8 +131,8 @@ type ingestResult struct {
 	acked map[string]int
 }
 
-func newBenchIngestCmd() *cobra.Command {
-	var o ingestOptions
+func newIngestCmd(load func() (Env, error)) *cobra.Command {
+	var o IngestOptions
 	cmd := &cobra.Command{
 		Use:   "ingest [--events N] [--concurrency C] [--duplicates P] [--rate R] [--url URL]",
 		Short: "Send realistic signed webhooks and compare the throughput with the database's own ceiling",
@@ -158,15 +157,15 @@ With --url, DATABASE_URL must name the server's database (for the check),
 STRIPE_WEBHOOK_SECRET its secret and LEDGER_API_TOKEN its token (or those a
 --dev server saved).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig()
+			env, err := load()
 			if err != nil {
 				return err
 			}
-			res, err := runIngestBench(cmd.Context(), cfg, o, cmd.ErrOrStderr())
+			res, err := RunIngest(cmd.Context(), env, o, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			res.print(cmd.OutOrStdout())
+			res.Print(cmd.OutOrStdout())
 			if !res.Check.OK {
 				return errors.New("exactly-once check failed")
 			}
@@ -202,13 +201,14 @@ type benchDelivery struct {
 	Body    []byte
 }
 
-// runIngestBench runs the whole measurement; progress goes to logw.
-func runIngestBench(ctx context.Context, cfg Config, o ingestOptions, logw io.Writer) (*ingestResult, error) {
+// RunIngest runs the whole measurement of `ledger bench ingest`; progress
+// goes to logw.
+func RunIngest(ctx context.Context, env Env, o IngestOptions, logw io.Writer) (*IngestResult, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
 	progress := func(format string, args ...any) { fmt.Fprintf(logw, "bench: "+format+"\n", args...) }
-	res := &ingestResult{Options: o, Answers: map[string]int{}, LoadBefore: loadAverage()}
+	res := &IngestResult{Options: o, Answers: map[string]int{}, LoadBefore: loadAverage()}
 
 	// The target: a server in this process on a fresh database, or the
 	// one at --url with the database DATABASE_URL names.
@@ -217,7 +217,7 @@ func runIngestBench(ctx context.Context, cfg Config, o ingestOptions, logw io.Wr
 		ceilingDB                        *benchDatabase
 	)
 	if o.URL == "" {
-		bdb, err := newBenchDatabase(ctx, cfg.DatabaseURL, "ingest", true)
+		bdb, err := newBenchDatabase(ctx, env.DatabaseURL, "ingest", true)
 		if err != nil {
 			return nil, err
 		}
@@ -227,39 +227,31 @@ func runIngestBench(ctx context.Context, cfg Config, o ingestOptions, logw io.Wr
 			defer bdb.drop()
 		}
 		ceilingDB = bdb
-		srvCfg := cfg
-		srvCfg.DatabaseURL = bdb.URL
-		srvCfg.Addr = "127.0.0.1:0"
-		srvCfg.WebhookSecrets = []string{"whsec_bench_" + randomHex(16)}
-		srvCfg.APIToken = "bench_" + randomHex(16)
-		srvCfg.StripeSecretKey = "" // no Checkout, no refund worker: webhooks only
-		srvCfg.TLSCert, srvCfg.TLSKey = "", ""
-		if srvCfg.ShutdownGrace == 0 {
-			srvCfg.ShutdownGrace = 10 * time.Second
+		if env.StartServer == nil {
+			return nil, errors.New("bench: no server to start in this process; pass --url")
 		}
-		// Log lines are formatted as in production (JSON) and thrown away.
-		app := NewApp(srvCfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-		if err := app.Start(ctx); err != nil {
-			app.Close()
+		secret, token = "whsec_bench_"+randomHex(16), "bench_"+randomHex(16)
+		srv, err := env.StartServer(ctx, ServerOptions{DatabaseURL: bdb.URL, WebhookSecret: secret, APIToken: token})
+		if err != nil {
 			return nil, err
 		}
-		defer app.Close()
-		baseURL, checkURL = "http://"+app.Addr(), bdb.URL
-		secret, token = srvCfg.WebhookSecrets[0], srvCfg.APIToken
-		res.Target = fmt.Sprintf("ledger serve in this process (LEDGER_DB_MAX_CONNS=%d, LEDGER_MAX_INFLIGHT=%d) on a fresh database", srvCfg.DBMaxConns, srvCfg.MaxInFlight)
+		defer srv.Close()
+		baseURL, checkURL = "http://"+srv.Addr, bdb.URL
+		res.Target = fmt.Sprintf("ledger serve in this process (LEDGER_DB_MAX_CONNS=%d, LEDGER_MAX_INFLIGHT=%d) on a fresh database", srv.DBMaxConns, srv.MaxInFlight)
 	} else {
-		cfg.loadDevSecrets()
-		if len(cfg.WebhookSecrets) == 0 || cfg.APIToken == "" {
+		if env.TargetSecrets != nil {
+			secret, token = env.TargetSecrets()
+		}
+		if secret == "" || token == "" {
 			return nil, errors.New("--url needs STRIPE_WEBHOOK_SECRET and LEDGER_API_TOKEN of that server")
 		}
-		bdb, err := newBenchDatabase(ctx, cfg.DatabaseURL, "ceiling", false)
+		bdb, err := newBenchDatabase(ctx, env.DatabaseURL, "ceiling", false)
 		if err != nil {
 			return nil, err
 		}
 		defer bdb.drop()
 		ceilingDB = bdb
-		baseURL, checkURL = strings.TrimRight(o.URL, "/"), cfg.DatabaseURL
-		secret, token = cfg.WebhookSecrets[0], cfg.APIToken
+		baseURL, checkURL = strings.TrimRight(o.URL, "/"), env.DatabaseURL
 		res.Target = "the server at " + baseURL
 	}
 
@@ -545,7 +537,7 @@ func generateDeliveries(bookings []benchBooking, unique, total int, rng *rand.Ra
 
 // sendAll sends the deliveries from o.Concurrency connections, closed or
 // open loop, recording answers, latencies, CPU time and allocations.
-func (r *ingestResult) sendAll(ctx context.Context, client *http.Client, url, secret string, deliveries []benchDelivery, pgdb *sql.DB) error {
+func (r *IngestResult) sendAll(ctx context.Context, client *http.Client, url, secret string, deliveries []benchDelivery, pgdb *sql.DB) error {
 	o := r.Options
 	var (
 		mu        sync.Mutex
@@ -649,7 +641,7 @@ func (r *ingestResult) sendAll(ctx context.Context, client *http.Client, url, se
 
 // warmUp sends deliveries from o.Concurrency connections, closed loop,
 // recording only which were acknowledged.
-func (r *ingestResult) warmUp(ctx context.Context, client *http.Client, url, secret string, deliveries []benchDelivery) {
+func (r *IngestResult) warmUp(ctx context.Context, client *http.Client, url, secret string, deliveries []benchDelivery) {
 	var mu sync.Mutex
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -719,7 +711,7 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func (r *ingestResult) print(w io.Writer) {
+func (r *IngestResult) Print(w io.Writer) {
 	o := r.Options
 	target := ""
 	if o.URL != "" {
