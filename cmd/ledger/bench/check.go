@@ -15,6 +15,11 @@ import (
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
+// maxNotAckedShare is the share of deliveries a run may leave without a 2xx
+// (answered 503 by the in-flight limit, say) and still pass: beyond it the
+// figures describe a failing server, not the ledger's speed.
+const maxNotAckedShare = 0.01
+
 // exactlyOnce is the result of the store check.
 type exactlyOnce struct {
 	OK bool
@@ -58,6 +63,15 @@ func checkExactlyOnce(ctx context.Context, db *sql.DB, bookings []benchBooking, 
 	}
 	c.Acked = len(ids)
 	c.NotAcked = len(deliveries) - c.AckedDeliveries
+	// A check of nothing passes for nothing: an unreachable server, or one
+	// answering 5xx throughout, must fail the run, not report "ok".
+	if c.Acked == 0 {
+		problem("no delivery was acknowledged with a 2xx: nothing was checked")
+	}
+	if float64(c.NotAcked) > maxNotAckedShare*float64(len(deliveries)) {
+		problem("%d of %d deliveries not acknowledged with a 2xx, more than the %.0f%% a healthy run may leave to Stripe's retries",
+			c.NotAcked, len(deliveries), 100*maxNotAckedShare)
+	}
 	counts := func(q string) (map[string]int, error) {
 		rows, err := db.QueryContext(ctx, q, pq.Array(ids))
 		if err != nil {

@@ -106,7 +106,8 @@ type IngestResult struct {
 	// "404", "500", "error").
 	Answers map[string]int
 	Elapsed time.Duration
-	// Throughput is deliveries answered per second.
+	// Throughput is deliveries acknowledged with a 2xx per second; Latency
+	// is theirs too.
 	Throughput float64
 	Latency    latencies
 	// CPUPerEvent is this process's CPU time (user+system) per delivery
@@ -540,15 +541,17 @@ func generateDeliveries(bookings []benchBooking, unique, total int, rng *rand.Ra
 func (r *IngestResult) sendAll(ctx context.Context, client *http.Client, url, secret string, deliveries []benchDelivery, pgdb *sql.DB) error {
 	o := r.Options
 	var (
-		mu        sync.Mutex
-		durations = make([]time.Duration, len(deliveries))
+		mu sync.Mutex
+		// durations are the latencies of the deliveries acknowledged with
+		// a 2xx: a fast 503 or a refused connection is no ingestion.
+		durations = make([]time.Duration, 0, len(deliveries))
 	)
 	record := func(i int, d time.Duration, answer string) {
-		durations[i] = d
 		mu.Lock()
 		r.Answers[answer]++
 		if strings.HasPrefix(answer, "2") {
 			r.acked[deliveries[i].EventID]++
+			durations = append(durations, d)
 		}
 		mu.Unlock()
 	}
@@ -630,7 +633,7 @@ func (r *IngestResult) sendAll(ctx context.Context, client *http.Client, url, se
 		return err
 	}
 	n := float64(len(deliveries))
-	r.Throughput = n / r.Elapsed.Seconds()
+	r.Throughput = float64(len(durations)) / r.Elapsed.Seconds()
 	r.Latency = summarize(durations)
 	r.CPUPerEvent = time.Duration(float64(cpu) / n)
 	r.PGCPUPerEvent = time.Duration(float64(pgCPU) / n)
