@@ -11,7 +11,8 @@
 # run allowed MUTATE_TIMEOUT_COEF times the coverage run's time (default 10:
 # a shared machine is slow, and a spurious timeout hides a live mutant).
 # -count=1: a cached coverage run takes milliseconds, and so would the
-# timeout derived from it.
+# timeout derived from it. -vet=off: go vet is `make lint`'s job, and it
+# would run again for every mutant.
 # Run under scripts/with-stripe-mock.sh so adapters/stripe's client tests
 # run against stripe-mock instead of skipping.
 set -euo pipefail
@@ -25,7 +26,7 @@ if [ ${#pkgs[@]} -eq 0 ]; then
 fi
 workers=${MUTATE_WORKERS:-2}
 coef=${MUTATE_TIMEOUT_COEF:-10}
-export GOFLAGS="${GOFLAGS:+$GOFLAGS }-count=1"
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-count=1 -vet=off"
 logs=$root/bin/mutate
 mkdir -p "$logs"
 cd "$root"
