@@ -87,3 +87,28 @@ func TestCheckStripeIDShape(t *testing.T) {
 		}
 	}
 }
+
+// TestCurrencyLetters: a currency is three ASCII letters of either case,
+// lower-cased; the edges of both letter ranges are in, their neighbours
+// out.
+func TestCurrencyLetters(t *testing.T) {
+	tests := []struct {
+		in, want string
+		ok       bool
+	}{
+		{"azA", "aza", true},
+		{"ZzZ", "zzz", true},
+		{"`ur", "", false}, // before 'a'
+		{"{ur", "", false}, // after 'z'
+		{"@UR", "", false}, // before 'A'
+		{"[UR", "", false}, // after 'Z'
+		{"eu1", "", false},
+		{"eu", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := normaliseCurrency(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("normaliseCurrency(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
