@@ -1,10 +1,12 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -488,6 +490,7 @@ func TestConfirmRedirect(t *testing.T) {
 		{"malformed session id", "cs_a", 0, "pi_a", paid, nil, false, app.RedirectNotChecked, domain.ErrInvalid, false, domain.StatusPending},
 		{"another session than the booking's: Stripe not asked", "cs_a", 0, "cs_other", paid, nil, false, app.RedirectNotChecked, domain.ErrNotFound, false, domain.StatusPending},
 		{"a session of another booking", "", 0, "cs_a", paid, nil, false, app.RedirectNotChecked, domain.ErrNotFound, true, domain.StatusPending},
+		{"the booking's session, naming no booking", "cs_a", 0, "cs_a", paid, nil, false, app.RedirectRecorded, nil, true, domain.StatusConfirmed},
 		{"Stripe does not know it", "cs_a", 0, "cs_a", paid, fmt.Errorf("gone: %w", domain.ErrNotFound), false, app.RedirectNotChecked, domain.ErrNotFound, true, domain.StatusPending},
 		{"Stripe calls it malformed", "cs_a", 0, "cs_a", paid, fmt.Errorf("bad: %w", domain.ErrInvalid), false, app.RedirectNotChecked, domain.ErrInvalid, true, domain.StatusPending},
 		{"Stripe down", "cs_a", 0, "cs_a", paid, stripeDown, false, app.RedirectNotChecked, app.ErrPaymentProvider, true, domain.StatusPending},
@@ -499,8 +502,11 @@ func TestConfirmRedirect(t *testing.T) {
 			row := book(t, svc, "room", "2027-02-01", "2027-02-03", tt.rowSession)
 			answer := tt.answer
 			answer.BookingID = row.ID
-			if tt.name == "a session of another booking" {
+			switch tt.name {
+			case "a session of another booking":
 				answer.BookingID = row.ID + 1
+			case "the booking's session, naming no booking":
+				answer.BookingID = 0
 			}
 			pay.sessions = map[string]app.CheckoutSession{answer.ID: answer}
 			if tt.prepaid {
@@ -775,6 +781,11 @@ func TestReconcile(t *testing.T) {
 		t.Errorf("second run %+v, want %+v", again, want)
 	}
 
+	clean := app.Reconciler{Service: svc, Events: fakeLister{events: listing[:2]}, Parse: parseListed}
+	if sum, err := clean.Reconcile(ctx, t0); err != nil || sum != (app.ReconcileSummary{Seen: 2, Present: 2}) {
+		t.Errorf("a listing without failures: %+v, %v", sum, err)
+	}
+
 	listErr := errors.New("stripe down")
 	if _, err := (app.Reconciler{Service: svc, Events: fakeLister{err: listErr}, Parse: parseListed}).Reconcile(ctx, t0); !errors.Is(err, listErr) {
 		t.Errorf("listing failure: %v", err)
@@ -817,4 +828,73 @@ func TestFactString(t *testing.T) {
 	if (app.Delivery{}).Handled() || !(app.Delivery{Fact: app.FactSessionExpired}).Handled() {
 		t.Error("Handled: only FactNone is unhandled")
 	}
+}
+
+// TestIngestLogLines: the lines the alerts count, once per decision, naming
+// the channel: "Booking <id> confirmed successfully via <channel>" and
+// "Booking <id> cancelled due to availability conflict"; nothing for a
+// delivery that decides nothing or fails.
+func TestIngestLogLines(t *testing.T) {
+	tests := []struct {
+		name    string
+		source  string
+		session string
+		fact    app.Fact
+		want    []string // substrings of the log, in order
+		absent  string
+	}{
+		{"webhook", "webhook", "cs_a", app.FactPaymentSucceeded,
+			[]string{`level=INFO msg="Booking 1 confirmed successfully via webhook"`, "session_id=cs_a"}, "conflict"},
+		{"redirect", "redirect", "cs_a", app.FactPaymentSucceeded, []string{`msg="Booking 1 confirmed successfully via redirect"`}, "conflict"},
+		{"reconciliation, no session", "api", "", app.FactPaymentSucceeded,
+			[]string{`msg="Booking 1 confirmed successfully via reconciliation"`}, "session_id"},
+		{"a failure is not a confirmation", "webhook", "cs_a", app.FactPaymentFailed, nil, "Booking 1"},
+		{"a failed delivery logs nothing", "webhook", "cs_a", app.Fact(99), nil, "Booking"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			store := apptest.New(func() time.Time { return t0 })
+			svc, err := app.NewService(app.Config{Bookings: store, Now: func() time.Time { return t0 },
+				Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			row := book(t, svc, "room", "2027-02-01", "2027-02-03", "cs_a")
+			d := delivery("evt_1", tt.fact, row.ID)
+			d.Source, d.Payment.Source, d.Payment.SessionID = tt.source, "webhook", tt.session
+			_, _ = svc.Ingest(ctx, d)
+			out := buf.String()
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("log lacks %q:\n%s", w, out)
+				}
+			}
+			if strings.Contains(out, tt.absent) {
+				t.Errorf("log has %q:\n%s", tt.absent, out)
+			}
+		})
+	}
+
+	t.Run("conflict", func(t *testing.T) {
+		var buf bytes.Buffer
+		store := apptest.New(func() time.Time { return t0 })
+		svc, _ := app.NewService(app.Config{Bookings: store, Now: func() time.Time { return t0 },
+			Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		first := book(t, svc, "room", "2027-02-01", "2027-02-03", "cs_first")
+		second := book(t, svc, "room", "2027-02-02", "2027-02-04", "cs_a")
+		d := delivery("evt_first", app.FactPaymentSucceeded, first.ID)
+		d.Payment.SessionID, d.Payment.PaymentIntentID = "cs_first", "pi_first"
+		if _, err := svc.Ingest(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		buf.Reset()
+		if _, err := svc.Ingest(ctx, delivery("evt_second", app.FactPaymentSucceeded, second.ID)); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf(`level=WARN msg="Booking %d cancelled due to availability conflict"`, second.ID)
+		if out := buf.String(); !strings.Contains(out, want) || strings.Contains(out, "confirmed") {
+			t.Errorf("log:\n%s\nwant %q and no confirmation", out, want)
+		}
+	})
 }
