@@ -77,12 +77,6 @@ var hotQueries = func() []string {
 	return q
 }()
 
-// Store is the ledger's event store.
-func (l *Store) Store() *eventstore.EventStore { return l.store }
-
-// DB is the ledger's pool.
-func (l *Store) DB() *sql.DB { return l.db }
-
 // Create implements app.Bookings: in one transaction (run once) it
 // allocates the booking id, locks the resource, lists the confirmed stays
 // of the resource that overlap stay and the booking holding sessionID, calls
