@@ -28,26 +28,15 @@ import (
 
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
+	"github.com/booking-ledger/ledger/domain/eventlog"
 	"github.com/booking-ledger/ledger/projections"
 )
 
 var _ app.Bookings = (*Store)(nil)
 
-// StoredEvent is one appended event, as ledger_events holds it.
-type StoredEvent struct {
-	// Position is global and increasing across streams (the SQL store's
-	// sequence); StreamVersion counts from 1 within the stream.
-	Position      int64
-	StreamID      int64
-	StreamVersion int
-	Type          string
-	SchemaVersion int
-	OccurredAt    time.Time
-	RecordedAt    time.Time
-	CausationID   string
-	// Payload is domain.Encode's JSON, decoded again on every load.
-	Payload []byte
-}
+// StoredEvent is one appended event, as the SQL store keeps it (without
+// hashes: the in-memory store keeps no chain).
+type StoredEvent = eventlog.StoredEvent
 
 // InboxRow is one decided or ignored Stripe event (stripe_inbox).
 type InboxRow struct {
@@ -294,13 +283,9 @@ type write struct {
 // confirmed stay of the resource (domain.ErrConflict).
 func (s *Store) prepare(id int64, decided []domain.Event, occurred time.Time, causationID string) (write, error) {
 	stored := s.streams[id]
-	envs := make([]projections.Envelope, 0, len(stored)+len(decided))
-	for _, e := range stored {
-		ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
-		if err != nil {
-			return write{}, fmt.Errorf("apptest: decode %s of booking %d: %w", e.Type, id, err)
-		}
-		envs = append(envs, projections.Envelope{Position: e.Position, StreamID: id, RecordedAt: e.RecordedAt, Event: ev})
+	envs, err := projections.FromStored(stored, len(decided))
+	if err != nil {
+		return write{}, fmt.Errorf("apptest: booking %d: %w", id, err)
 	}
 	recorded := s.clock()
 	var w write
@@ -400,13 +385,13 @@ func (s *Store) lookup(l app.Lookup) (int64, bool) {
 // rehydrate decodes booking id's stream and replays it; an unknown booking
 // is domain.ErrNotFound.
 func (s *Store) rehydrate(id int64) (*domain.Booking, error) {
-	stored := s.streams[id]
-	events := make([]domain.Event, len(stored))
-	for i, e := range stored {
-		var err error
-		if events[i], err = domain.Decode(e.Type, e.SchemaVersion, e.Payload); err != nil {
-			return nil, fmt.Errorf("apptest: decode %s of booking %d: %w", e.Type, id, err)
-		}
+	envs, err := projections.FromStored(s.streams[id], 0)
+	if err != nil {
+		return nil, fmt.Errorf("apptest: booking %d: %w", id, err)
+	}
+	events := make([]domain.Event, len(envs))
+	for i, e := range envs {
+		events[i] = e.Event
 	}
 	return domain.Rehydrate(domain.BookingID(id), events)
 }

@@ -285,15 +285,7 @@ func TestStreamAndRow(t *testing.T) {
 		t.Errorf("row %+v", row)
 	}
 	// The status row is the fold of the stream.
-	var envs []projections.Envelope
-	for _, e := range tables.Events {
-		ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		envs = append(envs, projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev})
-	}
-	folded, err := projections.FoldBooking(envs)
+	folded, err := projections.FoldStored(tables.Events)
 	if err != nil || fmt.Sprint(folded.Status, folded.PaymentStatus, *folded.PaymentIntentID, folded.UpdatedAt) !=
 		fmt.Sprint(row.Status, row.PaymentStatus, *row.PaymentIntentID, row.UpdatedAt) {
 		t.Errorf("fold %+v (%v), row %+v", folded, err, row)
