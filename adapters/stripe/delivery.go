@@ -3,6 +3,7 @@ package stripe
 import (
 	"time"
 
+	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 )
 
@@ -92,3 +93,34 @@ var _ app.EventParser = ParseDelivery
 func (v *Verifier) ParseDelivery(raw []byte, header, source string, receivedAt time.Time) (app.Delivery, error) {
 	return ParseDelivery(raw, header, source, receivedAt)
 }
+
+// RedirectDelivery is a paid Checkout Session, retrieved from Stripe's API
+// when the customer came back, as the delivery of the
+// checkout.session.completed event it stands for: its raw JSON kept, no
+// signature, source "redirect", event id "redirect:<session id>" (one per
+// session: repeated visits are duplicates).
+func (c *Client) RedirectDelivery(bookingID int64, sess CheckoutSession, receivedAt time.Time) app.Delivery {
+	source := string(domain.SourceRedirect)
+	return app.Delivery{
+		EventID:    "redirect:" + sess.ID,
+		Type:       EventCheckoutSessionCompleted,
+		APIVersion: sess.APIVersion,
+		Livemode:   sess.Livemode,
+		Created:    receivedAt,
+		Raw:        sess.Raw,
+		Source:     source,
+		ReceivedAt: receivedAt,
+		Fact:       handledByType[EventCheckoutSessionCompleted].fact,
+		Lookup:     app.Lookup{BookingIDs: []int64{bookingID}, SessionID: sess.ID, PaymentIntentID: sess.PaymentIntentID},
+		Payment: domain.Payment{
+			SessionID:       sess.ID,
+			PaymentIntentID: sess.PaymentIntentID,
+			Amount:          sess.AmountTotal,
+			Currency:        sess.Currency,
+			PaymentStatus:   sess.PaymentStatus,
+			Source:          source,
+		},
+	}
+}
+
+var _ app.Payments = (*Client)(nil)

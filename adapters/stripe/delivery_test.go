@@ -75,3 +75,25 @@ func TestParseDeliveryRejects(t *testing.T) {
 		t.Fatal("truncated JSON parsed")
 	}
 }
+
+// TestRedirectDelivery: a paid session checked on the customer's return is
+// the completed session's payment, from source redirect, with one event id
+// per session and the session's raw JSON.
+func TestRedirectDelivery(t *testing.T) {
+	at := time.Date(2027, 1, 10, 12, 0, 0, 0, time.UTC)
+	sess := CheckoutSession{ID: "cs_test_r1", PaymentIntentID: "pi_r1", PaymentStatus: "paid", AmountTotal: 36000,
+		Currency: "eur", Livemode: true, APIVersion: APIVersion, Raw: []byte(`{"id":"cs_test_r1"}`)}
+	d := (&Client{}).RedirectDelivery(42, sess, at)
+	if d.EventID != "redirect:cs_test_r1" || d.Type != "checkout.session.completed" || d.Fact != app.FactPaymentSucceeded ||
+		d.Source != "redirect" || d.Signature != "" || string(d.Raw) != `{"id":"cs_test_r1"}` || !d.Livemode ||
+		!d.ReceivedAt.Equal(at) || !d.Created.Equal(at) {
+		t.Errorf("delivery %+v", d)
+	}
+	if !slices.Equal(d.Lookup.BookingIDs, []int64{42}) || d.Lookup.SessionID != "cs_test_r1" || d.Lookup.PaymentIntentID != "pi_r1" {
+		t.Errorf("lookup %+v", d.Lookup)
+	}
+	if p := d.Payment; p.SessionID != "cs_test_r1" || p.PaymentIntentID != "pi_r1" || p.Amount != 36000 || p.Currency != "eur" ||
+		p.PaymentStatus != "paid" || p.Source != "redirect" || p.StripeEventType != "" {
+		t.Errorf("payment %+v", p)
+	}
+}

@@ -188,7 +188,7 @@ func (s *Service) ConfirmRedirect(ctx context.Context, id int64, sessionID strin
 	if sess.PaymentStatus != "paid" {
 		return out, nil
 	}
-	res, err := s.Ingest(ctx, redirectDelivery(id, sess, s.cfg.Now()))
+	res, err := s.Ingest(ctx, c.Payments.RedirectDelivery(id, sess, s.cfg.Now()))
 	if err != nil {
 		return out, err
 	}
@@ -200,31 +200,4 @@ func (s *Service) ConfirmRedirect(ctx context.Context, id int64, sessionID strin
 		out.Booking = res.Booking
 	}
 	return out, nil
-}
-
-// redirectDelivery is the paid session as a Stripe delivery for Ingest: a
-// completed session, fetched from Stripe's API, its raw JSON kept, no
-// signature, source "redirect", and one event id per session so that
-// repeated visits are duplicates.
-func redirectDelivery(bookingID int64, sess CheckoutSession, now time.Time) Delivery {
-	return Delivery{
-		EventID:    "redirect:" + sess.ID,
-		Type:       "checkout.session.completed",
-		APIVersion: sess.APIVersion,
-		Livemode:   sess.Livemode,
-		Created:    now,
-		Raw:        sess.Raw,
-		Source:     string(domain.SourceRedirect),
-		ReceivedAt: now,
-		Fact:       FactPaymentSucceeded,
-		Lookup:     Lookup{BookingIDs: []int64{bookingID}, SessionID: sess.ID, PaymentIntentID: sess.PaymentIntentID},
-		Payment: domain.Payment{
-			SessionID:       sess.ID,
-			PaymentIntentID: sess.PaymentIntentID,
-			Amount:          sess.AmountTotal,
-			Currency:        sess.Currency,
-			PaymentStatus:   sess.PaymentStatus,
-			Source:          string(domain.SourceRedirect),
-		},
-	}
 }

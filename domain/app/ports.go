@@ -78,6 +78,12 @@ type Payments interface {
 	// RetrieveCheckoutSession fetches a session: domain.ErrNotFound when
 	// Stripe does not know it, domain.ErrInvalid for a malformed id.
 	RetrieveCheckoutSession(ctx context.Context, id string) (CheckoutSession, error)
+	// RedirectDelivery is a paid session, checked on the customer's return,
+	// as a delivery for Ingest: the Stripe event it stands for, source
+	// "redirect", no signature, and one event id per session, so that
+	// repeated visits are duplicates and the webhook of the same payment
+	// confirms nothing twice.
+	RedirectDelivery(bookingID int64, sess CheckoutSession, receivedAt time.Time) Delivery
 }
 
 // CheckoutSessionParams is what the ledger asks Stripe for when it opens a

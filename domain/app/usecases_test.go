@@ -380,6 +380,18 @@ func (f *fakePayments) RetrieveCheckoutSession(_ context.Context, id string) (ap
 	return s, nil
 }
 
+// RedirectDelivery is what the Stripe adapter builds: the paid session as
+// a payment success from source redirect, one event id per session.
+func (f *fakePayments) RedirectDelivery(bookingID int64, sess app.CheckoutSession, at time.Time) app.Delivery {
+	return app.Delivery{
+		EventID: "redirect:" + sess.ID, Type: "checkout.session.completed", Created: at, Raw: sess.Raw,
+		Source: "redirect", ReceivedAt: at, Fact: app.FactPaymentSucceeded,
+		Lookup: app.Lookup{BookingIDs: []int64{bookingID}, SessionID: sess.ID, PaymentIntentID: sess.PaymentIntentID},
+		Payment: domain.Payment{SessionID: sess.ID, PaymentIntentID: sess.PaymentIntentID, Amount: sess.AmountTotal,
+			Currency: sess.Currency, PaymentStatus: sess.PaymentStatus, Source: "redirect"},
+	}
+}
+
 func TestOpenCheckout(t *testing.T) {
 	t.Run("no payments", func(t *testing.T) {
 		svc, _ := newService(t, nil)
