@@ -64,6 +64,16 @@ type Booking struct {
 	refundsRequested []RefundRequested
 	refundsIssued    []RefundIssued
 	refundsFailed    []RefundFailed
+
+	// paidAmount is the amount of the payment of record, against which its
+	// refunds are measured (see PaymentStatus).
+	paidAmount int64
+	// The money given back and disputed, by Stripe id (refunds.go,
+	// disputes.go). Nil until the first such event.
+	refunds      map[string]refundState
+	refundTotals map[string]refundTotal // by charge id
+	chargePI     map[string]string      // charge id → PaymentIntent id
+	disputes     map[string]disputeState
 }
 
 // paymentRef is what identifies one payment: Stripe reports the same payment
@@ -176,10 +186,13 @@ func Rehydrate(id BookingID, events []Event) (*Booking, error) {
 // booking had none) the booking's; PaymentFailed sets payment status failed and
 // the PaymentIntent id if the booking had none; BookingConfirmed sets status
 // confirmed; BookingCancelled sets status cancelled and the reason;
-// RefundIssued sets payment status refunded when it refunds the booking's
-// PaymentIntent (a refunded duplicate payment leaves it paid);
-// AvailabilityConflict, PaymentMismatch, RefundRequested and RefundFailed
-// change no status.
+// RefundIssued, PaymentRefunded, PaymentRefundedTotal and a RefundFailed
+// with a refund id change the money given back (RefundedAmount, each refund
+// counted once), from which PaymentStatus derives partially_refunded and
+// refunded for the payment of record (a refunded duplicate payment leaves
+// it paid); the dispute events change the disputes (LatestDispute);
+// AvailabilityConflict, PaymentMismatch, RefundRequested, a RefundFailed
+// without refund id and the dispute events change no status.
 //
 // It returns an error wrapping ErrInvalid, leaving the booking unchanged, for
 // a nil or unregistered event, any event before BookingRequested, a
@@ -212,13 +225,14 @@ func (b *Booking) Apply(e Event) error {
 		// table, and a later refund of this PaymentIntent must be able to
 		// mark the booking refunded. A success on an already paid booking
 		// is a duplicate and does not replace it.
-		if b.paymentStatus != PaymentStatusPaid {
+		if !b.holdsPayment() {
 			if ev.PaymentIntentID != "" {
 				b.paymentIntentID = ev.PaymentIntentID
 			}
 			if b.sessionID == "" {
 				b.sessionID = ev.SessionID
 			}
+			b.paidAmount = ev.Amount
 		}
 		b.succeeded = append(b.succeeded, paymentRef{ev.PaymentIntentID, ev.SessionID})
 		b.paymentStatus = PaymentStatusPaid
@@ -242,13 +256,35 @@ func (b *Booking) Apply(e Event) error {
 		b.refundsRequested = append(b.refundsRequested, ev)
 	case RefundIssued:
 		b.refundsIssued = append(b.refundsIssued, ev)
-		if ev.PaymentIntentID == "" || b.paymentIntentID == "" || ev.PaymentIntentID == b.paymentIntentID {
-			b.paymentStatus = PaymentStatusRefunded
+		// A refund recorded without a PaymentIntent id (none was known to
+		// the request) refunds the payment of record.
+		pi := ev.PaymentIntentID
+		if pi == "" {
+			pi = b.paymentIntentID
 		}
+		b.noteRefund(ev.RefundID, "", pi, ev.Amount, RefundStatusPending)
 	case RefundFailed:
-		// The money is still with the ledger's account: no status changes;
-		// the request is no longer pending (see PendingRefunds).
+		// A refusal of the ledger's request (no RefundID): the money is
+		// still with the ledger's account, no status changes, the request
+		// is no longer pending (see PendingRefunds). A refund that failed
+		// after Stripe accepted it (RefundID): its money is taken off.
 		b.refundsFailed = append(b.refundsFailed, ev)
+		if ev.RefundID != "" {
+			b.noteRefund(ev.RefundID, ev.ChargeID, ev.PaymentIntentID, ev.Amount, RefundStatusFailed)
+		}
+	case PaymentRefunded:
+		b.noteRefund(ev.RefundID, ev.ChargeID, ev.PaymentIntentID, ev.Amount, ev.Status)
+	case PaymentRefundedTotal:
+		if b.refundTotals == nil {
+			b.refundTotals = map[string]refundTotal{}
+		}
+		if t := b.refundTotals[ev.ChargeID]; ev.AmountRefunded > t.amount {
+			b.refundTotals[ev.ChargeID] = refundTotal{paymentIntentID: ev.PaymentIntentID, amount: ev.AmountRefunded}
+		}
+		b.noteCharge(ev.ChargeID, ev.PaymentIntentID)
+	case DisputeOpened, DisputeUpdated, DisputeClosed, DisputeFundsWithdrawn, DisputeFundsReinstated:
+		// Disputes change no status: the stay is the operator's decision.
+		b.applyDispute(ev)
 	default:
 		// normaliseEvent accepted it, so it is registered: a new event type
 		// was added without teaching Apply about it.
@@ -306,8 +342,31 @@ func (b *Booking) PaymentIntentID() string { return b.paymentIntentID }
 // Status returns the booking status.
 func (b *Booking) Status() Status { return b.status }
 
-// PaymentStatus returns the payment status.
-func (b *Booking) PaymentStatus() PaymentStatus { return b.paymentStatus }
+// PaymentStatus returns the payment status: unpaid, failed, or, once paid,
+// paid, partially_refunded or refunded by comparing the money given back on
+// the payment of record with its amount (RefundedAmount counts all
+// payments: a duplicate payment given back leaves the booking paid).
+func (b *Booking) PaymentStatus() PaymentStatus {
+	if b.paymentStatus != PaymentStatusPaid {
+		return b.paymentStatus
+	}
+	switch refunded := b.refundedOfRecord(); {
+	case refunded <= 0:
+		return PaymentStatusPaid
+	case refunded >= b.paidAmount:
+		return PaymentStatusRefunded
+	default:
+		return PaymentStatusPartiallyRefunded
+	}
+}
+
+// holdsPayment reports whether the booking is paid and its payment of
+// record not given back in full (paid or partially_refunded): a further
+// payment is then a duplicate.
+func (b *Booking) holdsPayment() bool {
+	s := b.PaymentStatus()
+	return s == PaymentStatusPaid || s == PaymentStatusPartiallyRefunded
+}
 
 // CancelReason returns why the booking was last cancelled, "" if it never was.
 func (b *Booking) CancelReason() CancelReason { return b.cancelReason }
@@ -341,7 +400,11 @@ func (b *Booking) PendingRefunds() []RefundRequested {
 		settled = append(settled, issued.PaymentIntentID)
 	}
 	for _, failed := range b.refundsFailed {
-		settled = append(settled, failed.PaymentIntentID)
+		// A failure with a refund id came after Stripe accepted the
+		// refund, which its RefundIssued (if the ledger's) settled.
+		if failed.RefundID == "" {
+			settled = append(settled, failed.PaymentIntentID)
+		}
 	}
 	for _, pi := range settled {
 		for i, req := range pending {

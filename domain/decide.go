@@ -153,7 +153,7 @@ func decideSucceeded(b *Booking, p Payment, confirmed []Stay, requireSession boo
 		return RefundRequested{PaymentIntentID: p.PaymentIntentID, Amount: p.Amount, Currency: currency, Reason: reason}
 	}
 
-	if b.paymentStatus == PaymentStatusPaid {
+	if b.holdsPayment() {
 		// The customer paid twice (e.g. two Checkout Sessions). The money is
 		// recorded and given back; the booking keeps its first payment.
 		return []Event{succeeded, refund(RefundDuplicatePayment)}, nil
@@ -220,7 +220,8 @@ func decideFailed(b *Booking, p Payment, requireSession bool) ([]Event, error) {
 	if b.seen(b.failed, p.PaymentIntentID, p.SessionID) {
 		return nil, nil
 	}
-	if b.paymentStatus == PaymentStatusPaid || b.paymentStatus == PaymentStatusRefunded {
+	// paymentStatus is the status before refunds: paid also when refunded.
+	if b.paymentStatus == PaymentStatusPaid {
 		return nil, nil
 	}
 	failed := PaymentFailed{
@@ -288,8 +289,8 @@ func DecideCheckoutSessionOpened(b *Booking, sessionID, url string, expiresAt ti
 	if b.sessionID == sessionID {
 		return nil, nil
 	}
-	if b.status == StatusConfirmed || b.paymentStatus == PaymentStatusPaid || b.paymentStatus == PaymentStatusRefunded {
-		return nil, fmt.Errorf("%w: booking %d is %s and %s, not awaiting payment", ErrInvalid, b.id, b.status, b.paymentStatus)
+	if b.status == StatusConfirmed || b.paymentStatus == PaymentStatusPaid {
+		return nil, fmt.Errorf("%w: booking %d is %s and %s, not awaiting payment", ErrInvalid, b.id, b.status, b.PaymentStatus())
 	}
 	return []Event{CheckoutSessionOpened{SessionID: sessionID, URL: url, ExpiresAt: expiresAt.UTC()}}, nil
 }
@@ -319,7 +320,7 @@ func DecideRefundIssued(b *Booking, r RefundIssued) ([]Event, error) {
 		return nil, nil
 	}
 	r.Currency = m.Currency
-	return []Event{r}, nil
+	return withRefundedChange(b, []Event{r})
 }
 
 func checkBooking(b *Booking) error {

@@ -240,7 +240,7 @@ func TestDecisions(t *testing.T) {
 		{"conflict then refund issued", false, []step{
 			{succeeded(sessionCompleted, taken), conflictPath(sessionCompleted, 3)},
 			{refundIssued(RefundIssued{RefundID: "re_1", PaymentIntentID: "pi_1", Amount: 36000, Currency: "EUR"}),
-				[]Event{RefundIssued{RefundID: "re_1", PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur"}}},
+				[]Event{RefundIssued{RefundID: "re_1", PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur", RefundedChange: ptr[int64](36000)}}},
 			{refundIssued(RefundIssued{RefundID: "re_1", PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur"}), nil},
 			{succeeded(sessionCompleted, taken), nil},
 			{failed(intent2Failed), nil},
@@ -253,7 +253,7 @@ func TestDecisions(t *testing.T) {
 				RefundRequested{PaymentIntentID: "pi_2", Amount: 36000, Currency: "eur", Reason: RefundDuplicatePayment}}},
 			{succeeded(intent2Succeeded), nil},
 			{refundIssued(RefundIssued{RefundID: "re_2", PaymentIntentID: "pi_2", Amount: 36000, Currency: "eur"}),
-				[]Event{RefundIssued{RefundID: "re_2", PaymentIntentID: "pi_2", Amount: 36000, Currency: "eur"}}},
+				[]Event{RefundIssued{RefundID: "re_2", PaymentIntentID: "pi_2", Amount: 36000, Currency: "eur", RefundedChange: ptr[int64](36000)}}},
 		}, StatusConfirmed, PaymentStatusPaid, "pi_1"},
 		{"second payment after conflict is refunded as duplicate", false, []step{
 			{succeeded(sessionCompleted, taken), conflictPath(sessionCompleted, 3)},
@@ -343,7 +343,7 @@ func TestDecisions(t *testing.T) {
 		{"confirmed, refunded, paid again", false, []step{
 			{succeeded(sessionCompleted), []Event{succeededFrom(sessionCompleted), confirmedEv}},
 			{refundIssued(RefundIssued{RefundID: "re_1", PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur"}),
-				[]Event{RefundIssued{RefundID: "re_1", PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur"}}},
+				[]Event{RefundIssued{RefundID: "re_1", PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur", RefundedChange: ptr[int64](36000)}}},
 			{failed(intent2Failed), nil},
 			{succeeded(otherPayment, taken), []Event{succeededFrom(otherPayment)}},
 		}, StatusConfirmed, PaymentStatusPaid, "pi_2"},

@@ -52,7 +52,8 @@ func (s *Status) UnmarshalText(b []byte) error {
 func (s *Status) Scan(src any) error { return scanEnum("booking status", src, allStatuses, s) }
 
 // PaymentStatus is what the ledger knows about the money for a booking:
-// unpaid, paid, failed or refunded. The zero value is invalid.
+// unpaid, paid, failed, partially_refunded or refunded. The zero value is
+// invalid.
 type PaymentStatus string
 
 // The payment statuses. These words are stored in the bookings table and
@@ -62,9 +63,12 @@ const (
 	PaymentStatusPaid     PaymentStatus = "paid"
 	PaymentStatusFailed   PaymentStatus = "failed"
 	PaymentStatusRefunded PaymentStatus = "refunded"
+	// PaymentStatusPartiallyRefunded: part of the payment of record was
+	// given back (0 < refunded < paid).
+	PaymentStatusPartiallyRefunded PaymentStatus = "partially_refunded"
 )
 
-var allPaymentStatuses = []PaymentStatus{PaymentStatusUnpaid, PaymentStatusPaid, PaymentStatusFailed, PaymentStatusRefunded}
+var allPaymentStatuses = []PaymentStatus{PaymentStatusUnpaid, PaymentStatusPaid, PaymentStatusFailed, PaymentStatusRefunded, PaymentStatusPartiallyRefunded}
 
 // ParsePaymentStatus returns the PaymentStatus spelled s (exact, lower case).
 // An unknown or empty value returns an error wrapping ErrInvalid.
@@ -174,7 +178,7 @@ func (s *PaymentSource) UnmarshalText(b []byte) error {
 }
 
 // RefundReason says why the ledger asked for a refund. It is recorded in
-// RefundRequested events; the zero value is invalid.
+// RefundRequested and RefundFailed events; the zero value is invalid.
 type RefundReason string
 
 // The refund reasons. They are part of the stored events and never change.
@@ -185,9 +189,13 @@ const (
 	// RefundDuplicatePayment: a second, different payment arrived for a
 	// booking that was already paid.
 	RefundDuplicatePayment RefundReason = "duplicate_payment"
+	// RefundExternal: the refund was not the ledger's decision; it was made
+	// in Stripe's Dashboard or by another integration (RefundFailed of such
+	// a refund).
+	RefundExternal RefundReason = "external"
 )
 
-var allRefundReasons = []RefundReason{RefundAvailabilityConflict, RefundDuplicatePayment}
+var allRefundReasons = []RefundReason{RefundAvailabilityConflict, RefundDuplicatePayment, RefundExternal}
 
 // ParseRefundReason returns the RefundReason spelled s. An unknown or empty
 // value returns an error wrapping ErrInvalid.

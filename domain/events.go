@@ -135,6 +135,11 @@ type RefundIssued struct {
 	PaymentIntentID string `json:"payment_intent_id"`
 	Amount          int64  `json:"amount"`
 	Currency        string `json:"currency"`
+	// RefundedChange is how much the refund raised the booking's refunded
+	// amount when it was recorded: Amount, or 0 when Stripe's webhook
+	// reported the same refund first (PaymentRefunded). Absent in events
+	// recorded before it existed, which stand for Amount. Apply ignores it.
+	RefundedChange *int64 `json:"refunded_change,omitempty"`
 }
 
 // EventType returns EventBookingRequested.

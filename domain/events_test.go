@@ -45,25 +45,60 @@ var wireSamples = []struct {
 	{"RefundFailed", 1, RefundFailed{PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur", Reason: RefundAvailabilityConflict,
 		FailureCode: "charge_already_refunded", FailureMessage: "Charge ch_1 has already been refunded.", HTTPStatus: 400, StripeRequestID: "req_1"},
 		`{"payment_intent_id":"pi_1","amount":36000,"currency":"eur","reason":"availability_conflict","failure_code":"charge_already_refunded","failure_message":"Charge ch_1 has already been refunded.","http_status":400,"stripe_request_id":"req_1"}`},
+	{"RefundIssued", 1, RefundIssued{RefundID: "re_1", PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur", RefundedChange: ptr[int64](0)},
+		`{"refund_id":"re_1","payment_intent_id":"pi_1","amount":36000,"currency":"eur","refunded_change":0}`},
+	{"RefundFailed", 1, RefundFailed{PaymentIntentID: "pi_1", Amount: 5000, Currency: "eur", Reason: RefundExternal,
+		FailureCode: "expired_or_canceled_card", FailureMessage: "Stripe reported the refund failed", RefundID: "re_1", ChargeID: "ch_1", RefundedChange: -5000},
+		`{"payment_intent_id":"pi_1","amount":5000,"currency":"eur","reason":"external","failure_code":"expired_or_canceled_card","failure_message":"Stripe reported the refund failed","http_status":0,"stripe_request_id":"","refund_id":"re_1","charge_id":"ch_1","refunded_change":-5000}`},
+	{"PaymentRefunded", 1, PaymentRefunded{RefundID: "re_1", ChargeID: "ch_1", PaymentIntentID: "pi_1", Amount: 5000, Currency: "eur",
+		Status: RefundStatusPending, RefundedChange: 5000, StripeEventType: "refund.created"},
+		`{"refund_id":"re_1","charge_id":"ch_1","payment_intent_id":"pi_1","amount":5000,"currency":"eur","status":"pending","refunded_change":5000,"stripe_event_type":"refund.created"}`},
+	{"PaymentRefundedTotal", 1, PaymentRefundedTotal{ChargeID: "ch_1", PaymentIntentID: "pi_1", AmountRefunded: 8000, Currency: "eur",
+		RefundedChange: 3000, StripeEventType: "charge.refunded"},
+		`{"charge_id":"ch_1","payment_intent_id":"pi_1","amount_refunded":8000,"currency":"eur","refunded_change":3000,"stripe_event_type":"charge.refunded"}`},
+	{"DisputeOpened", 1, DisputeOpened{DisputeID: "dp_1", ChargeID: "ch_1", PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur",
+		Status: DisputeNeedsResponse, Reason: "fraudulent", EvidenceDueBy: ptr(time.Date(2026, 12, 20, 23, 59, 59, 0, time.UTC)),
+		DisputeCreated: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC), StripeEventType: "charge.dispute.created"},
+		`{"dispute_id":"dp_1","charge_id":"ch_1","payment_intent_id":"pi_1","amount":36000,"currency":"eur","status":"needs_response","reason":"fraudulent","evidence_due_by":"2026-12-20T23:59:59Z","dispute_created":"2026-12-01T08:00:00Z","stripe_event_type":"charge.dispute.created"}`},
+	{"DisputeOpened", 1, DisputeOpened{DisputeID: "dp_1", ChargeID: "ch_1", Amount: 36000, Currency: "eur", Status: DisputeWarningClosed,
+		DisputeCreated: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC), StripeEventType: "charge.dispute.closed"},
+		`{"dispute_id":"dp_1","charge_id":"ch_1","payment_intent_id":"","amount":36000,"currency":"eur","status":"warning_closed","reason":"","evidence_due_by":null,"dispute_created":"2026-12-01T08:00:00Z","stripe_event_type":"charge.dispute.closed"}`},
+	{"DisputeUpdated", 1, DisputeUpdated{DisputeID: "dp_1", Status: DisputeUnderReview, Amount: 36000, Currency: "eur",
+		EvidenceDueBy: ptr(time.Date(2026, 12, 20, 23, 59, 59, 0, time.UTC)), StripeEventType: "charge.dispute.updated"},
+		`{"dispute_id":"dp_1","status":"under_review","amount":36000,"currency":"eur","evidence_due_by":"2026-12-20T23:59:59Z","stripe_event_type":"charge.dispute.updated"}`},
+	{"DisputeClosed", 1, DisputeClosed{DisputeID: "dp_1", Status: DisputeLost, Amount: 36000, Currency: "eur", StripeEventType: "charge.dispute.closed"},
+		`{"dispute_id":"dp_1","status":"lost","amount":36000,"currency":"eur","stripe_event_type":"charge.dispute.closed"}`},
+	{"DisputeFundsWithdrawn", 1, DisputeFundsWithdrawn{DisputeID: "dp_1", Amount: 36000, Currency: "eur", StripeEventType: "charge.dispute.funds_withdrawn"},
+		`{"dispute_id":"dp_1","amount":36000,"currency":"eur","stripe_event_type":"charge.dispute.funds_withdrawn"}`},
+	{"DisputeFundsReinstated", 1, DisputeFundsReinstated{DisputeID: "dp_1", Amount: 36000, Currency: "eur", StripeEventType: "charge.dispute.funds_reinstated"},
+		`{"dispute_id":"dp_1","amount":36000,"currency":"eur","stripe_event_type":"charge.dispute.funds_reinstated"}`},
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func TestWireNames(t *testing.T) {
 	want := []string{
 		"AvailabilityConflict", "BookingCancelled", "BookingConfirmed", "BookingRequested",
-		"CheckoutSessionOpened", "PaymentFailed", "PaymentMismatch", "PaymentSucceeded",
-		"RefundFailed", "RefundIssued", "RefundRequested",
+		"CheckoutSessionOpened", "DisputeClosed", "DisputeFundsReinstated", "DisputeFundsWithdrawn",
+		"DisputeOpened", "DisputeUpdated", "PaymentFailed", "PaymentMismatch", "PaymentRefunded",
+		"PaymentRefundedTotal", "PaymentSucceeded", "RefundFailed", "RefundIssued", "RefundRequested",
 	}
 	if got := EventTypes(); !slices.Equal(got, want) {
 		t.Errorf("EventTypes() = %v, want %v", got, want)
 	}
 	consts := []string{EventBookingRequested, EventCheckoutSessionOpened, EventPaymentSucceeded, EventPaymentFailed,
 		EventPaymentMismatch, EventAvailabilityConflict, EventBookingConfirmed, EventBookingCancelled,
-		EventRefundRequested, EventRefundIssued, EventRefundFailed}
+		EventRefundRequested, EventRefundIssued, EventRefundFailed, EventPaymentRefunded, EventPaymentRefundedTotal,
+		EventDisputeOpened, EventDisputeUpdated, EventDisputeClosed, EventDisputeFundsWithdrawn, EventDisputeFundsReinstated}
 	slices.Sort(consts)
 	if !slices.Equal(consts, want) {
 		t.Errorf("Event* constants = %v, want %v", consts, want)
 	}
-	if len(registry) != len(wireSamples) {
+	samples := map[registryKey]bool{}
+	for _, w := range wireSamples {
+		samples[registryKey{w.name, w.version}] = true
+	}
+	if len(registry) != len(samples) {
 		t.Errorf("registry has %d entries, wireSamples %d: add a sample for every event", len(registry), len(wireSamples))
 	}
 }
@@ -132,7 +167,7 @@ func TestDecodeErrors(t *testing.T) {
 		version   int
 		data      string
 	}{
-		{"unknown type", "PaymentRefunded", 1, `{}`},
+		{"unknown type", "PaymentRefundedTwice", 1, `{}`},
 		{"go type name is not the wire name", "domain.PaymentSucceeded", 1, `{}`},
 		{"lower-case wire name", "paymentsucceeded", 1, `{}`},
 		{"unknown version", EventPaymentSucceeded, 2, `{}`},

@@ -8,7 +8,8 @@ const EventRefundFailed = "RefundFailed"
 
 // RefundFailed records that Stripe refused a requested refund for good (a 4xx
 // answer such as charge_already_refunded or a PaymentIntent Stripe does not
-// know): the money was not given back by the ledger and an operator must
+// know), or that a refund failed after Stripe accepted it (RefundID set,
+// see DecideRefund): the money was not given back and an operator must
 // look at it. Transient failures (network, 5xx, rate limits) are retried and
 // never recorded as RefundFailed.
 type RefundFailed struct {
@@ -27,6 +28,14 @@ type RefundFailed struct {
 	// StripeRequestID is the Request-Id of Stripe's answer ("req_..."), for
 	// Stripe's support; "" when unknown.
 	StripeRequestID string `json:"stripe_request_id"`
+	// RefundID is set when a refund Stripe had accepted failed (or was
+	// canceled) afterwards, as refund.failed / refund.updated report it;
+	// ChargeID is its charge. RefundedChange is how much that took off the
+	// booking's refunded amount (0 or negative). All three are absent for
+	// a refusal of the ledger's own request.
+	RefundID       string `json:"refund_id,omitempty"`
+	ChargeID       string `json:"charge_id,omitempty"`
+	RefundedChange int64  `json:"refunded_change,omitempty"`
 }
 
 // EventType returns EventRefundFailed.

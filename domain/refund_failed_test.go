@@ -35,7 +35,7 @@ func TestRefundSettlement(t *testing.T) {
 		}, 0, 1, PaymentStatusPaid},
 		{"issued, then a late refusal is ignored", []step{
 			{succeeded(sessionCompleted, taken), conflictPath(sessionCompleted, 3)},
-			{refundIssued(issued), []Event{issued}},
+			{refundIssued(issued), []Event{withChange(issued, 36000)}},
 			{refundFailed(failedRefund), nil},
 		}, 0, 0, PaymentStatusRefunded},
 		{"refusal of a payment never requested", []step{
@@ -75,4 +75,11 @@ func TestRefundSettlement(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withChange is r as DecideRefundIssued records it: with the change to the
+// booking's refunded amount.
+func withChange(r RefundIssued, change int64) RefundIssued {
+	r.RefundedChange = &change
+	return r
 }
