@@ -27,6 +27,16 @@ var handled = []handledType{
 	{EventCheckoutSessionExpired, ObjectCheckoutSession, app.FactSessionExpired},
 	{EventPaymentIntentSucceeded, ObjectPaymentIntent, app.FactPaymentSucceeded},
 	{EventPaymentIntentPaymentFailed, ObjectPaymentIntent, app.FactPaymentFailed},
+	{EventChargeRefunded, ObjectCharge, app.FactChargeRefunded},
+	{EventRefundCreated, ObjectRefund, app.FactRefund},
+	{EventRefundUpdated, ObjectRefund, app.FactRefund},
+	{EventRefundFailed, ObjectRefund, app.FactRefund},
+	{EventChargeRefundUpdated, ObjectRefund, app.FactRefund},
+	{EventChargeDisputeCreated, ObjectDispute, app.FactDisputeCreated},
+	{EventChargeDisputeUpdated, ObjectDispute, app.FactDisputeUpdated},
+	{EventChargeDisputeClosed, ObjectDispute, app.FactDisputeClosed},
+	{EventChargeDisputeFundsWithdrawn, ObjectDispute, app.FactDisputeFundsWithdrawn},
+	{EventChargeDisputeFundsReinstated, ObjectDispute, app.FactDisputeFundsReinstated},
 }
 
 var handledByType = func() map[string]handledType {
@@ -72,7 +82,64 @@ func (e Event) Delivery(raw []byte, header, source string, receivedAt time.Time)
 			SessionID:       lookup.SessionID,
 			PaymentIntentID: lookup.PaymentIntentID,
 		},
-		Payment: e.Payment(source),
+		Payment:      e.Payment(source),
+		Refund:       e.Object.refund(e.Type),
+		ChargeRefund: e.Object.chargeRefund(e.Type),
+		Dispute:      e.Object.dispute(e.Type),
+	}
+}
+
+// refund is o as the refund fact, zero unless o is a refund.
+func (o Object) refund(eventType string) domain.Refund {
+	if o.Object != ObjectRefund {
+		return domain.Refund{}
+	}
+	return domain.Refund{
+		ID:              o.ID,
+		ChargeID:        o.ChargeID,
+		PaymentIntentID: o.PaymentIntentID,
+		Amount:          o.Amount,
+		Currency:        o.Currency,
+		Status:          domain.RefundStatus(o.Status),
+		FailureReason:   o.FailureReason,
+		StripeEventType: eventType,
+	}
+}
+
+// chargeRefund is o as charge.refunded's fact, zero unless o is a charge.
+func (o Object) chargeRefund(eventType string) domain.ChargeRefund {
+	if o.Object != ObjectCharge {
+		return domain.ChargeRefund{}
+	}
+	c := domain.ChargeRefund{
+		ChargeID:        o.ChargeID,
+		PaymentIntentID: o.PaymentIntentID,
+		AmountRefunded:  o.AmountRefunded,
+		Currency:        o.Currency,
+		StripeEventType: eventType,
+	}
+	for _, r := range o.Refunds {
+		c.Refunds = append(c.Refunds, r.refund(eventType))
+	}
+	return c
+}
+
+// dispute is o as a dispute fact, zero unless o is a dispute.
+func (o Object) dispute(eventType string) domain.Dispute {
+	if o.Object != ObjectDispute {
+		return domain.Dispute{}
+	}
+	return domain.Dispute{
+		ID:              o.ID,
+		ChargeID:        o.ChargeID,
+		PaymentIntentID: o.PaymentIntentID,
+		Amount:          o.Amount,
+		Currency:        o.Currency,
+		Status:          domain.DisputeStatus(o.Status),
+		Reason:          o.Reason,
+		EvidenceDueBy:   o.EvidenceDueBy,
+		Created:         o.Created,
+		StripeEventType: eventType,
 	}
 }
 

@@ -2,9 +2,11 @@ package stripe
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 )
 
@@ -22,7 +24,18 @@ func TestDeliveryFacts(t *testing.T) {
 		"payment_intent.payment_failed":            app.FactPaymentFailed,
 		"charge.succeeded":                         app.FactNone,
 		"charge.failed":                            app.FactNone,
-		"charge.refunded":                          app.FactNone,
+		"charge.refunded":                          app.FactChargeRefunded,
+		"refund.created":                           app.FactRefund,
+		"refund.updated":                           app.FactRefund,
+		"refund.failed":                            app.FactRefund,
+		"charge.refund.updated":                    app.FactRefund,
+		"charge.dispute.created":                   app.FactDisputeCreated,
+		"charge.dispute.updated":                   app.FactDisputeUpdated,
+		"charge.dispute.closed":                    app.FactDisputeClosed,
+		"charge.dispute.funds_withdrawn":           app.FactDisputeFundsWithdrawn,
+		"charge.dispute.funds_reinstated":          app.FactDisputeFundsReinstated,
+		"refund.canceled":                          app.FactNone,
+		"charge.dispute.evidence_submitted":        app.FactNone,
 		"payment_intent.created":                   app.FactNone,
 		"payment_intent.canceled":                  app.FactNone,
 		"checkout.session.async_payment_pending":   app.FactNone,
@@ -50,9 +63,41 @@ func TestDeliveryFacts(t *testing.T) {
 			if fact == app.FactNone {
 				return
 			}
-			if !slices.Contains(d.Lookup.BookingIDs, testBooking.ID) || d.Payment.Amount != testBooking.Amount ||
-				d.Payment.Currency != "eur" || d.Payment.Source != "webhook" || d.Payment.StripeEventType != typ {
-				t.Errorf("lookup %+v, payment %+v", d.Lookup, d.Payment)
+			// Disputes carry no booking metadata: found by PaymentIntent.
+			if !strings.HasPrefix(typ, "charge.dispute.") && !slices.Contains(d.Lookup.BookingIDs, testBooking.ID) ||
+				d.Lookup.PaymentIntentID != testBooking.PaymentIntentID {
+				t.Errorf("lookup %+v", d.Lookup)
+			}
+			switch d.Fact {
+			case app.FactRefund:
+				r := d.Refund
+				if !strings.HasPrefix(r.ID, "re_") || r.ChargeID != testBooking.ChargeID || r.PaymentIntentID != testBooking.PaymentIntentID ||
+					r.Amount != testBooking.Amount || r.Currency != "eur" || r.StripeEventType != typ ||
+					(typ == "refund.failed") != (r.Status == domain.RefundStatusFailed && r.FailureReason == "expired_or_canceled_card") {
+					t.Errorf("refund %+v", r)
+				}
+			case app.FactChargeRefunded:
+				c := d.ChargeRefund
+				if c.ChargeID != testBooking.ChargeID || c.PaymentIntentID != testBooking.PaymentIntentID || c.AmountRefunded != testBooking.Amount ||
+					c.Currency != "eur" || len(c.Refunds) != 0 || c.StripeEventType != typ {
+					t.Errorf("charge refund %+v", c)
+				}
+			case app.FactDisputeCreated, app.FactDisputeUpdated, app.FactDisputeClosed, app.FactDisputeFundsWithdrawn, app.FactDisputeFundsReinstated:
+				dp := d.Dispute
+				if !strings.HasPrefix(dp.ID, "dp_") || dp.ChargeID != testBooking.ChargeID || dp.PaymentIntentID != testBooking.PaymentIntentID ||
+					dp.Amount != testBooking.Amount || dp.Currency != "eur" || !dp.Status.Valid() || dp.Reason != "fraudulent" ||
+					!dp.EvidenceDueBy.Equal(at.Add(14*24*time.Hour)) || !dp.Created.Equal(at.Add(-time.Hour)) || dp.StripeEventType != typ {
+					t.Errorf("dispute %+v", dp)
+				}
+			default:
+				if d.Payment.Amount != testBooking.Amount || d.Payment.Currency != "eur" || d.Payment.Source != "webhook" ||
+					d.Payment.StripeEventType != typ {
+					t.Errorf("payment %+v", d.Payment)
+				}
+			}
+			if d.Fact != app.FactRefund && d.Refund.ID != "" || d.Fact != app.FactChargeRefunded && d.ChargeRefund.ChargeID != "" ||
+				!strings.HasPrefix(typ, "charge.dispute.") && d.Dispute.ID != "" {
+				t.Errorf("facts of other types filled in: %+v %+v %+v", d.Refund, d.ChargeRefund, d.Dispute)
 			}
 		})
 	}

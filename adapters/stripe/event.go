@@ -32,6 +32,25 @@ const (
 	// EventPaymentIntentPaymentFailed: an attempt to pay the PaymentIntent
 	// failed (it may be retried by the customer).
 	EventPaymentIntentPaymentFailed = "payment_intent.payment_failed"
+
+	// EventChargeRefunded: a charge was refunded, in part or in full; the
+	// charge carries the cumulative amount_refunded.
+	EventChargeRefunded = "charge.refunded"
+	// EventRefundCreated, EventRefundUpdated, EventRefundFailed: a refund
+	// was created, changed status, or failed.
+	EventRefundCreated = "refund.created"
+	EventRefundUpdated = "refund.updated"
+	EventRefundFailed  = "refund.failed"
+	// EventChargeRefundUpdated is refund.updated's name in API versions
+	// before 2022-11-15 (same refund object).
+	EventChargeRefundUpdated = "charge.refund.updated"
+
+	// The dispute (chargeback, inquiry) events; each carries the dispute.
+	EventChargeDisputeCreated         = "charge.dispute.created"
+	EventChargeDisputeUpdated         = "charge.dispute.updated"
+	EventChargeDisputeClosed          = "charge.dispute.closed"
+	EventChargeDisputeFundsWithdrawn  = "charge.dispute.funds_withdrawn"
+	EventChargeDisputeFundsReinstated = "charge.dispute.funds_reinstated"
 )
 
 // Values of a Stripe object's "object" field that the handled events carry.
@@ -40,6 +59,12 @@ const (
 	ObjectCheckoutSession = "checkout.session"
 	// ObjectPaymentIntent is the object of payment_intent.* events.
 	ObjectPaymentIntent = "payment_intent"
+	// ObjectCharge is the object of charge.refunded.
+	ObjectCharge = "charge"
+	// ObjectRefund is the object of refund.* and charge.refund.updated.
+	ObjectRefund = "refund"
+	// ObjectDispute is the object of charge.dispute.*.
+	ObjectDispute = "dispute"
 )
 
 // maxEventIDLen bounds the event id, the inbox key; Stripe's ids are far
@@ -104,6 +129,23 @@ type Object struct {
 	// last_payment_error: its code, or its decline_code when it has no code,
 	// and its message.
 	FailureCode, FailureMessage string
+	// ChargeID is the charge's id for a charge, the charge field of a
+	// refund or dispute; "" otherwise.
+	ChargeID string
+	// AmountRefunded is a charge's cumulative amount_refunded.
+	AmountRefunded int64
+	// Refunds are the refunds a charge lists (API versions before
+	// 2022-11-15 embed them in charge.refunded), nil otherwise.
+	Refunds []Object
+	// Reason is a dispute's reason ("fraudulent", ...).
+	Reason string
+	// FailureReason is a failed refund's failure_reason.
+	FailureReason string
+	// EvidenceDueBy is a dispute's evidence_details.due_by (UTC), zero when
+	// null.
+	EvidenceDueBy time.Time
+	// Created is when Stripe created the object (UTC), zero when absent.
+	Created time.Time
 }
 
 // Handled reports whether the ledger acts on events of e's type.
@@ -157,6 +199,20 @@ type wireObject struct {
 		DeclineCode string `json:"decline_code"`
 		Message     string `json:"message"`
 	} `json:"last_payment_error"`
+	Charge          expandableID `json:"charge"`
+	AmountRefunded  int64        `json:"amount_refunded"`
+	Refunds         *wireList    `json:"refunds"`
+	Reason          string       `json:"reason"`
+	FailureReason   string       `json:"failure_reason"`
+	Created         int64        `json:"created"`
+	EvidenceDetails *struct {
+		DueBy int64 `json:"due_by"`
+	} `json:"evidence_details"`
+}
+
+// wireList is a Stripe list object, as a charge's refunds.
+type wireList struct {
+	Data []wireObject `json:"data"`
 }
 
 // expandableID reads a field Stripe sends either as an id string, as null,
@@ -295,6 +351,14 @@ func checkText(e Event) error {
 		{"data.object.payment_status", e.Object.PaymentStatus}, {"data.object.status", e.Object.Status},
 		{"data.object.last_payment_error.code", e.Object.FailureCode},
 		{"data.object.last_payment_error.message", e.Object.FailureMessage},
+		{"data.object.charge", e.Object.ChargeID}, {"data.object.reason", e.Object.Reason},
+		{"data.object.failure_reason", e.Object.FailureReason},
+	}
+	for i, r := range e.Object.Refunds {
+		fields = append(fields,
+			struct{ path, value string }{fmt.Sprintf("data.object.refunds.data[%d].id", i), r.ID},
+			struct{ path, value string }{fmt.Sprintf("data.object.refunds.data[%d].status", i), r.Status},
+			struct{ path, value string }{fmt.Sprintf("data.object.refunds.data[%d].failure_reason", i), r.FailureReason})
 	}
 	for _, f := range fields {
 		if strings.IndexByte(f.value, 0) >= 0 {
@@ -351,18 +415,45 @@ func checkObject(want string, o *wireObject) error {
 	amountField, amount := "data.object.amount", o.Amount
 	if want == ObjectCheckoutSession {
 		amountField, amount = "data.object.amount_total", o.AmountTotal
-		if o.PaymentIntent.bad {
-			return fieldError("data.object.payment_intent", "wrong type: want an id, null or an object with an id")
-		}
+	}
+	if o.PaymentIntent.bad {
+		return fieldError("data.object.payment_intent", "wrong type: want an id, null or an object with an id")
+	}
+	if o.Charge.bad {
+		return fieldError("data.object.charge", "wrong type: want an id, null or an object with an id")
 	}
 	if amount < 0 {
 		return fieldError(amountField, "negative")
 	}
-	if o.Currency == "" {
-		return fieldError("data.object.currency", "missing")
+	if o.AmountRefunded < 0 {
+		return fieldError("data.object.amount_refunded", "negative")
 	}
-	if !isCurrencyCode(o.Currency) {
-		return fieldError("data.object.currency", "not a three-letter currency code")
+	if err := checkCurrency("data.object.currency", o.Currency); err != nil {
+		return err
+	}
+	if o.Refunds != nil {
+		for i, r := range o.Refunds.Data {
+			path := fmt.Sprintf("data.object.refunds.data[%d]", i)
+			if r.ID == "" {
+				return fieldError(path+".id", "missing")
+			}
+			if r.Amount < 0 {
+				return fieldError(path+".amount", "negative")
+			}
+			if err := checkCurrency(path+".currency", r.Currency); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func checkCurrency(field, c string) error {
+	if c == "" {
+		return fieldError(field, "missing")
+	}
+	if !isCurrencyCode(c) {
+		return fieldError(field, "not a three-letter currency code")
 	}
 	return nil
 }
@@ -403,6 +494,28 @@ func toObject(o *wireObject) Object {
 			obj.FailureCode = e.DeclineCode
 		}
 		obj.FailureMessage = e.Message
+	}
+	switch o.Object {
+	case ObjectCharge:
+		obj.ChargeID = o.ID
+		obj.AmountRefunded = o.AmountRefunded
+		if o.Refunds != nil {
+			for i := range o.Refunds.Data {
+				obj.Refunds = append(obj.Refunds, toObject(&o.Refunds.Data[i]))
+			}
+		}
+	case ObjectRefund, ObjectDispute:
+		if !o.Charge.bad {
+			obj.ChargeID = o.Charge.id
+		}
+		obj.Reason = o.Reason
+		obj.FailureReason = o.FailureReason
+		if d := o.EvidenceDetails; d != nil && d.DueBy > 0 && d.DueBy <= maxCreated {
+			obj.EvidenceDueBy = time.Unix(d.DueBy, 0).UTC()
+		}
+	}
+	if o.Created > 0 && o.Created <= maxCreated {
+		obj.Created = time.Unix(o.Created, 0).UTC()
 	}
 	return obj
 }

@@ -20,6 +20,7 @@ var testBooking = TestBooking{
 	Amount:          36000,
 	Currency:        "EUR",
 	CustomerEmail:   "guest@example.com",
+	ChargeID:        "ch_3booking42",
 }
 
 func TestParseEventRoundTripsBuildEvent(t *testing.T) {

@@ -41,6 +41,48 @@ type TestBooking struct {
 	Currency string
 	// CustomerEmail is the payer's e-mail; default "customer@example.com".
 	CustomerEmail string
+	// ChargeID is the paying charge ("ch_..."), of charge, refund and
+	// dispute events; a fresh random id when empty.
+	ChargeID string
+	// AmountRefunded is charge.refunded's cumulative amount_refunded;
+	// Amount when 0 (a full refund).
+	AmountRefunded int64
+	// Refund is the refund of refund.* and charge.refund.updated events.
+	Refund TestRefund
+	// Dispute is the dispute of charge.dispute.* events.
+	Dispute TestDispute
+}
+
+// TestRefund describes the refund object of a test event. Its metadata
+// carries booking_id when TestBooking.ID is set, as the ledger's own
+// refunds do; a refund made in the Dashboard has none (ID 0).
+type TestRefund struct {
+	// ID ("re_..."); a fresh one when empty.
+	ID string
+	// Amount; TestBooking.Amount when 0.
+	Amount int64
+	// Status; "failed" for refund.failed, else "succeeded", when empty.
+	Status string
+	// FailureReason of a failed refund; "expired_or_canceled_card" when
+	// empty and the refund failed.
+	FailureReason string
+}
+
+// TestDispute describes the dispute object of a test event. Disputes
+// carry no booking metadata: the ledger finds them by PaymentIntent.
+type TestDispute struct {
+	// ID ("dp_..."); a fresh one when empty.
+	ID string
+	// Status; when empty, what the type usually carries: needs_response
+	// (created, funds_withdrawn), under_review (updated), lost (closed), won
+	// (funds_reinstated).
+	Status string
+	// Reason; "fraudulent" when empty.
+	Reason string
+	// DueBy is evidence_details.due_by; 14 days after now when zero.
+	DueBy time.Time
+	// Created is when the dispute was opened; an hour before now when zero.
+	Created time.Time
 }
 
 // BuildEvent returns a complete, realistic Stripe event of type eventType
@@ -55,8 +97,10 @@ type TestBooking struct {
 // an expired session has a PaymentIntent only when b.PaymentIntentID is set,
 // as a customer who never tried to pay leaves none), a complete
 // payment_intent for payment_intent.* types (with a card-declined
-// last_payment_error for payment_failed), a charge for charge.* types, and
-// the payment_intent for any other type. Objects carry b's ids, amount and currency and
+// last_payment_error for payment_failed), a refund for refund.* and
+// charge.refund.updated (b.Refund), a dispute for charge.dispute.*
+// (b.Dispute), a charge for the other charge.* types, and the
+// payment_intent for any other type. Objects carry b's ids, amount and currency and
 // metadata.booking_id.
 //
 // It fails, with an error matching domain.ErrInvalid, when eventType is
@@ -102,6 +146,11 @@ func BuildEvent(eventType string, b TestBooking, now time.Time) ([]byte, error) 
 	switch {
 	case strings.HasPrefix(eventType, "checkout.session."):
 		obj, err = buildSession(eventType, b, expiredPI, now)
+	case strings.HasPrefix(eventType, "charge.dispute."):
+		obj, err = buildDispute(eventType, b, now)
+	case strings.HasPrefix(eventType, "refund.") || eventType == EventChargeRefundUpdated:
+		obj, err = buildRefund(eventType, b, now)
+		request = map[string]any{"id": "req_" + randomString(14), "idempotency_key": newUUID()}
 	case strings.HasPrefix(eventType, "charge."):
 		obj, err = buildCharge(eventType, b, now)
 		request = map[string]any{"id": "req_" + randomString(14), "idempotency_key": newUUID()}
@@ -298,7 +347,10 @@ func buildCharge(eventType string, b TestBooking, now time.Time) (map[string]any
 	if err != nil {
 		return nil, err
 	}
-	id := "ch_" + randomString(24)
+	id := b.ChargeID
+	if id == "" {
+		id = "ch_" + randomString(24)
+	}
 	o := map[string]any{
 		"id":                  id,
 		"object":              "charge",
@@ -326,6 +378,8 @@ func buildCharge(eventType string, b TestBooking, now time.Time) (map[string]any
 			"network_status": "approved_by_network", "reason": nil, "risk_level": "normal",
 			"seller_message": "Payment complete.", "type": "authorized",
 		},
+		// The fixture's empty list: since API version 2022-11-15 Stripe
+		// lists no refunds unless asked to expand them.
 		"refunds": map[string]any{"url": "/v1/charges/" + id + "/refunds"},
 	}
 	switch eventType {
@@ -336,11 +390,120 @@ func buildCharge(eventType string, b TestBooking, now time.Time) (map[string]any
 			"network_status": "declined_by_network", "reason": "insufficient_funds", "risk_level": "normal",
 			"seller_message": "The bank returned the decline code `insufficient_funds`.", "type": "issuer_declined",
 		}
-	case "charge.refunded":
-		o["refunded"], o["amount_refunded"] = true, b.Amount
+	case EventChargeRefunded:
+		refunded := b.AmountRefunded
+		if refunded == 0 {
+			refunded = b.Amount
+		}
+		o["refunded"], o["amount_refunded"] = refunded >= b.Amount, refunded
 	}
 	merge(ch, o)
 	return ch, nil
+}
+
+func buildRefund(eventType string, b TestBooking, now time.Time) (map[string]any, error) {
+	r, err := loadFixture(refundFixture)
+	if err != nil {
+		return nil, err
+	}
+	rf := b.Refund
+	if rf.ID == "" {
+		rf.ID = "re_" + randomString(24)
+	}
+	if rf.Amount == 0 {
+		rf.Amount = b.Amount
+	}
+	if rf.Status == "" {
+		rf.Status = "succeeded"
+		if eventType == EventRefundFailed {
+			rf.Status = "failed"
+		}
+	}
+	var failureReason, failureTxn any
+	if rf.Status == "failed" {
+		failureReason, failureTxn = rf.FailureReason, "txn_"+randomString(24)
+		if rf.FailureReason == "" {
+			failureReason = "expired_or_canceled_card"
+		}
+	}
+	chargeID := b.ChargeID
+	if chargeID == "" {
+		chargeID = "ch_" + randomString(24)
+	}
+	merge(r, map[string]any{
+		"id":                          rf.ID,
+		"object":                      ObjectRefund,
+		"amount":                      rf.Amount,
+		"currency":                    b.Currency,
+		"charge":                      chargeID,
+		"payment_intent":              b.PaymentIntentID,
+		"metadata":                    bookingMetadata(b.ID),
+		"status":                      rf.Status,
+		"reason":                      nil,
+		"failure_reason":              failureReason,
+		"failure_balance_transaction": failureTxn,
+		"balance_transaction":         "txn_" + randomString(24),
+		"created":                     now.Add(-time.Minute).Unix(),
+	})
+	return r, nil
+}
+
+func buildDispute(eventType string, b TestBooking, now time.Time) (map[string]any, error) {
+	d, err := loadFixture(disputeFixture)
+	if err != nil {
+		return nil, err
+	}
+	dp := b.Dispute
+	if dp.ID == "" {
+		dp.ID = "dp_" + randomString(24)
+	}
+	if dp.Status == "" {
+		switch eventType {
+		case EventChargeDisputeUpdated:
+			dp.Status = "under_review"
+		case EventChargeDisputeClosed:
+			dp.Status = "lost"
+		case EventChargeDisputeFundsReinstated:
+			dp.Status = "won"
+		default:
+			dp.Status = "needs_response"
+		}
+	}
+	if dp.Reason == "" {
+		dp.Reason = "fraudulent"
+	}
+	if dp.DueBy.IsZero() {
+		dp.DueBy = now.Add(14 * 24 * time.Hour)
+	}
+	if dp.Created.IsZero() {
+		dp.Created = now.Add(-time.Hour)
+	}
+	chargeID := b.ChargeID
+	if chargeID == "" {
+		chargeID = "ch_" + randomString(24)
+	}
+	caseType := "chargeback"
+	if strings.HasPrefix(dp.Status, "warning_") {
+		caseType = "inquiry"
+	}
+	merge(d, map[string]any{
+		"id":                   dp.ID,
+		"object":               ObjectDispute,
+		"amount":               b.Amount,
+		"currency":             b.Currency,
+		"charge":               chargeID,
+		"payment_intent":       b.PaymentIntentID,
+		"status":               dp.Status,
+		"reason":               dp.Reason,
+		"created":              dp.Created.Unix(),
+		"livemode":             false,
+		"is_charge_refundable": false,
+		"evidence_details": map[string]any{
+			"due_by": dp.DueBy.Unix(), "has_evidence": false, "past_due": false, "submission_count": 0,
+		},
+		"payment_method_details": map[string]any{"card": map[string]any{"case_type": caseType}},
+	})
+	return d, nil
 }
 
 // loadFixture decodes an embedded fixture afresh, since the caller mutates

@@ -33,6 +33,13 @@ func TestBuildEventIsRealistic(t *testing.T) {
 		{"payment_intent.canceled", "payment_intent", "canceled", "", paymentIntentFixture},
 		{"charge.succeeded", "charge", "succeeded", "", chargeFixture},
 		{"charge.failed", "charge", "failed", "", chargeFixture},
+		{EventChargeRefunded, "charge", "succeeded", "", chargeFixture},
+		{EventRefundCreated, "refund", "succeeded", "", refundFixture},
+		{EventRefundFailed, "refund", "failed", "", refundFixture},
+		{EventChargeRefundUpdated, "refund", "succeeded", "", refundFixture},
+		{EventChargeDisputeCreated, "dispute", "needs_response", "", disputeFixture},
+		{EventChargeDisputeClosed, "dispute", "lost", "", disputeFixture},
+		{EventChargeDisputeFundsReinstated, "dispute", "won", "", disputeFixture},
 		{"customer.created", "payment_intent", "requires_payment_method", "", paymentIntentFixture},
 	}
 	for _, tt := range tests {
@@ -56,7 +63,8 @@ func TestBuildEventIsRealistic(t *testing.T) {
 			if got := ev.Data.Object["status"]; got != tt.status {
 				t.Errorf("status = %v, want %s", got, tt.status)
 			}
-			if got := ev.Data.Object["metadata"].(map[string]any)["booking_id"]; got != "42" {
+			// Stripe's disputes carry metadata of their own, empty.
+			if got := ev.Data.Object["metadata"].(map[string]any)["booking_id"]; got != "42" && tt.object != "dispute" {
 				t.Errorf("metadata.booking_id = %v", got)
 			}
 			if got := ev.Data.Object["currency"]; got != "eur" {
@@ -98,8 +106,29 @@ func TestBuildEventIsRealistic(t *testing.T) {
 				if err := json.Unmarshal(ev.Data.Raw, &ch); err != nil {
 					t.Fatalf("decode as stripe.Charge: %v", err)
 				}
-				if ch.PaymentIntent == nil || ch.PaymentIntent.ID != testBooking.PaymentIntentID || ch.Amount != 36000 {
+				if ch.PaymentIntent == nil || ch.PaymentIntent.ID != testBooking.PaymentIntentID || ch.Amount != 36000 ||
+					ch.ID != testBooking.ChargeID || (tt.typ == EventChargeRefunded) != (ch.AmountRefunded == 36000 && ch.Refunded) {
 					t.Errorf("charge = %+v", ch)
+				}
+			case "refund":
+				var r stripego.Refund
+				if err := json.Unmarshal(ev.Data.Raw, &r); err != nil {
+					t.Fatalf("decode as stripe.Refund: %v", err)
+				}
+				if r.PaymentIntent == nil || r.PaymentIntent.ID != testBooking.PaymentIntentID || r.Charge == nil ||
+					r.Charge.ID != testBooking.ChargeID || r.Amount != 36000 || string(r.Status) != tt.status ||
+					(tt.status == "failed") != (r.FailureReason != "") {
+					t.Errorf("refund = %+v", r)
+				}
+			case "dispute":
+				var d stripego.Dispute
+				if err := json.Unmarshal(ev.Data.Raw, &d); err != nil {
+					t.Fatalf("decode as stripe.Dispute: %v", err)
+				}
+				if d.PaymentIntent == nil || d.PaymentIntent.ID != testBooking.PaymentIntentID || d.Charge == nil ||
+					d.Charge.ID != testBooking.ChargeID || d.Amount != 36000 || string(d.Status) != tt.status ||
+					d.EvidenceDetails == nil || d.EvidenceDetails.DueBy != now.Add(14*24*time.Hour).Unix() {
+					t.Errorf("dispute = %+v", d)
 				}
 			}
 

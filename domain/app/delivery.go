@@ -29,9 +29,23 @@ const (
 	FactPaymentFailed
 	// FactSessionExpired: the Checkout Session expired unpaid.
 	FactSessionExpired
+	// FactRefund: a refund was created or changed status (Delivery.Refund).
+	FactRefund
+	// FactChargeRefunded: a charge's cumulative refunded amount went up
+	// (Delivery.ChargeRefund).
+	FactChargeRefunded
+	// FactDisputeCreated, FactDisputeUpdated, FactDisputeClosed,
+	// FactDisputeFundsWithdrawn and FactDisputeFundsReinstated: what
+	// happened to a dispute (Delivery.Dispute).
+	FactDisputeCreated
+	FactDisputeUpdated
+	FactDisputeClosed
+	FactDisputeFundsWithdrawn
+	FactDisputeFundsReinstated
 )
 
-var factNames = [...]string{"none", "payment_succeeded", "async_payment_succeeded", "async_payment_failed", "payment_failed", "session_expired"}
+var factNames = [...]string{"none", "payment_succeeded", "async_payment_succeeded", "async_payment_failed", "payment_failed", "session_expired",
+	"refund", "charge_refunded", "dispute_created", "dispute_updated", "dispute_closed", "dispute_funds_withdrawn", "dispute_funds_reinstated"}
 
 // String names the fact in logs.
 func (f Fact) String() string {
@@ -60,6 +74,11 @@ type Delivery struct {
 	Fact    Fact
 	Lookup  Lookup
 	Payment domain.Payment
+	// Refund, ChargeRefund and Dispute are the facts of the refund and
+	// dispute types, zero for the others.
+	Refund       domain.Refund
+	ChargeRefund domain.ChargeRefund
+	Dispute      domain.Dispute
 }
 
 // Handled reports whether the ledger decides on the delivery's type.

@@ -61,6 +61,12 @@ func decision(d Delivery) Decision {
 			events, err = domain.DecidePaymentFailed(b, d.Payment)
 		case FactSessionExpired:
 			events, err = domain.DecideSessionExpired(b, d.Payment.SessionID)
+		case FactRefund:
+			events, err = domain.DecideRefund(b, d.Refund)
+		case FactChargeRefunded:
+			events, err = domain.DecideChargeRefunded(b, d.ChargeRefund)
+		case FactDisputeCreated, FactDisputeUpdated, FactDisputeClosed, FactDisputeFundsWithdrawn, FactDisputeFundsReinstated:
+			events, err = domain.DecideDispute(b, disputeFacts[d.Fact], d.Dispute)
 		default:
 			err = fmt.Errorf("event type %s (%s) has no decision: %w", d.Type, d.Fact, domain.ErrInvalid)
 		}
@@ -69,6 +75,15 @@ func decision(d Delivery) Decision {
 		}
 		return events, nil
 	}
+}
+
+// disputeFacts maps the dispute facts onto the domain's.
+var disputeFacts = map[Fact]domain.DisputeFact{
+	FactDisputeCreated:         domain.DisputeFactCreated,
+	FactDisputeUpdated:         domain.DisputeFactUpdated,
+	FactDisputeClosed:          domain.DisputeFactClosed,
+	FactDisputeFundsWithdrawn:  domain.DisputeFactFundsWithdrawn,
+	FactDisputeFundsReinstated: domain.DisputeFactFundsReinstated,
 }
 
 // channel names a delivery's source in the alert lines.
@@ -80,7 +95,9 @@ var channel = map[string]string{
 
 // logDecisions writes the lines existing alerts count, once per decision
 // whatever the channel: "Booking <id> confirmed successfully via <channel>"
-// and "Booking <id> cancelled due to availability conflict".
+// and "Booking <id> cancelled due to availability conflict"; and warnings
+// an operator acts on: "Booking <id> disputed" and "Booking <id> refund
+// <refund id> failed".
 func (s *Service) logDecisions(ctx context.Context, d Delivery, res IngestResult) {
 	if len(res.Events) == 0 {
 		return
@@ -100,6 +117,15 @@ func (s *Service) logDecisions(ctx context.Context, d Delivery, res IngestResult
 			log.InfoContext(ctx, fmt.Sprintf("Booking %d confirmed successfully via %s", res.BookingID, via))
 		case domain.EventAvailabilityConflict:
 			log.WarnContext(ctx, fmt.Sprintf("Booking %d cancelled due to availability conflict", res.BookingID))
+		case domain.EventDisputeOpened:
+			ev := e.(domain.DisputeOpened)
+			log.WarnContext(ctx, fmt.Sprintf("Booking %d disputed", res.BookingID), "dispute_id", ev.DisputeID,
+				"dispute_status", string(ev.Status), "amount", ev.Amount, "currency", ev.Currency)
+		case domain.EventRefundFailed:
+			if ev := e.(domain.RefundFailed); ev.RefundID != "" {
+				log.WarnContext(ctx, fmt.Sprintf("Booking %d refund %s failed", res.BookingID, ev.RefundID),
+					"failure_code", ev.FailureCode, "amount", ev.Amount, "currency", ev.Currency)
+			}
 		}
 	}
 }

@@ -830,7 +830,7 @@ func TestFactString(t *testing.T) {
 		want string
 	}{
 		{app.FactNone, "none"}, {app.FactPaymentSucceeded, "payment_succeeded"}, {app.FactSessionExpired, "session_expired"},
-		{app.Fact(-1), "unknown"}, {app.FactSessionExpired + 1, "unknown"},
+		{app.Fact(-1), "unknown"}, {app.FactDisputeFundsReinstated, "dispute_funds_reinstated"}, {app.FactDisputeFundsReinstated + 1, "unknown"},
 	}
 	for _, tt := range tests {
 		if got := tt.f.String(); got != tt.want {
