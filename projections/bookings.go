@@ -36,6 +36,15 @@ type BookingRow struct {
 	CustomerEmail   string               `json:"customer_email"`
 	SessionID       *string              `json:"session_id"`
 	PaymentIntentID *string              `json:"payment_intent_id"`
+	// RefundedAmount is the money given back on all of the booking's
+	// payments (minor units, each refund counted once).
+	RefundedAmount int64 `json:"refunded_amount"`
+	// DisputeStatus is Stripe's status of the booking's latest dispute,
+	// nil when it has none; DisputedAmount that dispute's amount (0 when
+	// none) and DisputeEvidenceDueBy its evidence due date (nil when none).
+	DisputeStatus        *domain.DisputeStatus `json:"dispute_status"`
+	DisputedAmount       int64                 `json:"disputed_amount"`
+	DisputeEvidenceDueBy *time.Time            `json:"dispute_evidence_due_by"`
 	// CreatedAt is the recorded_at of the stream's first event, UpdatedAt
 	// that of its last.
 	CreatedAt time.Time `json:"created_at"`
@@ -53,7 +62,7 @@ const (
 	// BookingsVersion is the version of FoldBooking. Bump it with every
 	// change of what the fold produces, so that `ledger projections status`
 	// flags the stored table as stale until it is rebuilt.
-	BookingsVersion = 1
+	BookingsVersion = 2
 )
 
 // FoldBooking folds one booking's events, in stream order, into its status
@@ -91,6 +100,15 @@ func FoldBooking(envs []Envelope) (BookingRow, error) {
 		CreatedAt:         envs[0].RecordedAt.UTC(),
 		UpdatedAt:         last.RecordedAt.UTC(),
 		LastEventPosition: last.Position,
+		RefundedAmount:    b.RefundedAmount(),
+	}
+	if d, ok := b.LatestDispute(); ok {
+		row.DisputeStatus = &d.Status
+		row.DisputedAmount = d.Amount
+		if !d.EvidenceDueBy.IsZero() {
+			due := d.EvidenceDueBy.UTC()
+			row.DisputeEvidenceDueBy = &due
+		}
 	}
 	return row, nil
 }

@@ -79,17 +79,17 @@ func foldFast(events []RawEvent) (BookingRow, bool) {
 			status = domain.StatusConfirmed
 		case domain.EventBookingCancelled:
 			status = domain.StatusCancelled
-		case domain.EventRefundIssued:
-			if pi := f.str(fPaymentIntentID); len(pi) == 0 || len(intent) == 0 || string(pi) == string(intent) {
-				payment = domain.PaymentStatusRefunded
-			}
-		case domain.EventPaymentMismatch, domain.EventAvailabilityConflict, domain.EventRefundRequested,
-			domain.EventRefundFailed:
+		case domain.EventPaymentMismatch, domain.EventAvailabilityConflict, domain.EventRefundRequested:
 			// Apply changes none of the row's columns for these.
 		default:
-			// A type Apply knows and this fold does not: the slow path
-			// folds it (TestFoldFastCoversEveryEventType fails until this
-			// switch learns it).
+			// The money given back and the disputes (RefundIssued,
+			// RefundFailed, PaymentRefunded, PaymentRefundedTotal, the
+			// Dispute* events) fold through the slow path on purpose:
+			// few streams hold them, and counting each refund once is
+			// Apply's rule alone, not copied here. Any other type here is
+			// one Apply knows and this fold does not
+			// (TestFoldFastCoversEveryEventType fails until this switch
+			// learns it).
 			return BookingRow{}, false
 		}
 	}
