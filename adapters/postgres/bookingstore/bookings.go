@@ -19,7 +19,12 @@ import (
 
 // BookingColumns is the column list of the bookings table, in the order
 // scanBookingRow scans it (the rebuild copies and swaps tables with it).
-const BookingColumns = `id, resource_id, check_in, check_out, status, payment_status, amount, currency, customer_email, session_id, payment_intent_id, created_at, updated_at, last_event_position`
+// last_event_position stays last: upsertBookingSQL gives it its own
+// expression.
+const BookingColumns = `id, resource_id, check_in, check_out, status, payment_status, amount, currency, customer_email, session_id, payment_intent_id, refunded_amount, dispute_status, disputed_amount, dispute_evidence_due_by, created_at, updated_at, last_event_position`
+
+// upsertParams is the number of upsertArgs: every column but the position.
+const upsertParams = 17
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -27,10 +32,23 @@ func scanBookingRow(s rowScanner) (projections.BookingRow, error) {
 	var r projections.BookingRow
 	var checkIn, checkOut time.Time
 	var status, paymentStatus string
-	var session, intent sql.NullString
+	var session, intent, dispute sql.NullString
+	var due sql.NullTime
 	if err := s.Scan(&r.ID, &r.ResourceID, &checkIn, &checkOut, &status, &paymentStatus, &r.Amount, &r.Currency,
-		&r.CustomerEmail, &session, &intent, &r.CreatedAt, &r.UpdatedAt, &r.LastEventPosition); err != nil {
+		&r.CustomerEmail, &session, &intent, &r.RefundedAmount, &dispute, &r.DisputedAmount, &due,
+		&r.CreatedAt, &r.UpdatedAt, &r.LastEventPosition); err != nil {
 		return r, err
+	}
+	if dispute.Valid {
+		d := domain.DisputeStatus(dispute.String)
+		if !d.Valid() {
+			return r, fmt.Errorf("booking %d: unknown dispute status %q: %w", r.ID, dispute.String, domain.ErrInvalid)
+		}
+		r.DisputeStatus = &d
+	}
+	if due.Valid {
+		t := due.Time.UTC()
+		r.DisputeEvidenceDueBy = &t
 	}
 	var err error
 	if r.Status, err = domain.ParseStatus(status); err != nil {
@@ -61,7 +79,7 @@ func scanBookingRow(s rowScanner) (projections.BookingRow, error) {
 // violates the table's exclusion constraint: that error wraps
 // domain.ErrConflict.
 func upsertBooking(ctx context.Context, tx *sql.Tx, table string, row projections.BookingRow) (projections.BookingRow, error) {
-	const position = `COALESCE(NULLIF($14::bigint, 0), currval('ledger_events_position_seq'))`
+	position := `COALESCE(NULLIF($` + strconv.Itoa(upsertParams+1) + `::bigint, 0), currval('ledger_events_position_seq'))`
 	out, err := scanBookingRow(tx.QueryRowContext(ctx, upsertBookingSQL(table, 1, position)+` RETURNING `+BookingColumns,
 		append(upsertArgs(row), row.LastEventPosition)...))
 	if err != nil {
@@ -70,12 +88,12 @@ func upsertBooking(ctx context.Context, tx *sql.Tx, table string, row projection
 	return out, nil
 }
 
-// upsertBookingSQL writes a status row from the 13 parameters from $first
+// upsertBookingSQL writes a status row from the upsertParams parameters from $first
 // on (upsertArgs) and the SQL expression position, without a RETURNING
 // clause.
 func upsertBookingSQL(table string, first int, position string) string {
 	var values strings.Builder
-	for i := range 13 {
+	for i := range upsertParams {
 		values.WriteString("$" + strconv.Itoa(first+i) + ", ")
 	}
 	return `INSERT INTO ` + table + ` (` + BookingColumns + `)
@@ -85,6 +103,8 @@ func upsertBookingSQL(table string, first int, position string) string {
 			status = excluded.status, payment_status = excluded.payment_status,
 			amount = excluded.amount, currency = excluded.currency, customer_email = excluded.customer_email,
 			session_id = excluded.session_id, payment_intent_id = excluded.payment_intent_id,
+			refunded_amount = excluded.refunded_amount, dispute_status = excluded.dispute_status,
+			disputed_amount = excluded.disputed_amount, dispute_evidence_due_by = excluded.dispute_evidence_due_by,
 			created_at = excluded.created_at, updated_at = excluded.updated_at,
 			last_event_position = excluded.last_event_position`
 }
@@ -94,7 +114,16 @@ func upsertBookingSQL(table string, first int, position string) string {
 func upsertArgs(row projections.BookingRow) []any {
 	return []any{row.ID, row.ResourceID, row.CheckIn, row.CheckOut,
 		string(row.Status), string(row.PaymentStatus), row.Amount, row.Currency, row.CustomerEmail,
-		row.SessionID, row.PaymentIntentID, row.CreatedAt, row.UpdatedAt}
+		row.SessionID, row.PaymentIntentID, row.RefundedAmount, disputeStatus(row.DisputeStatus), row.DisputedAmount,
+		row.DisputeEvidenceDueBy, row.CreatedAt, row.UpdatedAt}
+}
+
+// disputeStatus is the dispute_status column's value: NULL for none.
+func disputeStatus(s *domain.DisputeStatus) any {
+	if s == nil {
+		return nil
+	}
+	return string(*s)
 }
 
 // upsertError maps a failed status row write: an overlap of confirmed stays

@@ -108,11 +108,11 @@ var insertInboxQuery = insertInboxSQL(1, 12)
 
 // appendProjectInboxSQL extends insert, the INSERT of the appended events
 // with its n parameters, into one statement that also writes the status row
-// (the 13 parameters after them, upsertArgs; its position is the last one
-// the INSERT returns) and the inbox row (the 11 after those, inboxRow.args,
+// (the upsertParams parameters after them, upsertArgs; its position is the
+// last one the INSERT returns) and the inbox row (the 11 after those, inboxRow.args,
 // with the status row's booking id), and returns the row's position.
 func appendProjectInboxSQL(insert string, n int) string {
-	return `WITH ev AS (` + insert + ` RETURNING position), inbox AS (` + insertInboxSQL(n+14, n+1) + `) ` +
+	return `WITH ev AS (` + insert + ` RETURNING position), inbox AS (` + insertInboxSQL(n+upsertParams+1, n+1) + `) ` +
 		upsertBookingSQL("bookings", n+1, `(SELECT max(position) FROM ev)`) + ` RETURNING last_event_position`
 }
 

@@ -28,6 +28,9 @@ var MonitoringViews = []struct{ Name, OrderBy string }{
 	{"monitoring_webhook_outcomes", "event_type, outcome"},
 	{"monitoring_events_by_type", "event_type"},
 	{"monitoring_ingestion_lag", "projection"},
+	{"monitoring_refunds_by_status", "status, currency"},
+	{"monitoring_open_disputes", "evidence_due_by NULLS LAST, booking_id, dispute_id"},
+	{"monitoring_money_per_day", "day, currency"},
 }
 
 // MonitoringSummary reads every monitoring view in one REPEATABLE READ
@@ -98,13 +101,15 @@ func viewValue(dbType string, v any) any {
 }
 
 // Collector exposes, at each scrape, what the database knows: events
-// appended by type (from the monitoring projection), and per projection its
-// position, lag, staleness and dead letters. Every process serving the same
+// appended by type (from the monitoring projection), per projection its
+// position, lag, staleness and dead letters, the open disputes by status
+// and the money refunded by currency (from the log's money events). Every process serving the same
 // database reports the same values; aggregate them with max, not sum.
 type Collector struct {
 	db *sql.DB
 
 	appended, position, head, lagEvents, lagSeconds, deadLettered, stale, up *prometheus.Desc
+	openDisputes, refunded                                                   *prometheus.Desc
 }
 
 // NewCollector returns a Collector on db.
@@ -120,12 +125,15 @@ func NewCollector(db *sql.DB) *Collector {
 		deadLettered: prometheus.NewDesc("ledger_projection_dead_lettered", "Events the stored version of a projection could not apply.", proj, nil),
 		stale:        prometheus.NewDesc("ledger_projection_stale", "1 when the stored version of a projection differs from the code's.", proj, nil),
 		up:           prometheus.NewDesc("ledger_database_up", "1 when the scrape could read the database.", nil, nil),
+		openDisputes: prometheus.NewDesc("ledger_open_disputes", "Disputes not closed yet, by Stripe status.", []string{"status"}, nil),
+		refunded:     prometheus.NewDesc("ledger_refunded_amount", "Money given back on the bookings' payments, each refund counted once, in minor units, by currency.", []string{"currency"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.appended, c.position, c.head, c.lagEvents, c.lagSeconds, c.deadLettered, c.stale, c.up} {
+	for _, d := range []*prometheus.Desc{c.appended, c.position, c.head, c.lagEvents, c.lagSeconds, c.deadLettered, c.stale, c.up,
+		c.openDisputes, c.refunded} {
 		ch <- d
 	}
 }
@@ -157,11 +165,24 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			rows.Close()
 		}
 	}
+	var money []labelled
+	if err == nil {
+		money, err = queryLabelled(ctx, c.db, `SELECT 'open_disputes:' || status, count(*) FROM monitoring_open_disputes GROUP BY status
+			UNION ALL SELECT 'refunded:' || currency, sum(refunded) FROM monitoring_money_per_day GROUP BY currency`)
+	}
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
+	for _, m := range money {
+		kind, label, _ := strings.Cut(m.label, ":")
+		desc := c.openDisputes
+		if kind == "refunded" {
+			desc = c.refunded
+		}
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(m.n), label)
+	}
 	for _, r := range byType {
 		ch <- prometheus.MustNewConstMetric(c.appended, prometheus.CounterValue, float64(r.n), r.typ)
 	}
@@ -179,4 +200,27 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.deadLettered, prometheus.GaugeValue, float64(s.DeadLettered), s.Name)
 		ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, stale, s.Name)
 	}
+}
+
+type labelled struct {
+	label string
+	n     int64
+}
+
+// queryLabelled reads (label, number) rows.
+func queryLabelled(ctx context.Context, q postgres.Querier, query string) ([]labelled, error) {
+	rows, err := q.QueryContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []labelled
+	for rows.Next() {
+		var l labelled
+		if err := rows.Scan(&l.label, &l.n); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
 }

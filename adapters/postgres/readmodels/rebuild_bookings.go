@@ -16,6 +16,7 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
+	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -541,6 +542,7 @@ func copyBookings(ctx context.Context, tx *sql.Tx, table string, rows []projecti
 	for _, b := range rows {
 		if _, err := stmt.ExecContext(ctx, b.ID, b.ResourceID, b.CheckIn, b.CheckOut, string(b.Status), string(b.PaymentStatus),
 			b.Amount, b.Currency, b.CustomerEmail, nullString(b.SessionID), nullString(b.PaymentIntentID),
+			b.RefundedAmount, nullDispute(b.DisputeStatus), b.DisputedAmount, nullTime(b.DisputeEvidenceDueBy),
 			b.CreatedAt, b.UpdatedAt, b.LastEventPosition); err != nil {
 			return fmt.Errorf("postgres: copy into %s: booking %d: %w", table, b.ID, err)
 		}
@@ -549,6 +551,20 @@ func copyBookings(ctx context.Context, tx *sql.Tx, table string, rows []projecti
 		return fmt.Errorf("postgres: copy into %s: %w", table, err)
 	}
 	return nil
+}
+
+func nullDispute(s *domain.DisputeStatus) any {
+	if s == nil {
+		return nil
+	}
+	return string(*s)
+}
+
+func nullTime(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return *t
 }
 
 func nullString(s *string) any {
