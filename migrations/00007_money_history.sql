@@ -84,6 +84,21 @@ SELECT l.stream_id AS booking_id, l.dispute_id, l.status, l.amount, l.currency,
 FROM latest l
 WHERE l.status NOT IN ('won', 'lost', 'warning_closed');
 
+-- Each change of a booking's refunded amount, one row per money event: the
+-- one place SQL reads refunded_change (monitoring_money_per_day and the
+-- ledger_refunded_amount metric sum it).
+CREATE VIEW ledger_refund_changes AS
+SELECT position, stream_id AS booking_id, recorded_at, event_type,
+       payload->>'currency' AS currency,
+       CASE event_type
+           -- RefundIssued recorded before refunded_change existed stands
+           -- for its whole amount.
+           WHEN 'RefundIssued' THEN COALESCE((payload->>'refunded_change')::bigint, (payload->>'amount')::bigint)
+           ELSE COALESCE((payload->>'refunded_change')::bigint, 0)
+       END AS refunded_change
+FROM ledger_events
+WHERE event_type IN ('RefundIssued', 'RefundFailed', 'PaymentRefunded', 'PaymentRefundedTotal');
+
 -- The money per day (UTC, by when the ledger recorded it) and currency:
 -- paid (every successful payment, duplicates included), refunded (each
 -- refund once, failures taken off), disputed (funds withdrawn less funds
@@ -95,31 +110,22 @@ SELECT day, currency,
        sum(disputed)::bigint AS disputed,
        (sum(paid) - sum(refunded) - sum(disputed))::bigint AS net
 FROM (
-    SELECT (recorded_at AT TIME ZONE 'UTC')::date AS day,
-           payload->>'currency' AS currency,
-           CASE WHEN event_type = 'PaymentSucceeded' THEN (payload->>'amount')::bigint ELSE 0 END AS paid,
-           CASE event_type
-               -- RefundIssued recorded before refunded_change existed
-               -- stands for its whole amount.
-               WHEN 'RefundIssued' THEN COALESCE((payload->>'refunded_change')::bigint, (payload->>'amount')::bigint)
-               WHEN 'RefundFailed' THEN COALESCE((payload->>'refunded_change')::bigint, 0)
-               WHEN 'PaymentRefunded' THEN (payload->>'refunded_change')::bigint
-               WHEN 'PaymentRefundedTotal' THEN (payload->>'refunded_change')::bigint
-               ELSE 0
-           END AS refunded,
-           CASE event_type
-               WHEN 'DisputeFundsWithdrawn' THEN (payload->>'amount')::bigint
-               WHEN 'DisputeFundsReinstated' THEN -(payload->>'amount')::bigint
-               ELSE 0
-           END AS disputed
-    FROM ledger_events
-    WHERE event_type IN ('PaymentSucceeded', 'RefundIssued', 'RefundFailed', 'PaymentRefunded', 'PaymentRefundedTotal',
-                         'DisputeFundsWithdrawn', 'DisputeFundsReinstated')
+    SELECT (recorded_at AT TIME ZONE 'UTC')::date AS day, payload->>'currency' AS currency,
+           (payload->>'amount')::bigint AS paid, 0 AS refunded, 0 AS disputed
+    FROM ledger_events WHERE event_type = 'PaymentSucceeded'
+    UNION ALL
+    SELECT (recorded_at AT TIME ZONE 'UTC')::date, currency, 0, refunded_change, 0
+    FROM ledger_refund_changes
+    UNION ALL
+    SELECT (recorded_at AT TIME ZONE 'UTC')::date, payload->>'currency', 0, 0,
+           CASE event_type WHEN 'DisputeFundsWithdrawn' THEN 1 ELSE -1 END * (payload->>'amount')::bigint
+    FROM ledger_events WHERE event_type IN ('DisputeFundsWithdrawn', 'DisputeFundsReinstated')
 ) m
 GROUP BY day, currency;
 
 -- +goose Down
 DROP VIEW monitoring_money_per_day;
+DROP VIEW ledger_refund_changes;
 DROP VIEW monitoring_open_disputes;
 DROP VIEW monitoring_refunds_by_status;
 DROP INDEX ledger_events_money_idx;

@@ -168,7 +168,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	var money []labelled
 	if err == nil {
 		money, err = queryLabelled(ctx, c.db, `SELECT 'open_disputes:' || status, count(*) FROM monitoring_open_disputes GROUP BY status
-			UNION ALL SELECT 'refunded:' || currency, sum(refunded) FROM monitoring_money_per_day GROUP BY currency`)
+			UNION ALL SELECT 'refunded:' || currency, sum(refunded_change) FROM ledger_refund_changes GROUP BY currency`)
 	}
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)

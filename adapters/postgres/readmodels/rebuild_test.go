@@ -104,9 +104,12 @@ func TestRebuildBookingsEqualsFold(t *testing.T) {
 	})
 }
 
-// buggyBookings is a deliberately wrong version 2 of the bookings
-// projection: it ignores cancellations for an availability conflict.
-var buggyBookings = readmodels.BookingsCode{Version: 2, Fold: func(events []projections.RawEvent) (projections.BookingRow, error) {
+// buggyBookings is a deliberately wrong version of the bookings projection
+// (the one after the code's): it ignores cancellations for an availability
+// conflict.
+const buggyVersion = projections.BookingsVersion + 1
+
+var buggyBookings = readmodels.BookingsCode{Version: buggyVersion, Fold: func(events []projections.RawEvent) (projections.BookingRow, error) {
 	kept := make([]projections.RawEvent, 0, len(events))
 	for _, e := range events {
 		if e.Type == domain.EventBookingCancelled && strings.Contains(string(e.Payload), "availability_conflict") {
@@ -136,8 +139,8 @@ func TestDiffListsExactlyTheBookingsABugFixChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := statuses[0]; s.Name != projections.BookingsName || s.StoredVersion != 2 || !s.Stale {
-		t.Errorf("status after the wrong version %+v, want stored version 2, stale", s)
+	if s := statuses[0]; s.Name != projections.BookingsName || s.StoredVersion != buggyVersion || !s.Stale {
+		t.Errorf("status after the wrong version %+v, want stored version %d, stale", s, buggyVersion)
 	}
 
 	var affected []string
@@ -251,8 +254,8 @@ func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
 					t.Errorf("schema changed: %v", got)
 				}
 				statuses, err := readmodels.ProjectionStatuses(context.Background(), db)
-				if err != nil || statuses[0].StoredVersion != 2 {
-					t.Errorf("status %+v, %v; want stored version 2", statuses, err)
+				if err != nil || statuses[0].StoredVersion != buggyVersion {
+					t.Errorf("status %+v, %v; want stored version %d", statuses, err, buggyVersion)
 				}
 			})
 		}
