@@ -577,7 +577,7 @@ func TestProjectionsCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	status := ledger("projections", "status")
-	if !regexp.MustCompile(`(?m)^bookings\s+inline\s+1\s+0 \(stale: rebuild\)`).MatchString(status) ||
+	if !regexp.MustCompile(fmt.Sprintf(`(?m)^bookings\s+inline\s+%d\s+0 \(stale: rebuild\)`, projections.BookingsVersion)).MatchString(status) ||
 		!regexp.MustCompile(`(?m)^monitoring\s+async\s+1\s+1\s`).MatchString(status) {
 		t.Errorf("status:\n%s", status)
 	}
@@ -595,7 +595,7 @@ func TestProjectionsCommands(t *testing.T) {
 		t.Errorf("--diff changed the table")
 	}
 	out := ledger("projections", "rebuild", "--projection", "bookings")
-	if !strings.Contains(out, "bookings: rebuilt by version 1") || !strings.Contains(out, "patch (2 rows rewritten)") {
+	if !strings.Contains(out, fmt.Sprintf("bookings: rebuilt by version %d", projections.BookingsVersion)) || !strings.Contains(out, "patch (2 rows rewritten)") {
 		t.Errorf("rebuild printed %s", out)
 	}
 	pgtest.SameBookings(t, "bookings", pgtest.FoldBookings(t, db), pgtest.Bookings(t, db))
