@@ -21,9 +21,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
@@ -106,6 +108,7 @@ type harnessOptions struct {
 	noHTTP      bool
 	discardLogs bool
 	postgres    bool
+	monitoring  bool
 	checkout    *app.CheckoutConfig
 	config      func(*ledgerhttp.Config)
 }
@@ -137,6 +140,12 @@ func withoutServer() harnessOption {
 // database of the harness's own.
 func withPostgres() harnessOption {
 	return func(o *harnessOptions) { o.postgres = true }
+}
+
+// withMonitoring serves /monitoring/summary and /metrics from the
+// PostgreSQL backend's views (implies withPostgres).
+func withMonitoring() harnessOption {
+	return func(o *harnessOptions) { o.postgres, o.monitoring = true, true }
 }
 
 // withCheckout turns Stripe Checkout on.
@@ -180,6 +189,11 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		Verifier: verifier,
 		APIToken: testToken,
 		Logger:   logger,
+	}
+	if o.monitoring {
+		cfg.Monitoring = pgMonitoring{h.db}
+		cfg.Registry = prometheus.NewRegistry()
+		cfg.Registry.MustRegister(readmodels.NewCollector(h.db))
 	}
 	if o.config != nil {
 		o.config(&cfg)
@@ -620,3 +634,15 @@ func (h *harness) deliveryOutcomes(eventID string) []string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// pgMonitoring reads the monitoring views of a PostgreSQL ledger, as `ledger
+// serve` does.
+type pgMonitoring struct{ db *sql.DB }
+
+func (m pgMonitoring) Summary(ctx context.Context) (map[string][]map[string]any, error) {
+	return readmodels.MonitoringSummary(ctx, m.db)
+}
+
+func (m pgMonitoring) Projections(ctx context.Context) ([]app.ProjectionStatus, error) {
+	return readmodels.ProjectionStatuses(ctx, m.db)
+}
