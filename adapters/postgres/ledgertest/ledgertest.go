@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -90,6 +91,13 @@ type Events interface {
 	Sign(body []byte, secret string, at time.Time) string
 	// Delivery parses a raw event as a delivery for the use cases.
 	Delivery(raw []byte, header, source string, receivedAt time.Time) (app.Delivery, error)
+	// BuildMoney returns a refund (refund.*: objectID the refund, amount
+	// its amount, status its status), charge.refunded (refunded the
+	// cumulative amount) or dispute (charge.dispute.*: objectID the
+	// dispute, status its status) event about the payment
+	// paymentIntentID/chargeID of booking bookingID (0: none named, as
+	// Stripe's Dashboard and disputes do), created at.
+	BuildMoney(typ string, bookingID int64, paymentIntentID, chargeID, objectID string, amount, refunded int64, status, currency string, at time.Time) ([]byte, error)
 }
 
 // Stripe event types Seed delivers.
@@ -112,6 +120,12 @@ type Options struct {
 	// AfterStep, when set, is called after each write, before the clock
 	// moves again.
 	AfterStep func(Step)
+	// Money adds, to the paid bookings, refunds made outside the ledger
+	// (a full one, two partial ones reported twice each in random order, a
+	// refund that fails) and disputes (won, lost, an inquiry closed), with
+	// redeliveries and late, older updates. Off, the scenarios and their
+	// random choices are the ones older tests were written against.
+	Money bool
 }
 
 // Seed writes opts.Bookings bookings with random histories through the real
@@ -173,6 +187,11 @@ func Seed(tb testing.TB, db *sql.DB, opts Options) *Seeded {
 			plan = []delivery{{typ: "charge.succeeded"}, {typ: checkoutCompleted}}
 		default: // nothing happens
 		}
+		paid := len(plan) > 0 && plan[0].typ != checkoutExpired
+		if opts.Money && paid {
+			plan = append(plan, moneyPlan(rng, row.Amount)...)
+		}
+		chargeID := "ch_" + strings.TrimPrefix(pi, "pi_")
 		var last []byte
 		for _, d := range plan {
 			body := last
@@ -183,7 +202,12 @@ func Seed(tb testing.TB, db *sql.DB, opts Options) *Seeded {
 					// not know yet: unmatched until the session completes.
 					id = 0
 				}
-				if body, err = st.Build(d.typ, id, sessionID, pi, row.Amount, row.Currency, row.CustomerEmail, clock.Now()); err != nil {
+				if d.money {
+					body, err = st.BuildMoney(d.typ, id, pi, chargeID, d.object, d.amount, d.refunded, d.status, row.Currency, clock.Now())
+				} else {
+					body, err = st.Build(d.typ, id, sessionID, pi, row.Amount, row.Currency, row.CustomerEmail, clock.Now())
+				}
+				if err != nil {
 					tb.Fatalf("ledgertest: %v", err)
 				}
 			}
@@ -220,6 +244,50 @@ type delivery struct {
 	typ       string
 	again     bool // redeliver the previous body
 	anonymous bool // no booking id in the payload
+	// A refund, charge or dispute event (Events.BuildMoney).
+	money            bool
+	object, status   string
+	amount, refunded int64
+}
+
+// moneyPlan is what happens to a paid booking's money afterwards, when
+// Options.Money is set.
+func moneyPlan(rng *rand.Rand, amount int64) []delivery {
+	refund := func(typ, id string, amount int64, status string) delivery {
+		return delivery{typ: typ, money: true, anonymous: true, object: id, amount: amount, status: status}
+	}
+	total := func(refunded int64) delivery {
+		return delivery{typ: "charge.refunded", money: true, anonymous: true, amount: amount, refunded: refunded}
+	}
+	dispute := func(typ, id, status string) delivery {
+		return delivery{typ: typ, money: true, anonymous: true, object: id, amount: amount, status: status}
+	}
+	re1, re2 := fmt.Sprintf("re_seed%d", rng.Int64()), fmt.Sprintf("re_seed%d", rng.Int64())
+	dp := fmt.Sprintf("dp_seed%d", rng.Int64())
+	var plan []delivery
+	switch rng.IntN(5) {
+	case 0: // refunded in full in the Dashboard
+		plan = []delivery{refund("refund.created", re1, amount, "succeeded"), {again: true}, total(amount)}
+	case 1: // two partial refunds, each seen twice, shuffled
+		part := amount / 3
+		plan = []delivery{
+			refund("refund.updated", re1, part, "succeeded"), total(part),
+			refund("refund.updated", re2, amount-part, "succeeded"), total(amount),
+		}
+		rng.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
+	case 2: // two partial refunds, the second fails after it succeeded: partially refunded
+		plan = []delivery{refund("refund.created", re1, amount/4, "succeeded"), refund("refund.created", re2, amount/2, "succeeded"),
+			total(amount/4 + amount/2), refund("refund.failed", re2, amount/2, "failed"), refund("refund.updated", re2, amount/2, "succeeded")}
+	case 3: // a chargeback, lost, with an older update arriving late
+		plan = []delivery{dispute("charge.dispute.created", dp, "needs_response"),
+			dispute("charge.dispute.funds_withdrawn", dp, "needs_response"), dispute("charge.dispute.closed", dp, "lost"),
+			{again: true}, dispute("charge.dispute.updated", dp, "under_review")}
+	default: // an inquiry that escalates and is won
+		plan = []delivery{dispute("charge.dispute.created", dp, "warning_needs_response"),
+			dispute("charge.dispute.updated", dp, "needs_response"), dispute("charge.dispute.funds_withdrawn", dp, "needs_response"),
+			dispute("charge.dispute.closed", dp, "won"), dispute("charge.dispute.funds_reinstated", dp, "won")}
+	}
+	return plan
 }
 
 // Bulk appends streams×perStream events through the real event store

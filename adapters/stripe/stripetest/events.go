@@ -1,6 +1,7 @@
 package stripetest
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +24,21 @@ func (Events) NewPaymentIntentID() string { return stripe.NewPaymentIntentID() }
 func (Events) Build(typ string, bookingID int64, sessionID, paymentIntentID string, amount int64, currency, email string, at time.Time) ([]byte, error) {
 	return stripe.BuildEvent(typ, stripe.TestBooking{ID: bookingID, SessionID: sessionID, PaymentIntentID: paymentIntentID,
 		Amount: amount, Currency: currency, CustomerEmail: email}, at)
+}
+
+// BuildMoney returns a refund, charge.refunded or dispute event about a
+// booking's payment (stripe.BuildEvent).
+func (Events) BuildMoney(typ string, bookingID int64, paymentIntentID, chargeID, objectID string, amount, refunded int64, status, currency string, at time.Time) ([]byte, error) {
+	b := stripe.TestBooking{ID: bookingID, PaymentIntentID: paymentIntentID, ChargeID: chargeID, Amount: amount, Currency: currency,
+		AmountRefunded: refunded}
+	switch {
+	case strings.HasPrefix(typ, "charge.dispute."):
+		b.Dispute = stripe.TestDispute{ID: objectID, Status: status, Created: at.Add(-time.Hour)}
+	case typ == stripe.EventChargeRefunded:
+	default:
+		b.Refund = stripe.TestRefund{ID: objectID, Amount: amount, Status: status}
+	}
+	return stripe.BuildEvent(typ, b, at)
 }
 
 // Sign returns a Stripe-Signature header of body (stripe.Sign).
