@@ -33,6 +33,7 @@ func testConfig(t *testing.T, dbURL string) Config {
 		WebhookSecrets: []string{testSecret},
 		Addr:           "127.0.0.1:0",
 		APIToken:       "test-token",
+		StripeMode:     "test",
 		DataDir:        t.TempDir(),
 		ShutdownGrace:  5 * time.Second,
 		DBMaxConns:     10,
