@@ -117,7 +117,7 @@ func TestServeRefusesToStartWithoutSecrets(t *testing.T) {
 
 func TestDevSecretsAreGeneratedOnceAndKept(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{DataDir: dir}
+	cfg := Config{DataDir: dir, Dev: true} // as `ledger serve --dev` sets it
 	if err := cfg.devSecrets(slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
