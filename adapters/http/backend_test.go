@@ -357,7 +357,13 @@ func forEachBackend(t *testing.T, test func(t *testing.T, opts ...harnessOption)
 // newService is the use-case layer on bookings, logging to logger.
 func newService(t testing.TB, bookings app.Bookings, checkout *app.CheckoutConfig, logger *slog.Logger) *app.Service {
 	t.Helper()
-	svc, err := app.NewService(app.Config{Bookings: bookings, Checkout: checkout, Logger: logger})
+	return newServiceWith(t, app.Config{Bookings: bookings, Checkout: checkout, Logger: logger})
+}
+
+// newServiceWith is the use-case layer configured by cfg.
+func newServiceWith(t testing.TB, cfg app.Config) *app.Service {
+	t.Helper()
+	svc, err := app.NewService(cfg)
 	if err != nil {
 		t.Fatalf("NewService: %v", err)
 	}

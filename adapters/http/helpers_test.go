@@ -110,6 +110,7 @@ type harnessOptions struct {
 	postgres    bool
 	monitoring  bool
 	checkout    *app.CheckoutConfig
+	mode        app.Mode
 	config      func(*ledgerhttp.Config)
 }
 
@@ -185,7 +186,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	// The service logs the decisions' alert lines, the handler the
 	// requests: one log, as in production.
 	cfg := ledgerhttp.Config{
-		Ledger:   newService(t, h.store.bookings(), o.checkout, logger),
+		Ledger:   newServiceWith(t, app.Config{Bookings: h.store.bookings(), Checkout: o.checkout, Mode: o.mode, Logger: logger}),
 		Verifier: verifier,
 		APIToken: testToken,
 		Logger:   logger,

@@ -12,7 +12,8 @@ var errBookingNotFound = fmt.Errorf("booking not found: %w", domain.ErrNotFound)
 
 // webhook answers Stripe: 400 for anything unverified or malformed (nothing
 // written), 200 {"status":"success"} once the decision is committed, 200
-// {"status":"ignored"} for unhandled types and duplicates, 404 when no
+// {"status":"ignored"} for unhandled types, duplicates and events that are
+// not the ledger's (the other mode, a foreign Connect account), 404 when no
 // booking matches (the delivery is kept; Stripe's retry matches it again),
 // 500 for internal failures, which Stripe retries.
 func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
@@ -54,7 +55,7 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 		log.WarnContext(r.Context(), processing, "error", errBookingNotFound.Error())
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "booking not found"})
 		return
-	case app.OutcomeIgnored, app.OutcomeDuplicate:
+	case app.OutcomeIgnored, app.OutcomeDuplicate, app.OutcomeWrongMode, app.OutcomeForeignAccount:
 		log.InfoContext(r.Context(), processing)
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ignored"})
 		return

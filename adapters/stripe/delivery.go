@@ -71,6 +71,7 @@ func (e Event) Delivery(raw []byte, header, source string, receivedAt time.Time)
 		Type:       e.Type,
 		APIVersion: e.APIVersion,
 		Livemode:   e.Livemode,
+		Account:    e.Account,
 		Created:    e.Created,
 		Raw:        raw,
 		Signature:  header,

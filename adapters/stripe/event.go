@@ -86,6 +86,10 @@ type Event struct {
 	APIVersion string
 	// Livemode is false for test-mode events.
 	Livemode bool
+	// Account is the Connect account the event happened on ("acct_...",
+	// the top-level "account" of Connect events); "" for the platform's
+	// own events.
+	Account string
 	// Created is when Stripe created the event (UTC, whole seconds); the
 	// zero time when the payload has no created.
 	Created time.Time
@@ -167,6 +171,7 @@ type wireEvent struct {
 	Type       string  `json:"type"`
 	APIVersion *string `json:"api_version"`
 	Livemode   bool    `json:"livemode"`
+	Account    string  `json:"account"`
 	Created    int64   `json:"created"`
 	Data       struct {
 		Object *wireObject `json:"object"`
@@ -180,6 +185,7 @@ type wireEnvelope struct {
 	Type       string  `json:"type"`
 	APIVersion *string `json:"api_version"`
 	Livemode   bool    `json:"livemode"`
+	Account    string  `json:"account"`
 	Created    int64   `json:"created"`
 }
 
@@ -311,7 +317,7 @@ func ParseEvent(payload []byte) (Event, error) {
 		return Event{}, fieldError("created", "out of range")
 	}
 
-	e := Event{ID: w.ID, Type: w.Type, Livemode: w.Livemode}
+	e := Event{ID: w.ID, Type: w.Type, Livemode: w.Livemode, Account: w.Account}
 	if w.APIVersion != nil {
 		e.APIVersion = *w.APIVersion
 	}
@@ -345,7 +351,7 @@ func ParseEvent(payload []byte) (Event, error) {
 // for three days instead of 400 once.
 func checkText(e Event) error {
 	fields := []struct{ path, value string }{
-		{"type", e.Type}, {"api_version", e.APIVersion},
+		{"type", e.Type}, {"api_version", e.APIVersion}, {"account", e.Account},
 		{"data.object.id", e.Object.ID}, {"data.object.client_reference_id", e.Object.ClientReferenceID},
 		{"data.object.payment_intent", e.Object.PaymentIntentID}, {"data.object.currency", e.Object.Currency},
 		{"data.object.payment_status", e.Object.PaymentStatus}, {"data.object.status", e.Object.Status},

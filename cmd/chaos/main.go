@@ -151,6 +151,7 @@ func (r *run) main(ctx context.Context) (err error) {
 		"DATABASE_URL":                r.cluster.url(dbName),
 		"STRIPE_WEBHOOK_SECRET":       webhookSecret,
 		"LEDGER_API_TOKEN":            apiToken,
+		"LEDGER_STRIPE_MODE":          "test", // the run sends test-mode events
 		"LEDGER_SHUTDOWN_GRACE":       shutdownGrace.String(),
 		"LEDGER_REQUEST_TIMEOUT":      requestTimeout.String(),
 		"LEDGER_DB_STATEMENT_TIMEOUT": statementTimeout.String(),

@@ -71,7 +71,12 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	svc, err := app.NewService(app.Config{Bookings: ledger, Checkout: checkout, Logger: a.logger})
+	mode, modeSource, err := a.cfg.stripeMode()
+	if err != nil {
+		return err
+	}
+	a.logger.Info("stripe mode", "mode", mode.String(), "from", modeSource, "accounts", mode.Accounts)
+	svc, err := app.NewService(app.Config{Bookings: ledger, Checkout: checkout, Mode: mode, Logger: a.logger})
 	if err != nil {
 		return err
 	}

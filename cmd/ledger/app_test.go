@@ -33,6 +33,7 @@ func testConfig(t *testing.T, dbURL string) Config {
 		WebhookSecrets: []string{testSecret},
 		Addr:           "127.0.0.1:0",
 		APIToken:       "test-token",
+		StripeMode:     "test",
 		DataDir:        t.TempDir(),
 		ShutdownGrace:  5 * time.Second,
 		DBMaxConns:     10,
@@ -116,7 +117,7 @@ func TestServeRefusesToStartWithoutSecrets(t *testing.T) {
 
 func TestDevSecretsAreGeneratedOnceAndKept(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{DataDir: dir}
+	cfg := Config{DataDir: dir, Dev: true} // as `ledger serve --dev` sets it
 	if err := cfg.devSecrets(slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,8 @@ func benchEnv(cfg Config) bench.Env {
 			srvCfg.WebhookSecrets = []string{o.WebhookSecret}
 			srvCfg.APIToken = o.APIToken
 			srvCfg.StripeSecretKey = "" // no Checkout, no refund worker: webhooks only
+			// The harness sends test-mode events of the platform.
+			srvCfg.StripeMode, srvCfg.StripeAccounts, srvCfg.StripePublicKey = "test", nil, ""
 			srvCfg.TLSCert, srvCfg.TLSKey = "", ""
 			if srvCfg.ShutdownGrace == 0 {
 				srvCfg.ShutdownGrace = 10 * time.Second

@@ -32,6 +32,12 @@ type Config struct {
 	Addr             string
 	APIToken         string
 	TLSCert, TLSKey  string
+	// StripeMode is LEDGER_STRIPE_MODE: "test", "live", or "" to take the
+	// mode from STRIPE_SECRET_KEY or --dev (stripeMode, mode.go).
+	StripeMode string
+	// StripeAccounts is LEDGER_STRIPE_ACCOUNTS: the Connect accounts whose
+	// events are decided; none means every account.
+	StripeAccounts []string
 	// DataDir holds what --dev generates (LEDGER_DATA_DIR, default .ledger).
 	DataDir string
 	// ShutdownGrace bounds the drain of in-flight requests on SIGTERM
@@ -100,6 +106,9 @@ func loadConfig() (Config, error) {
 	if err := c.loadStripeConfig(); err != nil {
 		return c, err
 	}
+	if err := c.loadStripeMode(); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -127,6 +136,9 @@ func (c Config) validateServe() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("LEDGER_TLS_CERT and LEDGER_TLS_KEY go together"))
+	}
+	if _, _, err := c.stripeMode(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -194,6 +206,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("webhook_secrets", len(c.WebhookSecrets)),
 		slog.Bool("stripe_secret_key_set", c.StripeSecretKey != ""),
 		slog.String("stripe_api_base_url", c.StripeAPIBaseURL),
+		slog.String("stripe_mode", c.StripeMode),
+		slog.Any("stripe_accounts", c.StripeAccounts),
 		slog.String("addr", c.Addr),
 		slog.Bool("api_token_set", c.APIToken != ""),
 		slog.Bool("tls", c.TLSCert != ""),

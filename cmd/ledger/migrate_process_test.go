@@ -144,16 +144,16 @@ func TestTwoMigrateProcessesAtOnce(t *testing.T) {
 			}
 			// One of them applied everything, the other nothing.
 			slices.Sort(outputs)
-			all := migrationVersions(t)
-			want := []string{"applied 0 migration(s) []", fmt.Sprintf("applied %d migration(s) %v", len(all), all)}
+			versions := migrationVersions(t)
+			want := []string{"applied 0 migration(s) []", fmt.Sprintf("applied %d migration(s) %v", len(versions), versions)}
 			if !reflect.DeepEqual(outputs, want) {
 				t.Errorf("outputs %q, want %q (in some order)", outputs, want)
 			}
 
 			db := sdOpen(t, dbURL)
 			applied := queryStrings(t, db, `SELECT version_id::text FROM goose_db_version WHERE version_id > 0 AND is_applied ORDER BY id`)
-			if fmt.Sprint(applied) != fmt.Sprint(all) {
-				t.Errorf("goose_db_version lists %v, want each of %v once", applied, all)
+			if fmt.Sprint(applied) != fmt.Sprint(versions) {
+				t.Errorf("goose_db_version lists %v, want each of %v once", applied, versions)
 			}
 			tables := queryStrings(t, db, `SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'
 				AND table_name IN ('ledger_events', 'stripe_inbox', 'stripe_deliveries', 'bookings', 'projection_state',
@@ -169,6 +169,31 @@ func TestTwoMigrateProcessesAtOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// migrationVersions are the versions of the migrations the binary carries
+// (migrations/NNNNN_*.sql), in order, so that a new migration needs no
+// edit here.
+func migrationVersions(t *testing.T) []int {
+	t.Helper()
+	names, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var versions []int
+	for _, name := range names {
+		prefix, _, _ := strings.Cut(name, "_")
+		v, err := strconv.Atoi(prefix)
+		if err != nil {
+			t.Fatalf("migration %s: no version number", name)
+		}
+		versions = append(versions, v)
+	}
+	slices.Sort(versions)
+	if len(versions) < 6 {
+		t.Fatalf("migrations %v: the embedded files are missing", names)
+	}
+	return versions
 }
 
 func queryStrings(t *testing.T, db *sql.DB, query string) []string {
@@ -189,24 +214,5 @@ func queryStrings(t *testing.T, db *sql.DB, query string) []string {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return out
-}
-
-// migrationVersions are the versions of the embedded migrations, in order.
-func migrationVersions(t *testing.T) []int {
-	t.Helper()
-	entries, err := fs.Glob(migrations.FS, "*.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []int
-	for _, name := range entries {
-		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
-		if err != nil {
-			t.Fatalf("migration %s: %v", name, err)
-		}
-		out = append(out, v)
-	}
-	slices.Sort(out)
 	return out
 }

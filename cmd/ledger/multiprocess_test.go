@@ -70,6 +70,7 @@ func serveProcess(t *testing.T, dbURL string) string {
 		"LEDGER_ADDR="+addr,
 		"STRIPE_WEBHOOK_SECRET="+testSecret,
 		"LEDGER_API_TOKEN=test-token",
+		"LEDGER_STRIPE_MODE=test",
 	)
 	var logs bytes.Buffer
 	cmd.Stderr = &logs

@@ -50,6 +50,7 @@ func (a *App) startProjections() error {
 	p.registry = prometheus.NewRegistry()
 	p.registry.MustRegister(
 		readmodels.NewCollector(a.db),
+		readmodels.NewIgnoredCollector(a.db),
 		collectors.NewDBStatsCollector(a.db, "ledger"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

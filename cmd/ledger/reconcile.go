@@ -60,7 +60,13 @@ matched again by the next run), and failed when some could not be ingested
 			if err != nil {
 				return err
 			}
-			svc, err := app.NewService(app.Config{Bookings: store, Logger: logger})
+			// The listing is of the key's own events, so they pass the mode;
+			// the gate still runs, as for every channel.
+			mode, _, err := cfg.stripeMode()
+			if err != nil {
+				return err
+			}
+			svc, err := app.NewService(app.Config{Bookings: store, Mode: mode, Logger: logger})
 			if err != nil {
 				return err
 			}

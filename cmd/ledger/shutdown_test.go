@@ -212,6 +212,7 @@ func startServe(t *testing.T, dbURL string, env ...string) *sdProcess {
 		"STRIPE_WEBHOOK_SECRET="+testSecret,
 		"LEDGER_API_TOKEN=test-token",
 		"STRIPE_SECRET_KEY=",
+		"LEDGER_STRIPE_MODE=test",
 	)
 	cmd.Env = append(cmd.Env, env...)
 	pipe, err := cmd.StderrPipe()

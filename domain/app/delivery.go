@@ -61,7 +61,10 @@ func (f Fact) String() string {
 type Delivery struct {
 	EventID, Type, APIVersion string
 	Livemode                  bool
-	Created                   time.Time
+	// Account is the Connect account the event happened on (the event's
+	// top-level "account", "acct_..."); "" for the platform's own events.
+	Account string
+	Created time.Time
 	// Raw is the body byte for byte; Signature the Stripe-Signature header
 	// ("" for events fetched from the API).
 	Raw       []byte

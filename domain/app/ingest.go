@@ -10,7 +10,9 @@ import (
 // Ingest records one Stripe delivery and its consequences in one
 // transaction: the inbox row, the decision on the booking it names, the
 // appended events and the status row; or, for a duplicate or an unmatched
-// event, a delivery row only. It returns after the commit, so a result
+// event, a delivery row only; or, for an event of the other mode or of a
+// foreign Connect account (Config.Mode), a delivery row only, without
+// looking its booking up. It returns after the commit, so a result
 // without error is durable. Webhooks, the redirect check, reconciliation and
 // replays all come through here, so they decide alike.
 //
@@ -30,6 +32,9 @@ func (s *Service) Ingest(ctx context.Context, d Delivery) (IngestResult, error) 
 	}
 	if d.Source == "" {
 		d.Source = string(domain.SourceWebhook)
+	}
+	if res, ignored, err := s.gate(ctx, d); ignored {
+		return res, err
 	}
 	decide := decision(d)
 	res, err := retry(ctx, func() (IngestResult, error) {

@@ -37,6 +37,11 @@ type Bookings interface {
 	// an unhandled one an inbox row only; decide is then not called.
 	// A decision error is returned wrapped, with nothing written.
 	Record(ctx context.Context, d Delivery, decide Decision) (IngestResult, error)
+	// RecordDelivery keeps d as a delivery row with outcome, and nothing
+	// else: no inbox row, no lookup, no lock. Ingest calls it for the
+	// events that are not the ledger's (OutcomeWrongMode,
+	// OutcomeForeignAccount); an event id may have any number of them.
+	RecordDelivery(ctx context.Context, d Delivery, outcome Outcome) error
 	// Create allocates a booking id, locks resourceID, finds the confirmed
 	// stays overlapping stay and the holder of sessionID ("" for none), and
 	// appends decide's events as the new booking's stream.

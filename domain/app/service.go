@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -15,7 +16,11 @@ type Config struct {
 	// Checkout turns on Stripe Checkout and the redirect check; nil turns
 	// them off (OpenCheckout and ConfirmRedirect return ErrNoPayments).
 	Checkout *CheckoutConfig
-	Logger   *slog.Logger
+	// Mode is the Stripe mode and the Connect accounts whose events are
+	// decided; the others are kept and ignored. The zero Mode is test mode
+	// with every account.
+	Mode   Mode
+	Logger *slog.Logger
 	// Now is the clock of requested_at and of received_at when a delivery
 	// has none; nil means time.Now.
 	Now func() time.Time
@@ -34,6 +39,9 @@ func (c *Config) setDefaults() {
 func (c Config) Validate() error {
 	if c.Bookings == nil {
 		return errors.New("app: no booking store")
+	}
+	if err := c.Mode.Validate(); err != nil {
+		return fmt.Errorf("app: mode: %w", err)
 	}
 	if c.Checkout != nil {
 		return c.Checkout.Validate()

@@ -99,17 +99,18 @@ const streamQuery = `
 func insertInboxSQL(n, b int) string {
 	p := func(i int) string { return "$" + strconv.Itoa(n+i) }
 	return `INSERT INTO stripe_inbox
-		(event_id, event_type, api_version, livemode, created, received_at, source, outcome, booking_id, payload, payload_sha256, signature_header)
-		VALUES (` + p(0) + `, ` + p(1) + `, ` + p(2) + `, ` + p(3) + `, ` + p(4) + `, ` + p(5) + `, ` + p(6) + `, ` + p(7) + `, $` + strconv.Itoa(b) + `, ` + p(8) + `, ` + p(9) + `, ` + p(10) + `)`
+		(event_id, event_type, api_version, livemode, created, received_at, source, outcome, booking_id, payload, payload_sha256, signature_header, account)
+		VALUES (` + p(0) + `, ` + p(1) + `, ` + p(2) + `, ` + p(3) + `, ` + p(4) + `, ` + p(5) + `, ` + p(6) + `, ` + p(7) + `, $` + strconv.Itoa(b) + `, ` + p(8) + `, ` + p(9) + `, ` + p(10) + `, ` + p(11) + `)`
 }
 
 // insertInboxQuery: the inbox row alone, booking id last.
-var insertInboxQuery = insertInboxSQL(1, 12)
+var insertInboxQuery = insertInboxSQL(1, 13)
 
 // appendProjectInboxSQL extends insert, the INSERT of the appended events
 // with its n parameters, into one statement that also writes the status row
 // (the upsertParams parameters after them, upsertArgs; its position is the
-// last one the INSERT returns) and the inbox row (the 11 after those, inboxRow.args,
+// last one the INSERT returns) and the inbox row (the 12 after those,
+// inboxRow.args,
 // with the status row's booking id), and returns the row's position.
 func appendProjectInboxSQL(insert string, n int) string {
 	return `WITH ev AS (` + insert + ` RETURNING position), inbox AS (` + insertInboxSQL(n+upsertParams+1, n+1) + `) ` +
@@ -140,8 +141,8 @@ func appendProjectInboxQuery(insert string, n int) string {
 }
 
 const insertDeliveryQuery = `INSERT INTO stripe_deliveries
-	(event_id, event_type, received_at, outcome, booking_id, payload, payload_sha256, signature_header)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+	(event_id, event_type, received_at, outcome, booking_id, payload, payload_sha256, signature_header, account)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 
 func (l *Store) recordTx(ctx context.Context, tx *sql.Tx, d app.Delivery, decide app.Decision) (app.IngestResult, error) {
 	var (
@@ -264,7 +265,13 @@ type inboxRow struct {
 func (r inboxRow) args() []any {
 	d := r.d
 	return []any{d.EventID, d.Type, d.APIVersion, d.Livemode, d.Created.UTC(), d.ReceivedAt.UTC(), d.Source, string(r.outcome),
-		d.Raw, sha256Sum(d.Raw), d.Signature}
+		d.Raw, sha256Sum(d.Raw), d.Signature, account(d)}
+}
+
+// account is the delivery's Connect account for the account columns: NULL
+// for the platform's own events.
+func account(d app.Delivery) sql.NullString {
+	return sql.NullString{String: d.Account, Valid: d.Account != ""}
 }
 
 func (l *Store) insertInbox(ctx context.Context, tx *sql.Tx, d app.Delivery, outcome app.Outcome, bookingID sql.NullInt64) error {
@@ -280,9 +287,23 @@ func (l *Store) insertInbox(ctx context.Context, tx *sql.Tx, d app.Delivery, out
 
 func (l *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d app.Delivery, outcome app.Outcome, bookingID sql.NullInt64) error {
 	_, err := l.stmts.Exec(ctx, tx, insertDeliveryQuery,
-		d.EventID, d.Type, d.ReceivedAt.UTC(), string(outcome), bookingID, d.Raw, sha256Sum(d.Raw), d.Signature)
+		d.EventID, d.Type, d.ReceivedAt.UTC(), string(outcome), bookingID, d.Raw, sha256Sum(d.Raw), d.Signature, account(d))
 	if err != nil {
 		return fmt.Errorf("bookingstore: delivery of %s: %w", d.EventID, err)
 	}
 	return nil
+}
+
+// RecordDelivery implements app.Bookings: it keeps d as a stripe_deliveries
+// row with outcome (wrong_mode, foreign_account) and nothing else: no inbox
+// row, no lookup, no lock, so an event that is not the ledger's never waits
+// for, nor holds up, a decision. It returns after the commit.
+func (l *Store) RecordDelivery(ctx context.Context, d app.Delivery, outcome app.Outcome) error {
+	if d.Source == "" || d.ReceivedAt.IsZero() {
+		return fmt.Errorf("bookingstore: stripe event %s without source or reception time: %w", d.EventID, domain.ErrInvalid)
+	}
+	l.prepare(ctx)
+	return postgres.TransactOnce(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
+		return l.insertDelivery(ctx, tx, d, outcome, sql.NullInt64{})
+	})
 }

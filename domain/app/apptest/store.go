@@ -44,6 +44,8 @@ type InboxRow struct {
 	Livemode                  bool
 	Created, ReceivedAt       time.Time
 	Source                    string
+	// Account is the event's Connect account, "" for the platform's (NULL).
+	Account string
 	// Outcome is processed or ignored.
 	Outcome app.Outcome
 	// BookingID is 0 when the event found no booking (ignored types).
@@ -55,14 +57,16 @@ type InboxRow struct {
 }
 
 // DeliveryRow is one delivery that decided nothing (stripe_deliveries): a
-// duplicate or an unmatched event.
+// duplicate, an unmatched event, or an event of the other mode or of a
+// foreign Connect account.
 type DeliveryRow struct {
 	// ID orders the deliveries by arrival, from 1.
 	ID         int64
 	EventID    string
 	Type       string
+	Account    string
 	ReceivedAt time.Time
-	// Outcome is duplicate or unmatched.
+	// Outcome is duplicate, unmatched, wrong_mode or foreign_account.
 	Outcome app.Outcome
 	// BookingID is the booking of the first delivery for a duplicate, 0
 	// when there is none.
@@ -205,6 +209,32 @@ func (s *Store) Record(ctx context.Context, d app.Delivery, decide app.Decision)
 	return res, nil
 }
 
+// deliveryOutcomes are the outcomes stripe_deliveries_outcome_check
+// allows.
+var deliveryOutcomes = []app.Outcome{app.OutcomeDuplicate, app.OutcomeUnmatched, app.OutcomeWrongMode, app.OutcomeForeignAccount}
+
+// RecordDelivery implements app.Bookings.RecordDelivery: a delivery row
+// with outcome, whatever the inbox holds, and nothing else. Like the SQL
+// store's, which takes no resource lock for it, it does not wait for Hold.
+func (s *Store) RecordDelivery(ctx context.Context, d app.Delivery, outcome app.Outcome) error {
+	if d.Source == "" || d.ReceivedAt.IsZero() {
+		return fmt.Errorf("apptest: stripe event %s without source or reception time: %w", d.EventID, domain.ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.failed("record delivery " + d.EventID); err != nil {
+		return err
+	}
+	if !slices.Contains(deliveryOutcomes, outcome) {
+		return fmt.Errorf("apptest: stripe event %s: outcome %q violates stripe_deliveries_outcome_check", d.EventID, outcome)
+	}
+	if err := checkDelivery(d, false); err != nil {
+		return err
+	}
+	s.addDelivery(d, outcome, 0)
+	return nil
+}
+
 // Create implements app.Bookings.Create. Like the SQL store's nextval, it
 // draws the booking id first and does not give it back when decide or the
 // append fails.
@@ -337,7 +367,7 @@ func (s *Store) commit(w write) {
 func (s *Store) addInbox(d app.Delivery, outcome app.Outcome, bookingID int64) {
 	s.inbox[d.EventID] = len(s.inboxRows)
 	s.inboxRows = append(s.inboxRows, InboxRow{
-		EventID: d.EventID, Type: d.Type, APIVersion: d.APIVersion, Livemode: d.Livemode,
+		EventID: d.EventID, Type: d.Type, APIVersion: d.APIVersion, Livemode: d.Livemode, Account: d.Account,
 		Created: d.Created.UTC().Truncate(time.Microsecond), ReceivedAt: d.ReceivedAt.UTC().Truncate(time.Microsecond),
 		Source: d.Source, Outcome: outcome, BookingID: bookingID,
 		Payload: bytes.Clone(d.Raw), Signature: d.Signature,
@@ -346,7 +376,7 @@ func (s *Store) addInbox(d app.Delivery, outcome app.Outcome, bookingID int64) {
 
 func (s *Store) addDelivery(d app.Delivery, outcome app.Outcome, bookingID int64) {
 	s.deliveries = append(s.deliveries, DeliveryRow{
-		ID: int64(len(s.deliveries)) + 1, EventID: d.EventID, Type: d.Type,
+		ID: int64(len(s.deliveries)) + 1, EventID: d.EventID, Type: d.Type, Account: d.Account,
 		ReceivedAt: d.ReceivedAt.UTC().Truncate(time.Microsecond), Outcome: outcome, BookingID: bookingID,
 		Payload: bytes.Clone(d.Raw), Signature: d.Signature,
 	})
@@ -488,7 +518,7 @@ func (s *Store) KnownStripeEvents(ctx context.Context, ids []string) (map[string
 // when the delivery would be an inbox row, what the inbox's columns and
 // constraints refuse too, before anything is written.
 func checkDelivery(d app.Delivery, inbox bool) error {
-	text := []struct{ column, value string }{{"event_id", d.EventID}, {"event_type", d.Type}, {"signature_header", d.Signature}}
+	text := []struct{ column, value string }{{"event_id", d.EventID}, {"event_type", d.Type}, {"signature_header", d.Signature}, {"account", d.Account}}
 	if inbox {
 		text = append(text, struct{ column, value string }{"api_version", d.APIVersion}, struct{ column, value string }{"source", d.Source})
 	}
