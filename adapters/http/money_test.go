@@ -390,3 +390,55 @@ func permutations(n int, f func([]int)) {
 	}
 	rec(0)
 }
+
+// TestMoneyHistoryInAuditViews: the auditor's history (JSON, as_of) and UI
+// page of a refunded and disputed booking show the new events and
+// columns.
+func TestMoneyHistoryInAuditViews(t *testing.T) {
+	t.Parallel()
+	h := newAuditHarness(t)
+	b, tb := h.paidBooking("audit-money")
+	d := dashboard(tb)
+	h.deliver(refundEvent(h, stripe.EventRefundCreated, d, "re_audit"+itoa(b.ID), 1000, "succeeded"), pickSigner(0)).
+		wantBody(t, http.StatusOK, `{"status":"success"}`)
+	beforeDispute := h.history("/bookings/" + itoa(b.ID) + "/history").Events
+	due := h.now.Add(7 * 24 * time.Hour).UTC()
+	tb.Dispute = stripe.TestDispute{ID: "dp_audit" + itoa(b.ID), Status: "needs_response", DueBy: due}
+	h.deliver(h.buildEvent(stripe.EventChargeDisputeCreated, tb), pickSigner(1)).wantBody(t, http.StatusOK, `{"status":"success"}`)
+
+	hist := h.history("/bookings/" + itoa(b.ID) + "/history")
+	var types []string
+	for _, e := range hist.Events {
+		types = append(types, e.Type)
+	}
+	if got := strings.Join(types, " "); got != "BookingRequested PaymentSucceeded BookingConfirmed PaymentRefunded DisputeOpened" {
+		t.Errorf("history events %s", got)
+	}
+	if hist.Booking.PaymentStatus != domain.PaymentStatusPartiallyRefunded || hist.Booking.RefundedAmount != 1000 ||
+		hist.Booking.DisputeStatus == nil || *hist.Booking.DisputeStatus != domain.DisputeNeedsResponse {
+		t.Errorf("history booking %+v", hist.Booking)
+	}
+	// As of the refund, before the dispute.
+	asOf := beforeDispute[len(beforeDispute)-1].RecordedAt.Format(time.RFC3339Nano)
+	past := h.history("/bookings/" + itoa(b.ID) + "/history?as_of=" + asOf)
+	if past.Booking.RefundedAmount != 1000 || past.Booking.DisputeStatus != nil || len(past.Events) != 4 {
+		t.Errorf("as of the refund: %+v, %d events", past.Booking, len(past.Events))
+	}
+
+	auth := http.Header{"Authorization": {"Bearer " + testToken}}
+	r := h.do(http.MethodGet, "/ui/bookings/"+itoa(b.ID), auth, nil)
+	body := string(r.Body)
+	for _, want := range []string{
+		`<dd id="status">confirmed / partially_refunded</dd>`,
+		`<dd id="refunded">1000 eur`,
+		`<dd id="dispute">needs_response, 36000 eur, evidence due ` + due.Format("2006-01-02"),
+		`data-type="PaymentRefunded"`, `data-type="DisputeOpened"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("UI page lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("%s", body)
+	}
+}
