@@ -107,6 +107,23 @@ func TestServeTakesTwoWebhookSecretsFromTheEnvironment(t *testing.T) {
 	if err := db.QueryRow(`SELECT status FROM bookings WHERE id = 1`).Scan(&status); err != nil || status != "confirmed" {
 		t.Errorf("booking 1 is %q (%v) after send-test-webhook, want confirmed", status, err)
 	}
+	// A partial refund and a dispute, as Stripe would send them about the
+	// booking's payment.
+	for _, args := range [][]string{
+		{"--event-type", "refund.created", "--id", "re_cli1", "--amount", "1000"},
+		{"--event-type", "charge.dispute.created", "--status", "warning_needs_response"},
+	} {
+		code, stdout, stderr := runLedgerProcess(t, cli, append([]string{"send-test-webhook", "--booking-id", "1", "--url", base + "/webhooks/stripe/"}, args...)...)
+		if code != 0 || !strings.Contains(stdout, "200 OK") {
+			t.Errorf("send-test-webhook %v: exit %d\n%s%s", args, code, stdout, stderr)
+		}
+	}
+	var payment, dispute string
+	var refunded int64
+	if err := db.QueryRow(`SELECT payment_status, refunded_amount, dispute_status FROM bookings WHERE id = 1`).Scan(&payment, &refunded, &dispute); err != nil ||
+		payment != "partially_refunded" || refunded != 1000 || dispute != "warning_needs_response" {
+		t.Errorf("booking 1 after the refund and dispute: %s, %d, %s (%v)", payment, refunded, dispute, err)
+	}
 
 	failures := []struct {
 		name string
@@ -127,7 +144,7 @@ func TestServeTakesTwoWebhookSecretsFromTheEnvironment(t *testing.T) {
 			t.Errorf("%s: exit %d, stderr %q (stdout %q); want exit 1 and %q", f.name, code, stderr, stdout, f.want)
 		}
 	}
-	if got := queryStrings(t, db, `SELECT count(*)::text FROM stripe_inbox`); fmt.Sprint(got) != "[3]" {
-		t.Errorf("inbox rows %v after the failures, want 3 (the two signed events and the CLI's)", got)
+	if got := queryStrings(t, db, `SELECT count(*)::text FROM stripe_inbox`); fmt.Sprint(got) != "[5]" {
+		t.Errorf("inbox rows %v after the failures, want 5 (the two signed events and the CLI's three)", got)
 	}
 }

@@ -16,8 +16,8 @@ import (
 )
 
 func newSendTestWebhookCmd() *cobra.Command {
-	var bookingID int64
-	var eventType, target string
+	var bookingID, refundAmount, amountRefunded int64
+	var eventType, target, objectID, status string
 	cmd := &cobra.Command{
 		Use:   "send-test-webhook --booking-id N --event-type TYPE [--url URL]",
 		Short: "Build a realistic Stripe event for a booking, sign it, post it, print the answer",
@@ -25,7 +25,14 @@ func newSendTestWebhookCmd() *cobra.Command {
 PaymentIntent id, amount, currency and metadata.booking_id), signs it with the
 first STRIPE_WEBHOOK_SECRET (or the one a dev server saved), posts it to the
 webhook endpoint, and prints the status and body. Any type may be sent;
-unhandled ones are answered "ignored".`,
+unhandled ones are answered "ignored".
+
+Refund and dispute events (refund.*, charge.refund.updated, charge.refunded,
+charge.dispute.*) are about the booking's PaymentIntent and a charge named
+after it; --id names the refund or dispute (fresh when empty: send the same
+--id to report one refund or dispute twice), --status its Stripe status,
+--amount a refund's amount and --amount-refunded charge.refunded's
+cumulative amount (both default to the booking's price).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig()
 			if err != nil {
@@ -53,7 +60,11 @@ unhandled ones are answered "ignored".`,
 			}
 			if row.PaymentIntentID != nil {
 				b.PaymentIntentID = *row.PaymentIntentID
+				b.ChargeID = "ch_" + strings.TrimPrefix(b.PaymentIntentID, "pi_")
 			}
+			b.AmountRefunded = amountRefunded
+			b.Refund = stripe.TestRefund{ID: objectID, Amount: refundAmount, Status: status}
+			b.Dispute = stripe.TestDispute{ID: objectID, Status: status}
 			now := time.Now()
 			payload, err := stripe.BuildEvent(eventType, b, now)
 			if err != nil {
@@ -81,6 +92,10 @@ unhandled ones are answered "ignored".`,
 	cmd.Flags().Int64Var(&bookingID, "booking-id", 0, "booking the event is about (required)")
 	cmd.Flags().StringVar(&eventType, "event-type", "checkout.session.completed", "Stripe event type")
 	cmd.Flags().StringVar(&target, "url", "", "webhook URL (default http://<LEDGER_ADDR>/webhooks/stripe/)")
+	cmd.Flags().StringVar(&objectID, "id", "", "refund (re_...) or dispute (dp_...) id of refund and dispute events (default: a fresh one)")
+	cmd.Flags().StringVar(&status, "status", "", "refund or dispute status (default: what the event type usually carries)")
+	cmd.Flags().Int64Var(&refundAmount, "amount", 0, "refund amount in minor units (default: the booking's price)")
+	cmd.Flags().Int64Var(&amountRefunded, "amount-refunded", 0, "charge.refunded's cumulative amount_refunded (default: the booking's price)")
 	cmd.MarkFlagRequired("booking-id")
 	return cmd
 }
