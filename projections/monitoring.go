@@ -17,7 +17,7 @@ const (
 	MonitoringName = "monitoring"
 	// MonitoringVersion is the version of MonitoringDeltas. Bump it with
 	// every change of what an event contributes.
-	MonitoringVersion = 1
+	MonitoringVersion = 2
 )
 
 // Column is one column of a read-model table: its name and SQL type.
@@ -101,13 +101,39 @@ func MonitoringDeltas(e Envelope) ([]Counter, error) {
 	case domain.PaymentSucceeded:
 		out = append(out, Counter{TableRevenueByCurrency, []string{ev.Currency}, []int64{1, ev.Amount, 0, 0}})
 	case domain.RefundIssued:
-		out = append(out, Counter{TableRevenueByCurrency, []string{ev.Currency}, []int64{0, 0, 1, ev.Amount}})
-	case domain.CheckoutSessionOpened, domain.PaymentMismatch, domain.RefundRequested:
-		// Counted by type only.
+		// Recorded before RefundedChange existed, a RefundIssued stands
+		// for its whole amount.
+		change := ev.Amount
+		if ev.RefundedChange != nil {
+			change = *ev.RefundedChange
+		}
+		out = append(out, refundCounter(ev.Currency, change))
+	case domain.PaymentRefunded:
+		out = append(out, refundCounter(ev.Currency, ev.RefundedChange))
+	case domain.PaymentRefundedTotal:
+		out = append(out, refundCounter(ev.Currency, ev.RefundedChange))
+	case domain.RefundFailed:
+		out = append(out, refundCounter(ev.Currency, ev.RefundedChange))
+	case domain.CheckoutSessionOpened, domain.PaymentMismatch, domain.RefundRequested,
+		domain.DisputeOpened, domain.DisputeUpdated, domain.DisputeClosed,
+		domain.DisputeFundsWithdrawn, domain.DisputeFundsReinstated:
+		// Counted by type only (disputes: see the monitoring_open_disputes
+		// and monitoring_money_per_day views).
 	default:
 		return nil, fmt.Errorf("monitoring: event %d: unknown event %s: %w", e.Position, e.Event.EventType(), domain.ErrInvalid)
 	}
 	return out, nil
+}
+
+// refundCounter is a money event's row of the revenue table: the change it
+// made to its booking's refunded amount (each refund counted once, failures
+// taken off), and one refund more when that change gave money back.
+func refundCounter(currency string, change int64) Counter {
+	var refunds int64
+	if change > 0 {
+		refunds = 1
+	}
+	return Counter{TableRevenueByCurrency, []string{currency}, []int64{0, 0, refunds, change}}
 }
 
 // Monitoring is the state of the monitoring projection folded in memory:

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -154,5 +155,45 @@ func TestLookup(t *testing.T) {
 		if got, ok := Lookup(tt.name); got != tt.want || ok != tt.ok {
 			t.Errorf("Lookup(%s) = %v, %v; want %v, %v", tt.name, got, ok, tt.want, tt.ok)
 		}
+	}
+}
+
+// TestMonitoringDeltasKnowsEveryEventType: an event type the monitoring
+// projection does not know would be dead-lettered by its subscriber, which
+// then stops counting that booking's money (as RefundFailed once was).
+func TestMonitoringDeltasKnowsEveryEventType(t *testing.T) {
+	for _, typ := range domain.EventTypes() {
+		e, ok := sampleEvents[typ]
+		if !ok {
+			t.Fatalf("no sample event of type %s", typ)
+		}
+		if _, err := MonitoringDeltas(Envelope{Position: 1, StreamID: 7, RecordedAt: time.Now(), Event: e}); err != nil {
+			t.Errorf("%s: %v", typ, err)
+		}
+	}
+}
+
+// TestMonitoringCountsEachRefundOnce: the revenue table sums the changes
+// the money events made, so a refund seen through two event types, and a
+// refund that failed, add up to the booking's refunded amount.
+func TestMonitoringCountsEachRefundOnce(t *testing.T) {
+	change := func(v int64) *int64 { return &v }
+	var m Monitoring
+	for i, e := range []domain.Event{
+		domain.PaymentSucceeded{PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur", Source: domain.SourceWebhook},
+		domain.PaymentRefunded{RefundID: "re_1", Amount: 10000, Currency: "eur", Status: domain.RefundStatusSucceeded, RefundedChange: 10000},
+		domain.PaymentRefundedTotal{ChargeID: "ch_1", AmountRefunded: 10000, Currency: "eur", RefundedChange: 0},
+		domain.RefundIssued{RefundID: "re_2", PaymentIntentID: "pi_1", Amount: 5000, Currency: "eur", RefundedChange: change(5000)},
+		domain.RefundFailed{RefundID: "re_2", PaymentIntentID: "pi_1", Amount: 5000, Currency: "eur", Reason: domain.RefundExternal,
+			FailureCode: "failed", RefundedChange: -5000},
+		domain.RefundIssued{RefundID: "re_0", PaymentIntentID: "pi_1", Amount: 700, Currency: "eur"}, // recorded before refunded_change
+	} {
+		if err := m.Apply(Envelope{Position: int64(i + 1), StreamID: 7, RecordedAt: time.Now(), Event: e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := m.Rows(TableRevenueByCurrency)
+	if len(rows) != 1 || fmt.Sprint(rows[0].Values) != "[1 36000 3 10700]" {
+		t.Errorf("revenue %+v, want 1 payment of 36000, 3 refunds giving back 10700", rows)
 	}
 }
