@@ -22,6 +22,11 @@ ALTER TABLE bookings ADD CONSTRAINT bookings_dispute_status_check
 ALTER TABLE bookings ADD CONSTRAINT bookings_refunded_amount_check CHECK (refunded_amount >= 0);
 CREATE INDEX bookings_dispute_status_idx ON bookings (dispute_status) WHERE dispute_status IS NOT NULL;
 
+-- A refund that failed after Stripe accepted it is an operator's work like
+-- one Stripe refused at once: refund_failures mirrors both, the first with
+-- its refund id (NULL for a refusal, which has none).
+ALTER TABLE refund_failures ADD COLUMN refund_id TEXT;
+
 -- The money and dispute events are few; the views find them by this index.
 CREATE INDEX ledger_events_money_idx ON ledger_events (event_type, position)
     WHERE event_type IN ('PaymentSucceeded', 'RefundIssued', 'RefundFailed', 'PaymentRefunded', 'PaymentRefundedTotal',
@@ -130,6 +135,7 @@ DROP VIEW monitoring_open_disputes;
 DROP VIEW monitoring_refunds_by_status;
 DROP INDEX ledger_events_money_idx;
 DROP INDEX bookings_dispute_status_idx;
+ALTER TABLE refund_failures DROP COLUMN refund_id;
 ALTER TABLE bookings DROP CONSTRAINT bookings_refunded_amount_check;
 ALTER TABLE bookings DROP CONSTRAINT bookings_dispute_status_check;
 ALTER TABLE bookings DROP CONSTRAINT bookings_payment_status_check;

@@ -189,6 +189,12 @@ func TestOwnRefundFailsLater(t *testing.T) {
 			if reason != "availability_conflict" || id != refundID || code != "expired_or_canceled_card" && code != "failed" {
 				t.Errorf("RefundFailed reason %q, refund %q, code %q", reason, id, code)
 			}
+			// The operators' worklist holds it, with its refund id.
+			var rows int
+			if err := h.db.QueryRow(`SELECT count(*) FROM refund_failures WHERE booking_id = $1 AND refund_id = $2
+				AND reason = 'availability_conflict' AND amount = $3`, loser.ID, refundID, defaultAmount).Scan(&rows); err != nil || rows != 1 {
+				t.Errorf("refund_failures rows for %s: %d (%v), want 1", refundID, rows, err)
+			}
 			if !strings.Contains(h.logs.String(), fmt.Sprintf("Booking %d refund %s failed", loser.ID, refundID)) {
 				t.Errorf("no warning line for the failed refund")
 			}

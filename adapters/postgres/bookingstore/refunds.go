@@ -195,6 +195,26 @@ func insertRefundFailure(ctx context.Context, tx *sql.Tx, booking domain.Booking
 	return nil
 }
 
+// mirrorLateRefundFailures copies the RefundFailed events with a refund id
+// among the events of booking id after stream version after (the ones this
+// transaction appended) into refund_failures: refunds that failed after
+// Stripe accepted them, reported by a webhook. Refusals of the ledger's own
+// requests are mirrored by the refund worker (RecordRefundFailure).
+func mirrorLateRefundFailures(ctx context.Context, tx *sql.Tx, id domain.BookingID, after int) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO refund_failures
+		(position, booking_id, payment_intent_id, amount, currency, reason, failure_code, failure_message, http_status,
+		 stripe_request_id, refund_id, failed_at)
+		SELECT position, stream_id, payload->>'payment_intent_id', (payload->>'amount')::bigint, payload->>'currency',
+		       payload->>'reason', payload->>'failure_code', payload->>'failure_message', (payload->>'http_status')::int,
+		       payload->>'stripe_request_id', payload->>'refund_id', recorded_at
+		FROM ledger_events
+		WHERE stream_id = $1 AND stream_version > $2 AND event_type = 'RefundFailed' AND payload ? 'refund_id'`, int64(id), after)
+	if err != nil {
+		return fmt.Errorf("bookingstore: refund failures of booking %d: %w", id, err)
+	}
+	return nil
+}
+
 // RefundFailure is one refund the payment provider refused for good: a row
 // of refund_failures, mirroring the RefundFailed event at Position.
 type RefundFailure struct {
@@ -208,7 +228,10 @@ type RefundFailure struct {
 	FailureMessage  string              `json:"failure_message"`
 	HTTPStatus      int                 `json:"http_status"`
 	StripeRequestID string              `json:"stripe_request_id"`
-	FailedAt        time.Time           `json:"failed_at"`
+	// RefundID is set for a refund that failed after Stripe accepted it
+	// (reported by refund.failed / refund.updated), "" for a refusal.
+	RefundID string    `json:"refund_id,omitempty"`
+	FailedAt time.Time `json:"failed_at"`
 }
 
 // RefundFailures returns every refund refused for good, oldest first: the
@@ -216,7 +239,7 @@ type RefundFailure struct {
 // the monitoring views show them. Errors are internal failures.
 func RefundFailures(ctx context.Context, q postgres.Querier) ([]RefundFailure, error) {
 	rows, err := q.QueryContext(ctx, `SELECT position, booking_id, payment_intent_id, amount, currency, reason,
-		failure_code, failure_message, http_status, stripe_request_id, failed_at
+		failure_code, failure_message, http_status, stripe_request_id, COALESCE(refund_id, ''), failed_at
 		FROM refund_failures ORDER BY position`)
 	if err != nil {
 		return nil, fmt.Errorf("bookingstore: refund failures: %w", err)
@@ -227,7 +250,7 @@ func RefundFailures(ctx context.Context, q postgres.Querier) ([]RefundFailure, e
 		var f RefundFailure
 		var reason string
 		if err := rows.Scan(&f.Position, &f.BookingID, &f.PaymentIntentID, &f.Amount, &f.Currency, &reason,
-			&f.FailureCode, &f.FailureMessage, &f.HTTPStatus, &f.StripeRequestID, &f.FailedAt); err != nil {
+			&f.FailureCode, &f.FailureMessage, &f.HTTPStatus, &f.StripeRequestID, &f.RefundID, &f.FailedAt); err != nil {
 			return nil, fmt.Errorf("bookingstore: refund failures: %w", err)
 		}
 		if f.Reason, err = domain.ParseRefundReason(reason); err != nil {

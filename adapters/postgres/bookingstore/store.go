@@ -142,7 +142,7 @@ func (l *Store) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.Book
 // appendAndFold is appendAndProject with the stored events already decoded
 // (envs, with room for the decided ones); when inbox is set, its row is inserted by the statement that
 // writes the status row, which saves a round trip.
-func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []eventstore.StoredEvent, envs []projections.Envelope, decided []domain.Event, occurredAt time.Time, causationID string, inbox *inboxRow) (projections.BookingRow, error) {
+func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []eventstore.StoredEvent, envs []projections.Envelope, decided []domain.Event, occurredAt time.Time, causationID string, inbox *inboxRow) (_ projections.BookingRow, err error) {
 	newEvents := make([]eventstore.NewEvent, len(decided))
 	for i, ev := range decided {
 		payload, err := domain.Encode(ev)
@@ -164,6 +164,14 @@ func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Booking
 	row, err := projections.FoldBooking(envs)
 	if err != nil {
 		return row, err
+	}
+	if lateRefundFailure(decided) {
+		// Rare: one more statement after the append, in its transaction.
+		defer func() {
+			if err == nil {
+				err = mirrorLateRefundFailures(ctx, tx, id, version)
+			}
+		}()
 	}
 	if inbox == nil {
 		if _, err := l.store.AppendWith(ctx, tx, int64(id), version, prev, newEvents, recordedAt, nil); err != nil {
@@ -326,4 +334,15 @@ func (t *TxStore) Update(ctx context.Context, id int64, causationID string, deci
 // mirroring the RefundFailed event at position.
 func (t *TxStore) RecordRefundFailure(ctx context.Context, booking domain.BookingID, f domain.RefundFailed, position int64, at time.Time) error {
 	return insertRefundFailure(ctx, t.tx, booking, f, position, at)
+}
+
+// lateRefundFailure reports whether events hold a RefundFailed of a refund
+// Stripe had accepted (it has a refund id), which refund_failures mirrors.
+func lateRefundFailure(events []domain.Event) bool {
+	for _, e := range events {
+		if f, ok := e.(domain.RefundFailed); ok && f.RefundID != "" {
+			return true
+		}
+	}
+	return false
 }
