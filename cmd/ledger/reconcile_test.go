@@ -107,6 +107,14 @@ func TestReconcile(t *testing.T) {
 	// Older than --since, and a type the ledger does not handle.
 	f.event(t, stripe.EventCheckoutSessionCompleted, f.booking(t, "room-4"), f.now.Add(-100*time.Hour))
 	f.event(t, "customer.created", stripe.TestBooking{ID: missed.ID, Amount: 1, Currency: "eur"}, f.now.Add(-time.Hour))
+	// A partial refund made in the Dashboard and a dispute, also missed:
+	// they name only the PaymentIntent.
+	refund := delivered
+	refund.ID, refund.Refund = 0, stripe.TestRefund{Amount: 1000}
+	f.event(t, stripe.EventRefundCreated, refund, f.now.Add(-30*time.Minute))
+	dispute := missed
+	dispute.ID = 0
+	f.event(t, stripe.EventChargeDisputeCreated, dispute, f.now.Add(-20*time.Minute))
 
 	run := func() app.ReconcileSummary {
 		t.Helper()
@@ -116,7 +124,7 @@ func TestReconcile(t *testing.T) {
 		}
 		return sum
 	}
-	if got, want := run(), (app.ReconcileSummary{Seen: 4, Present: 1, Ingested: 2, Unmatched: 1}); got != want {
+	if got, want := run(), (app.ReconcileSummary{Seen: 6, Present: 1, Ingested: 4, Unmatched: 1}); got != want {
 		t.Fatalf("first run: %s, want %s", got, want)
 	}
 	wantBooking := func(id int64, status, payment string) {
@@ -131,7 +139,10 @@ func TestReconcile(t *testing.T) {
 	}
 	wantBooking(missed.ID, "confirmed", "paid")
 	wantBooking(failed.ID, "cancelled", "failed")
-	wantBooking(delivered.ID, "confirmed", "paid")
+	wantBooking(delivered.ID, "confirmed", "partially_refunded")
+	if row, _ := f.ledger.GetBooking(ctx, missed.ID); row.DisputeStatus == nil || *row.DisputeStatus != "needs_response" {
+		t.Errorf("missed booking's dispute: %v", row.DisputeStatus)
+	}
 
 	for _, id := range []string{missedID, failedID} {
 		var source, sig string
@@ -158,7 +169,7 @@ func TestReconcile(t *testing.T) {
 	}
 
 	events, inbox := f.counts(t)
-	if got, want := run(), (app.ReconcileSummary{Seen: 4, Present: 3, Ingested: 0, Unmatched: 1}); got != want {
+	if got, want := run(), (app.ReconcileSummary{Seen: 6, Present: 5, Ingested: 0, Unmatched: 1}); got != want {
 		t.Fatalf("second run: %s, want %s", got, want)
 	}
 	if e, i := f.counts(t); e != events || i != inbox {
