@@ -263,6 +263,9 @@ func TestDisputeLifecycle(t *testing.T) {
 		!strings.Contains(fmt.Sprint(open[0]), "evidence_due_by:"+due.Format(time.RFC3339)) {
 		t.Errorf("open_disputes %v", open)
 	}
+	if n := strings.Count(h.logs.String(), fmt.Sprintf(`"msg":"Booking %d disputed"`, b.ID)); n != 1 {
+		t.Errorf("%d warning lines for the dispute, want 1", n)
+	}
 	if m := h.metrics(); !strings.Contains(m, `ledger_open_disputes{status="needs_response"} 1`) {
 		t.Errorf("/metrics:\n%s", grepLines(m, "ledger_open_disputes"))
 	}

@@ -59,6 +59,23 @@ func delivery(id string, fact app.Fact, booking int64) app.Delivery {
 	}
 }
 
+func withRefund(d app.Delivery) app.Delivery {
+	d.Refund = domain.Refund{ID: "re_1", ChargeID: "ch_a", PaymentIntentID: "pi_a", Amount: 500, Currency: "eur",
+		Status: domain.RefundStatusSucceeded}
+	return d
+}
+
+func withChargeRefund(d app.Delivery) app.Delivery {
+	d.ChargeRefund = domain.ChargeRefund{ChargeID: "ch_a", PaymentIntentID: "pi_a", AmountRefunded: 500, Currency: "eur"}
+	return d
+}
+
+func withDispute(d app.Delivery) app.Delivery {
+	d.Dispute = domain.Dispute{ID: "dp_1", ChargeID: "ch_a", PaymentIntentID: "pi_a", Amount: 1000, Currency: "eur",
+		Status: domain.DisputeNeedsResponse}
+	return d
+}
+
 func eventTypes(events []domain.Event) []string {
 	var out []string
 	for _, e := range events {
@@ -98,6 +115,21 @@ func TestIngestDecisionPerFact(t *testing.T) {
 		{"async payment failed needs the session", app.FactAsyncPaymentFailed, noSession, nil, true, domain.StatusPending},
 		{"session expired", app.FactSessionExpired, same,
 			[]string{domain.EventBookingCancelled}, false, domain.StatusCancelled},
+		{"refund", app.FactRefund, withRefund,
+			[]string{domain.EventPaymentRefunded}, false, domain.StatusPending},
+		{"charge refunded", app.FactChargeRefunded, withChargeRefund,
+			[]string{domain.EventPaymentRefundedTotal}, false, domain.StatusPending},
+		{"dispute created", app.FactDisputeCreated, withDispute,
+			[]string{domain.EventDisputeOpened}, false, domain.StatusPending},
+		{"dispute updated", app.FactDisputeUpdated, withDispute,
+			[]string{domain.EventDisputeOpened}, false, domain.StatusPending},
+		{"dispute closed", app.FactDisputeClosed, withDispute,
+			[]string{domain.EventDisputeOpened}, false, domain.StatusPending},
+		{"dispute funds withdrawn", app.FactDisputeFundsWithdrawn, withDispute,
+			[]string{domain.EventDisputeOpened, domain.EventDisputeFundsWithdrawn}, false, domain.StatusPending},
+		{"dispute funds reinstated", app.FactDisputeFundsReinstated, withDispute,
+			[]string{domain.EventDisputeOpened, domain.EventDisputeFundsReinstated}, false, domain.StatusPending},
+		{"refund without its fact", app.FactRefund, same, nil, true, domain.StatusPending},
 		{"a fact without a decision", app.Fact(99), same, nil, true, domain.StatusPending},
 	}
 	for _, tt := range tests {
