@@ -110,9 +110,12 @@ const (
 	CancelPaymentFailed        CancelReason = "payment_failed"
 	CancelAvailabilityConflict CancelReason = "availability_conflict"
 	CancelSessionExpired       CancelReason = "session_expired"
+	// CancelRequested: an operator (or the client, through the API)
+	// cancelled the booking (DecideCancel).
+	CancelRequested CancelReason = "requested"
 )
 
-var allCancelReasons = []CancelReason{CancelPaymentFailed, CancelAvailabilityConflict, CancelSessionExpired}
+var allCancelReasons = []CancelReason{CancelPaymentFailed, CancelAvailabilityConflict, CancelSessionExpired, CancelRequested}
 
 // ParseCancelReason returns the CancelReason spelled s. An unknown or empty
 // value returns an error wrapping ErrInvalid.
@@ -193,9 +196,12 @@ const (
 	// in Stripe's Dashboard or by another integration (RefundFailed of such
 	// a refund).
 	RefundExternal RefundReason = "external"
+	// RefundCancellation: the booking was cancelled on request with a
+	// refund (DecideCancel).
+	RefundCancellation RefundReason = "cancellation"
 )
 
-var allRefundReasons = []RefundReason{RefundAvailabilityConflict, RefundDuplicatePayment, RefundExternal}
+var allRefundReasons = []RefundReason{RefundAvailabilityConflict, RefundDuplicatePayment, RefundExternal, RefundCancellation}
 
 // ParseRefundReason returns the RefundReason spelled s. An unknown or empty
 // value returns an error wrapping ErrInvalid.

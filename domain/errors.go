@@ -31,6 +31,14 @@ var (
 
 	// ErrUnauthorized reports a missing or wrong credential or signature.
 	ErrUnauthorized = errors.New("unauthorized")
+
+	// ErrWrongState reports an operation the booking's state does not
+	// allow, e.g. cancelling a cancelled booking. It maps to 409 Conflict.
+	ErrWrongState = errors.New("not allowed in the booking's state")
+
+	// ErrNotRefundable reports a refund of more than the booking's payment
+	// still holds. It maps to 422 Unprocessable Entity.
+	ErrNotRefundable = errors.New("more than can be refunded")
 )
 
 // FieldError names one invalid input field, using the JSON field name the

@@ -118,6 +118,9 @@ type BookingConfirmed struct {
 // its stay, and why.
 type BookingCancelled struct {
 	Reason CancelReason `json:"reason"`
+	// Note is the operator's words for a cancellation on request; absent
+	// otherwise (and in events recorded before it existed).
+	Note string `json:"note,omitempty"`
 }
 
 // RefundRequested records the decision to refund a payment. The refund itself

@@ -38,6 +38,8 @@ var wireSamples = []struct {
 		`{"resource_id":"room-12","check_in":"2027-01-10","check_out":"2027-01-13"}`},
 	{"BookingCancelled", 1, BookingCancelled{Reason: CancelSessionExpired},
 		`{"reason":"session_expired"}`},
+	{"BookingCancelled", 1, BookingCancelled{Reason: CancelRequested, Note: "guest asked"},
+		`{"reason":"requested","note":"guest asked"}`},
 	{"RefundRequested", 1, RefundRequested{PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur", Reason: RefundDuplicatePayment},
 		`{"payment_intent_id":"pi_1","amount":36000,"currency":"eur","reason":"duplicate_payment"}`},
 	{"RefundIssued", 1, RefundIssued{RefundID: "re_1", PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur"},
@@ -151,7 +153,7 @@ func TestEventsRoundTrip(t *testing.T) {
 }
 
 func TestDecodeForwardCompatible(t *testing.T) {
-	got, err := Decode(EventBookingCancelled, 1, []byte(`{"reason":"payment_failed","note":"added by a newer writer"}`))
+	got, err := Decode(EventBookingCancelled, 1, []byte(`{"reason":"payment_failed","comment":"added by a newer writer"}`))
 	if err != nil {
 		t.Fatal(err)
 	}

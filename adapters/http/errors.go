@@ -20,6 +20,8 @@ var statusOf = []struct {
 	{domain.ErrNotFound, http.StatusNotFound},
 	{domain.ErrConflict, http.StatusConflict},
 	{domain.ErrDuplicate, http.StatusConflict},
+	{domain.ErrWrongState, http.StatusConflict},
+	{domain.ErrNotRefundable, http.StatusUnprocessableEntity},
 	// A stream version lost to a concurrent writer after every retry: the
 	// client may simply try again.
 	{domain.ErrConcurrency, http.StatusServiceUnavailable},

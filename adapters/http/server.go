@@ -33,6 +33,7 @@ type Ledger interface {
 	CheckoutEnabled() bool
 	OpenCheckout(ctx context.Context, row projections.BookingRow, causationID string) (projections.BookingRow, app.CheckoutSession, error)
 	ConfirmRedirect(ctx context.Context, id int64, sessionID string) (app.Redirect, error)
+	CancelBooking(ctx context.Context, id int64, note string, refund *int64, causationID string) (projections.BookingRow, error)
 }
 
 var _ Ledger = (*app.Service)(nil)
@@ -152,6 +153,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	api.Handle("/bookings", methodNotAllowed(http.MethodGet, http.MethodHead, http.MethodPost))
 	api.Handle("/bookings/{id}", http.HandlerFunc(s.getBooking)).Methods(http.MethodGet, http.MethodHead)
 	api.Handle("/bookings/{id}", methodNotAllowed(http.MethodGet, http.MethodHead))
+	s.routeOperatorActions(api)
 	s.routeMonitoring(r, api)
 	return r, nil
 }

@@ -1,0 +1,63 @@
+package http
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/gorilla/mux"
+
+	"github.com/booking-ledger/ledger/domain"
+)
+
+// routeOperatorActions adds the operator's write endpoints (behind the API
+// token): POST /bookings/{id}/cancel.
+func (s *server) routeOperatorActions(api *mux.Router) {
+	api.Handle("/bookings/{id}/cancel", http.HandlerFunc(s.cancelBooking)).Methods(http.MethodPost)
+	api.Handle("/bookings/{id}/cancel", methodNotAllowed(http.MethodPost))
+}
+
+// cancelRequest is the body of POST /bookings/{id}/cancel. RefundAmount nil
+// means everything paid and not refunded yet; 0 means no refund.
+type cancelRequest struct {
+	Reason       string `json:"reason"`
+	RefundAmount *int64 `json:"refund_amount"`
+}
+
+// cancelBooking answers 200 with the row (status cancelled); 404 unknown
+// booking; 409 already cancelled; 422 refund_amount above what is
+// refundable; 400 a malformed body.
+func (s *server) cancelBooking(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(mux.Vars(r)["id"], 10, 64)
+	if err != nil || id <= 0 {
+		writeError(w, r, s.log, &domain.FieldError{Field: "id", Msg: "must be a positive integer"})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<10))
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	var req cancelRequest
+	if len(bytes.TrimSpace(body)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, r, s.log, jsonError(err))
+			return
+		}
+		if dec.More() {
+			writeError(w, r, s.log, fmt.Errorf("invalid JSON: data after the object: %w", domain.ErrInvalid))
+			return
+		}
+	}
+	row, err := s.cfg.Ledger.CancelBooking(r.Context(), id, req.Reason, req.RefundAmount, "api:"+requestID(r))
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, row)
+}
