@@ -46,6 +46,20 @@ func (s *server) createBooking(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	causationID := "api:" + requestID(r)
+	if recovered(r.Context()) {
+		// The first request with this key stored no answer (it crashed,
+		// or Checkout failed after the booking was created): the booking
+		// it created, if any, is answered, and its Checkout opened.
+		row, ok, err := s.cfg.Ledger.FindCaused(r.Context(), causationID)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		if ok {
+			s.createdBooking(w, r, row, req.SessionID, causationID)
+			return
+		}
+	}
 	row, err := s.cfg.Ledger.CreateBooking(r.Context(), domain.NewBookingParams{
 		ResourceID:    req.ResourceID,
 		CheckIn:       req.CheckIn,
@@ -59,7 +73,13 @@ func (s *server) createBooking(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
-	if s.cfg.Ledger.CheckoutEnabled() && req.SessionID == "" {
+	s.createdBooking(w, r, row, req.SessionID, causationID)
+}
+
+// createdBooking answers a created booking: 201 with the row, after opening
+// its Checkout Session when Checkout is on and the client brought none.
+func (s *server) createdBooking(w http.ResponseWriter, r *http.Request, row projections.BookingRow, clientSession, causationID string) {
+	if s.cfg.Ledger.CheckoutEnabled() && clientSession == "" {
 		s.openCheckout(w, r, row, causationID)
 		return
 	}

@@ -16,7 +16,7 @@ import (
 // routeOperatorActions adds the operator's write endpoints (behind the API
 // token): POST /bookings/{id}/cancel.
 func (s *server) routeOperatorActions(api *mux.Router) {
-	api.Handle("/bookings/{id}/cancel", http.HandlerFunc(s.cancelBooking)).Methods(http.MethodPost)
+	api.Handle("/bookings/{id}/cancel", s.idempotent(s.cancelBooking)).Methods(http.MethodPost)
 	api.Handle("/bookings/{id}/cancel", methodNotAllowed(http.MethodPost))
 }
 
@@ -54,7 +54,20 @@ func (s *server) cancelBooking(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	row, err := s.cfg.Ledger.CancelBooking(r.Context(), id, req.Reason, req.RefundAmount, "api:"+requestID(r))
+	causationID := "api:" + requestID(r)
+	if recovered(r.Context()) {
+		// The first request with this key stored no answer: if it
+		// cancelled the booking, answer as it would have.
+		if row, ok, err := s.cfg.Ledger.FindCaused(r.Context(), causationID); err != nil || ok && row.ID == id {
+			if err != nil {
+				writeError(w, r, s.log, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, row)
+			return
+		}
+	}
+	row, err := s.cfg.Ledger.CancelBooking(r.Context(), id, req.Reason, req.RefundAmount, causationID)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return

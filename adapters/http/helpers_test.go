@@ -25,6 +25,7 @@ import (
 	"github.com/stripe/stripe-go/v76/webhook"
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
+	"github.com/booking-ledger/ledger/adapters/postgres/idempotency"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
@@ -109,6 +110,7 @@ type harnessOptions struct {
 	discardLogs bool
 	postgres    bool
 	monitoring  bool
+	idempotency bool
 	checkout    *app.CheckoutConfig
 	mode        app.Mode
 	config      func(*ledgerhttp.Config)
@@ -147,6 +149,12 @@ func withPostgres() harnessOption {
 // PostgreSQL backend's views (implies withPostgres).
 func withMonitoring() harnessOption {
 	return func(o *harnessOptions) { o.postgres, o.monitoring = true, true }
+}
+
+// withIdempotency keeps Idempotency-Key answers in the PostgreSQL backend
+// (implies withPostgres).
+func withIdempotency() harnessOption {
+	return func(o *harnessOptions) { o.postgres, o.idempotency = true, true }
 }
 
 // withCheckout turns Stripe Checkout on.
@@ -190,6 +198,9 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		Verifier: verifier,
 		APIToken: testToken,
 		Logger:   logger,
+	}
+	if o.idempotency {
+		cfg.Idempotency = idempotency.New(h.db)
 	}
 	if o.monitoring {
 		cfg.Monitoring = pgMonitoring{h.db}

@@ -34,6 +34,10 @@ type Ledger interface {
 	OpenCheckout(ctx context.Context, row projections.BookingRow, causationID string) (projections.BookingRow, app.CheckoutSession, error)
 	ConfirmRedirect(ctx context.Context, id int64, sessionID string) (app.Redirect, error)
 	CancelBooking(ctx context.Context, id int64, note string, refund *int64, causationID string) (projections.BookingRow, error)
+	// FindCaused finds the booking an earlier request wrote to (its
+	// Idempotency-Key's causation id), for a retry whose first answer was
+	// lost.
+	FindCaused(ctx context.Context, causationID string) (projections.BookingRow, bool, error)
 }
 
 var _ Ledger = (*app.Service)(nil)
@@ -80,6 +84,10 @@ type Config struct {
 	// Either may be nil (monitoring.go).
 	Monitoring Monitoring
 	Registry   *prometheus.Registry
+	// Idempotency keeps the answers of POST /bookings and POST
+	// /bookings/{id}/cancel sent with an Idempotency-Key (idempotency.go);
+	// nil: the header only names the request's causation, as before.
+	Idempotency app.Idempotency
 }
 
 func (c *Config) setDefaults() {
@@ -148,7 +156,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	api := r.NewRoute().Subrouter()
 	api.Use(s.requireToken, s.guard)
 	s.routeAudit(r, api) // before /bookings/{id}: ?as_of= is matched first
-	api.Handle("/bookings", http.HandlerFunc(s.createBooking)).Methods(http.MethodPost)
+	api.Handle("/bookings", s.idempotent(s.createBooking)).Methods(http.MethodPost)
 	api.Handle("/bookings", http.HandlerFunc(s.listBookings)).Methods(http.MethodGet, http.MethodHead)
 	api.Handle("/bookings", methodNotAllowed(http.MethodGet, http.MethodHead, http.MethodPost))
 	api.Handle("/bookings/{id}", http.HandlerFunc(s.getBooking)).Methods(http.MethodGet, http.MethodHead)

@@ -14,6 +14,7 @@ import (
 	httpapi "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
+	"github.com/booking-ledger/ledger/adapters/postgres/idempotency"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -98,6 +99,7 @@ func (a *App) Start(ctx context.Context) error {
 		RequestTimeout: a.cfg.RequestTimeout,
 		PublishableKey: a.cfg.StripePublicKey,
 		Audit:          auditor,
+		Idempotency:    idempotency.New(a.db),
 	}))
 	if err != nil {
 		return err

@@ -28,3 +28,15 @@ func (s *Service) CancelBooking(ctx context.Context, id int64, note string, refu
 	}
 	return row, err
 }
+
+// FindCaused returns the row of the booking an earlier request with
+// causationID wrote to (its effect, when its answer was lost), and false
+// when no event has that causation.
+func (s *Service) FindCaused(ctx context.Context, causationID string) (projections.BookingRow, bool, error) {
+	id, ok, err := s.cfg.Bookings.CausedBy(ctx, causationID)
+	if err != nil || !ok {
+		return projections.BookingRow{}, false, err
+	}
+	row, err := s.cfg.Bookings.GetBooking(ctx, id)
+	return row, err == nil, err
+}

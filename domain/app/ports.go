@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/booking-ledger/ledger/domain"
@@ -53,6 +54,9 @@ type Bookings interface {
 	// KnownStripeEvents returns which of ids the inbox holds (decided or
 	// ignored); an event known only as an unmatched delivery is not known.
 	KnownStripeEvents(ctx context.Context, ids []string) (map[string]bool, error)
+	// CausedBy returns the booking whose stream holds an event caused by
+	// causationID ("api:<Idempotency-Key>"), and false when none does.
+	CausedBy(ctx context.Context, causationID string) (int64, bool, error)
 	BookingReader
 }
 
@@ -196,3 +200,40 @@ type EventLister interface {
 // adapter's ParseDelivery); it returns domain.ErrInvalid for a malformed
 // event.
 type EventParser func(raw []byte, header, source string, receivedAt time.Time) (Delivery, error)
+
+// Idempotency keeps the answers of requests sent with an Idempotency-Key
+// (adapters/postgres/idempotency), for the HTTP edge.
+type Idempotency interface {
+	// Claim takes key in scope (e.g. "POST /bookings") for one request
+	// whose method, path and body hash to requestHash: ErrIdempotencyInProgress
+	// while another request holds it, ErrIdempotencyKeyReused when it was
+	// used with another request.
+	Claim(ctx context.Context, scope, key string, requestHash []byte) (IdempotencyClaim, error)
+}
+
+// IdempotencyClaim is one request's hold on its key.
+type IdempotencyClaim interface {
+	// Stored is the answer of an earlier identical request, nil if none.
+	Stored() *StoredAnswer
+	// Recovered reports that an earlier request claimed the key and
+	// stored no answer (it crashed, or failed): its effect, if any, is in
+	// the log under the causation id "api:<key>".
+	Recovered() bool
+	// Complete stores the answer and lets the key go.
+	Complete(ctx context.Context, a StoredAnswer) error
+	// Release lets the key go without an answer.
+	Release()
+}
+
+// StoredAnswer is an answer kept for a retry.
+type StoredAnswer struct {
+	Status      int
+	ContentType string
+	Body        []byte
+}
+
+// The refusals of Idempotency.Claim.
+var (
+	ErrIdempotencyInProgress = errors.New("a request with this Idempotency-Key is in progress")
+	ErrIdempotencyKeyReused  = errors.New("Idempotency-Key was used with a different request")
+)

@@ -183,3 +183,18 @@ func ListBookings(ctx context.Context, q postgres.Querier, f app.BookingFilter) 
 	}
 	return out, next, nil
 }
+
+// CausedBy implements app.Bookings.CausedBy, through the partial index of
+// the API's causation ids (migration 00010).
+func (l *Store) CausedBy(ctx context.Context, causationID string) (int64, bool, error) {
+	var id int64
+	err := l.db.QueryRowContext(ctx, `SELECT stream_id FROM ledger_events WHERE causation_id = $1 AND causation_id LIKE 'api:%'
+		ORDER BY position LIMIT 1`, causationID).Scan(&id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, fmt.Errorf("bookingstore: caused by %s: %w", causationID, err)
+	}
+	return id, true, nil
+}

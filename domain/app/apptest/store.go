@@ -455,6 +455,23 @@ func (s *Store) sortedRows() []projections.BookingRow {
 
 // ---------------------------------------------------------------- reads
 
+// CausedBy implements app.Bookings.CausedBy.
+func (s *Store) CausedBy(ctx context.Context, causationID string) (int64, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.failed("caused by"); err != nil {
+		return 0, false, err
+	}
+	for id, stream := range s.streams {
+		for _, e := range stream {
+			if e.CausationID == causationID {
+				return id, true, nil
+			}
+		}
+	}
+	return 0, false, nil
+}
+
 // GetBooking implements app.BookingReader.GetBooking.
 func (s *Store) GetBooking(ctx context.Context, id int64) (projections.BookingRow, error) {
 	s.mu.Lock()
