@@ -46,7 +46,7 @@ type claim struct {
 }
 
 func (c *claim) Stored() *app.StoredAnswer { return c.stored }
-func (c *claim) Recovered() bool          { return c.recovered }
+func (c *claim) Recovered() bool           { return c.recovered }
 
 // Claim takes the key for one request (app.Idempotency): the lock is a
 // session advisory lock, so a request in another process holds it too, and
