@@ -13,11 +13,18 @@ import (
 	"github.com/booking-ledger/ledger/domain"
 )
 
-// routeOperatorActions adds the operator's write endpoints (behind the API
-// token): POST /bookings/{id}/cancel.
+// routeOperatorActions adds the operator's endpoints (behind the API
+// token): POST /bookings/{id}/cancel, and the worklist (GET /obligations,
+// POST /obligations/{id}/ack) when Config.Obligations is set.
 func (s *server) routeOperatorActions(api *mux.Router) {
 	api.Handle("/bookings/{id}/cancel", s.idempotent(s.cancelBooking)).Methods(http.MethodPost)
 	api.Handle("/bookings/{id}/cancel", methodNotAllowed(http.MethodPost))
+	if s.cfg.Obligations != nil {
+		api.Handle("/obligations", http.HandlerFunc(s.listObligations)).Methods(http.MethodGet, http.MethodHead)
+		api.Handle("/obligations", methodNotAllowed(http.MethodGet, http.MethodHead))
+		api.Handle("/obligations/{id}/ack", http.HandlerFunc(s.ackObligation)).Methods(http.MethodPost)
+		api.Handle("/obligations/{id}/ack", methodNotAllowed(http.MethodPost))
+	}
 }
 
 // cancelRequest is the body of POST /bookings/{id}/cancel. RefundAmount nil

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
 )
 
 // statusOf is the one table from the domain's error vocabulary to HTTP
@@ -22,6 +23,7 @@ var statusOf = []struct {
 	{domain.ErrDuplicate, http.StatusConflict},
 	{domain.ErrWrongState, http.StatusConflict},
 	{domain.ErrNotRefundable, http.StatusUnprocessableEntity},
+	{app.ErrObligationNotOpen, http.StatusNotFound},
 	// A stream version lost to a concurrent writer after every retry: the
 	// client may simply try again.
 	{domain.ErrConcurrency, http.StatusServiceUnavailable},

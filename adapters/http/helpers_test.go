@@ -111,6 +111,7 @@ type harnessOptions struct {
 	postgres    bool
 	monitoring  bool
 	idempotency bool
+	obligations *readmodels.Obligations
 	checkout    *app.CheckoutConfig
 	mode        app.Mode
 	config      func(*ledgerhttp.Config)
@@ -157,6 +158,12 @@ func withIdempotency() harnessOption {
 	return func(o *harnessOptions) { o.postgres, o.idempotency = true, true }
 }
 
+// withObligations serves the worklist from the PostgreSQL backend (implies
+// withPostgres); o.DB is filled in.
+func withObligations(o readmodels.Obligations) harnessOption {
+	return func(opts *harnessOptions) { opts.postgres, opts.obligations = true, &o }
+}
+
 // withCheckout turns Stripe Checkout on.
 func withCheckout(c app.CheckoutConfig) harnessOption {
 	return func(o *harnessOptions) { o.checkout = &c }
@@ -198,6 +205,10 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		Verifier: verifier,
 		APIToken: testToken,
 		Logger:   logger,
+	}
+	if o.obligations != nil {
+		o.obligations.DB = h.db
+		cfg.Obligations = *o.obligations
 	}
 	if o.idempotency {
 		cfg.Idempotency = idempotency.New(h.db)

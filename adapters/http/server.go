@@ -84,6 +84,9 @@ type Config struct {
 	// Either may be nil (monitoring.go).
 	Monitoring Monitoring
 	Registry   *prometheus.Registry
+	// Obligations serves GET /obligations and POST /obligations/{id}/ack
+	// (obligations.go); nil leaves them out.
+	Obligations Obligations
 	// Idempotency keeps the answers of POST /bookings and POST
 	// /bookings/{id}/cancel sent with an Idempotency-Key (idempotency.go);
 	// nil: the header only names the request's causation, as before.
