@@ -217,6 +217,9 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		cfg.Monitoring = pgMonitoring{h.db}
 		cfg.Registry = prometheus.NewRegistry()
 		cfg.Registry.MustRegister(readmodels.NewCollector(h.db))
+		if o.obligations != nil {
+			cfg.Registry.MustRegister(readmodels.NewOperationsCollector(*o.obligations))
+		}
 	}
 	if o.config != nil {
 		o.config(&cfg)

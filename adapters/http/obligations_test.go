@@ -60,6 +60,10 @@ func TestObligationsOpenAndCloseWithTheFacts(t *testing.T) {
 		if !ok || !strings.Contains(ob.Detail, "refunded in Stripe") || ob.SuggestedAction == "" {
 			t.Fatalf("not open: %+v", h.obligations())
 		}
+		if m := h.metrics(); !strings.Contains(m, `ledger_obligations_open{kind="refunded_outside_ledger"} 1`) ||
+			!strings.Contains(m, `ledger_obligations_open{kind="reconcile_overdue"} 0`) {
+			t.Errorf("/metrics:\n%s", grepLines(m, "ledger_obligation"))
+		}
 		h.api(http.MethodPost, "/bookings/"+itoa(b.ID)+"/cancel", `{"refund_amount": 0}`)
 		if _, ok := h.openObligation(app.ObligationRefundedOutsideLedger, b.ID); ok {
 			t.Errorf("still open after the cancellation")

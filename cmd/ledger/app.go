@@ -36,6 +36,9 @@ type App struct {
 	refunds     *bookingstore.RefundWorker
 	refundsDone chan error
 	audit       auditRuntime
+	// reconcile runs with ReconcileEvery (reconcile.go).
+	reconcile reconcileRuntime
+	started   time.Time
 }
 
 // NewApp returns an App for cfg; Start brings it up.
@@ -55,6 +58,7 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	a.db = db
+	a.started = time.Now()
 	if applied, err := postgres.Migrate(ctx, db, nil); err != nil {
 		return err
 	} else if len(applied) > 0 {
@@ -81,6 +85,9 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := a.startReconcile(svc); err != nil {
+		return err
+	}
 	auditor, err := a.startAudit(db)
 	if err != nil {
 		return err
@@ -100,6 +107,7 @@ func (a *App) Start(ctx context.Context) error {
 		PublishableKey: a.cfg.StripePublicKey,
 		Audit:          auditor,
 		Idempotency:    idempotency.New(a.db),
+		Obligations:    a.obligations(),
 	}))
 	if err != nil {
 		return err
@@ -165,6 +173,7 @@ func (a *App) Close() error {
 		}
 	}
 	errs = append(errs, a.stopRefunds())
+	a.stopReconcile()
 	a.stopAudit()
 	errs = append(errs, a.stopProjections())
 	if a.db != nil {

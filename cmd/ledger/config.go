@@ -67,6 +67,10 @@ type Config struct {
 	// RebuildStale makes `ledger serve` rebuild, in the background, every
 	// projection whose stored version differs from the code's (--rebuild-stale).
 	RebuildStale bool
+	// ReconcileEvery makes `ledger serve` reconcile with Stripe's Events
+	// API on this period (--reconcile-every or LEDGER_RECONCILE_EVERY; 0:
+	// never; needs STRIPE_SECRET_KEY).
+	ReconcileEvery time.Duration
 }
 
 // loadConfig reads .env (if present, without overriding the environment)
@@ -102,6 +106,9 @@ func loadConfig() (Config, error) {
 	}
 	if c.RequestTimeout, err = time.ParseDuration(env("LEDGER_REQUEST_TIMEOUT", "15s")); err != nil || c.RequestTimeout <= 0 {
 		return c, fmt.Errorf("LEDGER_REQUEST_TIMEOUT: must be a positive duration")
+	}
+	if c.ReconcileEvery, err = time.ParseDuration(env("LEDGER_RECONCILE_EVERY", "0s")); err != nil {
+		return c, fmt.Errorf("LEDGER_RECONCILE_EVERY: must be a duration such as 1h")
 	}
 	if err := c.loadStripeConfig(); err != nil {
 		return c, err
@@ -139,6 +146,14 @@ func (c Config) validateServe() error {
 	}
 	if _, _, err := c.stripeMode(); err != nil {
 		errs = append(errs, err)
+	}
+	switch {
+	case c.ReconcileEvery < 0:
+		errs = append(errs, errors.New("--reconcile-every / LEDGER_RECONCILE_EVERY: must not be negative"))
+	case c.ReconcileEvery > 0 && c.ReconcileEvery < time.Minute:
+		errs = append(errs, errors.New("--reconcile-every / LEDGER_RECONCILE_EVERY: at least 1m (Stripe's Events API is rate-limited)"))
+	case c.ReconcileEvery > 0 && c.StripeSecretKey == "":
+		errs = append(errs, errors.New("--reconcile-every needs STRIPE_SECRET_KEY: reconciliation reads Stripe's Events API"))
 	}
 	return errors.Join(errs...)
 }
@@ -224,6 +239,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("stripe_max_network_retries", c.StripeMaxNetworkRetries),
 		slog.Duration("checkout_ttl", c.CheckoutSessionTTL),
 		slog.Bool("rebuild_stale", c.RebuildStale),
+		slog.Duration("reconcile_every", c.ReconcileEvery),
 	)
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -50,6 +51,7 @@ func newRootCmd() *cobra.Command {
 func newServeCmd() *cobra.Command {
 	var dev, rebuildStale bool
 	var addr string
+	var reconcileEvery time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the Stripe webhook and the bookings API",
@@ -60,6 +62,9 @@ func newServeCmd() *cobra.Command {
 			}
 			cfg.Dev = dev
 			cfg.RebuildStale = rebuildStale
+			if cmd.Flags().Changed("reconcile-every") {
+				cfg.ReconcileEvery = reconcileEvery
+			}
 			if addr != "" {
 				cfg.Addr = addr
 			}
@@ -85,6 +90,7 @@ func newServeCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&dev, "dev", false, "generate and keep a webhook secret and API token under LEDGER_DATA_DIR when unset")
 	cmd.Flags().StringVar(&addr, "addr", "", "listen address (overrides LEDGER_ADDR)")
 	cmd.Flags().BoolVar(&rebuildStale, "rebuild-stale", false, "rebuild, in the background, projections whose stored version differs from the code's")
+	cmd.Flags().DurationVar(&reconcileEvery, "reconcile-every", 0, "reconcile with Stripe's Events API on this period, one process at a time (overrides LEDGER_RECONCILE_EVERY; needs STRIPE_SECRET_KEY)")
 	return cmd
 }
 

@@ -51,6 +51,7 @@ func (a *App) startProjections() error {
 	p.registry.MustRegister(
 		readmodels.NewCollector(a.db),
 		readmodels.NewIgnoredCollector(a.db),
+		readmodels.NewOperationsCollector(a.obligations()),
 		collectors.NewDBStatsCollector(a.db, "ledger"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -70,8 +72,11 @@ matched again by the next run), and failed when some could not be ingested
 			if err != nil {
 				return err
 			}
-			sum, err := newReconciler(svc, client).Reconcile(cmd.Context(), time.Now().Add(-since))
-			fmt.Fprintln(cmd.OutOrStdout(), sum)
+			run, err := newReconciler(svc, client).RunOnce(cmd.Context(), readmodels.ReconcileRuns{DB: db}, time.Now().Add(-since), 0)
+			if errors.Is(err, app.ErrReconcileBusy) {
+				return errors.New("another reconciliation is running (serve --reconcile-every?): try again later")
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), run.Summary)
 			return err
 		},
 	}
@@ -80,6 +85,50 @@ matched again by the next run), and failed when some could not be ingested
 }
 
 // newReconciler reconciles svc with Stripe's Events API through client.
+// firstReconcileWindow is how far back the first scheduled run looks, when
+// no run has succeeded yet.
+const firstReconcileWindow = 72 * time.Hour
+
+// reconcileRuntime is serve's scheduled reconciliation.
+type reconcileRuntime struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startReconcile starts reconciliation on cfg.ReconcileEvery (one process
+// at a time, across every server of the database), when set.
+func (a *App) startReconcile(svc *app.Service) error {
+	if a.cfg.ReconcileEvery <= 0 {
+		return nil
+	}
+	client, err := a.cfg.stripeClient(a.logger)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.reconcile = reconcileRuntime{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(a.reconcile.done)
+		newReconciler(svc, client).Schedule(ctx, readmodels.ReconcileRuns{DB: a.db}, a.cfg.ReconcileEvery, firstReconcileWindow,
+			a.logger.With("component", "reconcile"))
+	}()
+	return nil
+}
+
+func (a *App) stopReconcile() {
+	if a.reconcile.cancel == nil {
+		return
+	}
+	a.reconcile.cancel()
+	<-a.reconcile.done
+	a.reconcile = reconcileRuntime{}
+}
+
+// obligations is the worklist of this server.
+func (a *App) obligations() readmodels.Obligations {
+	return readmodels.Obligations{DB: a.db, ReconcileEvery: a.cfg.ReconcileEvery, Since: a.started}
+}
+
 func newReconciler(svc *app.Service, client app.EventLister) app.Reconciler {
 	return app.Reconciler{Service: svc, Events: client, Parse: stripe.ParseDelivery, Types: stripe.HandledEventTypes}
 }
