@@ -23,7 +23,7 @@ type Payment struct {
 	PaymentStatus string
 	// FailureCode and FailureMessage describe a failure (last_payment_error).
 	FailureCode, FailureMessage string
-	// Source is "webhook", "redirect" or "api".
+	// Source is "webhook", "redirect", "api" or "replay".
 	Source string
 	// StripeEventType is the Stripe event type that reported the fact, e.g.
 	// "checkout.session.completed"; "" when not from an event.
@@ -349,7 +349,7 @@ func validatePaymentIDs(errs *fieldErrors, p Payment, requireSession bool) Payme
 	}
 	source, err := ParsePaymentSource(p.Source)
 	if err != nil {
-		errs.add("source", `must be "webhook", "redirect" or "api"`)
+		errs.add("source", `must be "webhook", "redirect", "api" or "replay"`)
 	}
 	return source
 }

@@ -152,9 +152,13 @@ const (
 	SourceWebhook  PaymentSource = "webhook"
 	SourceRedirect PaymentSource = "redirect"
 	SourceAPI      PaymentSource = "api"
+	// SourceReplay: a stored delivery decided again by an operator
+	// (`ledger deliveries replay`) or by the server once its booking
+	// appeared.
+	SourceReplay PaymentSource = "replay"
 )
 
-var allPaymentSources = []PaymentSource{SourceWebhook, SourceRedirect, SourceAPI}
+var allPaymentSources = []PaymentSource{SourceWebhook, SourceRedirect, SourceAPI, SourceReplay}
 
 // ParsePaymentSource returns the PaymentSource spelled s. An unknown or empty
 // value returns an error wrapping ErrInvalid.

@@ -111,6 +111,7 @@ type harnessOptions struct {
 	postgres    bool
 	monitoring  bool
 	idempotency bool
+	retry       bool
 	obligations *readmodels.Obligations
 	checkout    *app.CheckoutConfig
 	mode        app.Mode
@@ -164,6 +165,12 @@ func withObligations(o readmodels.Obligations) harnessOption {
 	return func(opts *harnessOptions) { opts.postgres, opts.obligations = true, &o }
 }
 
+// withUnmatchedRetry makes the service decide unmatched deliveries again
+// when their booking appears (implies withPostgres).
+func withUnmatchedRetry() harnessOption {
+	return func(o *harnessOptions) { o.postgres, o.retry = true, true }
+}
+
 // withCheckout turns Stripe Checkout on.
 func withCheckout(c app.CheckoutConfig) harnessOption {
 	return func(o *harnessOptions) { o.checkout = &c }
@@ -201,7 +208,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	// The service logs the decisions' alert lines, the handler the
 	// requests: one log, as in production.
 	cfg := ledgerhttp.Config{
-		Ledger:   newServiceWith(t, app.Config{Bookings: h.store.bookings(), Checkout: o.checkout, Mode: o.mode, Logger: logger}),
+		Ledger:   newServiceWith(t, app.Config{Bookings: h.store.bookings(), Checkout: o.checkout, Mode: o.mode, Logger: logger, Unmatched: unmatchedRetry(o, h)}),
 		Verifier: verifier,
 		APIToken: testToken,
 		Logger:   logger,
@@ -671,4 +678,11 @@ func (m pgMonitoring) Summary(ctx context.Context) (map[string][]map[string]any,
 
 func (m pgMonitoring) Projections(ctx context.Context) ([]app.ProjectionStatus, error) {
 	return readmodels.ProjectionStatuses(ctx, m.db)
+}
+
+func unmatchedRetry(o harnessOptions, h *harness) *app.UnmatchedRetry {
+	if !o.retry {
+		return nil
+	}
+	return &app.UnmatchedRetry{Deliveries: h.store.(*sqlBackend).ledger, Parse: stripe.ParseDelivery}
 }

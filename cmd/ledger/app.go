@@ -81,7 +81,8 @@ func (a *App) Start(ctx context.Context) error {
 		return err
 	}
 	a.logger.Info("stripe mode", "mode", mode.String(), "from", modeSource, "accounts", mode.Accounts)
-	svc, err := app.NewService(app.Config{Bookings: ledger, Checkout: checkout, Mode: mode, Logger: a.logger})
+	svc, err := app.NewService(app.Config{Bookings: ledger, Checkout: checkout, Mode: mode, Logger: a.logger,
+		Unmatched: &app.UnmatchedRetry{Deliveries: ledger, Parse: stripe.ParseDelivery}})
 	if err != nil {
 		return err
 	}

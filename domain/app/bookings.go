@@ -41,7 +41,11 @@ func (s *Service) CreateBooking(ctx context.Context, p domain.NewBookingParams, 
 		}
 		return events, nil
 	}
-	return retry(ctx, func() (projections.BookingRow, error) {
+	row, err := retry(ctx, func() (projections.BookingRow, error) {
 		return s.cfg.Bookings.Create(ctx, b.ResourceID(), b.Stay(), p.SessionID, causationID, create)
 	})
+	if err == nil && p.SessionID != "" {
+		s.retryUnmatched(ctx, p.SessionID)
+	}
+	return row, err
 }

@@ -42,6 +42,13 @@ func (s *Service) Ingest(ctx context.Context, d Delivery) (IngestResult, error) 
 	}, domain.ErrConflict)
 	if err == nil {
 		s.logDecisions(ctx, d, res)
+		// A payment recorded its PaymentIntent: what arrived about it
+		// before (a refund, a dispute) can be matched now. A replayed
+		// payment does so too; the chain ends, as each replayed delivery
+		// is decided once (its inbox row) and only payments start it.
+		if res.Appended(domain.EventPaymentSucceeded) && d.Payment.PaymentIntentID != "" {
+			s.retryUnmatched(ctx, d.Payment.PaymentIntentID)
+		}
 	}
 	return res, err
 }
@@ -96,6 +103,7 @@ var channel = map[string]string{
 	string(domain.SourceWebhook):  "webhook",
 	string(domain.SourceRedirect): "redirect",
 	string(domain.SourceAPI):      "reconciliation",
+	string(domain.SourceReplay):   "replay",
 }
 
 // logDecisions writes the lines existing alerts count, once per decision

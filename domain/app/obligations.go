@@ -16,7 +16,7 @@ type Obligation struct {
 	Kind string `json:"kind"`
 	// BookingID is null for work about no known booking (an unmatched
 	// delivery, a projection's dead letter, reconciliation).
-	BookingID *int64 `json:"booking_id"`
+	BookingID *int64    `json:"booking_id"`
 	OpenedAt  time.Time `json:"opened_at"`
 	// DueBy is Stripe's deadline (a dispute's evidence), null when none.
 	DueBy           *time.Time `json:"due_by"`

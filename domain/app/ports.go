@@ -237,3 +237,36 @@ var (
 	ErrIdempotencyInProgress = errors.New("a request with this Idempotency-Key is in progress")
 	ErrIdempotencyKeyReused  = errors.New("Idempotency-Key was used with a different request")
 )
+
+// StoredDelivery is a Stripe event as the ledger kept it without deciding
+// on it: unmatched, of another mode or account (stripe_deliveries), or of
+// a type it did not handle then (an ignored inbox row).
+type StoredDelivery struct {
+	EventID, EventType string
+	// Outcome is the one it was kept with: unmatched, ignored, wrong_mode
+	// or foreign_account.
+	Outcome    Outcome
+	ReceivedAt time.Time
+	// Deliveries is how often it was delivered (the latest is kept here).
+	Deliveries int
+	Raw        []byte
+	Signature  string
+}
+
+// DeliveryFilter selects stored deliveries. Zero fields do not filter.
+type DeliveryFilter struct {
+	Outcome Outcome
+	Since   time.Time
+	EventID string
+	// Mentions keeps deliveries whose raw body holds one of these strings
+	// (a Checkout Session or PaymentIntent id).
+	Mentions []string
+	Limit    int
+}
+
+// DeliveryStore reads the deliveries kept without a decision, the latest
+// delivery of each event, oldest first; an event decided since (its inbox
+// row) is left out.
+type DeliveryStore interface {
+	StoredDeliveries(ctx context.Context, f DeliveryFilter) ([]StoredDelivery, error)
+}

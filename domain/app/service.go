@@ -19,8 +19,13 @@ type Config struct {
 	// Mode is the Stripe mode and the Connect accounts whose events are
 	// decided; the others are kept and ignored. The zero Mode is test mode
 	// with every account.
-	Mode   Mode
-	Logger *slog.Logger
+	Mode Mode
+	// Unmatched, when set, makes the service decide again, at once, the
+	// unmatched deliveries that name a booking's Checkout Session when the
+	// booking is created with it, and its PaymentIntent when a payment
+	// records it, instead of waiting for Stripe's retry (hours apart).
+	Unmatched *UnmatchedRetry
+	Logger    *slog.Logger
 	// Now is the clock of requested_at and of received_at when a delivery
 	// has none; nil means time.Now.
 	Now func() time.Time

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
+	"github.com/booking-ledger/ledger/adapters/stripe"
+	"github.com/booking-ledger/ledger/domain/app"
+)
+
+// The operator's commands: the worklist (obligations) and the stored
+// deliveries (list, replay). Their logic is in domain/app and the
+// adapters; these commands wire and print.
+
+func newObligationsCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "obligations [--format table|json]",
+		Short: "List what needs a human: failed refunds, disputes due, unmatched deliveries, ... (GET /obligations)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := openMigrated(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			cfg, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			obs, err := readmodels.Obligations{DB: db, ReconcileEvery: cfg.ReconcileEvery}.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return printObligations(cmd.OutOrStdout(), format, obs)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "table", "table or json")
+	ack := &cobra.Command{
+		Use:   "ack ID --reason TEXT",
+		Short: "Close an open obligation, saying why (recorded with who and when)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reason, _ := cmd.Flags().GetString("reason")
+			db, err := openMigrated(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if err := (readmodels.Obligations{DB: db}).Ack(cmd.Context(), args[0], reason, cliActor()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "acknowledged %s\n", args[0])
+			return nil
+		},
+	}
+	ack.Flags().String("reason", "", "why the obligation is closed (required)")
+	ack.MarkFlagRequired("reason")
+	cmd.AddCommand(ack)
+	return cmd
+}
+
+// cliActor names who acts from the command line: "cli:<user>".
+func cliActor() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "cli:" + u.Username
+	}
+	if name := os.Getenv("USER"); name != "" {
+		return "cli:" + name
+	}
+	return "cli"
+}
+
+func printObligations(w io.Writer, format string, obs []app.Obligation) error {
+	switch format {
+	case "json":
+		if obs == nil {
+			obs = []app.Obligation{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"obligations": obs})
+	case "table":
+	default:
+		return fmt.Errorf("--format: %q is neither table nor json", format)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tBOOKING\tOPENED\tDUE\tDETAIL\tSUGGESTED ACTION")
+	for _, ob := range obs {
+		booking, due := "-", "-"
+		if ob.BookingID != nil {
+			booking = fmt.Sprint(*ob.BookingID)
+		}
+		if ob.DueBy != nil {
+			due = ob.DueBy.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ob.ID, booking, ob.OpenedAt.Format(time.RFC3339), due, ob.Detail, ob.SuggestedAction)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(obs) == 0 {
+		fmt.Fprintln(w, "nothing to do")
+	}
+	return nil
+}
+
+func newDeliveriesCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "deliveries",
+		Short: "The Stripe events kept without a decision (unmatched, ignored, other mode or account): list, replay",
+	}
+	var (
+		outcome, format, event string
+		since                  time.Duration
+		dryRun                 bool
+	)
+	filter := func() (app.DeliveryFilter, error) {
+		f := app.DeliveryFilter{Outcome: app.Outcome(outcome), EventID: event}
+		switch f.Outcome {
+		case "", app.OutcomeUnmatched, app.OutcomeIgnored, app.OutcomeWrongMode, app.OutcomeForeignAccount:
+		default:
+			return f, fmt.Errorf("--outcome: %q is none of unmatched, ignored, wrong_mode, foreign_account", outcome)
+		}
+		if since > 0 {
+			f.Since = time.Now().Add(-since)
+		}
+		return f, nil
+	}
+	list := &cobra.Command{
+		Use:   "list [--outcome unmatched|ignored|wrong_mode|foreign_account] [--since 72h] [--format table|json]",
+		Short: "List the events kept without a decision, oldest first (the latest delivery of each)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := filter()
+			if err != nil {
+				return err
+			}
+			db, err := openMigrated(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			store, err := bookingstore.New(bookingstore.Config{DB: db})
+			if err != nil {
+				return err
+			}
+			stored, err := store.StoredDeliveries(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			return printDeliveries(cmd.OutOrStdout(), format, stored)
+		},
+	}
+	list.Flags().StringVar(&outcome, "outcome", "", "unmatched, ignored, wrong_mode or foreign_account (default: all)")
+	list.Flags().DurationVar(&since, "since", 0, "only deliveries received this recently (default: all)")
+	list.Flags().StringVar(&format, "format", "table", "table or json")
+
+	replay := &cobra.Command{
+		Use:   "replay (--event evt_... | --outcome unmatched [--since 72h]) [--dry-run]",
+		Short: "Decide stored events again, through the webhook's decision path (source replay)",
+		Long: `Decides again the events selected, oldest first, through the same decision
+path as a webhook, recorded with source "replay". As idempotent as any
+delivery: an event decided once is not decided again. An event of a type
+the ledger ignored before (say, before a fix taught it the type) is
+decided under the id "replay:<evt_...>", since the inbox holds its own id.
+Prints one line per event: its id, the outcome and the booking.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if event == "" && outcome == "" {
+				return errors.New("name the events: --event evt_... or --outcome unmatched (with --since)")
+			}
+			f, err := filter()
+			if err != nil {
+				return err
+			}
+			cfg, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			db, err := openMigrated(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			logger := newLogger()
+			store, err := bookingstore.New(bookingstore.Config{DB: db, Logger: logger})
+			if err != nil {
+				return err
+			}
+			mode, _, err := cfg.stripeMode()
+			if err != nil {
+				return err
+			}
+			svc, err := app.NewService(app.Config{Bookings: store, Mode: mode, Logger: logger})
+			if err != nil {
+				return err
+			}
+			stored, err := store.StoredDeliveries(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			if event != "" && len(stored) == 0 {
+				return fmt.Errorf("event %s: no delivery kept without a decision (unknown, or decided already)", event)
+			}
+			results := app.Replayer{Service: svc, Parse: stripe.ParseDelivery}.Replay(cmd.Context(), stored, dryRun)
+			var failed int
+			for _, r := range results {
+				switch {
+				case r.Err != nil:
+					failed++
+					fmt.Fprintf(cmd.OutOrStdout(), "%s\terror\t%v\n", r.EventID, r.Err)
+				case dryRun:
+					fmt.Fprintf(cmd.OutOrStdout(), "%s\twould replay as %s\n", r.EventID, r.ReplayedAs)
+				default:
+					fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\tbooking %d\n", r.ReplayedAs, r.Outcome, r.BookingID)
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d event(s) not replayed", failed, len(results))
+			}
+			return nil
+		},
+	}
+	replay.Flags().StringVar(&event, "event", "", "the Stripe event id (evt_...) to replay")
+	replay.Flags().StringVar(&outcome, "outcome", "", "replay every event kept with this outcome (unmatched, ignored, wrong_mode, foreign_account)")
+	replay.Flags().DurationVar(&since, "since", 72*time.Hour, "with --outcome: only deliveries received this recently")
+	replay.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be replayed, change nothing")
+	cmd.AddCommand(list, replay)
+	return cmd
+}
+
+func printDeliveries(w io.Writer, format string, stored []app.StoredDelivery) error {
+	switch format {
+	case "json":
+		type row struct {
+			EventID    string    `json:"event_id"`
+			EventType  string    `json:"event_type"`
+			Outcome    string    `json:"outcome"`
+			ReceivedAt time.Time `json:"received_at"`
+			Deliveries int       `json:"deliveries"`
+		}
+		rows := make([]row, 0, len(stored))
+		for _, d := range stored {
+			rows = append(rows, row{d.EventID, d.EventType, string(d.Outcome), d.ReceivedAt, d.Deliveries})
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"deliveries": rows})
+	case "table":
+	default:
+		return fmt.Errorf("--format: %q is neither table nor json", format)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EVENT\tTYPE\tOUTCOME\tLAST RECEIVED\tDELIVERIES")
+	for _, d := range stored {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", d.EventID, d.EventType, d.Outcome, d.ReceivedAt.Format(time.RFC3339), d.Deliveries)
+	}
+	return tw.Flush()
+}
