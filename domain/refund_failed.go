@@ -82,3 +82,29 @@ func DecideRefundFailed(b *Booking, f RefundFailed) ([]Event, error) {
 	f.Currency = m.Currency
 	return []Event{f}, nil
 }
+
+// DecideRetryRefund asks again for the refund of paymentIntentID that
+// failed last (an operator's retry, after fixing what made it fail):
+// RefundRequested with the failed refund's amount, currency and reason.
+//
+// Errors, with no events: ErrInvalid for a nil or unrequested booking;
+// ErrNotFound when no refund of paymentIntentID failed; ErrWrongState
+// while a refund of it is pending.
+func DecideRetryRefund(b *Booking, paymentIntentID string) ([]Event, error) {
+	if err := checkBooking(b); err != nil {
+		return nil, err
+	}
+	var last *RefundFailed
+	for i, f := range b.refundsFailed {
+		if f.PaymentIntentID == paymentIntentID {
+			last = &b.refundsFailed[i]
+		}
+	}
+	if last == nil {
+		return nil, fmt.Errorf("booking %d: no failed refund of PaymentIntent %q: %w", b.id, paymentIntentID, ErrNotFound)
+	}
+	if b.RefundPending(paymentIntentID) {
+		return nil, fmt.Errorf("booking %d: a refund of %s is pending already: %w", b.id, paymentIntentID, ErrWrongState)
+	}
+	return []Event{RefundRequested{PaymentIntentID: paymentIntentID, Amount: last.Amount, Currency: last.Currency, Reason: last.Reason}}, nil
+}

@@ -1,6 +1,9 @@
 package domain
 
-import "testing"
+import (
+	"errors"
+	"testing"
+)
 
 var failedRefund = RefundFailed{PaymentIntentID: "pi_1", Amount: 36000, Currency: "EUR", Reason: RefundAvailabilityConflict,
 	FailureCode: "charge_already_refunded", FailureMessage: "Charge ch_1 has already been refunded.", HTTPStatus: 400}
@@ -82,4 +85,32 @@ func TestRefundSettlement(t *testing.T) {
 func withChange(r RefundIssued, change int64) RefundIssued {
 	r.RefundedChange = &change
 	return r
+}
+
+func TestDecideRetryRefund(t *testing.T) {
+	taken := Stay{BookingID: 3, Range: mustRange(t, "2027-01-12", "2027-01-15")}
+	b := mustBooking(t, nil)
+	events, _ := DecidePaymentSucceeded(b, sessionCompleted, []Stay{taken})
+	mustApply(t, b, events...)
+	if _, err := DecideRetryRefund(b, "pi_1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("nothing failed yet: %v", err)
+	}
+	refused := RefundFailed{PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur", Reason: RefundAvailabilityConflict, FailureCode: "x"}
+	events, err := DecideRefundFailed(b, refused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, b, events...)
+	got, err := DecideRetryRefund(b, "pi_1")
+	want := []Event{RefundRequested{PaymentIntentID: "pi_1", Amount: 36000, Currency: "eur", Reason: RefundAvailabilityConflict}}
+	if err != nil || !sameEvents(got, want) {
+		t.Fatalf("retry %v, %v", got, err)
+	}
+	mustApply(t, b, got...)
+	if !b.RefundPending("pi_1") {
+		t.Error("the retried refund is not pending")
+	}
+	if _, err := DecideRetryRefund(b, "pi_1"); !errors.Is(err, ErrWrongState) {
+		t.Errorf("while pending: %v", err)
+	}
 }

@@ -45,7 +45,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(newServeCmd(), newMigrateCmd(), newSendTestWebhookCmd(), newProjectionsCmd())
 	root.AddCommand(newBenchCmd())
-	root.AddCommand(newObligationsCmd(), newDeliveriesCmd())
+	root.AddCommand(newObligationsCmd(), newDeliveriesCmd(), newRefundsCmd())
 	return root
 }
 

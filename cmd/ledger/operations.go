@@ -45,27 +45,7 @@ func newObligationsCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "table", "table or json")
-	ack := &cobra.Command{
-		Use:   "ack ID --reason TEXT",
-		Short: "Close an open obligation, saying why (recorded with who and when)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			reason, _ := cmd.Flags().GetString("reason")
-			db, err := openMigrated(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			if err := (readmodels.Obligations{DB: db}).Ack(cmd.Context(), args[0], reason, cliActor()); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "acknowledged %s\n", args[0])
-			return nil
-		},
-	}
-	ack.Flags().String("reason", "", "why the obligation is closed (required)")
-	ack.MarkFlagRequired("reason")
-	cmd.AddCommand(ack)
+	cmd.AddCommand(newAckCmd("an open obligation"))
 	return cmd
 }
 
@@ -264,4 +244,190 @@ func printDeliveries(w io.Writer, format string, stored []app.StoredDelivery) er
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", d.EventID, d.EventType, d.Outcome, d.ReceivedAt.Format(time.RFC3339), d.Deliveries)
 	}
 	return tw.Flush()
+}
+
+func newRefundsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "refunds",
+		Short: "Refunds that failed: list, retry (a new request under a new idempotency key), acknowledge",
+	}
+	var format string
+	list := &cobra.Command{
+		Use:   "list [--format table|json]",
+		Short: "List every refund that failed, oldest first, and whether it is still open",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := openMigrated(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			failures, err := bookingstore.RefundFailures(cmd.Context(), db)
+			if err != nil {
+				return err
+			}
+			open, err := readmodels.Obligations{DB: db}.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			isOpen := map[string]bool{}
+			for _, ob := range open {
+				isOpen[ob.ID] = true
+			}
+			type row struct {
+				bookingstore.RefundFailure
+				ID   string `json:"id"`
+				Open bool   `json:"open"`
+			}
+			rows := make([]row, 0, len(failures))
+			for _, f := range failures {
+				id := fmt.Sprintf("%s:%d", app.ObligationRefundFailed, f.Position)
+				rows = append(rows, row{f, id, isOpen[id]})
+			}
+			if format == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]any{"refund_failures": rows})
+			}
+			if format != "table" {
+				return fmt.Errorf("--format: %q is neither table nor json", format)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tBOOKING\tPAYMENT INTENT\tAMOUNT\tREASON\tCODE\tFAILED\tOPEN")
+			for _, r := range rows {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d %s\t%s\t%s\t%s\t%v\n", r.ID, r.BookingID, r.PaymentIntentID, r.Amount, r.Currency,
+					r.Reason, r.FailureCode, r.FailedAt.Format(time.RFC3339), r.Open)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().StringVar(&format, "format", "table", "table or json")
+	retry := &cobra.Command{
+		Use:   "retry ID",
+		Short: "Ask again for a failed refund (ID from `ledger refunds list`): the refund worker issues it",
+		Long: `Appends a new RefundRequested for the failed refund's PaymentIntent, amount
+and reason; the refund worker of a server with STRIPE_SECRET_KEY issues it
+under a new idempotency key (Stripe would otherwise answer with the cached
+failure). The obligation closes when the refund succeeds.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := openMigrated(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			failures, err := bookingstore.RefundFailures(cmd.Context(), db)
+			if err != nil {
+				return err
+			}
+			for _, f := range failures {
+				if fmt.Sprintf("%s:%d", app.ObligationRefundFailed, f.Position) != args[0] {
+					continue
+				}
+				store, err := bookingstore.New(bookingstore.Config{DB: db})
+				if err != nil {
+					return err
+				}
+				svc, err := app.NewService(app.Config{Bookings: store})
+				if err != nil {
+					return err
+				}
+				row, err := svc.RetryRefund(cmd.Context(), f.BookingID, f.PaymentIntentID, cliActor()+":retry:"+args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "refund of %d %s for booking %d requested again (payment status %s)\n",
+					f.Amount, f.Currency, row.ID, row.PaymentStatus)
+				return nil
+			}
+			return fmt.Errorf("no refund failure %q (see `ledger refunds list`)", args[0])
+		},
+	}
+	cmd.AddCommand(list, retry, newAckCmd("the failed refund (ID from `ledger refunds list`)"))
+	return cmd
+}
+
+func newDeadLettersCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dead-letters",
+		Short: "Events a projection could not apply: list, retry (after a fix), acknowledge",
+	}
+	var format string
+	list := &cobra.Command{
+		Use:   "list [--format table|json]",
+		Short: "List the dead letters of this code's projection versions",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := openMigrated(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			dls, err := readmodels.DeadLetters(cmd.Context(), db)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]any{"dead_letters": dls})
+			}
+			if format != "table" {
+				return fmt.Errorf("--format: %q is neither table nor json", format)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tEVENT TYPE\tERROR\tAT\tCLOSED")
+			for _, d := range dls {
+				closed := d.Closed
+				if closed == "" {
+					closed = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.ID, d.EventType, d.Error, d.At.Format(time.RFC3339), closed)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().StringVar(&format, "format", "table", "table or json")
+	retry := &cobra.Command{
+		Use:   "retry ID",
+		Short: "Apply a dead-lettered event again (after a fix of the projection); closes it when applied",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := openMigrated(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if err := readmodels.RetryDeadLetter(cmd.Context(), db, args[0], cliActor(), time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "applied %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(list, retry, newAckCmd("the dead letter (ID from `ledger projections dead-letters list`)"))
+	return cmd
+}
+
+// newAckCmd is the `ack ID --reason` of a family of obligations.
+func newAckCmd(what string) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "ack ID --reason TEXT",
+		Short: "Close " + what + " without acting in the ledger, saying why (recorded with who and when)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := openMigrated(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if err := (readmodels.Obligations{DB: db}).Ack(cmd.Context(), args[0], reason, cliActor()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "acknowledged %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why it is closed (required)")
+	cmd.MarkFlagRequired("reason")
+	return cmd
 }

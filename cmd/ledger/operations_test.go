@@ -1,13 +1,21 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
+	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
+	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/domain/app"
+	"github.com/booking-ledger/ledger/projections"
 )
 
 // TestOperatorCommands: `ledger deliveries list|replay` and `ledger
@@ -89,5 +97,116 @@ func TestOperatorCommands(t *testing.T) {
 	out, _, _ = runLedger(t, dbURL, "obligations")
 	if strings.Contains(out, first+" ") {
 		t.Errorf("still listed after its ack:\n%s", out)
+	}
+}
+
+// TestRefundAndDeadLetterCommands: `ledger refunds list|retry|ack` on a
+// refund Stripe refused, and `ledger projections dead-letters
+// list|retry|ack` on an event the monitoring projection could not apply.
+func TestRefundAndDeadLetterCommands(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.NewURL(t)
+	db := openTestDB(t, dbURL)
+	store, err := bookingstore.New(bookingstore.Config{DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := app.NewService(app.Config{Bookings: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for range 2 {
+		row, err := svc.CreateBooking(ctx, domain.NewBookingParams{ResourceID: "room-1", CheckIn: "2027-01-10", CheckOut: "2027-01-13",
+			Amount: 36000, Currency: "eur", CustomerEmail: "guest@example.com"}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, row.ID)
+	}
+	pi := stripe.NewPaymentIntentID()
+	for i, id := range ids {
+		p := stripe.NewPaymentIntentID()
+		if i == 1 {
+			p = pi
+		}
+		if _, err := svc.Ingest(ctx, app.Delivery{EventID: stripe.NewEventID(), Type: stripe.EventPaymentIntentSucceeded, Raw: []byte(`{}`),
+			Fact: app.FactPaymentSucceeded, Lookup: app.Lookup{BookingIDs: []int64{id}},
+			Payment: domain.Payment{PaymentIntentID: p, Amount: 36000, Currency: "eur", Source: "webhook"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Stripe does not know the PaymentIntent: refused for good.
+	fake := stripetest.NewServer(t)
+	client, err := stripe.NewClient(stripe.ClientConfig{SecretKey: "sk_test_ops", BaseURL: fake.URL, Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := domain.RefundRequested{PaymentIntentID: pi, Amount: 36000, Currency: "eur", Reason: domain.RefundAvailabilityConflict}
+	if err := (app.Refunds{Refunder: client}).Settle(ctx, store.InTx(tx), ids[1], req, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	out, stderr, err := runLedger(t, dbURL, "refunds", "list", "--format", "json")
+	var listed struct {
+		Failures []struct {
+			ID   string `json:"id"`
+			Open bool   `json:"open"`
+		} `json:"refund_failures"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &listed) != nil || len(listed.Failures) != 1 || !listed.Failures[0].Open {
+		t.Fatalf("refunds list: %v\n%s%s", err, out, stderr)
+	}
+	id := listed.Failures[0].ID
+	out, stderr, err = runLedger(t, dbURL, "refunds", "retry", id)
+	if err != nil || !strings.Contains(out, "requested again") {
+		t.Fatalf("refunds retry: %v\n%s%s", err, out, stderr)
+	}
+	if n := queryInt(t, db, `SELECT count(*) FROM ledger_events WHERE stream_id = $1 AND event_type = 'RefundRequested'`, ids[1]); n != 2 {
+		t.Errorf("%d RefundRequested after the retry, want 2", n)
+	}
+	if _, _, err := runLedger(t, dbURL, "refunds", "retry", id); err == nil || !strings.Contains(err.Error(), "pending") {
+		t.Errorf("a second retry while pending: %v", err)
+	}
+	if out, _, err := runLedger(t, dbURL, "refunds", "ack", id, "--reason", "refunded by hand"); err != nil || !strings.Contains(out, "acknowledged") {
+		t.Errorf("refunds ack: %v %s", err, out)
+	}
+
+	// A PaymentSucceeded the monitoring projection (as if buggy) did not
+	// apply.
+	position := queryInt(t, db, `SELECT min(position) FROM ledger_events WHERE event_type = 'PaymentSucceeded'`)
+	if _, err := db.Exec(`INSERT INTO projection_dead_letters (projection, projection_version, position, event_id, stream_id,
+		event_type, payload, metadata, error) VALUES ('monitoring', $1, $2, 'e', 1, 'PaymentSucceeded', '{}', '{}', 'a bug')`,
+		projections.MonitoringVersion, position); err != nil {
+		t.Fatal(err)
+	}
+	payments := func() int64 {
+		return queryInt(t, db, `SELECT COALESCE(sum(payments), 0) FROM monitoring_revenue_by_currency`)
+	}
+	before := payments()
+	dl := fmt.Sprintf("dead_letter:monitoring:%d:%d", projections.MonitoringVersion, position)
+	out, stderr, err = runLedger(t, dbURL, "projections", "dead-letters", "retry", dl)
+	if err != nil || !strings.Contains(out, "applied "+dl) {
+		t.Fatalf("dead-letters retry: %v\n%s%s", err, out, stderr)
+	}
+	if after := payments(); after != before+1 {
+		t.Errorf("payments %d → %d, want one more", before, after)
+	}
+	if _, _, err := runLedger(t, dbURL, "projections", "dead-letters", "retry", dl); err == nil {
+		t.Errorf("a second retry applied again")
+	}
+	if after := payments(); after != before+1 {
+		t.Errorf("payments %d after a second retry", after)
+	}
+	out, _, _ = runLedger(t, dbURL, "projections", "dead-letters", "list")
+	if !strings.Contains(out, dl) || !strings.Contains(out, "retried: applied") {
+		t.Errorf("dead-letters list:\n%s", out)
 	}
 }

@@ -143,7 +143,7 @@ func newProjectionsCmd() *cobra.Command {
 		Use:   "projections",
 		Short: "Inspect and rebuild the read models derived from the event log",
 	}
-	cmd.AddCommand(newProjectionsStatusCmd(), newProjectionsRebuildCmd())
+	cmd.AddCommand(newProjectionsStatusCmd(), newProjectionsRebuildCmd(), newDeadLettersCmd())
 	return cmd
 }
 

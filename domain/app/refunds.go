@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/booking-ledger/ledger/domain"
+	"github.com/booking-ledger/ledger/projections"
 )
 
 // RefundIdempotencyKey is the key a refund of paymentIntentID for booking is
@@ -15,6 +16,36 @@ import (
 // same request and gets the same refund.
 func RefundIdempotencyKey(booking domain.BookingID, paymentIntentID string) string {
 	return fmt.Sprintf("refund-%d-%s", booking, paymentIntentID)
+}
+
+// refundAttemptKey is RefundIdempotencyKey for the first refund of
+// paymentIntentID, and the same with "-retry-<n>" after n failures of it: a
+// retry must not get Stripe's cached answer to the failed request, while a
+// crash-retry of one attempt (no new failure recorded yet) keeps its key.
+func refundAttemptKey(b *domain.Booking, paymentIntentID string) string {
+	key := RefundIdempotencyKey(b.ID(), paymentIntentID)
+	n := 0
+	for _, f := range b.FailedRefunds() {
+		if f.PaymentIntentID == paymentIntentID {
+			n++
+		}
+	}
+	if n > 0 {
+		key += fmt.Sprintf("-retry-%d", n)
+	}
+	return key
+}
+
+// RetryRefund asks again for the refund of paymentIntentID of booking id
+// that failed last (domain.DecideRetryRefund): a new RefundRequested, which
+// the refund worker issues under a new idempotency key. causationID names
+// the operator's request.
+func (s *Service) RetryRefund(ctx context.Context, id int64, paymentIntentID, causationID string) (projections.BookingRow, error) {
+	return retry(ctx, func() (projections.BookingRow, error) {
+		return s.cfg.Bookings.Update(ctx, id, causationID, func(b *domain.Booking) ([]domain.Event, error) {
+			return domain.DecideRetryRefund(b, paymentIntentID)
+		})
+	})
 }
 
 // Refunds makes the refunds the ledger decided on. The refund worker
@@ -56,7 +87,7 @@ func (r Refunds) Settle(ctx context.Context, l RefundLedger, booking int64, req 
 			return nil, nil
 		}
 		var err error
-		issued, err = r.Refunder.RefundPayment(ctx, b.ID(), req, RefundIdempotencyKey(b.ID(), req.PaymentIntentID))
+		issued, err = r.Refunder.RefundPayment(ctx, b.ID(), req, refundAttemptKey(b, req.PaymentIntentID))
 		if err != nil {
 			f, permanent := refusalOf(err, req)
 			if !permanent {

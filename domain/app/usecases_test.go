@@ -942,3 +942,32 @@ func TestIngestLogLines(t *testing.T) {
 		}
 	})
 }
+
+// TestRetryRefundUsesANewKey: a refund refused for good is asked again by
+// an operator (RetryRefund); the worker then calls Stripe under a new
+// idempotency key, so that Stripe does not answer with the cached refusal.
+func TestRetryRefundUsesANewKey(t *testing.T) {
+	svc, store, id, req := refundable(t)
+	refunder := &fakeRefunder{err: refusal{permanent: true, code: "expired_or_canceled_card"}}
+	l := &refundLedger{Store: store}
+	if err := (app.Refunds{Refunder: refunder}).Settle(ctx, l, id, req, "evt-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.RetryRefund(ctx, id, req.PaymentIntentID, "cli:retry"); err != nil {
+		t.Fatalf("RetryRefund: %v", err)
+	}
+	if _, err := svc.RetryRefund(ctx, id, req.PaymentIntentID, "cli:retry"); !errors.Is(err, domain.ErrWrongState) {
+		t.Errorf("a second retry while pending: %v", err)
+	}
+	refunder.err, refunder.issued = nil, domain.RefundIssued{RefundID: "re_2", PaymentIntentID: req.PaymentIntentID, Amount: req.Amount, Currency: "eur"}
+	if err := (app.Refunds{Refunder: refunder}).Settle(ctx, l, id, req, "evt-2"); err != nil {
+		t.Fatal(err)
+	}
+	first := app.RefundIdempotencyKey(domain.BookingID(id), req.PaymentIntentID)
+	if want := []string{first, first + "-retry-1"}; !slices.Equal(refunder.keys, want) {
+		t.Errorf("keys %v, want %v", refunder.keys, want)
+	}
+	if got := store.StreamTypes(id); got[len(got)-1] != domain.EventRefundIssued {
+		t.Errorf("stream %v", got)
+	}
+}

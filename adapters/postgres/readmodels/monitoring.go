@@ -141,11 +141,17 @@ func applyMonitoringMessage(msg *message.Message) error {
 // the handler runs (on shutdown).
 func monitoringStatement(deltas []projections.Counter, c cut, recordedAt time.Time) (string, []any, error) {
 	args := []any{projections.MonitoringName, c.txText(), c.pos, recordedAt}
-	var b strings.Builder
-	b.WriteString(`WITH applied AS (
+	return deltasStatement(`WITH applied AS (
 		UPDATE projection_state SET applied_transaction_id = $2::xid8, applied_position = $3, applied_recorded_at = $4, applied_at = now()
 		WHERE name = $1 AND (applied_transaction_id, applied_position) < ($2::xid8, $3)
-		RETURNING 1)`)
+		RETURNING 1)`, args, deltas)
+}
+
+// deltasStatement adds deltas to the counter tables for each row of the
+// CTE applied, which head defines with the parameters args.
+func deltasStatement(head string, args []any, deltas []projections.Counter) (string, []any, error) {
+	var b strings.Builder
+	b.WriteString(head)
 	for i, d := range deltas {
 		t, ok := projections.CounterTableByName(d.Table)
 		if !ok || len(d.Key) != len(t.Keys) || len(d.Add) != len(t.Values) {
