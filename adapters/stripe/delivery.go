@@ -1,7 +1,10 @@
 package stripe
 
 import (
+	"encoding/json"
 	"time"
+
+	stripego "github.com/stripe/stripe-go/v76"
 
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
@@ -192,3 +195,17 @@ func (c *Client) RedirectDelivery(bookingID int64, sess CheckoutSession, receive
 }
 
 var _ app.Payments = (*Client)(nil)
+
+// ParseRedirectDelivery reads a Checkout Session kept by the redirect
+// check (its raw JSON, the inbox row of source "redirect") back into the
+// delivery RedirectDelivery made of it, for decisions run again from the
+// stored inputs.
+func ParseRedirectDelivery(raw []byte, bookingID int64, receivedAt time.Time) (app.Delivery, error) {
+	var s stripego.CheckoutSession
+	if err := json.Unmarshal(raw, &s); err != nil || s.ID == "" {
+		return app.Delivery{}, fieldError("body", "not a Checkout Session")
+	}
+	sess := sessionFrom(&s)
+	sess.Raw = raw
+	return (&Client{}).RedirectDelivery(bookingID, sess, receivedAt), nil
+}

@@ -210,3 +210,63 @@ func TestRefundAndDeadLetterCommands(t *testing.T) {
 		t.Errorf("dead-letters list:\n%s", out)
 	}
 }
+
+// TestDecisionsDiff: on a ledger decided by today's rules, `ledger
+// decisions diff` finds nothing; on bookings whose payments were decided by
+// a test-only variant (a wrong amount accepted), it lists exactly those.
+func TestDecisionsDiff(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.NewURL(t)
+	db := openTestDB(t, dbURL)
+	seeded := ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 30, Seed: 12, Money: true})
+	out, stderr, err := runLedger(t, dbURL, "decisions", "diff")
+	if err != nil || !strings.HasPrefix(out, "0 of 30 booking(s) would be decided differently") {
+		t.Fatalf("today's ledger: %v\n%s%s", err, out, stderr)
+	}
+
+	// The variant: a payment of the wrong amount confirms all the same.
+	variant := func(d app.Delivery) app.Decision {
+		return func(b *domain.Booking, stays []domain.Stay) ([]domain.Event, error) {
+			p := d.Payment
+			p.Amount, p.Currency = b.Price().Amount, b.Price().Currency
+			return domain.DecidePaymentSucceeded(b, p, stays)
+		}
+	}
+	var wrong []int64
+	for i := range 3 {
+		row, err := seeded.Service.CreateBooking(ctx, domain.NewBookingParams{ResourceID: fmt.Sprintf("variant-%d", i),
+			CheckIn: "2027-05-01", CheckOut: "2027-05-03", Amount: 20000, Currency: "eur", CustomerEmail: "v@example.com"}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		amount := int64(20000)
+		if i < 2 {
+			amount = 100 // wrong: today's rule records a mismatch
+			wrong = append(wrong, row.ID)
+		}
+		raw, err := stripe.BuildEvent(stripe.EventPaymentIntentSucceeded, stripe.TestBooking{ID: row.ID, Amount: amount, Currency: "eur"}, seeded.Clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := stripe.ParseDelivery(raw, "", "webhook", seeded.Clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := seeded.Ledger.Record(ctx, d, variant(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, stderr, err = runLedger(t, dbURL, "decisions", "diff")
+	if err != nil {
+		t.Fatalf("decisions diff: %v\n%s", err, stderr)
+	}
+	want := fmt.Sprintf("booking %d\n  recorded: BookingRequested PaymentSucceeded BookingConfirmed\n  decided:  BookingRequested PaymentMismatch\n", wrong[0]) +
+		fmt.Sprintf("booking %d\n  recorded: BookingRequested PaymentSucceeded BookingConfirmed\n  decided:  BookingRequested PaymentMismatch\n", wrong[1]) +
+		"2 of 33 booking(s) would be decided differently"
+	if !strings.HasPrefix(out, want) {
+		t.Errorf("decisions diff printed\n%s\nwant\n%s", out, want)
+	}
+	if out, _, err := runLedger(t, dbURL, "decisions", "diff", "--booking", fmt.Sprint(wrong[1])); err != nil || !strings.Contains(out, "1 of 1 booking(s)") {
+		t.Errorf("--booking: %v\n%s", err, out)
+	}
+}
