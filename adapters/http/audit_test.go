@@ -15,6 +15,7 @@ import (
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/projections"
 )
@@ -35,7 +36,8 @@ func newAuditHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{Ledger: newService(t, store.ledger, nil, logger), Verifier: verifier, APIToken: testToken, Logger: logger, Audit: auditor})
+	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{Ledger: newService(t, store.ledger, nil, logger), Verifier: verifier, APIToken: testToken, Logger: logger, Audit: auditor,
+		Obligations: readmodels.Obligations{DB: db}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,6 +89,10 @@ func (s *server) routeUI(r *mux.Router) {
 	r.Handle("/ui", s.requireUI(s.uiHome)).Methods(get...)
 	r.Handle("/ui/", http.RedirectHandler("/ui", http.StatusMovedPermanently)).Methods(get...)
 	r.Handle("/ui/bookings/{id}", s.requireUI(s.uiBooking)).Methods(get...)
+	if s.cfg.Obligations != nil {
+		r.Handle("/ui/obligations", s.requireUI(s.uiObligations)).Methods(get...)
+		r.Handle("/ui/obligations", methodNotAllowed(get...))
+	}
 	r.Handle("/ui/login", http.HandlerFunc(s.uiLogin)).Methods(http.MethodPost)
 	r.Handle("/ui/logout", http.HandlerFunc(s.uiLogout)).Methods(http.MethodPost)
 	for _, p := range []string{"/ui", "/ui/", "/ui/bookings/{id}"} {
@@ -120,9 +124,14 @@ type uiPage struct {
 	Status   *app.ChainStatus
 	History  *app.BookingHistory
 	LoggedIn bool
+	// Obligations is the worklist (obligations.html); HasObligations says
+	// whether the server has one (the header's link).
+	Obligations    []app.Obligation
+	HasObligations bool
 }
 
 func (s *server) render(w http.ResponseWriter, r *http.Request, status int, name string, p uiPage) {
+	p.HasObligations = s.cfg.Obligations != nil
 	var buf bytes.Buffer
 	if err := uiTemplates.ExecuteTemplate(&buf, name, p); err != nil {
 		s.log.ErrorContext(r.Context(), "render ui", "template", name, "error", err)
@@ -247,6 +256,22 @@ func (s *server) uiBooking(w http.ResponseWriter, r *http.Request) {
 	p.Title = "Booking " + target
 	p.History, p.Status = &h, &st
 	s.render(w, r, http.StatusOK, "booking.html", p)
+}
+
+// uiObligations is the operators' worklist, read-only: acknowledging is an
+// operator's write (POST /obligations/{id}/ack, `ledger obligations ack`).
+func (s *server) uiObligations(w http.ResponseWriter, r *http.Request) {
+	p := uiPage{Title: "Obligations", LoggedIn: true}
+	if !s.uiRecord(w, r, "ui_obligations", "all") {
+		return
+	}
+	obs, err := s.cfg.Obligations.List(r.Context())
+	if err != nil {
+		s.uiError(w, r, p, err)
+		return
+	}
+	p.Obligations = obs
+	s.render(w, r, http.StatusOK, "obligations.html", p)
 }
 
 func (s *server) uiLogin(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
+	"github.com/booking-ledger/ledger/adapters/stripe"
 )
 
 // findBrowser returns a Chromium to drive: $CHROME_PATH, else one on PATH
@@ -137,5 +139,20 @@ func TestAuditorUIInBrowser(t *testing.T) {
 	}
 	if cookies != "" {
 		t.Errorf("the session cookie is readable from JavaScript: %q", cookies)
+	}
+
+	// The worklist: the booking refunded in full in Stripe's Dashboard
+	// while it holds its stay is an obligation, listed on its page.
+	tb := stripe.TestBooking{PaymentIntentID: *h.storedRow(id).PaymentIntentID, Amount: sc.booking.Amount, Currency: sc.booking.Currency,
+		Refund: stripe.TestRefund{ID: "re_ui" + itoa(id)}}
+	h.deliver(h.buildEvent(stripe.EventRefundCreated, tb), pickSigner(0)).wantBody(t, http.StatusOK, `{"status":"success"}`)
+	run(chromedp.Click(css("#obligations-link")), chromedp.WaitVisible(css("#obligations")))
+	obligations, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll('#obligations tbody tr')].map(r => r.dataset.id)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"refunded_outside_ledger:" + itoa(id)}; !slices.Equal(obligations, want) {
+		t.Errorf("obligations page lists %v, want %v", obligations, want)
 	}
 }
