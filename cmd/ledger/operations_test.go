@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -269,4 +271,95 @@ func TestDecisionsDiff(t *testing.T) {
 	if out, _, err := runLedger(t, dbURL, "decisions", "diff", "--booking", fmt.Sprint(wrong[1])); err != nil || !strings.Contains(out, "1 of 1 booking(s)") {
 		t.Errorf("--booking: %v\n%s", err, out)
 	}
+}
+
+// TestIdempotencyKeyAcrossTwoServeProcesses: two `ledger serve` processes
+// on one database; the same POST /bookings with one Idempotency-Key sent to
+// each makes one booking, and the second answer is the first replayed.
+func TestIdempotencyKeyAcrossTwoServeProcesses(t *testing.T) {
+	dbURL := pgtest.NewURL(t)
+	a, b := startServe(t, dbURL), startServe(t, dbURL)
+	body := `{"resource_id": "room-idem", "check_in": "2027-03-01", "check_out": "2027-03-03", "amount": 20000, "currency": "eur", "customer_email": "g@example.com"}`
+	send := func(addr string) (int, string, string) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/bookings", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer test-token")
+		req.Header.Set("Idempotency-Key", "two-processes-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw), resp.Header.Get("Idempotent-Replayed")
+	}
+	s1, b1, _ := send(a.addr)
+	s2, b2, replayed := send(b.addr)
+	if s1 != http.StatusCreated || s2 != s1 || b2 != b1 || replayed != "true" {
+		t.Fatalf("first %d %s; second process %d %s (replayed %q)", s1, b1, s2, b2, replayed)
+	}
+	if n := queryInt(t, openTestDB(t, dbURL), `SELECT count(*) FROM bookings`); n != 1 {
+		t.Errorf("%d bookings, want 1", n)
+	}
+}
+
+// TestServeReconcilesOnASchedule: `serve --reconcile-every` reconciles at
+// start: an event the webhook missed is ingested, the run recorded, and
+// /metrics reports it.
+func TestServeReconcilesOnASchedule(t *testing.T) {
+	ctx := context.Background()
+	dbURL := pgtest.NewURL(t)
+	db := openTestDB(t, dbURL)
+	store, err := bookingstore.New(bookingstore.Config{DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := app.NewService(app.Config{Bookings: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, err := svc.CreateBooking(ctx, domain.NewBookingParams{ResourceID: "room-sched", CheckIn: "2027-03-01", CheckOut: "2027-03-03",
+		Amount: 20000, Currency: "eur", CustomerEmail: "g@example.com"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := stripetest.NewServer(t)
+	raw, err := stripe.BuildEvent(stripe.EventCheckoutSessionCompleted, stripe.TestBooking{ID: row.ID, Amount: 20000, Currency: "eur"},
+		time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.AddEvent(raw)
+	p := startServe(t, dbURL, "STRIPE_SECRET_KEY=sk_test_sched", "STRIPE_API_BASE_URL="+fake.URL, "LEDGER_RECONCILE_EVERY=1h")
+	deadline := time.Now().Add(time.Minute)
+	for queryInt(t, db, `SELECT count(*) FROM reconcile_runs WHERE ok`) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no successful run within a minute:\n%s", p.stderr())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var status string
+	if err := db.QueryRow(`SELECT status FROM bookings WHERE id = $1`, row.ID).Scan(&status); err != nil || status != "confirmed" {
+		t.Errorf("booking %s (%v), want confirmed by the reconciliation", status, err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+p.addr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer test-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `ledger_reconcile_runs_total{result="ok"} 1`) {
+		t.Errorf("/metrics:\n%s", grepLinesPrefix(string(metrics), "ledger_reconcile"))
+	}
+}
+
+func grepLinesPrefix(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
