@@ -1,0 +1,311 @@
+package forwarding_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
+	"github.com/booking-ledger/ledger/adapters/postgres/forwarding"
+	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
+	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
+	"github.com/booking-ledger/ledger/domain/app"
+	"github.com/booking-ledger/ledger/domain/eventlog"
+)
+
+// memSink is a destination in memory that behaves like a JetStream stream
+// with Nats-Msg-Id deduplication: it stores each event id once, in the
+// order published, and can be made to fail.
+type memSink struct {
+	mu     sync.Mutex
+	stored []eventlog.StoredEvent
+	ids    map[string]bool
+	// down: every call fails; lostAcks: the next n publishes store the
+	// event but report a failure (the acknowledgement lost on the way).
+	down      bool
+	lostAcks  int
+	publishes map[string]int
+	contains  int
+}
+
+func newMemSink() *memSink { return &memSink{ids: map[string]bool{}, publishes: map[string]int{}} }
+
+var errDown = errors.New("destination down")
+
+func (s *memSink) Prepare(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return errDown
+	}
+	return nil
+}
+
+func (s *memSink) Publish(_ context.Context, e eventlog.StoredEvent) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return false, errDown
+	}
+	s.publishes[e.EventID]++
+	dup := s.ids[e.EventID]
+	if !dup {
+		s.ids[e.EventID] = true
+		s.stored = append(s.stored, e)
+	}
+	if s.lostAcks > 0 {
+		s.lostAcks--
+		return false, errors.New("acknowledgement lost")
+	}
+	return dup, nil
+}
+
+// Contains answers as natsforward.Publisher does: by the last event stored
+// with e's subject (booking and type).
+func (s *memSink) Contains(_ context.Context, e eventlog.StoredEvent) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down {
+		return false, errDown
+	}
+	s.contains++
+	for i := len(s.stored) - 1; i >= 0; i-- {
+		if m := s.stored[i]; m.StreamID == e.StreamID && m.Type == e.Type {
+			return m.Position >= e.Position, nil
+		}
+	}
+	return false, nil
+}
+
+func (s *memSink) set(f func(s *memSink)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+func (s *memSink) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.stored)
+}
+
+// start runs a forwarder of db into sink until the test ends.
+func start(t *testing.T, db *sql.DB, sink forwarding.Sink, batch int) {
+	t.Helper()
+	f, err := forwarding.New(forwarding.Config{DB: db, Sink: sink, BatchSize: batch, PollInterval: 10 * time.Millisecond,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+// waitStatus polls the forwarder's status until cond holds. The deadline
+// only stops a hung test.
+func waitStatus(t *testing.T, db *sql.DB, what string, cond func(app.ForwardStatus) bool) app.ForwardStatus {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		s, err := forwarding.Status(context.Background(), db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %+v", what, s)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func caughtUp(s app.ForwardStatus) bool { return s.LagEvents == 0 && s.Position > 0 }
+
+// logEvents reads the whole log in the subscribers' order.
+func logEvents(t *testing.T, db *sql.DB) []eventlog.StoredEvent {
+	t.Helper()
+	rows, err := db.Query(`SELECT ` + eventstore.SelectColumns + ` FROM ledger_events ORDER BY transaction_id, position`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []eventlog.StoredEvent
+	for rows.Next() {
+		e, err := eventstore.ScanEvent(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// sameOrder checks that the sink holds every event of the log once, and
+// each booking's events in stream order.
+func sameOrder(t *testing.T, db *sql.DB, s *memSink) {
+	t.Helper()
+	want := logEvents(t, db)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.stored) != len(want) {
+		t.Fatalf("sink holds %d events, the log %d", len(s.stored), len(want))
+	}
+	for i, e := range want {
+		if s.stored[i].EventID != e.EventID {
+			t.Fatalf("event %d: sink has position %d, the log's order %d", i, s.stored[i].Position, e.Position)
+		}
+	}
+	next := map[int64]int{}
+	for _, e := range s.stored {
+		next[e.StreamID]++
+		if e.StreamVersion != next[e.StreamID] {
+			t.Fatalf("booking %d: version %d where %d was expected", e.StreamID, e.StreamVersion, next[e.StreamID])
+		}
+	}
+}
+
+func TestForwardsEveryEventOnceInOrder(t *testing.T) {
+	db := pgtest.NewDB(t)
+	n := ledgertest.Bulk(t, db, 60, 5)
+	sink := newMemSink()
+	start(t, db, sink, 37)
+	s := waitStatus(t, db, "caught up", caughtUp)
+	if s.Head == 0 || s.Failing || s.LastError != "" {
+		t.Fatalf("status %+v", s)
+	}
+	// More events while it runs.
+	pgtest.FillLog(t, db, 10_000, 200)
+	waitStatus(t, db, "caught up again", func(s app.ForwardStatus) bool { return caughtUp(s) && sink.len() > n })
+	sameOrder(t, db, sink)
+	for id, k := range sink.publishes {
+		if k != 1 {
+			t.Errorf("event %s published %d times", id, k)
+		}
+	}
+}
+
+// TestOutageResumesWithoutLossOrRepeats: the destination goes down in the
+// middle of the log; the offset stops at the last acknowledged event, the
+// failure is recorded, and once the destination is back everything
+// arrives once, in order. An acknowledgement lost on the way (the event
+// stored, the publish reported failed) is found in the destination and not
+// sent again.
+func TestOutageResumesWithoutLossOrRepeats(t *testing.T) {
+	db := pgtest.NewDB(t)
+	ledgertest.Bulk(t, db, 40, 5)
+	sink := newMemSink()
+	sink.lostAcks = 1
+	start(t, db, sink, 50)
+	waitStatus(t, db, "recovered from the lost acknowledgement", func(s app.ForwardStatus) bool {
+		return caughtUp(s) && s.LastError != "" && !s.Failing && s.RecoveredAt != nil
+	})
+
+	sink.set(func(s *memSink) { s.down = true })
+	pgtest.FillLog(t, db, 10_000, 300)
+	down := waitStatus(t, db, "failing", func(s app.ForwardStatus) bool { return s.Failing && s.LagEvents > 0 })
+	if down.LastErrorAt == nil || down.LastError == "" {
+		t.Fatalf("failure not recorded: %+v", down)
+	}
+	sink.set(func(s *memSink) { s.down = false })
+	waitStatus(t, db, "resumed", func(s app.ForwardStatus) bool { return caughtUp(s) && !s.Failing })
+	sameOrder(t, db, sink)
+	for id, k := range sink.publishes {
+		if k != 1 {
+			t.Errorf("event %s published %d times", id, k)
+		}
+	}
+	if sink.contains == 0 {
+		t.Error("the event of the lost acknowledgement was not looked up")
+	}
+}
+
+// TestRestartFindsWhatTheDestinationHas: the offset is lost (as when a
+// process dies after publishing a batch, before its commit, and comes back
+// after JetStream's duplicate window): a new forwarder looks the events up
+// and publishes none of them again.
+func TestRestartFindsWhatTheDestinationHas(t *testing.T) {
+	db := pgtest.NewDB(t)
+	ledgertest.Bulk(t, db, 30, 4)
+	sink := newMemSink()
+	ctx, cancel := context.WithCancel(context.Background())
+	f, err := forwarding.New(forwarding.Config{DB: db, Sink: sink, PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	waitStatus(t, db, "caught up", caughtUp)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE ledger_events_offsets SET offset_acked = 0, last_processed_transaction_id = '0' WHERE consumer_group = $1`, forwarding.ConsumerGroup); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.FillLog(t, db, 10_000, 50)
+	start(t, db, sink, 25)
+	waitStatus(t, db, "caught up after the restart", caughtUp)
+	sameOrder(t, db, sink)
+	for id, k := range sink.publishes {
+		if k != 1 {
+			t.Errorf("event %s published %d times", id, k)
+		}
+	}
+}
+
+func TestReplayStopsAtTheOffset(t *testing.T) {
+	db := pgtest.NewDB(t)
+	ledgertest.Bulk(t, db, 20, 5)
+	sink := newMemSink()
+	ctx, cancel := context.WithCancel(context.Background())
+	f, err := forwarding.New(forwarding.Config{DB: db, Sink: sink, PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	forwarded := waitStatus(t, db, "caught up", caughtUp)
+	cancel()
+	<-done
+	beyond := pgtest.FillLog(t, db, 10_000, 30) // not forwarded
+
+	all := logEvents(t, db)
+	from := all[10].Position
+	var got []int64
+	res, err := forwarding.Replay(context.Background(), db, from, 0, func(e eventlog.StoredEvent) error {
+		got = append(got, e.Position)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int64
+	for _, e := range all {
+		if e.Position >= from && e.Position <= forwarded.Position {
+			want = append(want, e.Position)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("replayed %v, want %v", got, want)
+	}
+	if res.Events != int64(len(want)) || res.First != want[0] || res.Last != want[len(want)-1] || res.Beyond != beyond {
+		t.Fatalf("result %+v (want %d events, %d beyond)", res, len(want), beyond)
+	}
+	stop := errors.New("stop")
+	if _, err := forwarding.Replay(context.Background(), db, from, 0, func(eventlog.StoredEvent) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("the callback's error: %v", err)
+	}
+}

@@ -1,0 +1,17 @@
+-- The forwarder of the log to NATS JetStream (adapters/postgres/forwarding).
+-- Its offset is the watermill-sql consumer group "forward" of
+-- ledger_events_offsets, like every subscriber's; this table keeps what
+-- `ledger forward status`, /readyz and /metrics show of its failures, so
+-- that any process can report them.
+
+-- +goose Up
+CREATE TABLE forward_state (
+    consumer_group TEXT NOT NULL,
+    last_error     TEXT,
+    last_error_at  TIMESTAMPTZ,
+    recovered_at   TIMESTAMPTZ,
+    CONSTRAINT forward_state_pkey PRIMARY KEY (consumer_group)
+);
+
+-- +goose Down
+DROP TABLE forward_state;
