@@ -24,6 +24,11 @@ type Monitoring interface {
 	Projections(ctx context.Context) ([]app.ProjectionStatus, error)
 }
 
+// Forwarding is what /readyz reports of the forwarder of the log to NATS.
+type Forwarding interface {
+	ForwardStatus(ctx context.Context) (app.ForwardStatus, error)
+}
+
 // routeMonitoring adds GET /monitoring/summary and GET /metrics (both
 // behind the API token, like every endpoint but the webhook and the health
 // checks; Prometheus sends it with `authorization: {credentials: ...}`),
@@ -53,13 +58,19 @@ func (s *server) monitoringSummary(w http.ResponseWriter, r *http.Request) {
 }
 
 // readyBody is the /readyz answer: the status, and the projections'
-// versions and lag when they can be read (they never make the service
-// unready: a stale or lagging projection is for the operator to act on).
+// versions and lag and the forwarder's lag and last error, when they can be
+// read (they never make the service unready: a stale or lagging projection,
+// or NATS down, is for the operator to act on).
 func (s *server) readyBody(ctx context.Context, status string) map[string]any {
 	body := map[string]any{"status": status}
 	if s.cfg.Monitoring != nil {
 		if p, err := s.cfg.Monitoring.Projections(ctx); err == nil {
 			body["projections"] = p
+		}
+	}
+	if s.cfg.Forwarding != nil {
+		if f, err := s.cfg.Forwarding.ForwardStatus(ctx); err == nil {
+			body["forwarding"] = f
 		}
 	}
 	return body

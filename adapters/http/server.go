@@ -84,6 +84,9 @@ type Config struct {
 	// Either may be nil (monitoring.go).
 	Monitoring Monitoring
 	Registry   *prometheus.Registry
+	// Forwarding adds the forwarder's status to /readyz (monitoring.go);
+	// nil leaves it out.
+	Forwarding Forwarding
 	// Obligations serves GET /obligations and POST /obligations/{id}/ack
 	// (obligations.go); nil leaves them out.
 	Obligations Obligations

@@ -159,8 +159,13 @@ func Connect(cfg Config) (*Publisher, error) {
 func (p *Publisher) Config() Config { return p.cfg }
 
 // Target names the stream and its subjects, for status lines.
-func (p *Publisher) Target() string {
-	return fmt.Sprintf("%s stream %s subjects %s.>", Redact(p.cfg.URL), p.cfg.Stream, p.cfg.SubjectPrefix)
+func (p *Publisher) Target() string { return p.cfg.Target() }
+
+// Target names the server (password redacted), the stream and its
+// subjects, for status lines.
+func (c Config) Target() string {
+	c.setDefaults()
+	return fmt.Sprintf("%s stream %s subjects %s.>", Redact(c.URL), c.Stream, c.SubjectPrefix)
 }
 
 // Prepare makes sure the stream exists and takes the subjects

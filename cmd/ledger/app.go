@@ -38,7 +38,9 @@ type App struct {
 	audit       auditRuntime
 	// reconcile runs with ReconcileEvery (reconcile.go).
 	reconcile reconcileRuntime
-	started   time.Time
+	// forward runs with LEDGER_FORWARD_NATS_URL (forward.go).
+	forward forwardRuntime
+	started time.Time
 }
 
 // NewApp returns an App for cfg; Start brings it up.
@@ -96,7 +98,10 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startProjections(); err != nil {
 		return err
 	}
-	handler, err := httpapi.NewHandler(a.withMonitoring(httpapi.Config{
+	if err := a.startForward(); err != nil {
+		return err
+	}
+	handler, err := httpapi.NewHandler(a.withForwarding(a.withMonitoring(httpapi.Config{
 		Ledger:   svc,
 		Verifier: verifier,
 		APIToken: a.cfg.APIToken,
@@ -109,7 +114,7 @@ func (a *App) Start(ctx context.Context) error {
 		Audit:          auditor,
 		Idempotency:    idempotency.New(a.db),
 		Obligations:    a.obligations(),
-	}))
+	})))
 	if err != nil {
 		return err
 	}
@@ -176,6 +181,7 @@ func (a *App) Close() error {
 	errs = append(errs, a.stopRefunds())
 	a.stopReconcile()
 	a.stopAudit()
+	a.stopForward()
 	errs = append(errs, a.stopProjections())
 	if a.db != nil {
 		errs = append(errs, a.db.Close())

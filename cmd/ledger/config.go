@@ -71,6 +71,9 @@ type Config struct {
 	// API on this period (--reconcile-every or LEDGER_RECONCILE_EVERY; 0:
 	// never; needs STRIPE_SECRET_KEY).
 	ReconcileEvery time.Duration
+	// Forward configures forwarding to NATS JetStream (LEDGER_FORWARD_*,
+	// forward.go); off without a URL.
+	Forward forwardConfig
 }
 
 // loadConfig reads .env (if present, without overriding the environment)
@@ -116,6 +119,9 @@ func loadConfig() (Config, error) {
 	if err := c.loadStripeMode(); err != nil {
 		return c, err
 	}
+	if err := c.loadForwardConfig(); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -145,6 +151,9 @@ func (c Config) validateServe() error {
 		errs = append(errs, errors.New("LEDGER_TLS_CERT and LEDGER_TLS_KEY go together"))
 	}
 	if _, _, err := c.stripeMode(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateForward(); err != nil {
 		errs = append(errs, err)
 	}
 	switch {
@@ -240,6 +249,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("checkout_ttl", c.CheckoutSessionTTL),
 		slog.Bool("rebuild_stale", c.RebuildStale),
 		slog.Duration("reconcile_every", c.ReconcileEvery),
+		slog.Any("forward", c.Forward),
 	)
 }
 

@@ -46,6 +46,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newServeCmd(), newMigrateCmd(), newSendTestWebhookCmd(), newProjectionsCmd())
 	root.AddCommand(newBenchCmd())
 	root.AddCommand(newObligationsCmd(), newDeliveriesCmd(), newRefundsCmd(), newDecisionsCmd())
+	root.AddCommand(newForwardCmd())
 	return root
 }
 

@@ -227,8 +227,8 @@ func DeleteStream(url, stream string) error {
 	return nil
 }
 
-// Messages reads every message of stream at url, in stream order, with a
-// direct get per sequence (no consumer left behind).
+// Messages reads every message of stream at url, in stream order, through
+// an ordered consumer (ephemeral: the server forgets it).
 func Messages(tb testing.TB, url, stream string) []*jetstream.RawStreamMsg {
 	tb.Helper()
 	nc, err := nats.Connect(url, nats.Timeout(5*time.Second))
@@ -246,17 +246,32 @@ func Messages(tb testing.TB, url, stream string) []*jetstream.RawStreamMsg {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	info := s.CachedInfo()
-	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
+	want := int(s.CachedInfo().State.Msgs)
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := make([]*jetstream.RawStreamMsg, 0, want)
+	for len(out) < want {
+		batch, err := cons.Fetch(min(want-len(out), 1000), jetstream.FetchMaxWait(10*time.Second))
 		if err != nil {
 			tb.Fatal(err)
 		}
-		out = append(out, m)
+		n := 0
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			out = append(out, &jetstream.RawStreamMsg{Subject: m.Subject(), Sequence: md.Sequence.Stream, Header: m.Headers(), Data: m.Data(), Time: md.Timestamp})
+			n++
+		}
+		if err := batch.Error(); err != nil {
+			tb.Fatal(err)
+		}
+		if n == 0 {
+			tb.Fatalf("natstest: stream %s: %d of %d messages read, then none", stream, len(out), want)
+		}
 	}
 	return out
 }

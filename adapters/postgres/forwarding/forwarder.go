@@ -132,6 +132,9 @@ type Forwarder struct {
 	// publish): ask the sink whether it has them before publishing, until
 	// the first it does not have.
 	verify bool
+	// present counts the events of the current verification found in the
+	// destination.
+	present int
 	// failing: a failure is recorded and no recovery since.
 	failing bool
 
@@ -288,8 +291,13 @@ func (f *Forwarder) forward(ctx context.Context, msg *message.Message) (sent boo
 		}
 		if has {
 			outcome = OutcomePresent
+			f.present++
 		} else {
 			f.verify = false
+			if f.present > 0 {
+				f.cfg.Logger.Info("Events already in the stream were not published again", "events", f.present, "next_position", e.Position)
+				f.present = 0
+			}
 		}
 	}
 	if outcome != OutcomePresent {
