@@ -15,7 +15,7 @@ PG_BASE = $(shell scripts/ensure-postgres.sh)
 STRIPE_MOCK_VERSION ?= v0.203.0
 STRIPE_MOCK         := bin/stripe-mock
 
-.PHONY: build run test test-short lint fuzz chaos clean browser mutants mutate
+.PHONY: build run test test-short lint fuzz chaos clean browser nats mutants mutate
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ledger
@@ -25,7 +25,7 @@ run: build
 	if [ -z "$$DATABASE_URL" ]; then export DATABASE_URL="$$base/booking_ledger?sslmode=disable"; fi; \
 	exec ./$(BIN) serve --dev
 
-test: $(STRIPE_MOCK) browser
+test: $(STRIPE_MOCK) browser nats
 	@base="$(PG_BASE)"; \
 	if [ -z "$$TEST_DATABASE_URL" ]; then export TEST_DATABASE_URL="$$base/postgres?sslmode=disable"; fi; \
 	scripts/with-stripe-mock.sh $(STRIPE_MOCK) $(GO) test -race -count=1 -timeout 20m $(PKGS)
@@ -42,6 +42,19 @@ browser:
 			echo "installing chromium for the browser test"; \
 			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "could not install chromium"; \
 		else echo "chromium missing: the browser test will skip (fail under CI=true)"; fi; \
+	fi
+
+# The forwarding tests need NATS with JetStream: the server on
+# 127.0.0.1:4222 when it answers, else nats-server started on a free port
+# (adapters/nats/natstest). Install Debian's package when it is missing and
+# we may (root, apt-get); else those tests skip, except under CI=true, where
+# they fail.
+nats:
+	@if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing nats-server for the forwarding tests"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null) || echo "could not install nats-server"; \
+		else echo "nats-server missing: the forwarding tests use 127.0.0.1:4222 if it answers, else skip (fail under CI=true)"; fi; \
 	fi
 
 # The known one-line mutants of issue 19 (M1-M4), each applied to a scratch
