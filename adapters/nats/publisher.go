@@ -89,11 +89,11 @@ func validPrefix(p string) error {
 	return nil
 }
 
-// Publisher publishes the log's events to one JetStream stream. Publish
-// is synchronous: it returns once JetStream acknowledged the message (or
-// failed), which is what lets the forwarder move its offset only after the
-// acknowledgement and publish a booking's events strictly one after the
-// other.
+// Publisher publishes the log's events to one JetStream stream, each
+// message acknowledged by JetStream (Publish waits for it; PublishAsync
+// hands back the wait, so that the forwarder can have the events of many
+// bookings in flight while it sends each booking's events one after the
+// other and moves its offset only past acknowledged ones).
 //
 // Why nats.go and not watermill's NATS Pub/Sub (watermill-nats v2.1.3,
 // read from its source): its pkg/nats Publisher in JetStream mode does set
@@ -243,13 +243,10 @@ func covers(filter, subject []string) bool {
 // Errors: NATS disconnected or not answering within ctx, the stream
 // missing, JetStream refusing the message.
 func (p *Publisher) Publish(ctx context.Context, e eventlog.StoredEvent) (duplicate bool, err error) {
-	body, err := Envelope(e, p.cfg.Source)
+	msg, err := p.message(e)
 	if err != nil {
 		return false, err
 	}
-	msg := &nats.Msg{Subject: Subject(p.cfg.SubjectPrefix, e), Data: body, Header: nats.Header{}}
-	msg.Header.Set("Content-Type", ContentType)
-	msg.Header.Set(PositionHeader, strconv.FormatInt(e.Position, 10))
 	ack, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.EventID), jetstream.WithExpectStream(p.cfg.Stream))
 	if err != nil {
 		return false, fmt.Errorf("natsforward: publish event %d to %s: %w", e.Position, msg.Subject, err)
@@ -257,10 +254,49 @@ func (p *Publisher) Publish(ctx context.Context, e eventlog.StoredEvent) (duplic
 	return ack.Duplicate, nil
 }
 
+// PublishAsync sends the message Publish sends without waiting: wait
+// returns JetStream's acknowledgement (as Publish does), or ctx's error.
+// While NATS is disconnected it fails at once; messages in flight when the
+// connection drops fail with nats.ErrDisconnected on reconnection.
+func (p *Publisher) PublishAsync(e eventlog.StoredEvent) (wait func(ctx context.Context) (duplicate bool, err error), err error) {
+	msg, err := p.message(e)
+	if err != nil {
+		return nil, err
+	}
+	f, err := p.js.PublishMsgAsync(msg, jetstream.WithMsgID(e.EventID), jetstream.WithExpectStream(p.cfg.Stream))
+	if err != nil {
+		return nil, fmt.Errorf("natsforward: publish event %d to %s: %w", e.Position, msg.Subject, err)
+	}
+	return func(ctx context.Context) (bool, error) {
+		select {
+		case ack := <-f.Ok():
+			return ack.Duplicate, nil
+		case err := <-f.Err():
+			return false, fmt.Errorf("natsforward: publish event %d to %s: %w", e.Position, msg.Subject, err)
+		case <-ctx.Done():
+			return false, fmt.Errorf("natsforward: publish event %d to %s: no acknowledgement: %w", e.Position, msg.Subject, ctx.Err())
+		}
+	}, nil
+}
+
+// message is e's NATS message: the CloudEvent, its content type and its
+// position (the message id is a publish option).
+func (p *Publisher) message(e eventlog.StoredEvent) (*nats.Msg, error) {
+	body, err := Envelope(e, p.cfg.Source)
+	if err != nil {
+		return nil, err
+	}
+	msg := &nats.Msg{Subject: Subject(p.cfg.SubjectPrefix, e), Data: body, Header: nats.Header{}}
+	msg.Header.Set("Content-Type", ContentType)
+	msg.Header.Set(PositionHeader, strconv.FormatInt(e.Position, 10))
+	return msg, nil
+}
+
 // Contains reports whether the stream already holds e, assuming (as the
-// forwarder guarantees) that events reach the stream in log order, each
-// only after the one before it was acknowledged: then e is there if and
-// only if the last message on e's subject has e's position or a later one.
+// forwarder guarantees) that each booking's events reach the stream in log
+// order, each only after the one before it was acknowledged: then e is
+// there if and only if the last message on e's subject (its booking and
+// type) has e's position or a later one.
 // The forwarder asks this about the events it cannot know the fate of
 // (those after its offset when it starts, the one whose publish failed),
 // so that it does not publish them again even beyond the duplicate window.

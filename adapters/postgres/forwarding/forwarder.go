@@ -1,19 +1,28 @@
-// Package forwarding runs the forwarder of the log: a watermill-sql
-// subscriber of its own consumer group ("forward", an offset in
-// ledger_events_offsets like every subscriber's) that hands each committed
-// event, in the subscribers' (transaction_id, position) order, to a Sink
-// (cmd/ledger wires the NATS JetStream publisher of adapters/nats) and
-// acknowledges it only once the sink has it, so the offset moves only
-// after the broker's acknowledgement.
+// Package forwarding runs the forwarder of the log: it reads the log as a
+// consumer group of its own ("forward", an offset in ledger_events_offsets
+// like every subscriber's, read and moved with the watermill-sql
+// subscriber's own queries: eventstore.ReadGroup, AckGroup), hands each
+// batch of committed events to a Sink (cmd/ledger wires the NATS JetStream
+// publisher of adapters/nats), and moves the offset, in the batch's
+// transaction, only past events the sink has acknowledged.
 //
-// The sink is called inside the subscriber's poll transaction, one event at
-// a time, so the events of a booking reach the broker in their stream
-// order: a publish starts only once the one before it was acknowledged.
-// When the sink fails, the forwarder does not retry inside that
-// transaction: it closes the subscriber, which commits the offset of the
-// events acknowledged so far and ends the transaction (whose row lock on the
-// offset, like every poll's, holds back the other subscribers while it
-// lasts), waits with exponential backoff, and starts again from the offset.
+// Order: the events of one booking reach the sink one after the other, each
+// sent only once the one before it was acknowledged; events of different
+// bookings are sent together, in waves (the first event of every booking
+// of the batch, then the second, ...), so a batch costs a few round trips
+// to the broker rather than one per event. A booking's events are thus
+// stored in its log order whatever fails, and the stream's order across
+// bookings is the log's within a wave.
+//
+// Exactly once: the offset is committed with the batch; a batch re-read
+// after a failure skips what this process knows the sink has, and asks the
+// sink (Contains) about each event whose fate is unknown (sent, no answer;
+// or, after a start, within the first batch after the offset, which a
+// previous process may have sent) before sending it again.
+//
+// Failures (the broker down, a publish not acknowledged in time) end the
+// batch at once, committing the acknowledged prefix; the forwarder backs
+// off exponentially, outside any transaction, and resumes from the offset.
 package forwarding
 
 import (
@@ -25,9 +34,9 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
@@ -41,13 +50,13 @@ type Sink interface {
 	// Prepare readies the destination before the forwarder starts or
 	// resumes (creates the stream when missing).
 	Prepare(ctx context.Context) error
-	// Publish sends e and returns once the destination has stored it;
-	// duplicate reports that it recognised e by its id as one it already
-	// had.
-	Publish(ctx context.Context, e eventlog.StoredEvent) (duplicate bool, err error)
+	// PublishAsync sends e without waiting; wait returns once the
+	// destination stored it (duplicate: it recognised e by its id as one
+	// it already had) or failed. An error means e was not sent.
+	PublishAsync(e eventlog.StoredEvent) (wait func(ctx context.Context) (duplicate bool, err error), err error)
 	// Contains reports whether the destination already has e, given that
-	// events reach it in order, each after the one before it was
-	// acknowledged.
+	// each booking's events reach it in order, each after the one before it
+	// was acknowledged.
 	Contains(ctx context.Context, e eventlog.StoredEvent) (bool, error)
 }
 
@@ -56,14 +65,14 @@ type Config struct {
 	DB     *sql.DB
 	Sink   Sink
 	Logger *slog.Logger
-	// PollInterval is the pause after a poll that found nothing (default
-	// 50 ms: it bounds the forwarding delay of an idle ledger).
+	// PollInterval is the pause after a batch that was not full (default
+	// 25 ms: it bounds the forwarding delay of a quiet ledger).
 	PollInterval time.Duration
-	// BatchSize is the number of events read per poll (default 100): the
-	// offset is committed once per batch, so a crash republishes at most
-	// this many events, which the destination then recognises.
+	// BatchSize is the number of events read per batch (default 500). The
+	// batch's transaction holds the group's offset row, like a
+	// subscriber's poll, until the batch is acknowledged.
 	BatchSize int
-	// PublishTimeout bounds one publish (default 5 s).
+	// PublishTimeout bounds the wait for one acknowledgement (default 5 s).
 	PublishTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failure, doubled
 	// from one failure to the next (defaults 250 ms and 30 s).
@@ -75,10 +84,10 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.PollInterval == 0 {
-		c.PollInterval = 50 * time.Millisecond
+		c.PollInterval = 25 * time.Millisecond
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = 100
+		c.BatchSize = 500
 	}
 	if c.PublishTimeout == 0 {
 		c.PublishTimeout = 5 * time.Second
@@ -108,32 +117,31 @@ func (c Config) Validate() error {
 const (
 	// OutcomeStored: the destination stored it.
 	OutcomeStored = "stored"
-	// OutcomeDuplicate: the destination dropped it by its id (a publish
-	// repeated within JetStream's duplicate window).
+	// OutcomeDuplicate: the destination dropped it by its id (sent again
+	// within JetStream's duplicate window).
 	OutcomeDuplicate = "duplicate"
-	// OutcomePresent: found in the destination before publishing (an event
-	// whose earlier publish had an unknown fate), so not published again.
+	// OutcomePresent: found in the destination before sending (an event
+	// whose earlier send had an unknown fate), so not sent again.
 	OutcomePresent = "present"
 )
 
 // Forwarder forwards the log to a Sink. One Run at a time per Forwarder;
-// several processes may each run one: the subscriber's row lock lets one
-// batch at a time through.
+// several processes may each run one: the offset row's lock lets one batch
+// at a time through.
 type Forwarder struct {
 	cfg Config
 
-	// The last event this process knows the destination has, in the
-	// subscribers' order: an event at or before it that comes again (the
-	// poll transaction that carried its offset rolled back) is not sent
-	// again.
-	last     cut
-	haveLast bool
-	// verify: the next events' fate is unknown (after a start or a failed
-	// publish): ask the sink whether it has them before publishing, until
-	// the first it does not have.
-	verify bool
-	// present counts the events of the current verification found in the
-	// destination.
+	// known: events the destination acknowledged (or was found to have)
+	// that the offset may not cover yet (a batch that failed part-way, a
+	// commit that failed), with their place, so a re-read skips them.
+	known map[string]cut
+	// unknown: events sent whose acknowledgement never came.
+	unknown map[string]bool
+	// verifyLeft: the next events after the offset that a previous process
+	// may have sent (one batch, at start).
+	verifyLeft int
+	// present counts the events of the batch found in the destination,
+	// for one log line.
 	present int
 	// failing: a failure is recorded and no recovery since.
 	failing bool
@@ -149,6 +157,8 @@ type cut struct {
 	pos int64
 }
 
+func cutOf(e eventlog.StoredEvent) cut { return cut{e.TransactionID, e.Position} }
+
 func (c cut) after(o cut) bool { return c.tx > o.tx || c.tx == o.tx && c.pos > o.pos }
 
 // New returns a Forwarder; Run starts it.
@@ -158,9 +168,11 @@ func New(cfg Config) (*Forwarder, error) {
 		return nil, err
 	}
 	f := &Forwarder{
-		cfg:     cfg,
-		verify:  true,
-		failing: true, // a failure recorded by an earlier process is closed by the first success
+		cfg:        cfg,
+		known:      map[string]cut{},
+		unknown:    map[string]bool{},
+		verifyLeft: cfg.BatchSize,
+		failing:    true, // a failure recorded by an earlier process is closed by the first success
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ledger_forwarded_total",
 			Help: "Events of the log forwarded by this process and acknowledged by NATS JetStream, by outcome: stored, duplicate (dropped by JetStream by Nats-Msg-Id), present (found in the stream, not sent again).",
@@ -187,134 +199,215 @@ func (f *Forwarder) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{f.forwarded, f.errors, f.delay}
 }
 
-// Run forwards until ctx ends; it returns nil then. Failures of the sink are
-// logged, recorded in forward_state and retried after a backoff; nothing
-// is skipped.
+// Run forwards until ctx ends; it returns nil then, after the batch in
+// hand (bounded by PublishTimeout) is acknowledged and committed. Failures
+// are logged, recorded in forward_state and retried after a backoff;
+// nothing is skipped.
 func (f *Forwarder) Run(ctx context.Context) error {
 	backoff := f.cfg.MinBackoff
-	for {
-		n, err := f.session(ctx)
-		if ctx.Err() != nil {
-			return nil
+	prepared := false
+	for ctx.Err() == nil {
+		var n, read int
+		err := func() error {
+			if prepared {
+				return nil
+			}
+			pctx, cancel := context.WithTimeout(ctx, f.cfg.PublishTimeout)
+			defer cancel()
+			if err := eventstore.JoinGroup(pctx, f.cfg.DB, ConsumerGroup); err != nil {
+				return err
+			}
+			return f.cfg.Sink.Prepare(pctx)
+		}()
+		if err == nil {
+			prepared = true
+			n, read, err = f.batch(ctx)
 		}
 		if n > 0 {
 			backoff = f.cfg.MinBackoff
 		}
-		f.recordFailure(err, backoff)
-		// Jitter, so that the processes of one ledger do not retry in step.
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := f.cfg.PollInterval
+		switch {
+		case postgres.IsRetryable(err) && n == 0:
+			// Another process forwarded the batch meanwhile (its commit
+			// moved the offset row this snapshot had read): not a failure.
+		case err != nil:
+			prepared = false // the stream may be gone: make sure of it again
+			f.recordFailure(err, backoff)
+			// Jitter, so that the processes of one ledger do not retry in step.
+			wait = backoff/2 + rand.N(backoff/2+1)
+			backoff = min(2*backoff, f.cfg.MaxBackoff)
+		case read == f.cfg.BatchSize:
+			continue // more is waiting
+		}
 		select {
 		case <-ctx.Done():
-			return nil
 		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, f.cfg.MaxBackoff)
 	}
+	return nil
 }
 
-// session runs one subscriber until ctx ends (nil) or the sink fails (the
-// error), and returns how many events it forwarded.
-func (f *Forwarder) session(ctx context.Context) (n int, err error) {
-	pctx, cancel := context.WithTimeout(ctx, f.cfg.PublishTimeout)
-	err = f.cfg.Sink.Prepare(pctx)
-	cancel()
+// batch forwards one batch and returns how many of its events are now
+// forwarded and committed, and how many it read.
+func (f *Forwarder) batch(ctx context.Context) (done, read int, err error) {
+	// The batch finishes even when ctx ends (each wait is bounded), so
+	// that a shutdown commits what was sent.
+	bctx := context.WithoutCancel(ctx)
+	tx, err := f.cfg.DB.BeginTx(bctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead})
 	if err != nil {
-		return 0, err
+		return 0, 0, fmt.Errorf("forwarding: begin: %w", err)
 	}
-	sub, err := eventstore.NewSubscriber(f.cfg.DB, eventstore.SubscriberConfig{
-		ConsumerGroup: ConsumerGroup,
-		PollInterval:  f.cfg.PollInterval,
-		BatchSize:     f.cfg.BatchSize,
-		// Beyond this the subscriber gives the event up and delivers it
-		// again; the publish has its own, shorter bound.
-		AckDeadline: 2 * f.cfg.PublishTimeout,
-		Logger:      f.cfg.Logger,
-	})
-	if err != nil {
-		return 0, err
+	defer tx.Rollback()
+	events, err := eventstore.ReadGroup(bctx, tx, ConsumerGroup, f.cfg.BatchSize)
+	if err != nil || len(events) == 0 {
+		return 0, 0, err
 	}
-	// The subscription does not end with ctx: cancelling the context of a
-	// watermill-sql subscription rolls back the poll transaction, and with
-	// it the offset of the events already published. Close ends the poll
-	// in hand and commits the offset of the events acknowledged so far.
-	msgs, err := sub.Subscribe(context.WithoutCancel(ctx), eventstore.EventsTopic)
-	if err != nil {
-		sub.Close()
-		return 0, fmt.Errorf("forwarding: subscribe: %w", err)
-	}
-	defer func() {
-		if cerr := sub.Close(); cerr != nil {
-			f.cfg.Logger.Warn("forwarding: closing the subscriber", "error", cerr)
+	done, sendErr := f.send(bctx, events)
+	if done > 0 {
+		last := events[done-1]
+		if err := eventstore.AckGroup(bctx, tx, ConsumerGroup, last); err != nil {
+			return 0, len(events), errors.Join(sendErr, err)
 		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return n, nil
-		case msg, ok := <-msgs:
-			if !ok {
-				return n, errors.New("forwarding: the subscriber stopped")
-			}
-			sent, err := f.forward(ctx, msg)
-			if err != nil {
-				// Neither acked nor nacked: Close ends the poll before it.
-				return n, err
-			}
-			msg.Ack()
-			if sent {
-				n++
-			}
+		if err := tx.Commit(); err != nil {
+			return 0, len(events), errors.Join(sendErr, fmt.Errorf("forwarding: commit: %w", err))
 		}
-	}
-}
-
-// forward hands one event to the sink; sent is false for an event the
-// destination is known to have.
-func (f *Forwarder) forward(ctx context.Context, msg *message.Message) (sent bool, err error) {
-	e, err := eventstore.EventFromMessage(msg)
-	if err != nil {
-		return false, err
-	}
-	c := cut{e.TransactionID, e.Position}
-	if f.haveLast && !c.after(f.last) {
-		return false, nil
-	}
-	// A publish under way finishes even when ctx ends (bounded by the
-	// timeout), so that a shutdown commits it.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.cfg.PublishTimeout)
-	defer cancel()
-	outcome := OutcomeStored
-	if f.verify {
-		has, err := f.cfg.Sink.Contains(pctx, e)
-		if err != nil {
-			return false, err
-		}
-		if has {
-			outcome = OutcomePresent
-			f.present++
+		if done == len(events) {
+			// A previous process's last batch began at the offset this
+			// batch began at, and the log only grows after it: it was at
+			// most this batch.
+			f.verifyLeft = 0
 		} else {
-			f.verify = false
-			if f.present > 0 {
-				f.cfg.Logger.Info("Events already in the stream were not published again", "events", f.present, "next_position", e.Position)
-				f.present = 0
+			f.verifyLeft = max(0, f.verifyLeft-done)
+		}
+		c := cutOf(last)
+		for id, k := range f.known {
+			if !k.after(c) {
+				delete(f.known, id)
 			}
 		}
 	}
-	if outcome != OutcomePresent {
-		dup, err := f.cfg.Sink.Publish(pctx, e)
-		if err != nil {
-			f.verify = true
-			return false, err
+	return done, len(events), sendErr
+}
+
+// send forwards events (in the subscribers' order) in waves, each
+// booking's next event per wave, and returns the length of the prefix of
+// events the destination now has, and the first failure.
+func (f *Forwarder) send(ctx context.Context, events []eventlog.StoredEvent) (int, error) {
+	have := make([]bool, len(events))
+	queues := map[int64][]int{}
+	var bookings []int64
+	for i, e := range events {
+		if _, ok := f.known[e.EventID]; ok {
+			have[i] = true
+			continue
 		}
-		if dup {
-			outcome = OutcomeDuplicate
+		if len(queues[e.StreamID]) == 0 {
+			bookings = append(bookings, e.StreamID)
 		}
-		f.delay.Observe(time.Since(e.RecordedAt).Seconds())
+		queues[e.StreamID] = append(queues[e.StreamID], i)
 	}
-	f.last, f.haveLast = c, true
-	f.forwarded.WithLabelValues(outcome).Inc()
-	if f.failing {
+	type inFlight struct {
+		i    int
+		wait func(context.Context) (bool, error)
+	}
+	var wave []inFlight
+	var failed error
+	for failed == nil {
+		wave = wave[:0]
+		for _, b := range bookings {
+			q := queues[b]
+			if len(q) == 0 {
+				continue
+			}
+			i := q[0]
+			queues[b] = q[1:]
+			e := events[i]
+			if f.unknown[e.EventID] || i < f.verifyLeft {
+				has, err := f.contains(ctx, e)
+				if err != nil {
+					failed = err
+					break
+				}
+				if has {
+					have[i] = true
+					continue // its booking's next event goes in the next wave
+				}
+			}
+			wait, err := f.cfg.Sink.PublishAsync(e)
+			if err != nil {
+				failed = err
+				break
+			}
+			wave = append(wave, inFlight{i, wait})
+		}
+		if len(wave) == 0 && failed == nil {
+			if !anyLeft(queues) {
+				break
+			}
+			continue // only events found present in this wave
+		}
+		// Every send of the wave is waited for, also after a failure, so
+		// that what was stored is known.
+		for _, s := range wave {
+			e := events[s.i]
+			wctx, cancel := context.WithTimeout(ctx, f.cfg.PublishTimeout)
+			dup, err := s.wait(wctx)
+			cancel()
+			if err != nil {
+				f.unknown[e.EventID] = true
+				if failed == nil {
+					failed = fmt.Errorf("forwarding: event %d: %w", e.Position, err)
+				}
+				continue
+			}
+			delete(f.unknown, e.EventID)
+			have[s.i] = true
+			f.known[e.EventID] = cutOf(e)
+			outcome := OutcomeStored
+			if dup {
+				outcome = OutcomeDuplicate
+			}
+			f.forwarded.WithLabelValues(outcome).Inc()
+			f.delay.Observe(time.Since(e.RecordedAt).Seconds())
+		}
+	}
+	if f.present > 0 {
+		f.cfg.Logger.Info("Events already in the stream were not published again", "events", f.present)
+		f.present = 0
+	}
+	done := 0
+	for done < len(have) && have[done] {
+		done++
+	}
+	if done > 0 && f.failing {
 		f.recordRecovery(ctx)
 	}
-	return true, nil
+	return done, failed
+}
+
+func anyLeft(queues map[int64][]int) bool {
+	for _, q := range queues {
+		if len(q) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// contains asks the destination about an event whose fate is unknown.
+func (f *Forwarder) contains(ctx context.Context, e eventlog.StoredEvent) (bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, f.cfg.PublishTimeout)
+	defer cancel()
+	has, err := f.cfg.Sink.Contains(cctx, e)
+	if err != nil {
+		return false, fmt.Errorf("forwarding: is event %d in the stream: %w", e.Position, err)
+	}
+	delete(f.unknown, e.EventID)
+	if has {
+		f.known[e.EventID] = cutOf(e)
+		f.forwarded.WithLabelValues(OutcomePresent).Inc()
+		f.present++
+	}
+	return has, nil
 }

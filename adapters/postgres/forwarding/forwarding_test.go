@@ -30,9 +30,15 @@ type memSink struct {
 	lostAcks  int
 	publishes map[string]int
 	contains  int
+	// acked: each booking's highest version acknowledged; early: sends
+	// that did not wait for the one before.
+	acked map[int64]int
+	early []string
 }
 
-func newMemSink() *memSink { return &memSink{ids: map[string]bool{}, publishes: map[string]int{}} }
+func newMemSink() *memSink {
+	return &memSink{ids: map[string]bool{}, publishes: map[string]int{}, acked: map[int64]int{}}
+}
 
 var errDown = errors.New("destination down")
 
@@ -45,11 +51,16 @@ func (s *memSink) Prepare(context.Context) error {
 	return nil
 }
 
-func (s *memSink) Publish(_ context.Context, e eventlog.StoredEvent) (bool, error) {
+func (s *memSink) PublishAsync(e eventlog.StoredEvent) (func(context.Context) (bool, error), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down {
-		return false, errDown
+		return nil, errDown
+	}
+	// A booking's event goes only once the one before it was acknowledged
+	// (here, or by an earlier forwarder: then it is stored).
+	if prev := e.StreamVersion - 1; prev > 0 && s.acked[e.StreamID] < prev && !s.storedVersion(e.StreamID, prev) {
+		s.early = append(s.early, fmt.Sprintf("booking %d version %d sent before version %d was acknowledged", e.StreamID, e.StreamVersion, prev))
 	}
 	s.publishes[e.EventID]++
 	dup := s.ids[e.EventID]
@@ -57,11 +68,28 @@ func (s *memSink) Publish(_ context.Context, e eventlog.StoredEvent) (bool, erro
 		s.ids[e.EventID] = true
 		s.stored = append(s.stored, e)
 	}
-	if s.lostAcks > 0 {
+	lost := s.lostAcks > 0
+	if lost {
 		s.lostAcks--
-		return false, errors.New("acknowledgement lost")
 	}
-	return dup, nil
+	return func(context.Context) (bool, error) {
+		if lost {
+			return false, errors.New("acknowledgement lost")
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.acked[e.StreamID] = max(s.acked[e.StreamID], e.StreamVersion)
+		return dup, nil
+	}, nil
+}
+
+func (s *memSink) storedVersion(stream int64, version int) bool {
+	for _, m := range s.stored {
+		if m.StreamID == stream && m.StreamVersion == version {
+			return true
+		}
+	}
+	return false
 }
 
 // Contains answers as natsforward.Publisher does: by the last event stored
@@ -153,8 +181,9 @@ func logEvents(t *testing.T, db *sql.DB) []eventlog.StoredEvent {
 	return out
 }
 
-// sameOrder checks that the sink holds every event of the log once, and
-// each booking's events in stream order.
+// sameOrder checks that the sink holds every event of the log once, each
+// booking's events in stream order, each sent only after the one before
+// it was acknowledged.
 func sameOrder(t *testing.T, db *sql.DB, s *memSink) {
 	t.Helper()
 	want := logEvents(t, db)
@@ -163,17 +192,22 @@ func sameOrder(t *testing.T, db *sql.DB, s *memSink) {
 	if len(s.stored) != len(want) {
 		t.Fatalf("sink holds %d events, the log %d", len(s.stored), len(want))
 	}
-	for i, e := range want {
-		if s.stored[i].EventID != e.EventID {
-			t.Fatalf("event %d: sink has position %d, the log's order %d", i, s.stored[i].Position, e.Position)
-		}
+	inLog := map[string]bool{}
+	for _, e := range want {
+		inLog[e.EventID] = true
 	}
 	next := map[int64]int{}
 	for _, e := range s.stored {
+		if !inLog[e.EventID] {
+			t.Fatalf("event %s (position %d) is not the log's", e.EventID, e.Position)
+		}
 		next[e.StreamID]++
 		if e.StreamVersion != next[e.StreamID] {
 			t.Fatalf("booking %d: version %d where %d was expected", e.StreamID, e.StreamVersion, next[e.StreamID])
 		}
+	}
+	if len(s.early) > 0 {
+		t.Fatalf("%d sends too early, e.g. %s", len(s.early), s.early[0])
 	}
 }
 
@@ -232,16 +266,16 @@ func TestOutageResumesWithoutLossOrRepeats(t *testing.T) {
 	}
 }
 
-// TestRestartFindsWhatTheDestinationHas: the offset is lost (as when a
-// process dies after publishing a batch, before its commit, and comes back
-// after JetStream's duplicate window): a new forwarder looks the events up
-// and publishes none of them again.
+// TestRestartFindsWhatTheDestinationHas: a process dies after publishing
+// a batch, before its commit, and a new one starts after JetStream's
+// duplicate window (the memory sink has none): it looks the events of its
+// first batch up and publishes none of them again.
 func TestRestartFindsWhatTheDestinationHas(t *testing.T) {
 	db := pgtest.NewDB(t)
 	ledgertest.Bulk(t, db, 30, 4)
 	sink := newMemSink()
 	ctx, cancel := context.WithCancel(context.Background())
-	f, err := forwarding.New(forwarding.Config{DB: db, Sink: sink, PollInterval: 10 * time.Millisecond})
+	f, err := forwarding.New(forwarding.Config{DB: db, Sink: sink, PollInterval: 10 * time.Millisecond, BatchSize: 25})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +286,11 @@ func TestRestartFindsWhatTheDestinationHas(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`UPDATE ledger_events_offsets SET offset_acked = 0, last_processed_transaction_id = '0' WHERE consumer_group = $1`, forwarding.ConsumerGroup); err != nil {
+	// The offset as it was before the last batch of 25 (20 events here).
+	all := logEvents(t, db)
+	back := all[len(all)-21]
+	if _, err := db.Exec(`UPDATE ledger_events_offsets SET offset_acked = $2, last_processed_transaction_id = $3::text::xid8 WHERE consumer_group = $1`,
+		forwarding.ConsumerGroup, back.Position, fmt.Sprint(back.TransactionID)); err != nil {
 		t.Fatal(err)
 	}
 	pgtest.FillLog(t, db, 10_000, 50)
