@@ -15,7 +15,12 @@ import (
 // forwarder publishes a batch to NATS with many messages in flight, while
 // the subscriber hands over one message at a time and commits the offset
 // only after the last is acknowledged. Same table, same order, same
-// exactly-once rule as NewSubscriber's groups.
+// exactly-once rule as NewSubscriber's groups; one difference: the offset
+// row is read without FOR UPDATE, so the reading transaction takes no
+// transaction id (a row lock would give it one, and every subscriber of
+// the log waits for transactions with an id below its snapshot's xmin):
+// the caller serializes the readers of its group itself, e.g. with an
+// advisory lock, and only its final AckGroup takes an id.
 
 // JoinGroup creates group's offset row, at the start of the log, when it
 // is missing (what the subscriber does before its first poll).
@@ -32,12 +37,12 @@ func JoinGroup(ctx context.Context, db *sql.DB, group string) error {
 	return nil
 }
 
-// ReadGroup reads, in tx, up to limit committed events after group's
-// offset, in the subscribers' (transaction_id, position) order. Like a
-// subscriber's poll it locks group's offset row until tx ends (so one
-// reader of a group at a time), and tx should be REPEATABLE READ.
+// ReadGroup reads, in one statement of tx, up to limit committed events
+// after group's offset, in the subscribers' (transaction_id, position)
+// order. It does not lock the offset row: the caller makes sure that one
+// reader of the group at a time reads and acknowledges.
 func ReadGroup(ctx context.Context, tx *sql.Tx, group string, limit int) ([]StoredEvent, error) {
-	q, err := eventsSchema{batchSize: limit}.SelectQuery(wsql.SelectQueryParams{Topic: EventsTopic, ConsumerGroup: group, OffsetsAdapter: offsetsAdapter()})
+	q, err := eventsSchema{batchSize: limit}.SelectQuery(wsql.SelectQueryParams{Topic: EventsTopic, ConsumerGroup: group, OffsetsAdapter: unlockedOffsets{offsetsAdapter()}})
 	if err != nil {
 		return nil, err
 	}
@@ -74,4 +79,15 @@ func AckGroup(ctx context.Context, tx *sql.Tx, group string, e StoredEvent) erro
 		return fmt.Errorf("eventstore: ack group %s at %d: %w", group, e.Position, err)
 	}
 	return nil
+}
+
+// unlockedOffsets is the subscribers' offsets adapter with the offset row
+// read without FOR UPDATE (see ReadGroup).
+type unlockedOffsets struct{ wsql.OffsetsAdapter }
+
+func (a unlockedOffsets) NextOffsetQuery(params wsql.NextOffsetQueryParams) (wsql.Query, error) {
+	return wsql.Query{
+		Query: `SELECT offset_acked, last_processed_transaction_id FROM ledger_events_offsets WHERE consumer_group = $1`,
+		Args:  []any{params.ConsumerGroup},
+	}, nil
 }

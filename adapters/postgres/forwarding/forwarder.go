@@ -4,7 +4,10 @@
 // subscriber's own queries: eventstore.ReadGroup, AckGroup), hands each
 // batch of committed events to a Sink (cmd/ledger wires the NATS JetStream
 // publisher of adapters/nats), and moves the offset, in the batch's
-// transaction, only past events the sink has acknowledged.
+// transaction, only past events the sink has acknowledged. One batch at a
+// time across processes (a transaction-level advisory lock); the batch's
+// transaction takes no transaction id before its final acknowledgement,
+// so waiting for NATS never holds back the log's other subscribers.
 //
 // Order: the events of one booking reach the sink one after the other, each
 // sent only once the one before it was acknowledged; events of different
@@ -36,7 +39,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
@@ -44,6 +46,11 @@ import (
 // ConsumerGroup is the forwarder's consumer group in ledger_events_offsets
 // and its row in forward_state.
 const ConsumerGroup = "forward"
+
+// lockClass is the first key of the advisory lock that lets one batch of
+// one forwarder at a time through (the two-key space, apart from the
+// resource locks).
+const lockClass = 0x0f3d
 
 // Sink is where the forwarder sends events (the NATS publisher).
 type Sink interface {
@@ -68,9 +75,7 @@ type Config struct {
 	// PollInterval is the pause after a batch that was not full (default
 	// 25 ms: it bounds the forwarding delay of a quiet ledger).
 	PollInterval time.Duration
-	// BatchSize is the number of events read per batch (default 500). The
-	// batch's transaction holds the group's offset row, like a
-	// subscriber's poll, until the batch is acknowledged.
+	// BatchSize is the number of events read per batch (default 500).
 	BatchSize int
 	// PublishTimeout bounds the wait for one acknowledgement (default 5 s).
 	PublishTimeout time.Duration
@@ -126,8 +131,8 @@ const (
 )
 
 // Forwarder forwards the log to a Sink. One Run at a time per Forwarder;
-// several processes may each run one: the offset row's lock lets one batch
-// at a time through.
+// several processes may each run one: an advisory lock lets one batch at a
+// time through.
 type Forwarder struct {
 	cfg Config
 
@@ -228,9 +233,6 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		}
 		wait := f.cfg.PollInterval
 		switch {
-		case postgres.IsRetryable(err) && n == 0:
-			// Another process forwarded the batch meanwhile (its commit
-			// moved the offset row this snapshot had read): not a failure.
 		case err != nil:
 			prepared = false // the stream may be gone: make sure of it again
 			f.recordFailure(err, backoff)
@@ -254,11 +256,23 @@ func (f *Forwarder) batch(ctx context.Context) (done, read int, err error) {
 	// The batch finishes even when ctx ends (each wait is bounded), so
 	// that a shutdown commits what was sent.
 	bctx := context.WithoutCancel(ctx)
-	tx, err := f.cfg.DB.BeginTx(bctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead})
+	tx, err := f.cfg.DB.BeginTx(bctx, nil)
 	if err != nil {
 		return 0, 0, fmt.Errorf("forwarding: begin: %w", err)
 	}
 	defer tx.Rollback()
+	// One batch at a time across processes. An advisory lock, not the
+	// offset row's: a row lock would give this transaction an id while it
+	// waits for NATS, and hold back every other subscriber of the log
+	// meanwhile. Then the batch's statement reads the offset the previous
+	// holder committed.
+	var mine bool
+	if err := tx.QueryRowContext(bctx, `SELECT pg_try_advisory_xact_lock($1, 0)`, lockClass).Scan(&mine); err != nil {
+		return 0, 0, fmt.Errorf("forwarding: lock: %w", err)
+	}
+	if !mine {
+		return 0, 0, nil // another process is forwarding a batch
+	}
 	events, err := eventstore.ReadGroup(bctx, tx, ConsumerGroup, f.cfg.BatchSize)
 	if err != nil || len(events) == 0 {
 		return 0, 0, err

@@ -231,6 +231,28 @@ func TestForwardsEveryEventOnceInOrder(t *testing.T) {
 	}
 }
 
+// TestTwoForwardersTakeTurns: two forwarders of one database (two
+// processes) forward every event once, in order, and record no failure.
+func TestTwoForwardersTakeTurns(t *testing.T) {
+	db := pgtest.NewDB(t)
+	sink := newMemSink()
+	start(t, db, sink, 20)
+	start(t, db, sink, 20)
+	for i := range 5 {
+		pgtest.FillLog(t, db, int64(10_000+100*i), 40)
+	}
+	s := waitStatus(t, db, "caught up", caughtUp)
+	if s.LastError != "" {
+		t.Fatalf("failure recorded: %+v", s)
+	}
+	sameOrder(t, db, sink)
+	for id, k := range sink.publishes {
+		if k != 1 {
+			t.Errorf("event %s published %d times", id, k)
+		}
+	}
+}
+
 // TestOutageResumesWithoutLossOrRepeats: the destination goes down in the
 // middle of the log; the offset stops at the last acknowledged event, the
 // failure is recorded, and once the destination is back everything
