@@ -559,9 +559,11 @@ func TestForwardCommands(t *testing.T) {
 	} {
 		t.Run(bad.env, func(t *testing.T) {
 			t.Setenv(bad.env, bad.value)
-			_, _, err := runLedger(t, dbURL, "forward", "replay", "--from", "1")
-			if err == nil || !strings.Contains(err.Error(), bad.want) {
-				t.Fatalf("%s=%s: %v", bad.env, bad.value, err)
+			for _, args := range [][]string{{"forward", "replay", "--from", "1"}, {"serve", "--addr", "127.0.0.1:0"}} {
+				_, _, err := runLedger(t, dbURL, args...)
+				if err == nil || !strings.Contains(err.Error(), bad.want) {
+					t.Fatalf("ledger %v with %s=%s: %v", args, bad.env, bad.value, err)
+				}
 			}
 		})
 	}
