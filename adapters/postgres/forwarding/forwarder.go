@@ -77,7 +77,8 @@ type Config struct {
 	PollInterval time.Duration
 	// BatchSize is the number of events read per batch (default 500).
 	BatchSize int
-	// PublishTimeout bounds the wait for one acknowledgement (default 5 s).
+	// PublishTimeout bounds the wait for the acknowledgements of one wave of
+	// sends, and for one lookup (default 5 s).
 	PublishTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait after a failure, doubled
 	// from one failure to the next (defaults 250 ms and 30 s).
@@ -362,12 +363,12 @@ func (f *Forwarder) send(ctx context.Context, events []eventlog.StoredEvent) (in
 			continue // only events found present in this wave
 		}
 		// Every send of the wave is waited for, also after a failure, so
-		// that what was stored is known.
+		// that what was stored is known; all within one PublishTimeout,
+		// since they left together.
+		wctx, cancel := context.WithTimeout(ctx, f.cfg.PublishTimeout)
 		for _, s := range wave {
 			e := events[s.i]
-			wctx, cancel := context.WithTimeout(ctx, f.cfg.PublishTimeout)
 			dup, err := s.wait(wctx)
-			cancel()
 			if err != nil {
 				f.unknown[e.EventID] = true
 				if failed == nil {
@@ -385,6 +386,7 @@ func (f *Forwarder) send(ctx context.Context, events []eventlog.StoredEvent) (in
 			f.forwarded.WithLabelValues(outcome).Inc()
 			f.delay.Observe(time.Since(e.RecordedAt).Seconds())
 		}
+		cancel()
 	}
 	if f.present > 0 {
 		f.cfg.Logger.Info("Events already in the stream were not published again", "events", f.present)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +29,10 @@ type memSink struct {
 	// event but report a failure (the acknowledgement lost on the way).
 	down      bool
 	lostAcks  int
+	// hung: sends are stored but never answered (each wait lasts until its
+	// deadline); waiting is signalled once per wait.
+	hung    bool
+	waiting chan struct{}
 	publishes map[string]int
 	contains  int
 	// acked: each booking's highest version acknowledged; early: sends
@@ -72,7 +77,16 @@ func (s *memSink) PublishAsync(e eventlog.StoredEvent) (func(context.Context) (b
 	if lost {
 		s.lostAcks--
 	}
-	return func(context.Context) (bool, error) {
+	hung, waiting := s.hung, s.waiting
+	return func(ctx context.Context) (bool, error) {
+		if hung {
+			select {
+			case waiting <- struct{}{}:
+			default:
+			}
+			<-ctx.Done()
+			return false, ctx.Err()
+		}
 		if lost {
 			return false, errors.New("acknowledgement lost")
 		}
@@ -285,6 +299,46 @@ func TestOutageResumesWithoutLossOrRepeats(t *testing.T) {
 	}
 	if sink.contains == 0 {
 		t.Error("the event of the lost acknowledgement was not looked up")
+	}
+}
+
+// TestHungDestinationHoldsNothingBack: a destination that takes messages
+// and never answers. While the forwarder waits, its transaction holds no
+// transaction id (no subscriber of the log is held back); each wait ends at
+// the publish timeout and is recorded as a failure; once the destination
+// answers again, the events it had stored are found, not sent again.
+func TestHungDestinationHoldsNothingBack(t *testing.T) {
+	db := pgtest.NewDB(t)
+	ledgertest.Bulk(t, db, 10, 3)
+	sink := newMemSink()
+	sink.hung, sink.waiting = true, make(chan struct{}, 1)
+	f, err := forwarding.New(forwarding.Config{DB: db, Sink: sink, PollInterval: 10 * time.Millisecond, PublishTimeout: 2 * time.Second,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	<-sink.waiting
+	var open, withID int
+	if err := db.QueryRow(`SELECT count(*) FILTER (WHERE state = 'idle in transaction'), count(backend_xid)
+		FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&open, &withID); err != nil {
+		t.Fatal(err)
+	}
+	if open != 1 || withID != 0 {
+		t.Fatalf("while waiting: %d transactions open (want the batch's), %d with a transaction id (want none)", open, withID)
+	}
+	waitStatus(t, db, "failing", func(s app.ForwardStatus) bool { return s.Failing && strings.Contains(s.LastError, "deadline") })
+	sink.set(func(s *memSink) { s.hung = false })
+	waitStatus(t, db, "caught up", func(s app.ForwardStatus) bool { return caughtUp(s) && !s.Failing })
+	sameOrder(t, db, sink)
+	for id, k := range sink.publishes {
+		if k != 1 {
+			t.Errorf("event %s published %d times", id, k)
+		}
 	}
 }
 
