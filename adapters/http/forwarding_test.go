@@ -18,7 +18,9 @@ type fakeForwarding struct {
 	err    error
 }
 
-func (f fakeForwarding) ForwardStatus(context.Context) (app.ForwardStatus, error) { return f.status, f.err }
+func (f fakeForwarding) ForwardStatus(context.Context) (app.ForwardStatus, error) {
+	return f.status, f.err
+}
 
 // TestReadyzReportsTheForwarder: /readyz carries the forwarder's status
 // when there is one; a failing forwarder, or one whose status cannot be

@@ -27,12 +27,12 @@ type memSink struct {
 	ids    map[string]bool
 	// down: every call fails; lostAcks: the next n publishes store the
 	// event but report a failure (the acknowledgement lost on the way).
-	down      bool
-	lostAcks  int
+	down     bool
+	lostAcks int
 	// hung: sends are stored but never answered (each wait lasts until its
 	// deadline); waiting is signalled once per wait.
-	hung    bool
-	waiting chan struct{}
+	hung      bool
+	waiting   chan struct{}
 	publishes map[string]int
 	contains  int
 	// acked: each booking's highest version acknowledged; early: sends
