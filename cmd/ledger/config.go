@@ -47,6 +47,10 @@ type Config struct {
 	DBMaxConns int
 	// DBStatementTimeout bounds each statement (LEDGER_DB_STATEMENT_TIMEOUT, default 10s).
 	DBStatementTimeout time.Duration
+	// RebuildStatementTimeout bounds each statement of a projection rebuild
+	// (LEDGER_REBUILD_STATEMENT_TIMEOUT, default 6h): its index builds and
+	// constraint checks run for minutes on a large log.
+	RebuildStatementTimeout time.Duration
 	// MaxInFlight bounds concurrent requests; more get 503 (LEDGER_MAX_INFLIGHT, default 128).
 	MaxInFlight int
 	// RequestTimeout bounds one request (LEDGER_REQUEST_TIMEOUT, default 15s).
@@ -106,6 +110,9 @@ func loadConfig() (Config, error) {
 	}
 	if c.RequestTimeout, err = time.ParseDuration(env("LEDGER_REQUEST_TIMEOUT", "15s")); err != nil || c.RequestTimeout <= 0 {
 		return c, fmt.Errorf("LEDGER_REQUEST_TIMEOUT: must be a positive duration")
+	}
+	if c.RebuildStatementTimeout, err = time.ParseDuration(env("LEDGER_REBUILD_STATEMENT_TIMEOUT", "6h")); err != nil || c.RebuildStatementTimeout <= 0 {
+		return c, fmt.Errorf("LEDGER_REBUILD_STATEMENT_TIMEOUT: must be a positive duration such as 6h")
 	}
 	if c.ReconcileEvery, err = time.ParseDuration(env("LEDGER_RECONCILE_EVERY", "0s")); err != nil {
 		return c, fmt.Errorf("LEDGER_RECONCILE_EVERY: must be a duration such as 1h")
@@ -230,6 +237,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_grace", c.ShutdownGrace),
 		slog.Int("db_max_conns", c.DBMaxConns),
 		slog.Duration("db_statement_timeout", c.DBStatementTimeout),
+		slog.Duration("rebuild_statement_timeout", c.RebuildStatementTimeout),
 		slog.Int("max_inflight", c.MaxInFlight),
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Bool("dev", c.Dev),

@@ -89,9 +89,18 @@ func (a *App) rebuildStale(ctx context.Context) {
 		a.logger.Error("stale projections", "error", err)
 		return
 	}
+	if len(stale) == 0 {
+		return
+	}
+	db, err := openRebuildDB(ctx, a.cfg)
+	if err != nil {
+		a.logger.Error("rebuild of stale projections", "error", err)
+		return
+	}
+	defer db.Close()
 	for _, name := range stale {
 		a.logger.Info("rebuilding stale projection", "projection", name)
-		r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: a.db, Logger: a.logger, Progress: logProgress(a.logger)})
+		r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db, Logger: a.logger, Progress: logProgress(a.logger)})
 		if err != nil {
 			a.logger.Error("rebuild", "projection", name, "error", err)
 			return
@@ -225,11 +234,18 @@ Ctrl-C (or a crash) leaves the live read model untouched; run it again.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			db, err := openMigrated(ctx)
+			cfg, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			db, err := openRebuildDB(ctx, cfg)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
+			if _, err := postgres.Migrate(ctx, db, nil); err != nil {
+				return err
+			}
 			return runRebuilds(ctx, db, newLogger(), cmd.OutOrStdout(), names, diff, term.IsTerminal(int(os.Stderr.Fd())))
 		},
 	}

@@ -664,3 +664,25 @@ func TestRebuildCommandInterrupted(t *testing.T) {
 	}
 	pgtest.SameBookings(t, "table after the second run", pgtest.FoldBookings(t, db), pgtest.Bookings(t, db))
 }
+
+// TestRebuildIsNotBoundByTheRequestTimeout: `ledger projections rebuild`
+// runs its index builds and constraint checks under its own statement
+// bound (LEDGER_REBUILD_STATEMENT_TIMEOUT), not under the request path's:
+// with LEDGER_DB_STATEMENT_TIMEOUT at 1 ms, where every DDL of a rebuild
+// would be cancelled, it still finishes and changes nothing.
+func TestRebuildIsNotBoundByTheRequestTimeout(t *testing.T) {
+	dbURL := pgtest.NewURL(t)
+	db := openTestDB(t, dbURL)
+	pgtest.FillLog(t, db, 0, 3000)
+	want := pgtest.FoldBookings(t, db)
+	t.Setenv("LEDGER_DB_STATEMENT_TIMEOUT", "1ms")
+	out, stderr, err := runLedger(t, dbURL, "projections", "rebuild", "--projection", "bookings")
+	if err != nil || !strings.Contains(out, "bookings: rebuilt") {
+		t.Fatalf("rebuild: %v\n%s%s", err, out, stderr)
+	}
+	pgtest.SameBookings(t, "after the rebuild", want, pgtest.Bookings(t, db))
+	t.Setenv("LEDGER_REBUILD_STATEMENT_TIMEOUT", "1ms")
+	if _, _, err := runLedger(t, dbURL, "projections", "rebuild", "--projection", "bookings"); err == nil {
+		t.Errorf("a rebuild under a 1 ms rebuild bound succeeded: the bound is not applied")
+	}
+}
