@@ -31,6 +31,12 @@ var (
 
 	// ErrUnauthorized reports a missing or wrong credential or signature.
 	ErrUnauthorized = errors.New("unauthorized")
+
+	// ErrUnavailable reports that the storage did not answer in time: a
+	// statement or lock timeout, or a query cancelled at a deadline. Nothing
+	// was decided; the caller may try again later. It maps to 503 Service
+	// Unavailable with Retry-After.
+	ErrUnavailable = errors.New("storage did not answer in time")
 )
 
 // FieldError names one invalid input field, using the JSON field name the
