@@ -32,13 +32,17 @@ func TestCanonicalCutDocuments(t *testing.T) {
 
 // TestCanonicalInvalidStrings: raw control characters inside a string make
 // the document invalid, wherever they stand (the fast loop must hand them
-// to the checking loop, not copy them); a string that starts with a byte
-// that cannot start UTF-8 (0x80) is valid JSON whose byte becomes U+FFFD
-// as it is, not escaped.
+// to the checking loop, not copy them), and so does a \u escape with a
+// byte that is not a hex digit; a string that starts with a byte that
+// cannot start UTF-8 (0x80) is valid JSON whose byte becomes U+FFFD as it
+// is, not escaped.
 func TestCanonicalInvalidStrings(t *testing.T) {
 	docs := []string{
 		"\"\n\"", "\"\x01x\"", "{\"\x1f\":1}", "[\"\x00\"]", "\"a\x1f\"",
 		"\"\x80\"", "{\"\x80\":\"\x80x\"}", "\"\x7f\x80\"", "\" \x80\"",
+		// Escapes with a byte that is not a hex digit, next to each range
+		// of digits, and one cut short.
+		`"\u00G0"`, `"\u00g0"`, `"\u00/0"`, `"\u00:0"`, `"\u00@0"`, "\"\\u00`0\"", `"\uD83D\uDE0G"`, `"\u12"`,
 	}
 	for _, doc := range docs {
 		checkCanonical(t, []byte(doc))
@@ -48,9 +52,10 @@ func TestCanonicalInvalidStrings(t *testing.T) {
 // TestCanonicalFastPathAtItsLimits: the fast path itself (no fallback)
 // takes documents as deep as encoding/json allows (10000 levels, of arrays
 // and of objects) and wide ones (its depth counter must come back down
-// after each value: thousands of siblings are not deep), and a string that
-// starts with a byte that cannot start UTF-8; one level deeper than the
-// limit, it gives up and the reference refuses the document.
+// after each value: thousands of siblings are not deep), a string that
+// starts with a byte that cannot start UTF-8, and escapes in upper-case
+// hex; one level deeper than the limit, it gives up and the reference
+// refuses the document.
 func TestCanonicalFastPathAtItsLimits(t *testing.T) {
 	deepArrays := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
 	deepObjects := func(n int) string { return strings.Repeat(`{"a":`, n-1) + "{}" + strings.Repeat("}", n-1) }
@@ -60,6 +65,8 @@ func TestCanonicalFastPathAtItsLimits(t *testing.T) {
 		"[" + strings.Repeat("{},", 6000) + "{}]",
 		`{"x":[` + strings.Repeat(`{"a":[1]},`, 6000) + `{}]}`,
 		"\"\x80\"", "{\"\x80\":1}",
+		// Upper-case hex digits in escapes, as other encoders write them.
+		`"\u00C9\uD83D\uDE00\u00c9\u00Ff"`,
 	}
 	for _, doc := range valid {
 		want, err := canonicalReference([]byte(doc))
