@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -219,5 +220,41 @@ func TestVerifySignatureIgnoresAge(t *testing.T) {
 		if err := v.VerifySignature(body, tt.header); !errors.Is(err, tt.want) {
 			t.Errorf("VerifySignature(%q) = %v, want %v", tt.header, err, tt.want)
 		}
+	}
+}
+
+// TestRefundPaymentKeepsTheRequestedPaymentIntent: a refund answer without
+// payment_intent (Stripe leaves it null for refunds of charges made
+// without one) is recorded against the PaymentIntent the ledger asked to
+// refund, never against none.
+func TestRefundPaymentKeepsTheRequestedPaymentIntent(t *testing.T) {
+	const pi = "pi_3nopi"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Request-Id", "req_nopi")
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/v1/refunds":
+			fmt.Fprint(w, `{"object":"list","data":[],"has_more":false,"url":"/v1/refunds"}`)
+		case r.Method == http.MethodPost && r.URL.Path == "/v1/refunds":
+			re, err := stripe.Fixture("refund")
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			re["id"], re["amount"], re["currency"], re["status"], re["payment_intent"] = "re_nopi", 36000, "eur", "succeeded", nil
+			_ = json.NewEncoder(w).Encode(re)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL, 0)
+	req := domain.RefundRequested{PaymentIntentID: pi, Amount: 36000, Currency: "eur", Reason: domain.RefundAvailabilityConflict}
+	issued, err := c.RefundPayment(t.Context(), 7, req, "refund-nopi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (domain.RefundIssued{RefundID: "re_nopi", PaymentIntentID: pi, Amount: 36000, Currency: "eur"}); issued != want {
+		t.Errorf("RefundIssued %+v, want %+v", issued, want)
 	}
 }
