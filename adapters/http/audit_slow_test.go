@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lib/pq"
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
@@ -39,8 +42,7 @@ import (
 // database to show the cancelled statement gone.
 func TestAuditEventsOnSlowDatabase(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
+	ctx := pgtest.Context(t)
 	dbURL := pgtest.NewURL(t)
 	// Two pools on the same database: one whose statements the server
 	// gives up on after a second (production sets 10 s), one without such
@@ -208,37 +210,15 @@ func TestAuditEventsOnSlowDatabase(t *testing.T) {
 // statement or waits for a lock, failing the test when ctx ends first.
 func waitIdle(ctx context.Context, t *testing.T, db *sql.DB) {
 	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	pgtest.Poll(ctx, t, "the request's statements to end", func(ctx context.Context) (string, error) {
 		var busy []string
-		rows, err := db.QueryContext(ctx, `SELECT query FROM pg_stat_activity
-			WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active'`)
-		if err == nil {
-			for rows.Next() {
-				var q string
-				if err = rows.Scan(&q); err != nil {
-					break
-				}
-				busy = append(busy, q)
-			}
-			rows.Close()
-			if err == nil {
-				err = rows.Err()
-			}
+		err := db.QueryRowContext(ctx, `SELECT coalesce(array_agg(query), '{}') FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active'`).Scan(pq.Array(&busy))
+		if err != nil || len(busy) == 0 {
+			return "", err
 		}
-		if err != nil {
-			t.Fatalf("sessions of the database: %v", err)
-		}
-		if len(busy) == 0 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("statements still running after the answer: %q", busy)
-		case <-tick.C:
-		}
-	}
+		return fmt.Sprintf("running %q", busy), nil
+	})
 }
 
 // accessRows lists the access log rows left by user agent agent, each as

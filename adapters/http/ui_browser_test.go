@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
+	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 )
 
 // findBrowser returns a Chromium to drive: $CHROME_PATH, else one on PATH
@@ -58,7 +59,7 @@ func TestAuditorUIInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sealer.SealCommitted(context.Background()); err != nil {
+	if _, err := sealer.SealCommitted(pgtest.Context(t)); err != nil {
 		t.Fatal(err)
 	}
 
