@@ -298,7 +298,7 @@ func TestRebuildAfterRandomizedWebhooks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := r.Rebuild(context.Background(), projections.BookingsName)
+			res, err := r.Rebuild(pgtest.Context(t), projections.BookingsName)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -317,10 +317,10 @@ func TestRebuildAfterRandomizedWebhooks(t *testing.T) {
 	pgtest.SameMonitoring(t, "monitoring kept by the subscriber", want, db)
 	r, _ := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db})
 	var diffs []readmodels.DiffEntry
-	if _, err := r.Diff(context.Background(), projections.MonitoringName, func(e readmodels.DiffEntry) error { diffs = append(diffs, e); return nil }); err != nil || len(diffs) != 0 {
+	if _, err := r.Diff(pgtest.Context(t), projections.MonitoringName, func(e readmodels.DiffEntry) error { diffs = append(diffs, e); return nil }); err != nil || len(diffs) != 0 {
 		t.Errorf("monitoring diff: %v, %v", diffs, err)
 	}
-	if _, err := r.Rebuild(context.Background(), projections.MonitoringName); err != nil {
+	if _, err := r.Rebuild(pgtest.Context(t), projections.MonitoringName); err != nil {
 		t.Fatal(err)
 	}
 	pgtest.SameMonitoring(t, "monitoring rebuilt", want, db)
@@ -444,7 +444,7 @@ func TestRebuildWhileWebhooksArrive(t *testing.T) {
 			db := openTestDB(t, url)
 			pgtest.FillLog(t, db, 0, 3000)
 			r0, _ := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db})
-			if _, err := r0.Rebuild(context.Background(), projections.BookingsName); err != nil {
+			if _, err := r0.Rebuild(pgtest.Context(t), projections.BookingsName); err != nil {
 				t.Fatal(err)
 			}
 			app := startApp(t, testConfig(t, url))
@@ -503,7 +503,7 @@ func TestRebuildWhileWebhooksArrive(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := r.Rebuild(context.Background(), projections.BookingsName)
+			res, err := r.Rebuild(pgtest.Context(t), projections.BookingsName)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -615,7 +615,7 @@ func TestRebuildCommandInterrupted(t *testing.T) {
 	db := openTestDB(t, url)
 	pgtest.FillLog(t, db, 0, 15_000)
 	r, _ := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db})
-	if _, err := r.Rebuild(context.Background(), projections.BookingsName); err != nil {
+	if _, err := r.Rebuild(pgtest.Context(t), projections.BookingsName); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(`UPDATE bookings SET status = 'pending' WHERE id % 100 = 0`); err != nil {

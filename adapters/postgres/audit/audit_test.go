@@ -51,7 +51,7 @@ func jsonString(t *testing.T, v any) string {
 // (snapshotted after every write); before the booking existed it is "not
 // found".
 func TestBookingAsOfEveryMoment(t *testing.T) {
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := pgtest.NewDB(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("history seed %d", seed)
@@ -137,7 +137,7 @@ func TestBookingAsOfEveryMoment(t *testing.T) {
 // and unmatched (found through its payload) — with the raw body byte for
 // byte, and links each event to the Stripe event that caused it.
 func TestHistoryShowsEveryRawEvent(t *testing.T) {
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := pgtest.NewDB(t)
 	seeded := ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 20, Seed: 7})
 	auditor := newAuditor(t, db)
@@ -209,7 +209,7 @@ func TestHistoryShowsEveryRawEvent(t *testing.T) {
 func exportString(t *testing.T, db *sql.DB, q audit.ExportQuery) (string, audit.ExportResult) {
 	t.Helper()
 	var buf bytes.Buffer
-	res, err := audit.Export(context.Background(), db, &buf, q)
+	res, err := audit.Export(pgtest.Context(t), db, &buf, q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestExportPagesAndRanges(t *testing.T) {
 // open holds back the settled position, even though a later event has
 // committed; paging by position therefore never skips it.
 func TestSettledPositionWaitsForOpenAppends(t *testing.T) {
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := pgtest.NewDB(t)
 	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	open, err := db.BeginTx(ctx, nil)
@@ -344,7 +344,7 @@ func TestSettledPositionWaitsForOpenAppends(t *testing.T) {
 // TestAccessLogIsAppendOnly: the access log takes rows and refuses to
 // change or lose them.
 func TestAccessLogIsAppendOnly(t *testing.T) {
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := pgtest.NewDB(t)
 	auditor := newAuditor(t, db)
 	if err := auditor.RecordAccess(ctx, audit.Access{Actor: "token:abc", Channel: "http", Action: "history", Target: "7"}); err != nil {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"strconv"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
@@ -51,7 +52,8 @@ var csvHeader = []string{"position", "event_id", "stream_id", "stream_version", 
 // Errors: domain.ErrInvalid for an unknown format; anything else is a
 // database or write failure, after which w holds a prefix of the output.
 func (a *Auditor) Export(ctx context.Context, w io.Writer, q ExportQuery) (ExportResult, error) {
-	return Export(ctx, a.db, w, q)
+	res, err := Export(ctx, a.db, w, q)
+	return res, postgres.Unavailable(err)
 }
 
 // Export is Auditor.Export on any pool.

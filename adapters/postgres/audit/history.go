@@ -32,6 +32,11 @@ type AuditorConfig struct {
 // global chain: a booking's full history, its state at any moment, the
 // whole log in pages or as a stream, and the chain's status. Every read it
 // serves is meant to be recorded first with RecordAccess.
+//
+// Its methods return errors wrapping domain.ErrUnavailable when the
+// database gave up on a statement (a statement or lock timeout, a query
+// cancelled at ctx's deadline; postgres.Unavailable), so that the edge
+// answers "try again" rather than an internal error.
 type Auditor struct {
 	db  *sql.DB
 	now func() time.Time
@@ -84,7 +89,7 @@ func (a *Auditor) History(ctx context.Context, id int64, asOf time.Time) (Bookin
 		return err
 	})
 	if err != nil {
-		return BookingHistory{}, err
+		return BookingHistory{}, postgres.Unavailable(err)
 	}
 	if !asOf.IsZero() {
 		t := asOf.UTC()
@@ -103,7 +108,7 @@ func (a *Auditor) History(ctx context.Context, id int64, asOf time.Time) (Bookin
 func (a *Auditor) BookingAsOf(ctx context.Context, id int64, t time.Time) (projections.BookingRow, error) {
 	events, _, _, err := loadStreamAsOf(ctx, a.db, id, t)
 	if err != nil {
-		return projections.BookingRow{}, err
+		return projections.BookingRow{}, postgres.Unavailable(err)
 	}
 	return projections.FoldStored(events)
 }
@@ -286,7 +291,7 @@ func (a *Auditor) FindBooking(ctx context.Context, query string) (int64, error) 
 		return 0, fmt.Errorf("no booking matches %q: %w", query, domain.ErrNotFound)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("audit: find booking %q: %w", query, err)
+		return 0, postgres.Unavailable(fmt.Errorf("audit: find booking %q: %w", query, err))
 	}
 	return id, nil
 }
@@ -294,7 +299,8 @@ func (a *Auditor) FindBooking(ctx context.Context, query string) (int64, error) 
 // ChainStatus returns the global chain's head and how much of the log it
 // covers.
 func (a *Auditor) ChainStatus(ctx context.Context) (ChainStatus, error) {
-	return chainStatus(ctx, a.db)
+	st, err := chainStatus(ctx, a.db)
+	return st, postgres.Unavailable(err)
 }
 
 // The read models of the audit, declared by domain/app, where the HTTP edge
@@ -320,7 +326,7 @@ const (
 // only) and returns once it is committed. Callers record before they
 // answer, and do not answer when it fails.
 func (a *Auditor) RecordAccess(ctx context.Context, acc Access) error {
-	return RecordAccess(ctx, a.db, a.now(), acc)
+	return postgres.Unavailable(RecordAccess(ctx, a.db, a.now(), acc))
 }
 
 // RecordAccess is Auditor.RecordAccess on any pool, at moment at.
