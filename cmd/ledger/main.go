@@ -45,7 +45,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(newServeCmd(), newMigrateCmd(), newSendTestWebhookCmd(), newProjectionsCmd())
 	root.AddCommand(newBenchCmd())
-	root.AddCommand(newObligationsCmd(), newDeliveriesCmd(), newRefundsCmd(), newDecisionsCmd())
+	root.AddCommand(newObligationsCmd(), newDeliveriesCmd(), newRefundsCmd(), newDecisionsCmd(), newStripeCmd())
 	return root
 }
 
