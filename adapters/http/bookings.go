@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -29,7 +28,7 @@ type createBookingRequest struct {
 }
 
 func (s *server) createBooking(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	body, err := readBody(w, r, 64<<10)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return

@@ -34,6 +34,13 @@ func errorStatus(err error) (int, string) {
 	if errors.As(err, &maxBytes) {
 		return http.StatusRequestEntityTooLarge, "request body too large"
 	}
+	var body *bodyError
+	if errors.As(err, &body) {
+		if body.timeout() {
+			return http.StatusRequestTimeout, "request body not received in time"
+		}
+		return http.StatusBadRequest, "request body could not be read"
+	}
 	for _, m := range statusOf {
 		if errors.Is(err, m.err) {
 			if m.status == http.StatusServiceUnavailable {
@@ -49,8 +56,13 @@ func errorStatus(err error) (int, string) {
 // logging internal failures with their details.
 func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	status, msg := errorStatus(err)
-	if status >= 500 {
+	var body *bodyError
+	switch {
+	case status >= 500:
 		logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	case errors.As(err, &body):
+		// Any client can cut its own body short: not an error of ours.
+		logger.InfoContext(r.Context(), "request body not read", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
 	}
 	writeJSON(w, status, map[string]string{"error": msg})
 }

@@ -220,7 +220,7 @@ func TestWebhookHostileInput(t *testing.T) {
 		return sig
 	}
 	const (
-		badSig     = "stripe signature: no valid v1 signature for the configured secret"
+		badSig     = "stripe signature: no valid v1 signature"
 		noV1       = "stripe signature: no valid v1 signature: header has no v1 signature"
 		noEquals   = "stripe signature: malformed Stripe-Signature header: element without exactly one '='"
 		tNotInt    = "stripe signature: malformed Stripe-Signature header: t is not an integer"
@@ -229,9 +229,8 @@ func TestWebhookHostileInput(t *testing.T) {
 		notFound   = `{"error":"booking not found"}`
 		notAllowed = `{"error":"method not allowed; allowed: POST"}`
 	)
-	tolerance := func(ts int64) string {
-		return fmt.Sprintf("stripe signature: timestamp outside tolerance (timestamp %d, now %d, tolerance 300s)", ts, now)
-	}
+	// The answer tells neither the server's clock nor the tolerance.
+	tolerance := func(int64) string { return "stripe signature: timestamp outside tolerance" }
 	huge := strings.Repeat("A", 900<<10)
 	nested := bytes.Replace(h.completed(hostileSetObj("metadata", map[string]any{"booking_id": "NEST"})), []byte(`"NEST"`), []byte(hostileNested(20000)), 1)
 	var gz bytes.Buffer

@@ -79,6 +79,10 @@ type Config struct {
 	// Either may be nil (monitoring.go).
 	Monitoring Monitoring
 	Registry   *prometheus.Registry
+	// EventTypes are the handled Stripe event types (stripe.HandledEventTypes):
+	// the only values of the webhook metrics' event_type label besides
+	// "other", created up front.
+	EventTypes []string
 }
 
 func (c *Config) setDefaults() {

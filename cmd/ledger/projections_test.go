@@ -404,7 +404,7 @@ func TestRebuildAfterRandomizedWebhooks(t *testing.T) {
 			t.Fatalf("forged delivery: %d %v", status, err)
 		}
 		_, body = c.api(http.MethodGet, "/metrics", nil)
-		if !strings.Contains(string(body), `ledger_webhooks_total{event_type="unknown",outcome="rejected"} 1`+"\n") || strings.Contains(string(body), "forged.type") {
+		if !strings.Contains(string(body), `ledger_webhooks_total{event_type="other",outcome="rejected"} 1`+"\n") || strings.Contains(string(body), "forged.type") {
 			t.Errorf("forged delivery not counted as unknown/rejected")
 		}
 	})
