@@ -67,8 +67,11 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
+// writeJSON answers v as JSON. Every JSON answer carries Cache-Control:
+// no-store: many name customers, and none is worth a cached copy.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)

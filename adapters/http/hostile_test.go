@@ -61,7 +61,7 @@ func newHostileHarness(t *testing.T) *hostileHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{Ledger: ledger, Verifier: verifier, APIToken: "hostile-token"})
+	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{Ledger: ledger, Verifier: verifier, APIToken: testToken})
 	if err != nil {
 		t.Fatal(err)
 	}

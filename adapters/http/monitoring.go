@@ -33,35 +33,26 @@ func (s *server) routeMonitoring(r, api *mux.Router) {
 		m := newWebhookMetrics(s.cfg.EventTypes)
 		reg.MustRegister(m.requests, m.duration)
 		r.Use(m.middleware)
-		api.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).Methods(http.MethodGet, http.MethodHead)
-		api.Handle("/metrics", methodNotAllowed(http.MethodGet, http.MethodHead))
+		s.allow(api.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).Methods(http.MethodGet, http.MethodHead), RoleMetrics)
+		s.allowAll(api.Handle("/metrics", methodNotAllowed(http.MethodGet, http.MethodHead)))
 	}
 	if s.cfg.Monitoring != nil {
-		api.Handle("/monitoring/summary", http.HandlerFunc(s.monitoringSummary)).Methods(http.MethodGet, http.MethodHead)
-		api.Handle("/monitoring/summary", methodNotAllowed(http.MethodGet, http.MethodHead))
+		s.allow(api.Handle("/monitoring/summary", http.HandlerFunc(s.monitoringSummary)).Methods(http.MethodGet, http.MethodHead), RoleAuditor)
+		s.allowAll(api.Handle("/monitoring/summary", methodNotAllowed(http.MethodGet, http.MethodHead)))
 	}
 }
 
 func (s *server) monitoringSummary(w http.ResponseWriter, r *http.Request) {
+	// The views name customers: the read is access-logged like the others.
+	if !s.recordAccess(w, r, "http", "monitoring_summary", "all") {
+		return
+	}
 	views, err := s.cfg.Monitoring.Summary(r.Context())
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"generated_at": s.cfg.Now().UTC(), "views": views})
-}
-
-// readyBody is the /readyz answer: the status, and the projections'
-// versions and lag when they can be read (they never make the service
-// unready: a stale or lagging projection is for the operator to act on).
-func (s *server) readyBody(ctx context.Context, status string) map[string]any {
-	body := map[string]any{"status": status}
-	if s.cfg.Monitoring != nil {
-		if p, err := s.cfg.Monitoring.Projections(ctx); err == nil {
-			body["projections"] = p
-		}
-	}
-	return body
 }
 
 // webhookMetrics count the answers given to Stripe and time them. Their
