@@ -32,7 +32,7 @@ func testConfig(t *testing.T, dbURL string) Config {
 		DatabaseURL:    dbURL,
 		WebhookSecrets: []string{testSecret},
 		Addr:           "127.0.0.1:0",
-		APIToken:       "test-token",
+		APIToken:       "test-token-0123456789abcdefghijklmnop",
 		StripeMode:     "test",
 		DataDir:        t.TempDir(),
 		ShutdownGrace:  5 * time.Second,

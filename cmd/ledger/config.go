@@ -67,6 +67,8 @@ type Config struct {
 	// RebuildStale makes `ledger serve` rebuild, in the background, every
 	// projection whose stored version differs from the code's (--rebuild-stale).
 	RebuildStale bool
+	// Edge holds the HTTP edge's limits and tokens (edge.go).
+	Edge EdgeConfig
 }
 
 // loadConfig reads .env (if present, without overriding the environment)
@@ -109,6 +111,9 @@ func loadConfig() (Config, error) {
 	if err := c.loadStripeMode(); err != nil {
 		return c, err
 	}
+	if err := c.loadEdgeConfig(); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -131,8 +136,8 @@ func (c Config) validateServe() error {
 			break
 		}
 	}
-	if c.APIToken == "" {
-		errs = append(errs, errors.New("LEDGER_API_TOKEN is not set: choose a bearer token for the API, or run `ledger serve --dev`"))
+	if err := c.validateTokens(); err != nil {
+		errs = append(errs, err)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("LEDGER_TLS_CERT and LEDGER_TLS_KEY go together"))
@@ -224,6 +229,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("stripe_max_network_retries", c.StripeMaxNetworkRetries),
 		slog.Duration("checkout_ttl", c.CheckoutSessionTTL),
 		slog.Bool("rebuild_stale", c.RebuildStale),
+		slog.Any("edge", c.Edge),
 	)
 }
 

@@ -158,7 +158,7 @@ type client struct {
 }
 
 func newClient(t testing.TB, app *App) *client {
-	return &client{t: t, http: &http.Client{Timeout: time.Minute}, base: "http://" + app.Addr(), token: "test-token"}
+	return &client{t: t, http: &http.Client{Timeout: time.Minute}, base: "http://" + app.Addr(), token: "test-token-0123456789abcdefghijklmnop"}
 }
 
 func (c *client) do(method, path string, body []byte, header map[string]string) (int, []byte, error) {
@@ -460,7 +460,7 @@ func TestRebuildWhileWebhooksArrive(t *testing.T) {
 						"check_in":  time.Date(2028, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, 3*(i/40)).Format(time.DateOnly),
 						"check_out": time.Date(2028, 1, 3, 0, 0, 0, 0, time.UTC).AddDate(0, 0, 3*(i/40)).Format(time.DateOnly),
 						"amount":    20000, "currency": "eur", "customer_email": "live@example.com"})
-					status, answer, err := c.do(http.MethodPost, "/bookings", body, map[string]string{"Authorization": "Bearer test-token"})
+					status, answer, err := c.do(http.MethodPost, "/bookings", body, map[string]string{"Authorization": "Bearer test-token-0123456789abcdefghijklmnop"})
 					if err != nil || status != http.StatusCreated {
 						t.Errorf("booking %d: %d %s %v", i, status, answer, err)
 						failures.Add(1)

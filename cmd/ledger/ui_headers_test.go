@@ -98,7 +98,7 @@ func TestUICookieAndSecurityHeaders(t *testing.T) {
 				t.Errorf("wrong token: %d, Set-Cookie %q; want 401 and no cookie", wrong.StatusCode, wrong.Header.Values("Set-Cookie"))
 			}
 			checkHeaders("wrong token", wrong)
-			login := do(http.MethodPost, "/ui/login", url.Values{"token": {"test-token"}, "next": {"/ui"}}, nil)
+			login := do(http.MethodPost, "/ui/login", url.Values{"token": {"test-token-0123456789abcdefghijklmnop"}, "next": {"/ui"}}, nil)
 			if login.StatusCode != http.StatusSeeOther {
 				t.Fatalf("login: %d", login.StatusCode)
 			}
