@@ -157,6 +157,11 @@ func (c *Config) devSecrets(logger *slog.Logger) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	if err == nil {
+		if err := tightenSecretsFile(path); err != nil {
+			return err
+		}
+	}
 	if saved == nil {
 		saved = map[string]string{}
 	}
@@ -170,21 +175,18 @@ func (c *Config) devSecrets(logger *slog.Logger) error {
 		changed = true
 	}
 	if changed {
-		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		if err := writeSecretsFile(c.DataDir, path, saved); err != nil {
 			return err
 		}
-		if err := godotenv.Write(saved, path); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		os.Chmod(path, 0o600)
 	}
+	// The secrets themselves are never printed: stderr ends up in logs.
 	if len(c.WebhookSecrets) == 0 {
 		c.WebhookSecrets = []string{saved["STRIPE_WEBHOOK_SECRET"]}
-		fmt.Fprintf(os.Stderr, "dev mode: STRIPE_WEBHOOK_SECRET=%s (kept in %s)\n", saved["STRIPE_WEBHOOK_SECRET"], path)
+		fmt.Fprintf(os.Stderr, "dev mode: STRIPE_WEBHOOK_SECRET is kept in %s\n", path)
 	}
-	if c.APIToken == "" {
+	if c.APIToken == "" && len(c.Edge.Tokens) == 0 {
 		c.APIToken = saved["LEDGER_API_TOKEN"]
-		fmt.Fprintf(os.Stderr, "dev mode: LEDGER_API_TOKEN=%s (kept in %s)\n", saved["LEDGER_API_TOKEN"], path)
+		fmt.Fprintf(os.Stderr, "dev mode: LEDGER_API_TOKEN is kept in %s\n", path)
 	}
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/joho/godotenv"
+
 	httpapi "github.com/booking-ledger/ledger/adapters/http"
 )
 
@@ -103,4 +105,52 @@ func (e EdgeConfig) LogValue() slog.Value {
 		slog.Bool("insecure_cookies", e.InsecureCookies),
 		slog.Any("trusted_proxies", proxies),
 	)
+}
+
+// writeSecretsFile writes the dev secrets to path readable by the owner
+// only from the first byte: a temporary file created 0600 with O_EXCL
+// (no planted file or symlink is followed), then renamed over path. The
+// directory is made 0700, and tightened if it exists looser.
+func writeSecretsFile(dir, path string, secrets map[string]string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	content, err := godotenv.Marshal(secrets)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	tmp := path + ".tmp-" + randomHex(8)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	_, werr := f.WriteString(content + "\n")
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// tightenSecretsFile makes an existing secrets file readable by its owner
+// only, as writeSecretsFile would have made it.
+func tightenSecretsFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return fmt.Errorf("%s is readable by others and cannot be made private: %w", path, err)
+		}
+	}
+	return nil
 }
