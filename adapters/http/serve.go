@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"golang.org/x/net/netutil"
@@ -65,5 +66,61 @@ func NewServer(handler http.Handler, ln net.Listener, cfg ServerConfig) (*http.S
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
-	return srv, netutil.LimitListener(ln, cfg.MaxConns)
+	return srv, keepCloseWrite(ln, cfg.MaxConns)
 }
+
+// keepCloseWrite is netutil.LimitListener(ln, max) whose connections can
+// still be half-closed. LimitListener's wrapper hides the TCP
+// connection's CloseWrite, which net/http uses to answer a client that is
+// still sending (413, 431, 408) and let it read the answer before the
+// connection is reset; without it such clients see a reset instead.
+func keepCloseWrite(ln net.Listener, max int) net.Listener {
+	inner := &recordingListener{Listener: ln}
+	return &halfCloseListener{Listener: netutil.LimitListener(inner, max), inner: inner}
+}
+
+// recordingListener remembers each accepted connection by its address
+// pair until halfCloseListener picks it up.
+type recordingListener struct {
+	net.Listener
+	accepted sync.Map // connKey -> net.Conn
+}
+
+type connKey struct{ local, remote string }
+
+func keyOf(c net.Conn) connKey { return connKey{c.LocalAddr().String(), c.RemoteAddr().String()} }
+
+func (l *recordingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Store(keyOf(c), c)
+	}
+	return c, err
+}
+
+type halfCloseListener struct {
+	net.Listener
+	inner *recordingListener
+}
+
+func (l *halfCloseListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return c, err
+	}
+	raw, ok := l.inner.accepted.LoadAndDelete(keyOf(c))
+	if cw, isCW := raw.(interface{ CloseWrite() error }); ok && isCW {
+		return &halfCloseConn{Conn: c, cw: cw}, nil
+	}
+	return c, nil
+}
+
+// halfCloseConn is a limited connection (closing it frees its slot) that
+// half-closes through the TCP connection underneath.
+type halfCloseConn struct {
+	net.Conn
+	cw interface{ CloseWrite() error }
+}
+
+func (c *halfCloseConn) CloseWrite() error { return c.cw.CloseWrite() }
+
