@@ -43,7 +43,9 @@ func testConfig(t *testing.T, dbURL string) Config {
 // startApp starts the real server; it is closed when the test ends.
 func startApp(t *testing.T, cfg Config) *App {
 	t.Helper()
-	app := NewApp(cfg, slog.New(slog.DiscardHandler))
+	// Every line the end-to-end servers log is kept and searched for the
+	// secrets they were given (logsecrets_test.go).
+	app := NewApp(cfg, e2eLogger(cfg))
 	if err := app.Start(context.Background()); err != nil {
 		app.Close()
 		t.Fatal(err)
