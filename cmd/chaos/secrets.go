@@ -32,4 +32,3 @@ func (r *run) checkLogSecrets() {
 	}
 	r.logf("checked %d server logs for secrets", len(paths))
 }
-
