@@ -123,4 +123,3 @@ type halfCloseConn struct {
 }
 
 func (c *halfCloseConn) CloseWrite() error { return c.cw.CloseWrite() }
-
