@@ -47,6 +47,13 @@ func errorStatus(err error) (int, string) {
 	if errors.As(err, &maxBytes) {
 		return http.StatusRequestEntityTooLarge, "request body too large"
 	}
+	var body *bodyError
+	if errors.As(err, &body) {
+		if body.timeout() {
+			return http.StatusRequestTimeout, "request body not received in time"
+		}
+		return http.StatusBadRequest, "request body could not be read"
+	}
 	for _, m := range statusOf {
 		if errors.Is(err, m.err) {
 			if m.err == domain.ErrUnavailable {
@@ -76,8 +83,13 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	if status == http.StatusInternalServerError && r.Context().Err() != nil {
 		status, msg = http.StatusServiceUnavailable, msgTimedOut
 	}
-	if status >= 500 {
+	var body *bodyError
+	switch {
+	case status >= 500:
 		logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	case errors.As(err, &body):
+		// Any client can cut its own body short: not an error of ours.
+		logger.InfoContext(r.Context(), "request body not read", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
@@ -85,8 +97,11 @@ func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
+// writeJSON answers v as JSON. Every JSON answer carries Cache-Control:
+// no-store: many name customers, and none is worth a cached copy.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)

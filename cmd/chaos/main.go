@@ -36,7 +36,7 @@ import (
 // uses.
 const (
 	webhookSecret = "whsec_chaos_4f1e2d3c5b6a79880a1b2c3d"
-	apiToken      = "chaos-api-token"
+	apiToken      = "chaos-api-token-0123456789abcdefghij"
 	dbName        = "chaos_ledger"
 
 	// The server's limits, passed as its environment: small enough that a

@@ -15,6 +15,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/idempotency"
+	"github.com/booking-ledger/ledger/adapters/postgres/sessionstore"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -96,12 +97,23 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startProjections(); err != nil {
 		return err
 	}
+	sessions, err := sessionstore.New(db, 0)
+	if err != nil {
+		return err
+	}
 	handler, err := httpapi.NewHandler(a.withMonitoring(httpapi.Config{
 		Ledger:   svc,
 		Verifier: verifier,
 		APIToken: a.cfg.APIToken,
 		Ready:    a.ready,
 		Logger:   a.logger,
+
+		Tokens:          a.cfg.Edge.Tokens,
+		Sessions:        sessions,
+		InsecureCookies: a.cfg.Dev || a.cfg.Edge.InsecureCookies,
+		BodyTimeout:     a.cfg.Edge.BodyTimeout,
+		TrustedProxies:  a.cfg.Edge.TrustedProxies,
+		EventTypes:      stripe.HandledEventTypes,
 
 		MaxInFlight:    a.cfg.MaxInFlight,
 		RequestTimeout: a.cfg.RequestTimeout,
@@ -113,18 +125,11 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.ln, err = net.Listen("tcp", a.cfg.Addr)
+	ln, err := net.Listen("tcp", a.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
 	}
-	a.srv = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
-	}
+	a.srv, a.ln = httpapi.NewServer(handler, ln, httpapi.ServerConfig{MaxConns: a.cfg.Edge.MaxConns, Logger: a.logger})
 	a.served = make(chan error, 1)
 	if a.cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCert, a.cfg.TLSKey)

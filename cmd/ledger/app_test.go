@@ -32,7 +32,7 @@ func testConfig(t *testing.T, dbURL string) Config {
 		DatabaseURL:    dbURL,
 		WebhookSecrets: []string{testSecret},
 		Addr:           "127.0.0.1:0",
-		APIToken:       "test-token",
+		APIToken:       "test-token-0123456789abcdefghijklmnop",
 		StripeMode:     "test",
 		DataDir:        t.TempDir(),
 		ShutdownGrace:  5 * time.Second,
@@ -43,7 +43,9 @@ func testConfig(t *testing.T, dbURL string) Config {
 // startApp starts the real server; it is closed when the test ends.
 func startApp(t *testing.T, cfg Config) *App {
 	t.Helper()
-	app := NewApp(cfg, slog.New(slog.DiscardHandler))
+	// Every line the end-to-end servers log is kept and searched for the
+	// secrets they were given (logsecrets_test.go).
+	app := NewApp(cfg, e2eLogger(cfg))
 	if err := app.Start(context.Background()); err != nil {
 		app.Close()
 		t.Fatal(err)

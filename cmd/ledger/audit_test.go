@@ -283,7 +283,7 @@ func TestAuditExportEqualsAPIPaging(t *testing.T) {
 		after := "0"
 		for {
 			req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/audit/events?after=%s&limit=%d", app.Addr(), after, limit), nil)
-			req.Header.Set("Authorization", "Bearer test-token")
+			req.Header.Set("Authorization", "Bearer test-token-0123456789abcdefghijklmnop")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)

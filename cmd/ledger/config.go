@@ -75,6 +75,8 @@ type Config struct {
 	// API on this period (--reconcile-every or LEDGER_RECONCILE_EVERY; 0:
 	// never; needs STRIPE_SECRET_KEY).
 	ReconcileEvery time.Duration
+	// Edge holds the HTTP edge's limits and tokens (edge.go).
+	Edge EdgeConfig
 }
 
 // loadConfig reads .env (if present, without overriding the environment)
@@ -123,6 +125,9 @@ func loadConfig() (Config, error) {
 	if err := c.loadStripeMode(); err != nil {
 		return c, err
 	}
+	if err := c.loadEdgeConfig(); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -145,8 +150,8 @@ func (c Config) validateServe() error {
 			break
 		}
 	}
-	if c.APIToken == "" {
-		errs = append(errs, errors.New("LEDGER_API_TOKEN is not set: choose a bearer token for the API, or run `ledger serve --dev`"))
+	if err := c.validateTokens(); err != nil {
+		errs = append(errs, err)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("LEDGER_TLS_CERT and LEDGER_TLS_KEY go together"))
@@ -174,6 +179,11 @@ func (c *Config) devSecrets(logger *slog.Logger) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	if err == nil {
+		if err := tightenSecretsFile(path); err != nil {
+			return err
+		}
+	}
 	if saved == nil {
 		saved = map[string]string{}
 	}
@@ -187,21 +197,18 @@ func (c *Config) devSecrets(logger *slog.Logger) error {
 		changed = true
 	}
 	if changed {
-		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		if err := writeSecretsFile(c.DataDir, path, saved); err != nil {
 			return err
 		}
-		if err := godotenv.Write(saved, path); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		os.Chmod(path, 0o600)
 	}
+	// The secrets themselves are never printed: stderr ends up in logs.
 	if len(c.WebhookSecrets) == 0 {
 		c.WebhookSecrets = []string{saved["STRIPE_WEBHOOK_SECRET"]}
-		fmt.Fprintf(os.Stderr, "dev mode: STRIPE_WEBHOOK_SECRET=%s (kept in %s)\n", saved["STRIPE_WEBHOOK_SECRET"], path)
+		fmt.Fprintf(os.Stderr, "dev mode: STRIPE_WEBHOOK_SECRET is kept in %s\n", path)
 	}
-	if c.APIToken == "" {
+	if c.APIToken == "" && len(c.Edge.Tokens) == 0 {
 		c.APIToken = saved["LEDGER_API_TOKEN"]
-		fmt.Fprintf(os.Stderr, "dev mode: LEDGER_API_TOKEN=%s (kept in %s)\n", saved["LEDGER_API_TOKEN"], path)
+		fmt.Fprintf(os.Stderr, "dev mode: LEDGER_API_TOKEN is kept in %s\n", path)
 	}
 	return nil
 }
@@ -248,6 +255,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("checkout_ttl", c.CheckoutSessionTTL),
 		slog.Bool("rebuild_stale", c.RebuildStale),
 		slog.Duration("reconcile_every", c.ReconcileEvery),
+		slog.Any("edge", c.Edge),
 	)
 }
 

@@ -86,6 +86,9 @@ func (a *Auditor) History(ctx context.Context, id int64, asOf time.Time) (Bookin
 			}
 		}
 		h.StripeEvents, err = stripeRecords(ctx, tx, id, row, events, asOf)
+		if len(h.StripeEvents) > app.MaxHistoryStripeEvents {
+			h.StripeEvents, h.StripeEventsTruncated = h.StripeEvents[:app.MaxHistoryStripeEvents], true
+		}
 		return err
 	})
 	if err != nil {
@@ -171,7 +174,12 @@ func integrity(events []eventlog.StoredEvent, seqs []*int64, sealed [][]byte) Hi
 }
 
 // stripeRecords lists the raw Stripe events of booking id, in the order
-// they were received.
+// they were received: at most app.MaxHistoryStripeEvents + 1 (the caller
+// tells a cut list by the extra one). The unlinked rows are matched by
+// their parsed payload, which costs a JSON parse per row: only those
+// received from an hour before the booking's first event on are looked at
+// (an event naming the booking cannot be older: its ids did not exist),
+// and PostgreSQL tests that cheap bound before calling the parser.
 func stripeRecords(ctx context.Context, q postgres.Querier, id int64, row projections.BookingRow, events []eventlog.StoredEvent, asOf time.Time) ([]StripeRecord, error) {
 	var session, intent string
 	if row.SessionID != nil {
@@ -185,6 +193,10 @@ func stripeRecords(ctx context.Context, q postgres.Querier, id int64, row projec
 		OR ($3 <> '' AND o->>'id' = $3)
 		OR ($4 <> '' AND (o->>'id' = $4 OR o->>'payment_intent' = $4 OR o->'payment_intent'->>'id' = $4)))`
 	const cols = `id, event_id, event_type, received_at, outcome, payload, payload_sha256, signature_header`
+	since := time.Unix(0, 0)
+	if len(events) > 0 {
+		since = events[0].RecordedAt.Add(-time.Hour)
+	}
 	rows, err := q.QueryContext(ctx, `
 		SELECT * FROM (
 			SELECT 'stripe_inbox' AS tbl, `+cols+`, source, 'booking_id' AS matched_by FROM stripe_inbox WHERE booking_id = $1
@@ -192,14 +204,15 @@ func stripeRecords(ctx context.Context, q postgres.Querier, id int64, row projec
 			SELECT 'stripe_deliveries', `+cols+`, 'webhook', 'booking_id' FROM stripe_deliveries WHERE booking_id = $1
 			UNION ALL
 			SELECT 'stripe_inbox', `+cols+`, source, 'payload' FROM (
-				SELECT *, ledger_stripe_object(payload) AS o FROM stripe_inbox WHERE booking_id IS NULL) i WHERE `+names+`
+				SELECT *, ledger_stripe_object(payload) AS o FROM stripe_inbox WHERE booking_id IS NULL AND received_at >= $6) i WHERE `+names+`
 			UNION ALL
 			SELECT 'stripe_deliveries', `+cols+`, 'webhook', 'payload' FROM (
-				SELECT *, ledger_stripe_object(payload) AS o FROM stripe_deliveries WHERE booking_id IS NULL) d WHERE `+names+`
+				SELECT *, ledger_stripe_object(payload) AS o FROM stripe_deliveries WHERE booking_id IS NULL AND received_at >= $6) d WHERE `+names+`
 		) r
 		WHERE $5::timestamptz IS NULL OR received_at <= $5
-		ORDER BY received_at, tbl DESC, id`,
-		id, strconv.FormatInt(id, 10), session, intent, nullTime(asOf))
+		ORDER BY received_at, tbl DESC, id
+		LIMIT $7`,
+		id, strconv.FormatInt(id, 10), session, intent, nullTime(asOf), since, app.MaxHistoryStripeEvents+1)
 	if err != nil {
 		return nil, fmt.Errorf("audit: stripe events of booking %d: %w", id, err)
 	}
