@@ -116,12 +116,13 @@ func TestVerifierMessages(t *testing.T) {
 	if err := v.Verify(payload, "\x00=0,"+good); !errors.Is(err, ErrMalformedHeader) {
 		t.Errorf("header starting with NUL: %v, want ErrMalformedHeader", err)
 	}
-	if err := v.Verify(payload, Sign(payload, secretB, now)); !errors.Is(err, ErrBadSignature) || !strings.Contains(err.Error(), "for the configured secret") {
-		t.Errorf("one secret, wrong signature: %v", err)
-	}
-	two := newTestVerifier(t, secretA, secretB)
-	if err := two.Verify(payload, Sign(payload, "whsec_other", now)); !errors.Is(err, ErrBadSignature) || !strings.Contains(err.Error(), "any of the 2 configured secrets") {
-		t.Errorf("two secrets, wrong signature: %v", err)
+	// The message says nothing of how many secrets there are (a hint to an
+	// attacker): the same words for one and for two.
+	one := v.Verify(payload, Sign(payload, secretB, now))
+	two := newTestVerifier(t, secretA, secretB).Verify(payload, Sign(payload, "whsec_other", now))
+	if !errors.Is(one, ErrBadSignature) || !errors.Is(two, ErrBadSignature) || one.Error() != two.Error() ||
+		strings.Contains(one.Error(), "secret") {
+		t.Errorf("wrong signature with one secret: %v; with two: %v", one, two)
 	}
 }
 
