@@ -236,10 +236,10 @@ func CheckRuntimeRole(ctx context.Context, q Querier) error {
 	if super {
 		perr.Reasons = append(perr.Reasons, "it is a superuser (it can disable any trigger and SET session_replication_role = replica)")
 	}
-	if bypass {
+	if bypass && !super {
 		perr.Reasons = append(perr.Reasons, "it has BYPASSRLS")
 	}
-	if createrole {
+	if createrole && !super {
 		perr.Reasons = append(perr.Reasons, "it has CREATEROLE (it could grant itself the owner's role)")
 	}
 	rows, err := q.QueryContext(ctx, `SELECT l.relname, pg_has_role(current_user, l.relowner, 'MEMBER'),

@@ -42,23 +42,19 @@ func NewApp(cfg Config, logger *slog.Logger) *App {
 	return &App{cfg: cfg, logger: logger}
 }
 
-// Start opens the database (creating it when missing), applies the
-// migrations, and starts serving on cfg.Addr. It returns once the listener
-// is open.
+// Start opens the database as the runtime role (under --dev after
+// creating it when missing, migrating it and setting the role up as its
+// owner: openDatabase), and starts serving on cfg.Addr. It returns once the
+// listener is open.
 func (a *App) Start(ctx context.Context) error {
 	if err := a.cfg.validateServe(); err != nil {
 		return err
 	}
-	db, err := openDB(ctx, a.cfg)
+	db, err := a.openDatabase(ctx)
 	if err != nil {
 		return err
 	}
 	a.db = db
-	if applied, err := postgres.Migrate(ctx, db, nil); err != nil {
-		return err
-	} else if len(applied) > 0 {
-		a.logger.Info("migrations applied", "versions", applied)
-	}
 	verifier, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: a.cfg.WebhookSecrets})
 	if err != nil {
 		return err

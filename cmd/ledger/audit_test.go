@@ -28,6 +28,7 @@ import (
 func runLedger(t *testing.T, dbURL string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	t.Setenv("DATABASE_URL", dbURL)
+	t.Setenv("LEDGER_RUNTIME_ROLE", pgtest.RuntimeRole(t))
 	t.Setenv("STRIPE_WEBHOOK_SECRET", ledgertest.Secret)
 	t.Setenv("LEDGER_DATA_DIR", t.TempDir())
 	root := newRootCmd()

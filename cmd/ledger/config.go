@@ -67,6 +67,7 @@ type Config struct {
 	// RebuildStale makes `ledger serve` rebuild, in the background, every
 	// projection whose stored version differs from the code's (--rebuild-stale).
 	RebuildStale bool
+	EvidenceConfig
 }
 
 // loadConfig reads .env (if present, without overriding the environment)
@@ -107,6 +108,9 @@ func loadConfig() (Config, error) {
 		return c, err
 	}
 	if err := c.loadStripeMode(); err != nil {
+		return c, err
+	}
+	if err := c.loadEvidenceConfig(); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -224,6 +228,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("stripe_max_network_retries", c.StripeMaxNetworkRetries),
 		slog.Duration("checkout_ttl", c.CheckoutSessionTTL),
 		slog.Bool("rebuild_stale", c.RebuildStale),
+		slog.Any("evidence", c.EvidenceConfig),
 	)
 }
 

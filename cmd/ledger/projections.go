@@ -333,20 +333,21 @@ func logProgress(logger *slog.Logger) func(readmodels.Progress) {
 	}
 }
 
-// openMigrated opens the configured database and applies pending
-// migrations, as `ledger serve` does.
+// openMigrated opens the configured database as the tables' owner
+// (MIGRATE_DATABASE_URL, default DATABASE_URL: a rebuild swaps tables),
+// after applying pending migrations and setting up the runtime role as
+// `ledger migrate` does. Given only the runtime role's URL it opens that,
+// for what a reader may do.
 func openMigrated(ctx context.Context) (*sql.DB, error) {
 	cfg, err := loadConfig()
 	if err != nil {
 		return nil, err
 	}
-	db, err := openDB(ctx, cfg)
-	if err != nil {
-		return nil, err
+	if postgres.UserOf(cfg.ownerURL()) != cfg.runtimeRole() {
+		if _, err := migrateOwner(ctx, cfg, nil); err != nil {
+			return nil, err
+		}
+		cfg.DatabaseURL = cfg.ownerURL()
 	}
-	if _, err := postgres.Migrate(ctx, db, nil); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
+	return openDB(ctx, cfg)
 }
