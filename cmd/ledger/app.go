@@ -35,6 +35,9 @@ type App struct {
 	refunds     *bookingstore.RefundWorker
 	refundsDone chan error
 	audit       auditRuntime
+	// ownerDB is the owner's pool that --dev --rebuild-stale rebuilds
+	// with (openDatabase); nil otherwise.
+	ownerDB *sql.DB
 }
 
 // NewApp returns an App for cfg; Start brings it up.
@@ -163,6 +166,9 @@ func (a *App) Close() error {
 	errs = append(errs, a.stopProjections())
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
+	}
+	if a.ownerDB != nil {
+		errs = append(errs, a.ownerDB.Close())
 	}
 	return errors.Join(errs...)
 }

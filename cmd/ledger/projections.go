@@ -83,14 +83,20 @@ func (a *App) startProjections() error {
 // version differs from this binary's. Failures are logged: the server keeps
 // serving from the stored read models.
 func (a *App) rebuildStale(ctx context.Context) {
-	stale, err := readmodels.StaleProjections(ctx, a.db)
+	// A rebuild swaps tables: it runs as their owner (--dev only).
+	db := a.ownerDB
+	if db == nil {
+		a.logger.Error("--rebuild-stale needs the owner's connection")
+		return
+	}
+	stale, err := readmodels.StaleProjections(ctx, db)
 	if err != nil {
 		a.logger.Error("stale projections", "error", err)
 		return
 	}
 	for _, name := range stale {
 		a.logger.Info("rebuilding stale projection", "projection", name)
-		r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: a.db, Logger: a.logger, Progress: logProgress(a.logger)})
+		r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db, Logger: a.logger, Progress: logProgress(a.logger)})
 		if err != nil {
 			a.logger.Error("rebuild", "projection", name, "error", err)
 			return

@@ -578,7 +578,7 @@ func TestProjectionsCommands(t *testing.T) {
 	}
 	status := ledger("projections", "status")
 	if !regexp.MustCompile(fmt.Sprintf(`(?m)^bookings\s+inline\s+%d\s+0 \(stale: rebuild\)`, projections.BookingsVersion)).MatchString(status) ||
-		!regexp.MustCompile(`(?m)^monitoring\s+async\s+1\s+1\s`).MatchString(status) {
+		!regexp.MustCompile(fmt.Sprintf(`(?m)^monitoring\s+async\s+%d\s+%d\s`, projections.MonitoringVersion, projections.MonitoringVersion)).MatchString(status) {
 		t.Errorf("status:\n%s", status)
 	}
 	var js []readmodels.ProjectionStatus

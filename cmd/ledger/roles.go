@@ -92,6 +92,12 @@ func (a *App) openDatabase(ctx context.Context) (*sql.DB, error) {
 			a.logger.Info("migrations applied", "versions", applied)
 		}
 		a.logger.Info("serving as the runtime role", "role", cfg.runtimeRole(), "database_url", postgres.Redact(runtime))
+		if cfg.RebuildStale {
+			a.ownerDB, err = postgres.Open(ctx, postgres.Config{URL: cfg.ownerURL(), MaxOpenConns: 4, StatementTimeout: cfg.DBStatementTimeout})
+			if err != nil {
+				return nil, err
+			}
+		}
 	}
 	if !cfg.Dev && cfg.MigrateDatabaseURL != "" {
 		a.logger.Warn("MIGRATE_DATABASE_URL is set but serve does not use it: keep the owner's credentials out of the server's environment")
