@@ -14,6 +14,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
@@ -40,6 +41,13 @@ type SealerConfig struct {
 	// BatchSize bounds the events sealed per transaction (default 2000).
 	BatchSize int
 	Logger    *slog.Logger
+	// Checkpoints, when set, has Run sign a checkpoint once
+	// CheckpointEvery links were sealed or CheckpointInterval went by,
+	// whichever comes first, when there is something new (defaults 10000
+	// and 60 s), and once at start.
+	Checkpoints        *Checkpointer
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
 }
 
 func (c *SealerConfig) setDefaults() {
@@ -51,6 +59,12 @@ func (c *SealerConfig) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.CheckpointEvery == 0 {
+		c.CheckpointEvery = 10000
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = time.Minute
 	}
 }
 
@@ -80,6 +94,10 @@ func (c SealerConfig) Validate() error {
 // time, and the others skip that round.
 type Sealer struct {
 	cfg SealerConfig
+	// sinceCheckpoint counts the links this Sealer sealed since its last
+	// checkpoint, checkpointAt is when that was (zero: none yet); Run's.
+	sinceCheckpoint int
+	checkpointAt    time.Time
 }
 
 // NewSealer returns a Sealer with cfg's defaults applied.
@@ -104,7 +122,10 @@ func (s *Sealer) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		_, full, err := s.seal(ctx, false)
+		n, full, err := s.seal(ctx, false)
+		if err == nil {
+			s.checkpoint(ctx, n)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -119,6 +140,23 @@ func (s *Sealer) Run(ctx context.Context) error {
 			t.Reset(s.cfg.Interval)
 		}
 		failures = 0
+	}
+}
+
+// checkpoint signs a checkpoint when one is due (SealerConfig.Checkpoints);
+// a failure is logged and tried again at the next interval.
+func (s *Sealer) checkpoint(ctx context.Context, sealed int) {
+	cp := s.cfg.Checkpoints
+	if cp == nil {
+		return
+	}
+	s.sinceCheckpoint += sealed
+	if !s.checkpointAt.IsZero() && s.sinceCheckpoint < s.cfg.CheckpointEvery && time.Since(s.checkpointAt) < s.cfg.CheckpointInterval {
+		return
+	}
+	s.sinceCheckpoint, s.checkpointAt = 0, time.Now()
+	if _, err := cp.Checkpoint(ctx); err != nil && !errors.Is(err, domain.ErrNotFound) && ctx.Err() == nil {
+		s.cfg.Logger.ErrorContext(ctx, "signing a checkpoint failed", "error", err)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain/eventlog"
+	"github.com/booking-ledger/ledger/domain/evidence"
 )
 
 // SignatureChecker re-checks the Stripe signature of a stored raw event:
@@ -34,6 +35,11 @@ type VerifyConfig struct {
 	// Anchor is a chain head kept outside the database; when set, the
 	// chain must still hold it, unchanged.
 	Anchor *eventlog.Anchor
+	// Checkpoints are signed checkpoints kept outside the database
+	// (ReadCheckpointFiles) and CheckpointKey the key they must be signed
+	// with: the log must be a consistent extension of every one.
+	Checkpoints   []CheckpointFile
+	CheckpointKey *evidence.Verifier
 	// Signatures re-checks stored Stripe signatures; nil skips that check
 	// (no webhook secret configured).
 	Signatures SignatureChecker
@@ -111,6 +117,9 @@ type VerifyReport struct {
 	// TimeTolerance: a clock that was wrong, or a time written by hand.
 	// They are reported, not counted as problems.
 	TimeWarnings []Problem `json:"time_warnings"`
+	// CheckpointsChecked is the number of kept checkpoints whose signature
+	// verified and that the log was checked against.
+	CheckpointsChecked int64 `json:"checkpoints_checked"`
 	// Head is the newest link that seals an event (what an anchor names).
 	Head          eventlog.ChainHead `json:"head"`
 	AnchorChecked bool               `json:"anchor_checked"`
@@ -316,7 +325,7 @@ func (v *verifier) sorted() []Problem {
 // others runs the checks of the inbox, the deliveries and the access log,
 // and of the events' times, on a connection of their own.
 func (v *verifier) others(ctx context.Context, tx pgx.Tx, head ChainLink) error {
-	for _, check := range []func(context.Context, pgx.Tx, ChainLink) error{v.sideRows, v.causes, v.times} {
+	for _, check := range []func(context.Context, pgx.Tx, ChainLink) error{v.sideRows, v.causes, v.times, v.checkpoints} {
 		if err := check(ctx, tx, head); err != nil {
 			return err
 		}
