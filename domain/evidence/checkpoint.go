@@ -111,6 +111,7 @@ func (v *Verifier) Origin() string { return v.v.Name() }
 var ErrBadSignature = errors.New("checkpoint: not signed by this key (or changed since)")
 
 // Open checks a signed checkpoint's signature and returns the checkpoint.
+// It is strict: one signature, by the key, in canonical base64.
 // The error wraps ErrBadSignature when the signature does not verify, and
 // domain.ErrInvalid when the note is malformed or its origin is not the
 // key's.
@@ -123,6 +124,18 @@ func (v *Verifier) Open(msg []byte) (Checkpoint, error) {
 			return Checkpoint{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
 		}
 		return Checkpoint{}, fmt.Errorf("checkpoint: %v: %w", err, domain.ErrInvalid)
+	}
+	// Strict: the ledger's checkpoints carry its one signature, in
+	// canonical base64 (the library also takes other padding bits, which
+	// would let a byte change unnoticed).
+	if len(n.UnverifiedSigs) > 0 {
+		return Checkpoint{}, fmt.Errorf("%w: it carries a signature of another key (%s)", ErrBadSignature, n.UnverifiedSigs[0].Name)
+	}
+	for _, sig := range n.Sigs {
+		b, err := base64.StdEncoding.DecodeString(sig.Base64)
+		if err != nil || base64.StdEncoding.EncodeToString(b) != sig.Base64 {
+			return Checkpoint{}, fmt.Errorf("%w: the signature is not in canonical base64", ErrBadSignature)
+		}
 	}
 	c, err := ParseText(n.Text)
 	if err != nil {

@@ -218,7 +218,9 @@ func inclusionProofs(ctx context.Context, q postgres.Querier, leaves []uint64, s
 // linkReader reads chain links by seq.
 type linkReader struct{ q postgres.Querier }
 
-func bundleLinks(_ context.Context, q postgres.Querier) (linkReader, error) { return linkReader{q}, nil }
+func bundleLinks(_ context.Context, q postgres.Querier) (linkReader, error) {
+	return linkReader{q}, nil
+}
 
 func (r linkReader) get(ctx context.Context, seq int64) (evidence.BundleLink, error) {
 	l := evidence.BundleLink{Seq: seq, Inclusion: []evidence.Hex{}}
