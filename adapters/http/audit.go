@@ -52,6 +52,7 @@ func (s *server) routeAudit(r, api *mux.Router) {
 	api.Handle("/bookings/{id}/history", methodNotAllowed(get...))
 	api.Handle("/audit/events", http.HandlerFunc(s.auditEvents)).Methods(get...)
 	api.Handle("/audit/events", methodNotAllowed(get...))
+	s.routeEvidence(r, api)
 	s.routeUI(r)
 }
 

@@ -21,10 +21,6 @@ type auditRuntime struct {
 // LEDGER_SIGNING_KEY and LEDGER_CHECKPOINT_DIR the sealer also signs
 // checkpoints.
 func (a *App) startAudit(db *sql.DB) (*audit.Auditor, error) {
-	auditor, err := audit.NewAuditor(audit.AuditorConfig{DB: db})
-	if err != nil {
-		return nil, err
-	}
 	scfg := audit.SealerConfig{DB: db, Logger: a.logger}
 	if (a.cfg.SigningKeyFile == "") != (a.cfg.CheckpointDir == "") {
 		return nil, errors.New("LEDGER_SIGNING_KEY and LEDGER_CHECKPOINT_DIR go together: signed checkpoints are written to that directory")
@@ -41,6 +37,10 @@ func (a *App) startAudit(db *sql.DB) (*audit.Auditor, error) {
 		scfg.Checkpoints, scfg.CheckpointEvery, scfg.CheckpointInterval = cp, a.cfg.CheckpointEvery, a.cfg.CheckpointInterval
 		a.logger.Info("signing checkpoints", "origin", signer.Origin(), "dir", a.cfg.CheckpointDir,
 			"every", a.cfg.CheckpointEvery, "interval", a.cfg.CheckpointInterval)
+	}
+	auditor, err := audit.NewAuditor(audit.AuditorConfig{DB: db, Checkpoints: scfg.Checkpoints})
+	if err != nil {
+		return nil, err
 	}
 	sealer, err := audit.NewSealer(scfg)
 	if err != nil {

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"database/sql"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
@@ -217,4 +221,82 @@ func TestEvidenceBundleChecksOffline(t *testing.T) {
 // around is the bundle around byte i.
 func around(b []byte, i int) string {
 	return string(b[max(0, i-80):min(len(b), i+80)])
+}
+
+// TestServeSignsCheckpoints: with LEDGER_SIGNING_KEY and
+// LEDGER_CHECKPOINT_DIR the server's sealer signs checkpoints as links are
+// sealed, each written once to the directory;
+// GET /audit/checkpoints/latest serves the newest byte for byte, and
+// GET /bookings/{id}/evidence and the auditor UI's download give a bundle
+// that checks offline; the log verifies against the directory.
+func TestServeSignsCheckpoints(t *testing.T) {
+	dbURL := pgtest.NewURL(t)
+	db := openTestDB(t, dbURL)
+	keys := t.TempDir()
+	skey, vkey, err := evidence.GenerateKey("ledger.test/serve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(keys, "signing.key"), []byte(skey+"\n"), 0o600)
+	os.WriteFile(filepath.Join(keys, "signing.pub"), []byte(vkey+"\n"), 0o644)
+	dir := filepath.Join(t.TempDir(), "checkpoints")
+	cfg := testConfig(t, dbURL)
+	cfg.SigningKeyFile, cfg.CheckpointDir = filepath.Join(keys, "signing.key"), dir
+	cfg.CheckpointEvery, cfg.CheckpointInterval = 5, time.Hour
+	app := startApp(t, cfg)
+	ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 3, Seed: 9})
+	links := queryInt(t, db, `SELECT (SELECT count(*) FROM ledger_events) + (SELECT count(*) FROM stripe_inbox) + (SELECT count(*) FROM stripe_deliveries)`)
+	// Sealing waits for every older transaction in the cluster; this
+	// polls, asserting that checkpoints come, not how fast.
+	deadline := time.Now().Add(2 * time.Minute)
+	// The file is written after the row commits: wait for the file.
+	var files []string
+	for {
+		files, _ = filepath.Glob(filepath.Join(dir, "checkpoint-*"))
+		if n := len(files); n > 0 && files[n-1] >= filepath.Join(dir, audit.CheckpointFileName(uint64(links))) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoint files %v for %d links after two minutes", files, links)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	get := func(path string) (int, http.Header, []byte) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+app.Addr()+path, nil)
+		req.Header.Set("Authorization", "Bearer "+cfg.APIToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, body
+	}
+	status, _, note := get("/audit/checkpoints/latest")
+	key, _ := evidence.NewVerifier(vkey)
+	c, err := key.Open(note)
+	if status != http.StatusOK || err != nil || c.Size < uint64(links) {
+		t.Fatalf("latest checkpoint: %d %v\n%s", status, err, note)
+	}
+	if file, _ := os.ReadFile(filepath.Join(dir, audit.CheckpointFileName(c.Size))); !bytes.Equal(note, file) {
+		t.Fatalf("latest checkpoint:\n%s\nits file:\n%s", note, file)
+	}
+	booking := queryInt(t, db, `SELECT min(stream_id) FROM ledger_events`)
+	for _, path := range []string{"/bookings/%d/evidence", "/ui/bookings/%d/evidence"} {
+		status, header, bundle := get(fmt.Sprintf(path, booking))
+		if status != http.StatusOK || !strings.HasPrefix(header.Get("Content-Disposition"), "attachment") {
+			t.Fatalf("%s: %d %s", path, status, bundle)
+		}
+		if _, err := evidence.CheckBundle(bundle, key, stripetest.Signatures(t, ledgertest.Secret)); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	if err := app.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := runLedger(t, dbURL, "audit", "verify", "--no-seal", "--checkpoints", dir, "--public-key", filepath.Join(keys, "signing.pub"))
+	if err != nil || !strings.Contains(out, "OK") {
+		t.Fatalf("verify against the server's checkpoints: %v\n%s%s", err, out, stderr)
+	}
 }

@@ -16,6 +16,9 @@ import (
 	"github.com/booking-ledger/ledger/projections"
 )
 
+// errNoCheckpoint: a bundle needs a signed checkpoint to lead its proofs to.
+var errNoCheckpoint = fmt.Errorf("no checkpoint signed yet (LEDGER_SIGNING_KEY, `ledger audit checkpoint`): %w", domain.ErrNotFound)
+
 // BundleInfo says what Bundle left out.
 type BundleInfo struct {
 	CheckpointSize uint64
@@ -46,7 +49,7 @@ func (a *Auditor) Bundle(ctx context.Context, id int64) ([]byte, BundleInfo, err
 		var size uint64
 		err := tx.QueryRowContext(ctx, `SELECT tree_size, note FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1`).Scan(&size, &b.Checkpoint)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("no checkpoint signed yet (LEDGER_SIGNING_KEY, `ledger audit checkpoint`): %w", domain.ErrNotFound)
+			return errNoCheckpoint
 		}
 		if err != nil {
 			return fmt.Errorf("audit: bundle: checkpoint: %w", err)
@@ -183,6 +186,20 @@ func (a *Auditor) Bundle(ctx context.Context, id int64) ([]byte, BundleInfo, err
 	}
 	data, err := evidence.EncodeBundle(b)
 	return data, info, err
+}
+
+// EvidenceBundle is Bundle's file; when the newest checkpoint does not
+// cover the booking's newest facts and the Auditor has a checkpointer, it
+// signs one and tries again once.
+func (a *Auditor) EvidenceBundle(ctx context.Context, id int64) ([]byte, error) {
+	data, _, err := a.Bundle(ctx, id)
+	if a.cp != nil && (errors.Is(err, domain.ErrConflict) || errors.Is(err, errNoCheckpoint)) {
+		if _, cerr := a.cp.Checkpoint(ctx); cerr != nil {
+			return nil, cerr
+		}
+		data, _, err = a.Bundle(ctx, id)
+	}
+	return data, err
 }
 
 // inclusionProofs builds the proof of each leaf in the tree of size
