@@ -2,10 +2,13 @@ package http
 
 import (
 	"context"
+	"encoding/hex"
 	"net/http"
 	"strconv"
 
 	"github.com/gorilla/mux"
+
+	"github.com/booking-ledger/ledger/domain"
 )
 
 // Evidence is what the storage side offers, when checkpoints are signed,
@@ -22,6 +25,9 @@ type Evidence interface {
 	// domain.ErrConflict when its newest facts are not covered by a
 	// checkpoint yet.
 	EvidenceBundle(ctx context.Context, id int64) ([]byte, error)
+	// ConsistencyProof proves that the tree of from links is a prefix of
+	// the tree of to links; domain.ErrInvalid for sizes it cannot prove.
+	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
 }
 
 // routeEvidence adds, when the audit side offers Evidence,
@@ -38,6 +44,10 @@ func (s *server) routeEvidence(r, api *mux.Router) {
 		s.latestCheckpoint(w, r, ev)
 	})).Methods(get...)
 	api.Handle("/audit/checkpoints/latest", methodNotAllowed(get...))
+	api.Handle("/audit/checkpoints/consistency", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.consistencyProof(w, r, ev)
+	})).Methods(get...)
+	api.Handle("/audit/checkpoints/consistency", methodNotAllowed(get...))
 	api.Handle("/bookings/{id}/evidence", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.evidenceBundle(w, r, ev, "http")
 	})).Methods(get...)
@@ -64,6 +74,32 @@ func (s *server) latestCheckpoint(w http.ResponseWriter, r *http.Request, ev Evi
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	w.Write(note)
+}
+
+// consistencyProof answers GET /audit/checkpoints/consistency?from=N&to=M:
+// {"from", "to", "proof": [hex, ...]}, the RFC 6962 consistency proof
+// between the trees of the first N and M links.
+func (s *server) consistencyProof(w http.ResponseWriter, r *http.Request, ev Evidence) {
+	q := r.URL.Query()
+	from, err1 := strconv.ParseUint(q.Get("from"), 10, 64)
+	to, err2 := strconv.ParseUint(q.Get("to"), 10, 64)
+	if err1 != nil || err2 != nil {
+		writeError(w, r, s.log, &domain.FieldError{Field: "from", Msg: "from and to must be tree sizes (positive integers)"})
+		return
+	}
+	if !s.recordAccess(w, r, "http", "consistency", q.Get("from")+".."+q.Get("to")) {
+		return
+	}
+	proof, err := ev.ConsistencyProof(r.Context(), from, to)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	hexes := make([]string, len(proof))
+	for i, h := range proof {
+		hexes[i] = hex.EncodeToString(h)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"from": from, "to": to, "proof": hexes})
 }
 
 // evidenceBundle answers a booking's evidence bundle as a download.

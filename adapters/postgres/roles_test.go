@@ -20,7 +20,7 @@ import (
 // logTables are the append-only tables the runtime role must not change.
 // Each has a row (seedLogTables) before it is attacked.
 var logTables = []string{"ledger_events", "stripe_inbox", "stripe_deliveries", "projection_dead_letters",
-	"ledger_chain", "audit_access_log", "refund_failures"}
+	"ledger_chain", "audit_access_log", "refund_failures", "ledger_tree_nodes", "ledger_checkpoints"}
 
 func seedLogTables(t *testing.T, db *sql.DB) {
 	t.Helper()
@@ -39,6 +39,11 @@ func seedLogTables(t *testing.T, db *sql.DB) {
 		`INSERT INTO audit_access_log (accessed_at, actor, channel, action, target) VALUES (now(), 'cli:test', 'cli', 'history', '1')`,
 		`INSERT INTO refund_failures (position, booking_id, payment_intent_id, amount, currency, reason, failure_code, failure_message, http_status, stripe_request_id, failed_at)
 			VALUES (1, 1, 'pi_1', 1000, 'eur', 'duplicate_payment', 'charge_disputed', 'disputed', 400, 'req_1', now())`,
+		`INSERT INTO ledger_tree_nodes (level, idx, hash) VALUES (0, 0, ` + hash + `)`,
+		`INSERT INTO ledger_checkpoints (tree_size, root_hash, origin, note) VALUES (1, ` + hash + `, 'o', 'o
+1
+q
+')`,
 	} {
 		if _, err := db.Exec(insert); err != nil {
 			t.Fatalf("%s: %v", insert, err)
@@ -83,7 +88,8 @@ func TestRuntimeRoleCannotChangeTheLog(t *testing.T) {
 			for _, attack := range []string{
 				`UPDATE ` + table + ` SET ` + map[string]string{"ledger_events": "event_type = 'X'", "stripe_inbox": "outcome = 'ignored'",
 					"stripe_deliveries": "outcome = 'unmatched'", "projection_dead_letters": "error = 'x'", "ledger_chain": "seq = 9",
-					"audit_access_log": "actor = 'nobody'", "refund_failures": "amount = 1"}[table],
+					"audit_access_log": "actor = 'nobody'", "refund_failures": "amount = 1", "ledger_tree_nodes": "idx = 9",
+					"ledger_checkpoints": "note = 'forged'"}[table],
 				`DELETE FROM ` + table,
 				`TRUNCATE ` + table,
 				`ALTER TABLE ` + table + ` DISABLE TRIGGER USER`,

@@ -282,6 +282,12 @@ func TestServeSignsCheckpoints(t *testing.T) {
 	if file, _ := os.ReadFile(filepath.Join(dir, audit.CheckpointFileName(c.Size))); !bytes.Equal(note, file) {
 		t.Fatalf("latest checkpoint:\n%s\nits file:\n%s", note, file)
 	}
+	if status, _, body := get(fmt.Sprintf("/audit/checkpoints/consistency?from=%d&to=%d", c.Size, c.Size)); status != http.StatusOK || !strings.Contains(string(body), `"proof":[]`) {
+		t.Fatalf("consistency proof: %d %s", status, body)
+	}
+	if status, _, body := get(fmt.Sprintf("/audit/checkpoints/consistency?from=1&to=%d", c.Size+1000)); status != http.StatusBadRequest {
+		t.Fatalf("consistency proof beyond the newest checkpoint: %d %s", status, body)
+	}
 	booking := queryInt(t, db, `SELECT min(stream_id) FROM ledger_events`)
 	for _, path := range []string{"/bookings/%d/evidence", "/ui/bookings/%d/evidence"} {
 		status, header, bundle := get(fmt.Sprintf(path, booking))

@@ -262,3 +262,28 @@ func metadataOrEmpty(m map[string]string) map[string]string {
 	}
 	return m
 }
+
+// ConsistencyProof is the proof that the tree of the first from links is a
+// prefix of the tree of the first to links (evidence.VerifyConsistency),
+// read from the stored nodes: an auditor who kept the checkpoint of size
+// from checks that the one of size to extends it without the log. to may
+// not exceed the newest checkpoint (the nodes stored); errors wrap
+// domain.ErrInvalid.
+func (a *Auditor) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error) {
+	var newest uint64
+	if err := a.db.QueryRowContext(ctx, `SELECT coalesce(max(tree_size), 0) FROM ledger_checkpoints`).Scan(&newest); err != nil {
+		return nil, fmt.Errorf("audit: consistency proof: %w", err)
+	}
+	if from == 0 || from > to || to > newest {
+		return nil, fmt.Errorf("consistency proof from %d to %d links: want 0 < from <= to <= %d (the newest checkpoint): %w", from, to, newest, domain.ErrInvalid)
+	}
+	p, err := evidence.ConsistencyProof(from, to)
+	if err != nil {
+		return nil, err
+	}
+	hashes, err := loadNodes(ctx, a.db, p.IDs())
+	if err != nil {
+		return nil, err
+	}
+	return p.Build(hashes)
+}

@@ -69,8 +69,24 @@ func TestSealerSignsEveryNLinks(t *testing.T) {
 		t.Fatal("the file changed")
 	}
 	key, _ := evidence.NewVerifier(vkey)
-	if c, err := key.Open(before); err != nil || c.Size != 4 {
-		t.Fatalf("%+v %v", c, err)
+	c4, err := key.Open(before)
+	if err != nil || c4.Size != 4 {
+		t.Fatalf("%+v %v", c4, err)
+	}
+	// The checkpoint of 4 extends the one of 1, by a proof read from the
+	// stored nodes.
+	note1, _ := os.ReadFile(files[0])
+	c1, _ := key.Open(note1)
+	a, _ := NewAuditor(AuditorConfig{DB: db})
+	proof, err := a.ConsistencyProof(ctx, 1, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := evidence.VerifyConsistency(1, 4, proof, c1.Root, c4.Root); err != nil {
+		t.Fatalf("consistency 1→4: %v", err)
+	}
+	if _, err := a.ConsistencyProof(ctx, 1, 5); err == nil {
+		t.Fatal("a proof beyond the newest checkpoint")
 	}
 }
 
