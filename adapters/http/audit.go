@@ -50,6 +50,7 @@ func (s *server) routeAudit(r, api *mux.Router) {
 	s.allowAll(api.Handle("/bookings/{id}/history", methodNotAllowed(get...)))
 	s.allow(api.Handle("/audit/events", http.HandlerFunc(s.auditEvents)).Methods(get...), RoleAuditor)
 	s.allowAll(api.Handle("/audit/events", methodNotAllowed(get...)))
+	s.routeEvidence(r, api)
 	s.routeUI(r)
 }
 

@@ -147,8 +147,16 @@ func (r *run) main(ctx context.Context) (err error) {
 	}
 	r.logf("cluster up on 127.0.0.1:%d (%s)", r.cluster.port, r.cluster.bin)
 
+	// As in production: `ledger migrate` as the owner, which creates the
+	// runtime role, then the servers as that role.
+	migrate := exec.CommandContext(ctx, bin, "migrate")
+	migrate.Dir = root
+	migrate.Env = serverEnv(map[string]string{"DATABASE_URL": r.cluster.url(dbName)})
+	if out, err := migrate.CombinedOutput(); err != nil {
+		return fmt.Errorf("ledger migrate: %v\n%s", err, out)
+	}
 	r.servers = &supervisor{bin: bin, dir: root, env: serverEnv(map[string]string{
-		"DATABASE_URL":                r.cluster.url(dbName),
+		"DATABASE_URL":                strings.Replace(r.cluster.url(dbName), "postgres://postgres@", "postgres://ledger_app@", 1),
 		"STRIPE_WEBHOOK_SECRET":       webhookSecret,
 		"LEDGER_API_TOKEN":            apiToken,
 		"LEDGER_STRIPE_MODE":          "test", // the run sends test-mode events

@@ -40,6 +40,9 @@ type App struct {
 	// reconcile runs with ReconcileEvery (reconcile.go).
 	reconcile reconcileRuntime
 	started   time.Time
+	// ownerDB is the owner's pool that --dev --rebuild-stale rebuilds
+	// with (openDatabase); nil otherwise.
+	ownerDB *sql.DB
 }
 
 // NewApp returns an App for cfg; Start brings it up.
@@ -47,24 +50,20 @@ func NewApp(cfg Config, logger *slog.Logger) *App {
 	return &App{cfg: cfg, logger: logger}
 }
 
-// Start opens the database (creating it when missing), applies the
-// migrations, and starts serving on cfg.Addr. It returns once the listener
-// is open.
+// Start opens the database as the runtime role (under --dev after
+// creating it when missing, migrating it and setting the role up as its
+// owner: openDatabase), and starts serving on cfg.Addr. It returns once the
+// listener is open.
 func (a *App) Start(ctx context.Context) error {
 	if err := a.cfg.validateServe(); err != nil {
 		return err
 	}
-	db, err := openDB(ctx, a.cfg)
+	db, err := a.openDatabase(ctx)
 	if err != nil {
 		return err
 	}
 	a.db = db
 	a.started = time.Now()
-	if applied, err := postgres.Migrate(ctx, db, nil); err != nil {
-		return err
-	} else if len(applied) > 0 {
-		a.logger.Info("migrations applied", "versions", applied)
-	}
 	verifier, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: a.cfg.WebhookSecrets})
 	if err != nil {
 		return err
@@ -184,6 +183,9 @@ func (a *App) Close() error {
 	errs = append(errs, a.stopProjections())
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
+	}
+	if a.ownerDB != nil {
+		errs = append(errs, a.ownerDB.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -27,8 +27,13 @@ import (
 
 const testSecret = "whsec_test_secret_for_app"
 
+// testConfig is the configuration of a server on dbURL as `make run` starts
+// it (--dev): it migrates as the owner (dbURL's role, a superuser) and
+// serves as a runtime role of the test's own.
 func testConfig(t *testing.T, dbURL string) Config {
 	return Config{
+		Dev:            true,
+		EvidenceConfig: EvidenceConfig{RuntimeRole: pgtest.RuntimeRole(t)},
 		DatabaseURL:    dbURL,
 		WebhookSecrets: []string{testSecret},
 		Addr:           "127.0.0.1:0",

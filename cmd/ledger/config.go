@@ -77,6 +77,7 @@ type Config struct {
 	ReconcileEvery time.Duration
 	// Edge holds the HTTP edge's limits and tokens (edge.go).
 	Edge EdgeConfig
+	EvidenceConfig
 }
 
 // loadConfig reads .env (if present, without overriding the environment)
@@ -126,6 +127,9 @@ func loadConfig() (Config, error) {
 		return c, err
 	}
 	if err := c.loadEdgeConfig(); err != nil {
+		return c, err
+	}
+	if err := c.loadEvidenceConfig(); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -256,6 +260,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("rebuild_stale", c.RebuildStale),
 		slog.Duration("reconcile_every", c.ReconcileEvery),
 		slog.Any("edge", c.Edge),
+		slog.Any("evidence", c.EvidenceConfig),
 	)
 }
 

@@ -21,9 +21,12 @@ func openDB(ctx context.Context, cfg Config) (*sql.DB, error) {
 // RebuildStatementTimeout, not by the request path's
 // LEDGER_DB_STATEMENT_TIMEOUT (a 1,000,000-event rebuild builds its GiST
 // exclusion constraint for longer than a request may take).
+//
+// A rebuild swaps tables: it connects as their owner (MIGRATE_DATABASE_URL,
+// default DATABASE_URL).
 func openRebuildDB(ctx context.Context, cfg Config) (*sql.DB, error) {
 	return postgres.Open(ctx, postgres.Config{
-		URL:                      cfg.DatabaseURL,
+		URL:                      cfg.ownerURL(),
 		CreateDatabase:           true,
 		MaxOpenConns:             8,
 		StatementTimeout:         cfg.RebuildStatementTimeout,

@@ -66,7 +66,7 @@ func serveProcess(t *testing.T, dbURL string) string {
 	cmd := exec.Command(ledgerBinary(t), "serve")
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+dbURL,
+		"DATABASE_URL="+runtimeURLFor(t, dbURL),
 		"LEDGER_ADDR="+addr,
 		"STRIPE_WEBHOOK_SECRET="+testSecret,
 		"LEDGER_API_TOKEN=test-token-0123456789abcdefghijklmnop",

@@ -567,7 +567,7 @@ func TestProjectionsCommands(t *testing.T) {
 		t.Helper()
 		cmd := exec.Command(ledgerBinary(t), args...)
 		cmd.Dir = t.TempDir()
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+url)
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "LEDGER_RUNTIME_ROLE="+pgtest.RuntimeRole(t))
 		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("ledger %v: %v\n%s", args, err, out)
@@ -630,7 +630,7 @@ func TestRebuildCommandInterrupted(t *testing.T) {
 
 	cmd := exec.Command(ledgerBinary(t), "projections", "rebuild", "--projection", "bookings")
 	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+url)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "LEDGER_RUNTIME_ROLE="+pgtest.RuntimeRole(t))
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	stderr, err := cmd.StderrPipe()

@@ -207,7 +207,7 @@ func startServe(t *testing.T, dbURL string, env ...string) *sdProcess {
 	cmd := exec.Command(ledgerBinary(t), "serve")
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+dbURL,
+		"DATABASE_URL="+runtimeURLFor(t, dbURL),
 		"LEDGER_ADDR=127.0.0.1:0",
 		"STRIPE_WEBHOOK_SECRET="+testSecret,
 		"LEDGER_API_TOKEN=test-token-0123456789abcdefghijklmnop",

@@ -262,7 +262,7 @@ func TestVerifyRangesAgree(t *testing.T) {
 	}
 	for _, ranges := range []int{1, 2, 3, 8, 50} {
 		r, err := audit.Verify(ctx, url, audit.VerifyConfig{Ranges: ranges})
-		if err != nil || !r.OK() || r.Sealed != r.Events || r.ChainLinks != r.Events {
+		if err != nil || !r.OK() || r.Sealed != r.Events || r.ChainLinks != r.Events+r.RowsSealed || r.RowsUnsealed != 0 {
 			t.Fatalf("untouched, %d ranges: %v %+v", ranges, err, r.Problems)
 		}
 	}

@@ -37,6 +37,9 @@ type ExportLine struct {
 	Metadata      map[string]string `json:"metadata"`
 	PrevHash      string            `json:"prev_hash"`
 	Hash          string            `json:"hash"`
+	// HashVersion is the layout of Hash (eventlog.EventHash) when it is
+	// not 1; from version 2 it covers Metadata too.
+	HashVersion int `json:"hash_version,omitempty"`
 }
 
 var csvHeader = []string{"position", "event_id", "stream_id", "stream_version", "type", "schema_version",
@@ -158,7 +161,17 @@ func exportLine(e eventlog.StoredEvent, data []byte) ExportLine {
 		OccurredAt: eventlog.FormatTime(e.OccurredAt), RecordedAt: eventlog.FormatTime(e.RecordedAt),
 		CausationID: e.CausationID, Data: data, Metadata: md,
 		PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash),
+		HashVersion: exportedVersion(e.HashVersion),
 	}
+}
+
+// exportedVersion leaves version 1 out of the line, as lines of version-1
+// events always were.
+func exportedVersion(v int) int {
+	if v <= 1 {
+		return 0
+	}
+	return v
 }
 
 // lineEncoder encodes export lines without HTML escaping, so that Data

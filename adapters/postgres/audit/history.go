@@ -26,6 +26,9 @@ type AuditorConfig struct {
 	DB *sql.DB
 	// Now is the clock of the access log; nil means time.Now.
 	Now func() time.Time
+	// Checkpoints, when set, signs a checkpoint when an evidence bundle
+	// asks for facts the newest one does not cover (EvidenceBundle).
+	Checkpoints *Checkpointer
 }
 
 // Auditor answers the auditors' questions from the log, the inbox and the
@@ -40,6 +43,7 @@ type AuditorConfig struct {
 type Auditor struct {
 	db  *sql.DB
 	now func() time.Time
+	cp  *Checkpointer
 }
 
 // NewAuditor returns an Auditor on cfg.DB.
@@ -50,7 +54,7 @@ func NewAuditor(cfg AuditorConfig) (*Auditor, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Auditor{db: cfg.DB, now: cfg.Now}, nil
+	return &Auditor{db: cfg.DB, now: cfg.Now, cp: cfg.Checkpoints}, nil
 }
 
 // History returns booking id's domain events in stream order beside every
