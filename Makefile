@@ -15,7 +15,7 @@ PG_BASE = $(shell scripts/ensure-postgres.sh)
 STRIPE_MOCK_VERSION ?= v0.203.0
 STRIPE_MOCK         := bin/stripe-mock
 
-.PHONY: build run test test-short lint fuzz chaos clean browser nats mutants mutate
+.PHONY: build run test test-short lint fuzz chaos clean browser promtool nats mutants mutate
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ledger
@@ -25,7 +25,7 @@ run: build
 	if [ -z "$$DATABASE_URL" ]; then export DATABASE_URL="$$base/booking_ledger?sslmode=disable"; fi; \
 	exec ./$(BIN) serve --dev
 
-test: $(STRIPE_MOCK) browser nats
+test: $(STRIPE_MOCK) browser promtool nats
 	@base="$(PG_BASE)"; \
 	if [ -z "$$TEST_DATABASE_URL" ]; then export TEST_DATABASE_URL="$$base/postgres?sslmode=disable"; fi; \
 	scripts/with-stripe-mock.sh $(STRIPE_MOCK) $(GO) test -race -count=1 -timeout 20m $(PKGS)
@@ -42,6 +42,17 @@ browser:
 			echo "installing chromium for the browser test"; \
 			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "could not install chromium"; \
 		else echo "chromium missing: the browser test will skip (fail under CI=true)"; fi; \
+	fi
+
+# The alert rules are unit-tested with Prometheus' promtool: install
+# Debian's prometheus package when it is missing and we may; else the test
+# skips, except under CI=true, where it fails.
+promtool:
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing prometheus (promtool) for the alert rules' test"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) || echo "could not install prometheus"; \
+		else echo "promtool missing: the alert rules' test will skip (fail under CI=true)"; fi; \
 	fi
 
 # The forwarding tests need NATS with JetStream: the server on

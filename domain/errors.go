@@ -39,6 +39,12 @@ var (
 	// ErrNotRefundable reports a refund of more than the booking's payment
 	// still holds. It maps to 422 Unprocessable Entity.
 	ErrNotRefundable = errors.New("more than can be refunded")
+
+	// ErrUnavailable reports that the storage did not answer in time: a
+	// statement or lock timeout, or a query cancelled at a deadline. Nothing
+	// was decided; the caller may try again later. It maps to 503 Service
+	// Unavailable with Retry-After.
+	ErrUnavailable = errors.New("storage did not answer in time")
 )
 
 // FieldError names one invalid input field, using the JSON field name the

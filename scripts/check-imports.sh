@@ -2,7 +2,8 @@
 # The dependency rule (docs/ARCHITECTURE.md), checked with go list:
 #  - domain/... (the domain, domain/eventlog, the use cases in domain/app)
 #    imports the standard library, domain/... and projections only: no
-#    adapter, SQL, HTTP, Stripe or watermill package;
+#    adapter, SQL, HTTP, Stripe or watermill package; domain/evidence also
+#    the Merkle tree and signed-note libraries;
 #  - projections imports domain/... and the standard library only;
 #  - no adapter imports another adapter (adapters/postgres/<sub> may import
 #    adapters/postgres, its plumbing).
@@ -24,6 +25,9 @@ pure() {
 	fi
 }
 pure "$mod/domain" ./domain/ ./domain/eventlog/
+# domain/evidence (Merkle tree, signed checkpoints, evidence bundles) also
+# uses the two pure libraries that define those formats.
+pure "$mod/domain|github.com/transparency-dev/merkle|golang.org/x/mod/sumdb/note" ./domain/evidence/
 pure "$mod/domain|$mod/projections" ./domain/app/ ./projections/...
 
 # No adapter imports another adapter.

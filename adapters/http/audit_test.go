@@ -16,6 +16,7 @@ import (
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
+	"github.com/booking-ledger/ledger/adapters/postgres/sessionstore"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/projections"
 )
@@ -36,8 +37,13 @@ func newAuditHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{Ledger: newService(t, store.ledger, nil, logger), Verifier: verifier, APIToken: testToken, Logger: logger, Audit: auditor,
-		Obligations: readmodels.Obligations{DB: db}})
+	sessions, err := sessionstore.New(db, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{Ledger: newService(t, store.ledger, nil, logger), Verifier: verifier,
+		APIToken: testToken, Tokens: testRoleTokens, Logger: logger, Audit: auditor,
+		Sessions: sessions, InsecureCookies: true, AuthFailureBurst: 100000, Obligations: readmodels.Obligations{DB: db}})
 	if err != nil {
 		t.Fatal(err)
 	}

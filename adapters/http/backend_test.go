@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
@@ -137,10 +136,8 @@ func (b *memBackend) hold(testing.TB, string) func() { return b.store.Hold() }
 
 func (b *memBackend) waitHeld(t testing.TB, n int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := b.store.WaitHeld(ctx, n); err != nil {
-		t.Fatal(err)
+	if err := b.store.WaitHeld(pgtest.Context(t), n); err != nil {
+		t.Fatalf("waiting for %d held writes: %v", n, err)
 	}
 }
 
@@ -321,14 +318,15 @@ func (b *sqlBackend) hold(t testing.TB, resource string) func() {
 // this process can observe otherwise.
 func (b *sqlBackend) waitHeld(t testing.TB, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	pgtest.Poll(pgtest.Context(t), t, fmt.Sprintf("%d requests to reach the database", n), func(ctx context.Context) (string, error) {
 		var waiting int
-		b.db.QueryRow(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&waiting)
-		if waiting >= n {
-			return
+		err := b.db.QueryRowContext(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&waiting)
+		if err != nil || waiting >= n {
+			return "", err
 		}
-	}
-	t.Fatalf("fewer than %d requests reached the database", n)
+		return fmt.Sprintf("%d waiting", waiting), nil
+	})
 }
 
 // ---------------------------------------------------------------- both

@@ -1,21 +1,44 @@
 package http
 
 import (
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+
+	"github.com/booking-ledger/ledger/domain"
 )
 
-// readBody reads the request body, at most limit bytes (413 beyond). A
-// body whose length is announced is read into a buffer of that size at
-// once, instead of one io.ReadAll grows step by step.
+// readBody reads the request body, at most limit bytes (413 beyond). The
+// buffer grows with what arrives, never with what the client announced.
+// A body that cannot be read whole is the client's fault, never an
+// internal error: it is answered 400 (408 when it did not arrive in time,
+// see bodyError).
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	body := http.MaxBytesReader(w, r.Body, limit)
-	if n := r.ContentLength; n > 0 && n <= limit {
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(body, buf); err != nil {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var maxBytes *http.MaxBytesError
+		if errors.As(err, &maxBytes) {
 			return nil, err
 		}
-		return buf, nil
+		return nil, &bodyError{err: err}
 	}
-	return io.ReadAll(body)
+	return b, nil
 }
+
+// bodyError is a request body that could not be read: the client closed
+// the connection early, sent less than it announced, or was too slow.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return fmt.Sprintf("request body: %v", e.err) }
+func (e *bodyError) Unwrap() error { return e.err }
+
+// timeout reports a body that did not arrive within its deadline.
+func (e *bodyError) timeout() bool {
+	var ne net.Error
+	return errors.Is(e.err, errBodyTimeout) || (errors.As(e.err, &ne) && ne.Timeout())
+}
+
+// errBodyTimeout is the body deadline (Config.BodyTimeout) passing.
+var errBodyTimeout = fmt.Errorf("not received within the body deadline: %w", domain.ErrInvalid)

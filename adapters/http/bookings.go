@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -29,7 +28,7 @@ type createBookingRequest struct {
 }
 
 func (s *server) createBooking(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	body, err := readBody(w, r, 64<<10)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -115,6 +114,10 @@ func (s *server) getBooking(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, &domain.FieldError{Field: "id", Msg: "must be a positive integer"})
 		return
 	}
+	// The row names the customer: the read is access-logged.
+	if !s.recordAccess(w, r, "http", "booking", strconv.FormatInt(id, 10)) {
+		return
+	}
 	row, err := s.cfg.Ledger.GetBooking(r.Context(), id)
 	if err != nil {
 		if errors.Is(err, domain.ErrNotFound) {
@@ -154,6 +157,10 @@ func (s *server) listBookings(w http.ResponseWriter, r *http.Request) {
 			writeError(w, r, s.log, &domain.FieldError{Field: "after", Msg: "must be a booking id"})
 			return
 		}
+	}
+	// The rows name customers: the read is access-logged, with the query.
+	if !s.recordAccess(w, r, "http", "bookings", r.URL.Query().Encode()) {
+		return
 	}
 	rows, next, err := s.cfg.Ledger.ListBookings(r.Context(), f)
 	if err != nil {

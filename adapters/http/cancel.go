@@ -14,16 +14,19 @@ import (
 )
 
 // routeOperatorActions adds the operator's endpoints (behind the API
-// token): POST /bookings/{id}/cancel, and the worklist (GET /obligations,
-// POST /obligations/{id}/ack) when Config.Obligations is set.
+// token, operator role unless said otherwise): POST /bookings/{id}/cancel,
+// and the worklist (GET /obligations, also for auditors, and POST
+// /obligations/{id}/ack) when Config.Obligations is set.
 func (s *server) routeOperatorActions(api *mux.Router) {
 	api.Handle("/bookings/{id}/cancel", s.idempotent(s.cancelBooking)).Methods(http.MethodPost)
-	api.Handle("/bookings/{id}/cancel", methodNotAllowed(http.MethodPost))
+	s.allowAll(api.Handle("/bookings/{id}/cancel", methodNotAllowed(http.MethodPost)))
 	if s.cfg.Obligations != nil {
-		api.Handle("/obligations", http.HandlerFunc(s.listObligations)).Methods(http.MethodGet, http.MethodHead)
-		api.Handle("/obligations", methodNotAllowed(http.MethodGet, http.MethodHead))
+		// Reading the worklist is an auditor's read; acknowledging is an
+		// operator's write.
+		s.allow(api.Handle("/obligations", http.HandlerFunc(s.listObligations)).Methods(http.MethodGet, http.MethodHead), RoleAuditor)
+		s.allowAll(api.Handle("/obligations", methodNotAllowed(http.MethodGet, http.MethodHead)))
 		api.Handle("/obligations/{id}/ack", http.HandlerFunc(s.ackObligation)).Methods(http.MethodPost)
-		api.Handle("/obligations/{id}/ack", methodNotAllowed(http.MethodPost))
+		s.allowAll(api.Handle("/obligations/{id}/ack", methodNotAllowed(http.MethodPost)))
 	}
 }
 

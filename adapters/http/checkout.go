@@ -44,12 +44,14 @@ func (s *server) openCheckout(w http.ResponseWriter, r *http.Request, row projec
 	}{row.ID, row, sess.URL, sess.ExpiresAt, s.cfg.PublishableKey})
 }
 
-// successAnswer is the JSON of GET /bookings/{id}/success. Without a
-// checked session only the statuses are shown: the page needs no token.
+// successAnswer is the JSON of GET /bookings/{id}/success. The page needs
+// no token, so it shows a booking's statuses only to the holder of the
+// booking's own Checkout Session id; without one (the cancel URL) it shows
+// nothing about the booking.
 type successAnswer struct {
 	BookingID     int64                `json:"booking_id"`
-	Status        domain.Status        `json:"status"`
-	PaymentStatus domain.PaymentStatus `json:"payment_status"`
+	Status        domain.Status        `json:"status,omitempty"`
+	PaymentStatus domain.PaymentStatus `json:"payment_status,omitempty"`
 	// Checked is true when the session was retrieved from Stripe.
 	Checked               bool   `json:"checked"`
 	SessionID             string `json:"session_id,omitempty"`
@@ -64,18 +66,21 @@ type successAnswer struct {
 }
 
 // checkoutSuccess is the redirect fallback. Stripe sends the customer to
-// /bookings/{id}/success?session_id=cs_... after paying. The session is
-// retrieved from Stripe (the query string is only a pointer), must belong to
-// the booking, and when it is paid the payment goes through the webhook's
+// /bookings/{id}/success?session_id=cs_... after paying. Only the session
+// recorded for the booking opens the page (its id is unguessable; booking
+// ids are not): it is retrieved from Stripe (the query string is only a
+// pointer), and when it is paid the payment goes through the webhook's
 // decision path as a Stripe delivery from source "redirect" with event id
 // "redirect:<session id>": whichever of the redirect and the webhook comes
 // second records nothing, so a payment confirms once.
 //
 // Answers: 200 with a small HTML page, or JSON on Accept: application/json;
-// 400 for a malformed id or session id; 404 for an unknown booking or a
-// session that is not the booking's; 502 when Stripe cannot be asked; 503
-// without Stripe configured. Without session_id (the cancel URL) Stripe is
-// not asked and only the statuses are shown.
+// 400 for a malformed id or session id; 404 {"error": "booking not found"}
+// alike for an unknown booking and for a session that is not the
+// booking's (nothing tells one from the other); 502 when Stripe cannot be
+// asked; 503 without Stripe configured. Without session_id (the cancel URL)
+// neither the database nor Stripe is asked, and the page says only that
+// no payment was taken.
 func (s *server) checkoutSuccess(w http.ResponseWriter, r *http.Request) {
 	if !s.cfg.Ledger.CheckoutEnabled() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "Stripe API not configured"})
@@ -88,9 +93,13 @@ func (s *server) checkoutSuccess(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	sessionID := r.URL.Query().Get("session_id")
+	if sessionID == "" {
+		s.renderSuccess(w, r, successAnswer{BookingID: id, Outcome: string(app.RedirectNotChecked)})
+		return
+	}
 	red, err := s.cfg.Ledger.ConfirmRedirect(ctx, id, sessionID)
 	switch {
-	case errors.Is(err, app.ErrBookingNotFound):
+	case errors.Is(err, app.ErrBookingNotFound), errors.Is(err, domain.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "booking not found"})
 		return
 	case errors.Is(err, app.ErrPaymentProvider):
@@ -138,6 +147,8 @@ type successView struct {
 
 func successMessage(a successAnswer) string {
 	switch {
+	case a.Outcome == string(app.RedirectNotChecked):
+		return "No payment was taken. You can close this page."
 	case a.Status == domain.StatusConfirmed && a.PaymentStatus == domain.PaymentStatusPaid:
 		return "Payment received. Your booking is confirmed."
 	case a.Status == domain.StatusCancelled && a.PaymentStatus == domain.PaymentStatusRefunded:
@@ -176,8 +187,10 @@ var successPage = template.Must(template.New("success").Parse(`<!doctype html>
 <h1>Booking {{.BookingID}}</h1>
 <p>{{.Message}}</p>
 <dl>
+{{- if .Status}}
 <dt>Status</dt><dd id="status">{{.Status}}</dd>
 <dt>Payment</dt><dd id="payment_status">{{.PaymentStatus}}</dd>
+{{- end}}
 {{- if .Price}}
 <dt>Amount</dt><dd id="amount">{{.Price}}</dd>
 {{- end}}

@@ -256,10 +256,11 @@ func TestRedirectChecks(t *testing.T) {
 		{"paid, HTML page", paid.ID, *paid.SessionID, "text/html", 200, true, "", "Your booking is confirmed", "confirmed/paid"},
 		{"unpaid", unpaid.ID, *unpaid.SessionID, "application/json", 200, true, "not_paid", "", "pending/unpaid"},
 		{"unpaid, HTML page", unpaid.ID, *unpaid.SessionID, "", 200, true, "", "We have not received your payment yet", "pending/unpaid"},
-		{"cancel URL: no session, statuses only", unpaid.ID, "", "application/json", 200, false, "not_checked", "", "pending/unpaid"},
+		{"cancel URL: no session, nothing shown", unpaid.ID, "", "application/json", 200, false, "not_checked", "", "pending/unpaid"},
+		{"cancel URL, HTML page", unpaid.ID, "", "", 200, false, "", "No payment was taken", "pending/unpaid"},
 		{"another booking's session", unpaid.ID, *paid.SessionID, "application/json", 404, false, "", "", "pending/unpaid"},
-		{"session naming another booking", foreign.ID, *paid.SessionID, "application/json", 404, true, "", "", "pending/unpaid"},
-		{"session Stripe does not know", foreign.ID, "cs_test_nobody", "application/json", 404, true, "", "", "pending/unpaid"},
+		{"booking without a recorded session: Stripe not asked", foreign.ID, *paid.SessionID, "application/json", 404, false, "", "", "pending/unpaid"},
+		{"session Stripe does not know", foreign.ID, "cs_test_nobody", "application/json", 404, false, "", "", "pending/unpaid"},
 		{"malformed session id", paid.ID, "cs_test_1/../../v1/refunds", "application/json", 400, false, "", "", "confirmed/paid"},
 		{"unknown booking", 999999, *paid.SessionID, "application/json", 404, false, "", "", ""},
 	}
@@ -275,6 +276,9 @@ func TestRedirectChecks(t *testing.T) {
 				t.Errorf("Stripe asked: %v, want %v", asked, tt.stripe)
 			}
 			switch {
+			case tt.status == 404:
+				// An unknown booking and a wrong pair answer alike.
+				resp.wantBody(t, 404, `{"error":"booking not found"}`)
 			case tt.status != 200:
 				resp.wantError(t, tt.status)
 			case tt.html != "":
@@ -286,7 +290,7 @@ func TestRedirectChecks(t *testing.T) {
 				if m["outcome"] != tt.outcome {
 					t.Errorf("outcome %v, want %s: %s", m["outcome"], tt.outcome, resp.Body)
 				}
-				if tt.session == "" && (m["amount"] != nil || m["session_id"] != nil) {
+				if tt.session == "" && (m["amount"] != nil || m["session_id"] != nil || m["status"] != nil || m["payment_status"] != nil) {
 					t.Errorf("unchecked answer shows details: %s", resp.Body)
 				}
 			}

@@ -22,9 +22,9 @@ func (f fakeForwarding) ForwardStatus(context.Context) (app.ForwardStatus, error
 	return f.status, f.err
 }
 
-// TestReadyzReportsTheForwarder: /readyz carries the forwarder's status
-// when there is one; a failing forwarder, or one whose status cannot be
-// read, leaves the service ready.
+// TestReadyzReportsTheForwarder: /readyz, asked with a token, carries the
+// forwarder's status when there is one; a failing forwarder, or one whose
+// status cannot be read, leaves the service ready.
 func TestReadyzReportsTheForwarder(t *testing.T) {
 	at := time.Date(2027, 1, 10, 12, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
@@ -41,7 +41,7 @@ func TestReadyzReportsTheForwarder(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, withConfig(func(c *ledgerhttp.Config) { c.Forwarding = tc.fwd }))
-			r := h.do(http.MethodGet, "/readyz", nil, nil)
+			r := h.do(http.MethodGet, "/readyz", http.Header{"Authorization": {"Bearer " + testToken}}, nil)
 			if r.Status != http.StatusOK {
 				t.Fatalf("/readyz: %d %s", r.Status, r.Body)
 			}

@@ -143,7 +143,7 @@ func TestWebhookAnswersWhileDatabaseFrozen(t *testing.T) {
 		t.Fatal(err)
 	}
 	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{
-		Ledger: ledger, Verifier: verifier, APIToken: "frozen-token",
+		Ledger: ledger, Verifier: verifier, APIToken: testToken,
 		Ready:          func(ctx context.Context) error { return db.PingContext(ctx) },
 		RequestTimeout: 500 * time.Millisecond,
 	})

@@ -37,7 +37,11 @@ const (
 	testSecret = "whsec_test_http_5e1d0c3b9a7f4e21d8c6b0a2"
 	// otherSecret signs nothing the default harness accepts.
 	otherSecret = "whsec_test_http_other_0f9e8d7c6b5a4932"
-	testToken   = "test-token"
+	testToken   = "test-token-0123456789abcdefghijklmnop"
+	// auditorToken and metricsToken are the harnesses' tokens of the
+	// other roles (testToken is an operator's).
+	auditorToken = "test-auditor-0123456789abcdefghijklmn"
+	metricsToken = "test-metrics-0123456789abcdefghijklmn"
 )
 
 // Default stay and price of the bookings the tests create.
@@ -211,7 +215,11 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		Ledger:   newServiceWith(t, app.Config{Bookings: h.store.bookings(), Checkout: o.checkout, Mode: o.mode, Logger: logger, Unmatched: unmatchedRetry(o, h)}),
 		Verifier: verifier,
 		APIToken: testToken,
+		Tokens:   testRoleTokens,
 		Logger:   logger,
+		// The tests send many wrong tokens from one address on purpose;
+		// the limit has tests of its own.
+		AuthFailureBurst: 100000,
 	}
 	if o.obligations != nil {
 		o.obligations.DB = h.db
@@ -239,6 +247,12 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		t.Cleanup(h.srv.Close)
 	}
 	return h
+}
+
+// testRoleTokens are the named tokens of the auditor and metrics roles.
+var testRoleTokens = []ledgerhttp.Token{
+	{Name: "audit-team", Role: ledgerhttp.RoleAuditor, Secret: auditorToken},
+	{Name: "prometheus", Role: ledgerhttp.RoleMetrics, Secret: metricsToken},
 }
 
 // with returns a copy of h that reports to t, for use in a subtest.

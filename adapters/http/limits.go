@@ -53,7 +53,7 @@ func (s *server) guard(next http.Handler) http.Handler {
 			}
 			s.log.ErrorContext(r.Context(), "request timed out", "method", r.Method, "path", r.URL.Path, "timeout", s.cfg.RequestTimeout, "error", ctx.Err())
 			w.Header().Set("Retry-After", "1")
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "request timed out"})
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": msgTimedOut})
 		}
 	})
 }

@@ -3,10 +3,9 @@ package http
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -36,19 +35,23 @@ type Forwarding interface {
 // Config.Registry they are left out.
 func (s *server) routeMonitoring(r, api *mux.Router) {
 	if reg := s.cfg.Registry; reg != nil {
-		m := newWebhookMetrics()
+		m := newWebhookMetrics(s.cfg.EventTypes)
 		reg.MustRegister(m.requests, m.duration)
 		r.Use(m.middleware)
-		api.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).Methods(http.MethodGet, http.MethodHead)
-		api.Handle("/metrics", methodNotAllowed(http.MethodGet, http.MethodHead))
+		s.allow(api.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{})).Methods(http.MethodGet, http.MethodHead), RoleMetrics)
+		s.allowAll(api.Handle("/metrics", methodNotAllowed(http.MethodGet, http.MethodHead)))
 	}
 	if s.cfg.Monitoring != nil {
-		api.Handle("/monitoring/summary", http.HandlerFunc(s.monitoringSummary)).Methods(http.MethodGet, http.MethodHead)
-		api.Handle("/monitoring/summary", methodNotAllowed(http.MethodGet, http.MethodHead))
+		s.allow(api.Handle("/monitoring/summary", http.HandlerFunc(s.monitoringSummary)).Methods(http.MethodGet, http.MethodHead), RoleAuditor)
+		s.allowAll(api.Handle("/monitoring/summary", methodNotAllowed(http.MethodGet, http.MethodHead)))
 	}
 }
 
 func (s *server) monitoringSummary(w http.ResponseWriter, r *http.Request) {
+	// The views name customers: the read is access-logged like the others.
+	if !s.recordAccess(w, r, "http", "monitoring_summary", "all") {
+		return
+	}
 	views, err := s.cfg.Monitoring.Summary(r.Context())
 	if err != nil {
 		writeError(w, r, s.log, err)
@@ -57,49 +60,70 @@ func (s *server) monitoringSummary(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"generated_at": s.cfg.Now().UTC(), "views": views})
 }
 
-// readyBody is the /readyz answer: the status, and the projections'
-// versions and lag and the forwarder's lag and last error, when they can be
-// read (they never make the service unready: a stale or lagging projection,
-// or NATS down, is for the operator to act on).
-func (s *server) readyBody(ctx context.Context, status string) map[string]any {
-	body := map[string]any{"status": status}
-	if s.cfg.Monitoring != nil {
-		if p, err := s.cfg.Monitoring.Projections(ctx); err == nil {
-			body["projections"] = p
-		}
-	}
-	if s.cfg.Forwarding != nil {
-		if f, err := s.cfg.Forwarding.ForwardStatus(ctx); err == nil {
-			body["forwarding"] = f
-		}
-	}
-	return body
-}
-
-// webhookMetrics count the answers given to Stripe and time them.
+// webhookMetrics count the answers given to Stripe and time them. Their
+// label values form a fixed set, created up front: the handled event types
+// (Config.EventTypes) and "other", times the five outcomes. A request can
+// therefore never add a series, whatever its body says.
 type webhookMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	types    map[string]bool
 }
 
-func newWebhookMetrics() *webhookMetrics {
-	return &webhookMetrics{
+// The outcomes of a webhook answer (webhookOutcome).
+var webhookOutcomes = []string{"success", "ignored", "not_found", "rejected", "error"}
+
+// otherEventType labels every delivery whose type is not a verified,
+// handled one: unsigned and forged requests, unhandled types.
+const otherEventType = "other"
+
+func newWebhookMetrics(eventTypes []string) *webhookMetrics {
+	m := &webhookMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ledger_webhooks_total",
-			Help: "Stripe webhook deliveries answered, by event type and outcome (success, ignored, not_found, rejected, error).",
+			Help: "Stripe webhook deliveries answered, by event type (handled types; other) and outcome (success, ignored, not_found, rejected, error).",
 		}, []string{"event_type", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ledger_webhook_duration_seconds",
 			Help:    "Time to answer a Stripe webhook delivery, by outcome.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"outcome"}),
+		types: map[string]bool{},
+	}
+	for _, t := range eventTypes {
+		m.types[t] = true
+	}
+	for _, o := range webhookOutcomes {
+		m.duration.WithLabelValues(o)
+		m.requests.WithLabelValues(otherEventType, o)
+		for t := range m.types {
+			m.requests.WithLabelValues(t, o)
+		}
+	}
+	return m
+}
+
+// webhookLabel carries the event type label from the webhook handler,
+// which knows it once the signature verified, to the metrics middleware
+// outside it. The handler may still run when the guard answered at its
+// deadline, hence the atomic.
+type webhookLabel struct{ eventType atomic.Pointer[string] }
+
+type webhookLabelKey struct{}
+
+// labelWebhook records the label of a verified delivery: its type when it
+// is a handled one, else "other". Without the middleware it does nothing.
+func labelWebhook(ctx context.Context, d app.Delivery) {
+	if l, ok := ctx.Value(webhookLabelKey{}).(*webhookLabel); ok && d.Handled() {
+		t := d.Type
+		l.eventType.Store(&t)
 	}
 }
 
-// middleware observes the webhook routes. The event type comes from the
-// body the handler read (captured, not read twice) and is only used as a
-// label once the signature verified, so that unsigned requests cannot
-// create label values; the outcome comes from the answer.
+// middleware observes the webhook routes. The event type is the one the
+// handler recorded after verifying the signature (labelWebhook), and only
+// if it is one of the configured handled types; the outcome comes from the
+// answer. The request body is never read here.
 func (m *webhookMetrics) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/webhooks/stripe") || r.Method != http.MethodPost {
@@ -107,19 +131,14 @@ func (m *webhookMetrics) middleware(next http.Handler) http.Handler {
 			return
 		}
 		start := time.Now()
-		body := &capturingBody{ReadCloser: r.Body}
-		r.Body = body
+		label := &webhookLabel{}
+		r = r.WithContext(context.WithValue(r.Context(), webhookLabelKey{}, label))
 		rec := &answerRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		outcome := webhookOutcome(rec.status, rec.body.Bytes())
-		eventType := "unknown"
-		if outcome != "rejected" {
-			var ev struct {
-				Type string `json:"type"`
-			}
-			if json.Unmarshal(body.buf.Bytes(), &ev) == nil && ev.Type != "" && len(ev.Type) <= 100 {
-				eventType = ev.Type
-			}
+		eventType := otherEventType
+		if t := label.eventType.Load(); t != nil && (len(m.types) == 0 || m.types[*t]) {
+			eventType = *t
 		}
 		m.requests.WithLabelValues(eventType, outcome).Inc()
 		m.duration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
@@ -140,18 +159,6 @@ func webhookOutcome(status int, body []byte) string {
 	default:
 		return "rejected"
 	}
-}
-
-// capturingBody keeps what the handler reads from the request body.
-type capturingBody struct {
-	io.ReadCloser
-	buf bytes.Buffer
-}
-
-func (b *capturingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.buf.Write(p[:n])
-	return n, err
 }
 
 // answerRecorder keeps the status and the (small, JSON) body of an answer.
@@ -176,3 +183,7 @@ func (a *answerRecorder) Write(p []byte) (int, error) {
 	}
 	return a.ResponseWriter.Write(p)
 }
+
+// Unwrap lets http.ResponseController reach the connection (the body
+// deadline).
+func (a *answerRecorder) Unwrap() http.ResponseWriter { return a.ResponseWriter }

@@ -59,7 +59,7 @@ func (s *server) ackObligation(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, fmt.Errorf("invalid JSON: data after the object: %w", domain.ErrInvalid))
 		return
 	}
-	if err := s.cfg.Obligations.Ack(r.Context(), id, req.Reason, "api"); err != nil {
+	if err := s.cfg.Obligations.Ack(r.Context(), id, req.Reason, actor(r)); err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}

@@ -5,16 +5,16 @@ package http
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
@@ -52,15 +52,19 @@ type Verifier interface {
 	ParseDelivery(raw []byte, header, source string, receivedAt time.Time) (app.Delivery, error)
 }
 
-// Config configures the handler. Ledger, Verifier and APIToken are required.
+// Config configures the handler. Ledger, Verifier and a token (APIToken
+// or Tokens) are required.
 type Config struct {
 	Ledger   Ledger
 	Verifier Verifier
-	// APIToken is the bearer token of every endpoint but the webhook and
-	// the health checks.
+	// APIToken is one operator token (LEDGER_API_TOKEN), named "default";
+	// Tokens are named tokens with roles (LEDGER_API_TOKENS). Both may be
+	// given; each token has at least MinTokenLength characters.
 	APIToken string
+	Tokens   []Token
 	// Ready reports whether the service can take traffic (database
-	// reachable, migrations applied); nil means always ready.
+	// reachable, migrations applied); nil means always ready. /readyz
+	// calls it at most once per ReadyCacheTTL.
 	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
 	// MaxBodyBytes bounds a webhook body (default 1 MiB: real Stripe events
@@ -69,7 +73,14 @@ type Config struct {
 	// MaxInFlight bounds the requests handled at once (default 128); more
 	// are answered 503.
 	MaxInFlight int
-	// Now is the clock for received_at; nil means time.Now.
+	// BodyTimeout bounds the time to receive a request's whole body
+	// (default 5 s; 408 beyond). Bodies are read before an in-flight slot
+	// is taken, so slow senders never hold one.
+	BodyTimeout time.Duration
+	// MaxBufferedBodyBytes bounds the memory of bodies being received at
+	// once, all requests together (default 64 MiB; 503 beyond).
+	MaxBufferedBodyBytes int64
+	// Now is the clock for received_at and sessions; nil means time.Now.
 	Now func() time.Time
 	// RequestTimeout bounds one request's work (default 15 s).
 	RequestTimeout time.Duration
@@ -77,15 +88,39 @@ type Config struct {
 	// Session, for Stripe.js; "" leaves it out.
 	PublishableKey string
 	// Audit serves the audit endpoints and the auditor UI (audit.go,
-	// ui.go); nil leaves them out.
+	// ui.go), and records the reads of personal data; nil leaves them out.
 	Audit Audit
+	// Sessions keeps the auditor UI's sign-ins (ui.go); nil turns the
+	// login form off (the UI then takes a bearer header only).
+	Sessions Sessions
+	// InsecureCookies drops the Secure attribute of the UI's session
+	// cookie: for `serve --dev` on plain HTTP only. Behind a TLS proxy the
+	// browser sees HTTPS, so the default is right there too.
+	InsecureCookies bool
+	// SessionIdle and SessionMax end a UI session after that long unused
+	// (default 8 h) and after that long in all (default 24 h).
+	SessionIdle, SessionMax time.Duration
+	// AuthFailureEvery and AuthFailureBurst rate-limit failed
+	// authentications (bearer tokens, the login form) per client
+	// address: a burst of AuthFailureBurst (default 10), then one per
+	// AuthFailureEvery (default 6 s); beyond, 429 with Retry-After.
+	AuthFailureEvery time.Duration
+	AuthFailureBurst int
+	// TrustedProxies are the networks of the reverse proxies in front
+	// (LEDGER_TRUSTED_PROXIES): from their peers the client's address is
+	// taken from X-Forwarded-For, for the rate limit and the access log.
+	TrustedProxies []netip.Prefix
+	// ReadyCacheTTL is how long a readiness probe's result is reused
+	// (default 1 s): /readyz costs at most one database round trip per
+	// TTL, however often it is asked.
+	ReadyCacheTTL time.Duration
 	// Monitoring serves GET /monitoring/summary and the projections in
 	// /readyz; Registry serves GET /metrics and gets the webhook metrics.
 	// Either may be nil (monitoring.go).
 	Monitoring Monitoring
 	Registry   *prometheus.Registry
-	// Forwarding adds the forwarder's status to /readyz (monitoring.go);
-	// nil leaves it out.
+	// Forwarding adds the forwarder's status to /readyz's details
+	// (readyz.go); nil leaves it out.
 	Forwarding Forwarding
 	// Obligations serves GET /obligations and POST /obligations/{id}/ack
 	// (obligations.go); nil leaves them out.
@@ -94,6 +129,10 @@ type Config struct {
 	// /bookings/{id}/cancel sent with an Idempotency-Key (idempotency.go);
 	// nil: the header only names the request's causation, as before.
 	Idempotency app.Idempotency
+	// EventTypes are the handled Stripe event types (stripe.HandledEventTypes):
+	// the only values of the webhook metrics' event_type label besides
+	// "other", created up front.
+	EventTypes []string
 }
 
 func (c *Config) setDefaults() {
@@ -112,36 +151,89 @@ func (c *Config) setDefaults() {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = 15 * time.Second
 	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = 5 * time.Second
+	}
+	if c.MaxBufferedBodyBytes == 0 {
+		c.MaxBufferedBodyBytes = 64 << 20
+	}
+	if c.SessionIdle == 0 {
+		c.SessionIdle = 8 * time.Hour
+	}
+	if c.SessionMax == 0 {
+		c.SessionMax = 24 * time.Hour
+	}
+	if c.AuthFailureEvery == 0 {
+		c.AuthFailureEvery = 6 * time.Second
+	}
+	if c.AuthFailureBurst == 0 {
+		c.AuthFailureBurst = 10
+	}
+	if c.ReadyCacheTTL == 0 {
+		c.ReadyCacheTTL = time.Second
+	}
 }
 
-// Validate reports a configuration that cannot work.
+// allTokens is APIToken as the operator token "default", then Tokens.
+func (c Config) allTokens() []Token {
+	var all []Token
+	if c.APIToken != "" {
+		all = append(all, Token{Name: DefaultTokenName, Role: RoleOperator, Secret: c.APIToken})
+	}
+	return append(all, c.Tokens...)
+}
+
+// Validate reports a configuration that cannot work. Token errors name
+// the token, never its secret.
 func (c Config) Validate() error {
 	switch {
 	case c.Ledger == nil:
 		return errors.New("http: no ledger")
 	case c.Verifier == nil:
 		return errors.New("http: no webhook verifier")
-	case c.APIToken == "":
-		return errors.New("http: no API token")
-	case c.MaxInFlight < 0 || c.RequestTimeout < 0:
+	case c.MaxInFlight < 0 || c.RequestTimeout < 0 || c.BodyTimeout < 0 || c.MaxBufferedBodyBytes < 0 ||
+		c.SessionIdle < 0 || c.SessionMax < 0 || c.AuthFailureEvery < 0 || c.AuthFailureBurst < 0 || c.ReadyCacheTTL < 0:
 		return errors.New("http: negative limits")
+	case c.MaxBufferedBodyBytes > 0 && c.MaxBufferedBodyBytes < c.MaxBodyBytes:
+		return errors.New("http: MaxBufferedBodyBytes below MaxBodyBytes")
 	}
-	return nil
+	return ValidateTokens(c.allTokens())
 }
 
 type server struct {
 	cfg      Config
 	log      *slog.Logger
 	inFlight chan struct{}
+	tokens   *tokenSet
+	// roles are the roles besides operator each API route admits (allow).
+	roles    map[*mux.Route]map[Role]bool
+	failures *failureLimiter
+	bodies   *semaphore.Weighted
+	ready    *probe
+	details  *probe
 }
 
 // NewHandler returns the ledger's HTTP handler.
+//
+// Every route but the webhook, the health checks, the success page and the
+// UI's own login goes through requireToken (bearer token and role, see
+// allow); every route but the health checks goes through guard (in-flight
+// bound and request timeout); bodies are received whole, under
+// BodyTimeout, before guard (preread).
 func NewHandler(cfg Config) (http.Handler, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &server{cfg: cfg, log: cfg.Logger, inFlight: make(chan struct{}, cfg.MaxInFlight)}
+	s := &server{
+		cfg: cfg, log: cfg.Logger, inFlight: make(chan struct{}, cfg.MaxInFlight),
+		tokens:   newTokenSet(cfg.allTokens()),
+		roles:    map[*mux.Route]map[Role]bool{},
+		failures: newFailureLimiter(cfg.AuthFailureEvery, cfg.AuthFailureBurst, cfg.Now),
+		bodies:   semaphore.NewWeighted(cfg.MaxBufferedBodyBytes),
+	}
+	s.ready = newProbe(cfg.ReadyCacheTTL, s.checkReady)
+	s.details = newProbe(cfg.ReadyCacheTTL, s.readyDetails)
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint"})
@@ -152,21 +244,23 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		// Same path, any other method: 405 with the methods it takes.
 		r.Handle(path, methodNotAllowed(methods...))
 	}
-	// Health checks are not guarded: they must answer during a burst.
-	route("/webhooks/stripe/", s.guard(http.HandlerFunc(s.webhook)), http.MethodPost)
-	route("/webhooks/stripe", s.guard(http.HandlerFunc(s.webhook)), http.MethodPost)
+	// Health checks are not guarded: they must answer during a burst
+	// (/readyz answers from a cached probe).
+	webhook := s.preread(s.cfg.MaxBodyBytes, s.guard(http.HandlerFunc(s.webhook)))
+	route("/webhooks/stripe/", webhook, http.MethodPost)
+	route("/webhooks/stripe", webhook, http.MethodPost)
 	route("/healthz", http.HandlerFunc(s.healthz), http.MethodGet, http.MethodHead)
 	route("/readyz", http.HandlerFunc(s.readyz), http.MethodGet, http.MethodHead)
 	route("/bookings/{id}/success", s.guard(http.HandlerFunc(s.checkoutSuccess)), http.MethodGet, http.MethodHead)
 
 	api := r.NewRoute().Subrouter()
-	api.Use(s.requireToken, s.guard)
+	api.Use(s.requireToken, s.prereadAPI, s.guard)
 	s.routeAudit(r, api) // before /bookings/{id}: ?as_of= is matched first
 	api.Handle("/bookings", s.idempotent(s.createBooking)).Methods(http.MethodPost)
-	api.Handle("/bookings", http.HandlerFunc(s.listBookings)).Methods(http.MethodGet, http.MethodHead)
-	api.Handle("/bookings", methodNotAllowed(http.MethodGet, http.MethodHead, http.MethodPost))
-	api.Handle("/bookings/{id}", http.HandlerFunc(s.getBooking)).Methods(http.MethodGet, http.MethodHead)
-	api.Handle("/bookings/{id}", methodNotAllowed(http.MethodGet, http.MethodHead))
+	s.allow(api.Handle("/bookings", http.HandlerFunc(s.listBookings)).Methods(http.MethodGet, http.MethodHead), RoleAuditor)
+	s.allowAll(api.Handle("/bookings", methodNotAllowed(http.MethodGet, http.MethodHead, http.MethodPost)))
+	s.allow(api.Handle("/bookings/{id}", http.HandlerFunc(s.getBooking)).Methods(http.MethodGet, http.MethodHead), RoleAuditor)
+	s.allowAll(api.Handle("/bookings/{id}", methodNotAllowed(http.MethodGet, http.MethodHead)))
 	s.routeOperatorActions(api)
 	s.routeMonitoring(r, api)
 	return r, nil
@@ -178,47 +272,4 @@ func methodNotAllowed(methods ...string) http.Handler {
 		w.Header().Set("Allow", allow)
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed; allowed: " + allow})
 	})
-}
-
-// requireToken checks `Authorization: Bearer <token>` in constant time.
-func (s *server) requireToken(next http.Handler) http.Handler {
-	want := []byte("Bearer " + s.cfg.APIToken)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="ledger"`)
-			writeError(w, r, s.log, errUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-var errUnauthorized = fmt.Errorf("missing or wrong bearer token: %w", domain.ErrUnauthorized)
-
-func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Ready != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
-		// The check runs apart, so that a database that stops answering
-		// (which lib/pq cannot cancel) gives "not ready" at the deadline.
-		checked := make(chan error, 1)
-		go func() { checked <- s.cfg.Ready(ctx) }()
-		var err error
-		select {
-		case err = <-checked:
-		case <-ctx.Done():
-			err = errors.New("readiness check timed out")
-		}
-		if err != nil {
-			s.log.WarnContext(r.Context(), "not ready", "error", err)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
-			return
-		}
-	}
-	writeJSON(w, http.StatusOK, s.readyBody(r.Context(), "ready"))
 }

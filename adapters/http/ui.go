@@ -2,11 +2,9 @@ package http
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
+	"context"
 	"crypto/subtle"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,9 +22,9 @@ import (
 )
 
 // The auditor UI: read-only, server-rendered with html/template, no
-// JavaScript at all. It takes the API token either as a bearer header or
-// through its login form, which sets an HttpOnly, SameSite=Strict cookie
-// holding an HMAC of the token (never the token itself).
+// JavaScript at all. It takes an operator or auditor token either as a
+// bearer header or through its login form, which opens a server-side
+// session (sessions.go): the cookie holds a random id, never the token.
 
 //go:embed ui/*.html
 var uiFiles embed.FS
@@ -60,41 +58,19 @@ var uiTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 	},
 }).ParseFS(uiFiles, "ui/*.html"))
 
-const uiCookie = "ledger_ui"
-
-// uiSession is the cookie value: an HMAC of a fixed label keyed with the
-// token, so the cookie proves knowledge of the token without holding it,
-// and stops working when the token changes.
-func (s *server) uiSession() string {
-	m := hmac.New(sha256.New, []byte(s.cfg.APIToken))
-	m.Write([]byte("ledger-ui-session-v1"))
-	return hex.EncodeToString(m.Sum(nil))
-}
-
-// uiAuthorized: a valid bearer header or session cookie, compared in
-// constant time.
-func (s *server) uiAuthorized(r *http.Request) bool {
-	if h := r.Header.Get("Authorization"); h != "" {
-		return subtle.ConstantTimeCompare([]byte(h), []byte("Bearer "+s.cfg.APIToken)) == 1
-	}
-	c, err := r.Cookie(uiCookie)
-	if err != nil {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(c.Value), []byte(s.uiSession())) == 1
-}
-
 func (s *server) routeUI(r *mux.Router) {
 	get := []string{http.MethodGet, http.MethodHead}
-	r.Handle("/ui", s.requireUI(s.uiHome)).Methods(get...)
+	// The UI is guarded like the API: it counts against the in-flight
+	// bound and its requests time out.
+	r.Handle("/ui", s.guard(s.requireUI(s.uiHome))).Methods(get...)
 	r.Handle("/ui/", http.RedirectHandler("/ui", http.StatusMovedPermanently)).Methods(get...)
-	r.Handle("/ui/bookings/{id}", s.requireUI(s.uiBooking)).Methods(get...)
+	r.Handle("/ui/bookings/{id}", s.guard(s.requireUI(s.uiBooking))).Methods(get...)
 	if s.cfg.Obligations != nil {
-		r.Handle("/ui/obligations", s.requireUI(s.uiObligations)).Methods(get...)
+		r.Handle("/ui/obligations", s.guard(s.requireUI(s.uiObligations))).Methods(get...)
 		r.Handle("/ui/obligations", methodNotAllowed(get...))
 	}
-	r.Handle("/ui/login", http.HandlerFunc(s.uiLogin)).Methods(http.MethodPost)
-	r.Handle("/ui/logout", http.HandlerFunc(s.uiLogout)).Methods(http.MethodPost)
+	r.Handle("/ui/login", s.preread(8<<10, s.guard(http.HandlerFunc(s.uiLogin)))).Methods(http.MethodPost)
+	r.Handle("/ui/logout", s.preread(8<<10, s.guard(http.HandlerFunc(s.uiLogout)))).Methods(http.MethodPost)
 	for _, p := range []string{"/ui", "/ui/", "/ui/bookings/{id}"} {
 		r.Handle(p, methodNotAllowed(get...))
 	}
@@ -103,15 +79,55 @@ func (s *server) routeUI(r *mux.Router) {
 	}
 }
 
-// requireUI shows the login form (401) to a request without the token.
+// requireUI admits a request with a valid bearer header (operator or
+// auditor) or an open session (sessions.go), and shows the login form
+// (401) to the others; a wrong bearer is a failed authentication (counted,
+// 429 beyond the budget).
 func (s *server) requireUI(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.uiAuthorized(r) {
-			s.render(w, r, http.StatusUnauthorized, "login.html", uiPage{Title: "Sign in", Next: r.URL.RequestURI()})
+		var id identity
+		var csrf string
+		if _, present := bearer(r); present {
+			var out authOutcome
+			var wait int
+			switch id, out, wait = s.checkBearer(r); out {
+			case authLimited:
+				w.Header().Set("Retry-After", strconv.Itoa(wait))
+				s.loginPage(w, r, http.StatusTooManyRequests, "Too many failed sign-ins from this address; try again in "+strconv.Itoa(wait)+" s.", r.URL.RequestURI())
+				return
+			case authWrong, authMissing:
+				s.loginPage(w, r, http.StatusUnauthorized, "", r.URL.RequestURI())
+				return
+			}
+		} else if s.cfg.Sessions != nil {
+			sid, sessionID, err := s.session(r)
+			switch {
+			case errors.Is(err, errNoSession):
+				s.loginPage(w, r, http.StatusUnauthorized, "", r.URL.RequestURI())
+				return
+			case err != nil:
+				s.uiError(w, r, uiPage{}, err)
+				return
+			}
+			id, csrf = sid, csrfToken(sessionID)
+		} else {
+			s.loginPage(w, r, http.StatusUnauthorized, "", r.URL.RequestURI())
 			return
 		}
-		h(w, r)
+		if !uiRole(id.role) {
+			s.loginPage(w, r, http.StatusForbidden, "This token cannot use the auditor UI.", r.URL.RequestURI())
+			return
+		}
+		ctx := withIdentity(r.Context(), id)
+		ctx = context.WithValue(ctx, csrfKey{}, csrf)
+		h(w, r.WithContext(ctx))
 	})
+}
+
+type csrfKey struct{}
+
+func (s *server) loginPage(w http.ResponseWriter, r *http.Request, status int, msg, next string) {
+	s.render(w, r, status, "login.html", uiPage{Title: "Sign in", Error: msg, Next: next, NoLogin: s.cfg.Sessions == nil})
 }
 
 // uiPage is the data of every template.
@@ -128,10 +144,17 @@ type uiPage struct {
 	// whether the server has one (the header's link).
 	Obligations    []app.Obligation
 	HasObligations bool
+	// CSRF is the logout form's anti-forgery value ("" without a session).
+	CSRF string
+	// NoLogin: the login form is off (no session store).
+	NoLogin bool
 }
 
 func (s *server) render(w http.ResponseWriter, r *http.Request, status int, name string, p uiPage) {
 	p.HasObligations = s.cfg.Obligations != nil
+	if p.LoggedIn {
+		p.CSRF, _ = r.Context().Value(csrfKey{}).(string)
+	}
 	var buf bytes.Buffer
 	if err := uiTemplates.ExecuteTemplate(&buf, name, p); err != nil {
 		s.log.ErrorContext(r.Context(), "render ui", "template", name, "error", err)
@@ -169,8 +192,8 @@ func (s *server) uiError(w http.ResponseWriter, r *http.Request, p uiPage, err e
 // (and the page was answered with the error).
 func (s *server) uiRecord(w http.ResponseWriter, r *http.Request, action, target string) bool {
 	err := s.cfg.Audit.RecordAccess(r.Context(), app.Access{
-		Actor: s.actor(), Channel: "ui", Action: action, Target: target,
-		RemoteAddr: r.RemoteAddr, UserAgent: r.UserAgent(),
+		Actor: actor(r), Channel: "ui", Action: action, Target: target,
+		RemoteAddr: s.remoteAddr(r), UserAgent: r.UserAgent(),
 	})
 	if err != nil {
 		s.uiError(w, r, uiPage{}, err)
@@ -274,24 +297,75 @@ func (s *server) uiObligations(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "obligations.html", p)
 }
 
+// uiLogin checks the token of the login form and opens a session for it
+// (operator and auditor tokens). A wrong token is a failed authentication:
+// logged, counted against the client's address, 429 with Retry-After
+// beyond the budget. A post from another site is refused (403).
 func (s *server) uiLogin(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-	next := safeNext(r.PostFormValue("next"))
-	token := r.PostFormValue("token")
-	if subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.APIToken)) != 1 {
-		s.render(w, r, http.StatusUnauthorized, "login.html", uiPage{Title: "Sign in", Error: "Wrong token.", Next: next})
+	if s.cfg.Sessions == nil {
+		s.loginPage(w, r, http.StatusNotFound, "Signing in with the form is off: send the token as a bearer header.", "/ui")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: uiCookie, Value: s.uiSession(), Path: "/ui", HttpOnly: true,
-		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: 12 * 3600,
-	})
+	if !sameOrigin(r) {
+		s.loginPage(w, r, http.StatusForbidden, "Sign in from this site's own form.", "/ui")
+		return
+	}
+	client := s.clientAddr(r)
+	if wait, blocked := s.failures.blocked(client); blocked {
+		w.Header().Set("Retry-After", strconv.Itoa(wait))
+		s.log.WarnContext(r.Context(), "authentication rate-limited", "path", r.URL.Path, "client", client, "retry_after_s", wait)
+		s.loginPage(w, r, http.StatusTooManyRequests, "Too many failed sign-ins from this address; try again in "+strconv.Itoa(wait)+" s.", "/ui")
+		return
+	}
+	next := safeNext(r.PostFormValue("next"))
+	t, ok := s.tokens.find(r.PostFormValue("token"))
+	if !ok {
+		s.authFailed(r, client, "ui_login", true)
+		s.loginPage(w, r, http.StatusUnauthorized, "Wrong token.", next)
+		return
+	}
+	if !uiRole(t.Role) {
+		s.loginPage(w, r, http.StatusForbidden, "This token cannot use the auditor UI.", next)
+		return
+	}
+	if err := s.newSession(w, r, t); err != nil {
+		s.uiError(w, r, uiPage{}, err)
+		return
+	}
+	s.log.InfoContext(r.Context(), "ui sign-in", "token", t.Name, "client", client)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
+// uiLogout ends the session (revoked in the store, so a copied cookie
+// stops working too) and clears the cookie. It takes only a POST from this
+// site carrying the session's CSRF value; others get 403 and change
+// nothing.
 func (s *server) uiLogout(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: uiCookie, Value: "", Path: "/ui", HttpOnly: true,
-		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	if s.cfg.Sessions == nil {
+		http.Redirect(w, r, "/ui", http.StatusSeeOther)
+		return
+	}
+	_, sessionID, err := s.session(r)
+	switch {
+	case errors.Is(err, errNoSession):
+		// Nothing to end; clear whatever cookie the browser holds.
+		http.SetCookie(w, s.sessionCookie("", -1))
+		http.Redirect(w, r, "/ui", http.StatusSeeOther)
+		return
+	case err != nil:
+		s.uiError(w, r, uiPage{}, err)
+		return
+	}
+	if !sameOrigin(r) || subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(csrfToken(sessionID))) != 1 {
+		s.log.WarnContext(r.Context(), "ui sign-out refused: cross-site or without its CSRF value", "client", s.clientAddr(r))
+		s.loginPage(w, r, http.StatusForbidden, "Sign out from this site's own page.", "/ui")
+		return
+	}
+	if err := s.cfg.Sessions.RevokeSession(r.Context(), sessionDigest(sessionID), s.cfg.Now()); err != nil {
+		s.uiError(w, r, uiPage{}, err)
+		return
+	}
+	http.SetCookie(w, s.sessionCookie("", -1))
 	http.Redirect(w, r, "/ui", http.StatusSeeOther)
 }
 

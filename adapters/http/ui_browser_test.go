@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
+	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 )
 
@@ -60,7 +61,7 @@ func TestAuditorUIInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sealer.SealCommitted(context.Background()); err != nil {
+	if _, err := sealer.SealCommitted(pgtest.Context(t)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -38,6 +38,7 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
+	labelWebhook(r.Context(), d)
 	log := s.log.With("event_type", d.Type, "event_id", d.EventID)
 	res, err := s.cfg.Ledger.Ingest(r.Context(), d)
 	// "Processing webhook event: <type>" is logged once the outcome is

@@ -57,16 +57,23 @@ type CloudEvent struct {
 	// the ledger recorded it.
 	OccurredAt  string `json:"ledgeroccurredat"`
 	CausationID string `json:"ledgercausationid"`
-	// PrevHash and Hash are the stream's hash chain (hex SHA-256).
-	PrevHash string          `json:"ledgerprevhash"`
-	Hash     string          `json:"ledgerhash"`
-	Data     json.RawMessage `json:"data"`
+	// Metadata is the event's metadata as the JSON text version 2 of the
+	// hash covers (keys sorted; "{}" for none): a string, since
+	// CloudEvents attributes cannot be objects.
+	Metadata string `json:"ledgermetadata"`
+	// PrevHash and Hash are the stream's hash chain (hex SHA-256), Hash in
+	// the layout HashVersion names (eventlog.EventHash).
+	PrevHash    string          `json:"ledgerprevhash"`
+	Hash        string          `json:"ledgerhash"`
+	HashVersion int             `json:"ledgerhashversion"`
+	Data        json.RawMessage `json:"data"`
 }
 
 // Envelope returns the CloudEvent of e as the JSON body of its message:
 // id the event id, source the ledger's public URL, type "booking.<Type>",
 // subject the booking id, time recorded_at (RFC 3339, microseconds), data
-// the payload in canonical form, and the ledger* extensions. It is a pure
+// the payload in canonical form, and the ledger* extensions (an event
+// written before hash versions were recorded says version 1). It is a pure
 // function of its arguments; a payload that cannot be put in canonical form
 // is sent as stored (the verifier reports such an event).
 func Envelope(e eventlog.StoredEvent, source string) ([]byte, error) {
@@ -87,8 +94,10 @@ func Envelope(e eventlog.StoredEvent, source string) ([]byte, error) {
 		SchemaVersion:   e.SchemaVersion,
 		OccurredAt:      eventlog.FormatTime(e.OccurredAt),
 		CausationID:     e.CausationID,
+		Metadata:        string(eventlog.MetadataJSON(e.Metadata)),
 		PrevHash:        hex.EncodeToString(e.PrevHash),
 		Hash:            hex.EncodeToString(e.Hash),
+		HashVersion:     max(e.HashVersion, 1),
 		Data:            data,
 	}
 	var buf bytes.Buffer
@@ -125,9 +134,14 @@ func Parse(body []byte) (eventlog.StoredEvent, error) {
 	}
 	e := eventlog.StoredEvent{
 		EventID: ce.ID, Type: strings.TrimPrefix(ce.Type, TypePrefix), StreamVersion: ce.StreamVersion,
-		SchemaVersion: ce.SchemaVersion, CausationID: ce.CausationID, Payload: ce.Data,
+		SchemaVersion: ce.SchemaVersion, CausationID: ce.CausationID, Payload: ce.Data, HashVersion: ce.HashVersion,
 	}
 	var err error
+	if ce.Metadata != "" {
+		if err := json.Unmarshal([]byte(ce.Metadata), &e.Metadata); err != nil {
+			errs = append(errs, fmt.Errorf("ledgermetadata: %w", err))
+		}
+	}
 	if e.Position, err = strconv.ParseInt(ce.Position, 10, 64); err != nil {
 		errs = append(errs, fmt.Errorf("ledgerposition: %w", err))
 	}

@@ -30,7 +30,9 @@ func sampleEvent() eventlog.StoredEvent {
 		RecordedAt:    time.Date(2027, 1, 10, 12, 0, 1, 234567000, time.FixedZone("CET", 3600)),
 		CausationID:   "evt_1Abc",
 		Payload:       json.RawMessage(`{"session_id": "cs_test_<&>", "amount": 36000, "currency": "eur", "payment_intent_id": "pi_1"}`),
+		Metadata:      map[string]string{"request_id": "req_7", "actor": "token:0123456789abcdef"},
 		PrevHash:      bytes.Repeat([]byte{0xab}, 32),
+		HashVersion:   eventlog.CurrentHashVersion,
 	}
 	canon, err := eventlog.CanonicalJSON(e.Payload)
 	if err != nil {
@@ -82,11 +84,27 @@ func TestParseRecomputesTheHash(t *testing.T) {
 		t.Fatal("the hash recomputed from the message differs from the event's")
 	}
 	if got.Position != e.Position || got.StreamID != e.StreamID || got.StreamVersion != e.StreamVersion || got.Type != e.Type ||
-		!got.RecordedAt.Equal(e.RecordedAt) || !got.OccurredAt.Equal(e.OccurredAt) || got.CausationID != e.CausationID {
+		!got.RecordedAt.Equal(e.RecordedAt) || !got.OccurredAt.Equal(e.OccurredAt) || got.CausationID != e.CausationID ||
+		got.HashVersion != e.HashVersion || len(got.Metadata) != 2 || got.Metadata["request_id"] != "req_7" {
 		t.Fatalf("parsed %+v\nfrom     %+v", got, e)
 	}
 	if s := natsforward.Subject("ledger", e); s != "ledger.42.PaymentSucceeded" {
 		t.Fatalf("subject %q", s)
+	}
+
+	// An event hashed by version 1 (metadata not covered) verifies too.
+	v1 := e
+	v1.HashVersion = 1
+	v1.Metadata = nil
+	canonical := v1
+	canonical.Payload, _ = eventlog.CanonicalJSON(v1.Payload)
+	v1.Hash = eventlog.EventHash(canonical, v1.PrevHash)
+	b1, err := natsforward.Envelope(v1, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := natsforward.Parse(b1); err != nil || got.HashVersion != 1 || !bytes.Equal(eventlog.EventHash(got, got.PrevHash), v1.Hash) {
+		t.Fatalf("version 1: %v", err)
 	}
 
 	tampered := bytes.Replace(body, []byte(`"amount":36000`), []byte(`"amount":36001`), 1)
@@ -101,7 +119,8 @@ func TestParseRecomputesTheHash(t *testing.T) {
 		t.Fatal("a changed amount still verifies")
 	}
 
-	for _, body := range []string{`{`, `{"specversion":"0.3"}`, `{"specversion":"1.0","type":"x","ledgerposition":"1","subject":"1"}`} {
+	for _, body := range []string{`{`, `{"specversion":"0.3"}`, `{"specversion":"1.0","type":"x","ledgerposition":"1","subject":"1"}`,
+		`{"specversion":"1.0","type":"booking.X","ledgerposition":"1","subject":"1","time":"2027-01-01T00:00:00Z","ledgeroccurredat":"2027-01-01T00:00:00Z","ledgermetadata":"[1]"}`} {
 		if _, err := natsforward.Parse([]byte(body)); err == nil {
 			t.Errorf("Parse(%s): no error", body)
 		}

@@ -8,7 +8,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +39,11 @@ type Config struct {
 	// transaction (default 30 s): a crashed or stuck client must not hold
 	// locks, nor hold back the subscribers' snapshot bound.
 	IdleInTransactionTimeout time.Duration
+	// ReadTimeout bounds every read and write on a connection (default
+	// StatementTimeout + 5 s): a server that stops answering without
+	// closing the connection (a partition) fails the statement after it
+	// and the connection is replaced (deadline.go).
+	ReadTimeout time.Duration
 	// CreateDatabase creates the database named in URL when it is missing.
 	CreateDatabase bool
 }
@@ -60,6 +67,9 @@ func (c *Config) setDefaults() {
 	if c.IdleInTransactionTimeout == 0 {
 		c.IdleInTransactionTimeout = 30 * time.Second
 	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = c.StatementTimeout + 5*time.Second
+	}
 }
 
 // Validate reports a configuration that cannot work.
@@ -67,10 +77,12 @@ func (c Config) Validate() error {
 	if c.URL == "" {
 		return errors.New("postgres: empty database URL")
 	}
-	if _, err := url.Parse(c.URL); err != nil && !strings.Contains(c.URL, "=") {
-		return fmt.Errorf("postgres: database URL: %w", err)
+	if _, err := pq.NewConfig(c.URL); err != nil {
+		// The parser's error is not wrapped: it may quote the URL, and
+		// with it the password.
+		return errUnparseableURL
 	}
-	if c.MaxOpenConns < 1 || c.MaxIdleConns < 0 || c.ConnectTimeout < 0 || c.StatementTimeout < 0 || c.IdleInTransactionTimeout < 0 {
+	if c.MaxOpenConns < 1 || c.MaxIdleConns < 0 || c.ConnectTimeout < 0 || c.StatementTimeout < 0 || c.IdleInTransactionTimeout < 0 || c.ReadTimeout < 0 {
 		return errors.New("postgres: pool sizes and timeouts must be positive")
 	}
 	return nil
@@ -89,9 +101,9 @@ func Open(ctx context.Context, cfg Config) (*sql.DB, error) {
 			return nil, err
 		}
 	}
-	db, err := sql.Open("postgres", dsn)
+	db, err := openPool(dsn, cfg.ReadTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: open: %w", err)
+		return nil, err
 	}
 	db.SetMaxOpenConns(cfg.MaxOpenConns)
 	db.SetMaxIdleConns(cfg.MaxIdleConns)
@@ -117,9 +129,9 @@ func EnsureDatabase(ctx context.Context, dsn string) error {
 	}
 	admin := *u
 	admin.Path = "/postgres"
-	db, err := sql.Open("postgres", admin.String())
+	db, err := openPool(admin.String(), 30*time.Second)
 	if err != nil {
-		return fmt.Errorf("postgres: open maintenance database: %w", err)
+		return err
 	}
 	defer db.Close()
 	var exists bool
@@ -142,16 +154,35 @@ func EnsureDatabase(ctx context.Context, dsn string) error {
 	return nil
 }
 
-// Redact returns a database URL with its password replaced, for logs.
+// errUnparseableURL names no part of the URL, which may hold a password.
+var errUnparseableURL = errors.New("postgres: the database URL cannot be parsed (want postgres://user:password@host:port/db?... or key=value pairs)")
+
+// openPool opens a pool on dsn through lib/pq's connector, with the
+// deadline dialer.
+func openPool(dsn string, readTimeout time.Duration) (*sql.DB, error) {
+	connector, err := pq.NewConnector(dsn)
+	if err != nil {
+		return nil, errUnparseableURL
+	}
+	connector.Dialer(deadlineDialer{d: net.Dialer{KeepAlive: 15 * time.Second}, timeout: readTimeout})
+	return sql.OpenDB(connector), nil
+}
+
+// Redact returns what may be logged of a database URL or key=value DSN:
+// "user@host:port/db" only, read with lib/pq's own parser, so that no
+// password (in the userinfo, a password= pair or ?password=) nor any other
+// parameter is ever printed. It fails closed: a DSN the driver cannot parse
+// gives "<unparseable database URL>".
 func Redact(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.User == nil {
-		return dsn
+	cfg, err := pq.NewConfig(dsn)
+	if err != nil {
+		return "<unparseable database URL>"
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	host := cfg.Host
+	if cfg.Hostaddr.IsValid() {
+		host = cfg.Hostaddr.String()
 	}
-	return u.String()
+	return fmt.Sprintf("%s@%s/%s", cfg.User, net.JoinHostPort(host, strconv.Itoa(int(cfg.Port))), cfg.Database)
 }
 
 // withSessionDefaults adds the connect timeout and, as run-time parameters

@@ -99,13 +99,14 @@ type Event struct {
 }
 
 // Object is the subset of the event's data.object that the ledger uses, the
-// same struct for Checkout Sessions and PaymentIntents; fields an object
-// does not have stay empty.
+// same struct for every object the handled types carry (Checkout Sessions,
+// PaymentIntents, charges, refunds, disputes); fields an object does not
+// have stay empty.
 type Object struct {
-	// Object is Stripe's object kind: ObjectCheckoutSession or
-	// ObjectPaymentIntent for the handled types.
+	// Object is Stripe's object kind: one of the Object* constants for the
+	// handled types.
 	Object string
-	// ID is the object's id ("cs_..." or "pi_...").
+	// ID is the object's id ("cs_...", "pi_...", "ch_...", "re_...", "dp_...").
 	ID string
 	// ClientReferenceID is the session's client_reference_id ("" if null).
 	ClientReferenceID string
@@ -264,8 +265,10 @@ func (x *expandableID) UnmarshalJSON(b []byte) error {
 // underscores (at most 255 bytes in all), a missing type, a created outside
 // years 1970 to 9999, or a field read with the wrong JSON type. For the
 // handled types it also requires data.object to be the object the type
-// carries (checkout.session or payment_intent) with an id, a non-negative
-// amount and a three-letter currency. Unhandled types only need a valid id and type.
+// carries (the handled table's object kind) with an id, a non-negative
+// amount (and amount_refunded) and a three-letter currency, ids where ids
+// belong (payment_intent, charge), and well-formed listed refunds.
+// Unhandled types only need a valid id and type.
 // Every error matches domain.ErrInvalid; field problems are a
 // *domain.FieldError whose Field is the JSON path ("data.object.amount_total")
 // and whose message is safe to answer Stripe with.

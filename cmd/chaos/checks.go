@@ -57,6 +57,7 @@ func (f figures) duplicated() int {
 // sequential replay of the inbox into a fresh database.
 func (r *run) check(ctx context.Context) (figures, error) {
 	f := figures{statuses: map[int]int{}}
+	r.checkLogSecrets()
 	db, err := r.cluster.open(dbName)
 	if err != nil {
 		return f, err

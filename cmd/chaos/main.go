@@ -36,7 +36,7 @@ import (
 // uses.
 const (
 	webhookSecret = "whsec_chaos_4f1e2d3c5b6a79880a1b2c3d"
-	apiToken      = "chaos-api-token"
+	apiToken      = "chaos-api-token-0123456789abcdefghij"
 	dbName        = "chaos_ledger"
 
 	// The server's limits, passed as its environment: small enough that a
@@ -147,8 +147,16 @@ func (r *run) main(ctx context.Context) (err error) {
 	}
 	r.logf("cluster up on 127.0.0.1:%d (%s)", r.cluster.port, r.cluster.bin)
 
+	// As in production: `ledger migrate` as the owner, which creates the
+	// runtime role, then the servers as that role.
+	migrate := exec.CommandContext(ctx, bin, "migrate")
+	migrate.Dir = root
+	migrate.Env = serverEnv(map[string]string{"DATABASE_URL": r.cluster.url(dbName)})
+	if out, err := migrate.CombinedOutput(); err != nil {
+		return fmt.Errorf("ledger migrate: %v\n%s", err, out)
+	}
 	r.servers = &supervisor{bin: bin, dir: root, env: serverEnv(map[string]string{
-		"DATABASE_URL":                r.cluster.url(dbName),
+		"DATABASE_URL":                strings.Replace(r.cluster.url(dbName), "postgres://postgres@", "postgres://ledger_app@", 1),
 		"STRIPE_WEBHOOK_SECRET":       webhookSecret,
 		"LEDGER_API_TOKEN":            apiToken,
 		"LEDGER_STRIPE_MODE":          "test", // the run sends test-mode events

@@ -15,6 +15,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/idempotency"
+	"github.com/booking-ledger/ledger/adapters/postgres/sessionstore"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -38,9 +39,12 @@ type App struct {
 	audit       auditRuntime
 	// reconcile runs with ReconcileEvery (reconcile.go).
 	reconcile reconcileRuntime
+	started   time.Time
+	// ownerDB is the owner's pool that --dev --rebuild-stale rebuilds
+	// with (openDatabase); nil otherwise.
+	ownerDB *sql.DB
 	// forward runs with LEDGER_FORWARD_NATS_URL (forward.go).
 	forward forwardRuntime
-	started time.Time
 }
 
 // NewApp returns an App for cfg; Start brings it up.
@@ -48,24 +52,20 @@ func NewApp(cfg Config, logger *slog.Logger) *App {
 	return &App{cfg: cfg, logger: logger}
 }
 
-// Start opens the database (creating it when missing), applies the
-// migrations, and starts serving on cfg.Addr. It returns once the listener
-// is open.
+// Start opens the database as the runtime role (under --dev after
+// creating it when missing, migrating it and setting the role up as its
+// owner: openDatabase), and starts serving on cfg.Addr. It returns once the
+// listener is open.
 func (a *App) Start(ctx context.Context) error {
 	if err := a.cfg.validateServe(); err != nil {
 		return err
 	}
-	db, err := openDB(ctx, a.cfg)
+	db, err := a.openDatabase(ctx)
 	if err != nil {
 		return err
 	}
 	a.db = db
 	a.started = time.Now()
-	if applied, err := postgres.Migrate(ctx, db, nil); err != nil {
-		return err
-	} else if len(applied) > 0 {
-		a.logger.Info("migrations applied", "versions", applied)
-	}
 	verifier, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: a.cfg.WebhookSecrets})
 	if err != nil {
 		return err
@@ -101,12 +101,23 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startForward(); err != nil {
 		return err
 	}
+	sessions, err := sessionstore.New(db, 0)
+	if err != nil {
+		return err
+	}
 	handler, err := httpapi.NewHandler(a.withForwarding(a.withMonitoring(httpapi.Config{
 		Ledger:   svc,
 		Verifier: verifier,
 		APIToken: a.cfg.APIToken,
 		Ready:    a.ready,
 		Logger:   a.logger,
+
+		Tokens:          a.cfg.Edge.Tokens,
+		Sessions:        sessions,
+		InsecureCookies: a.cfg.Dev || a.cfg.Edge.InsecureCookies,
+		BodyTimeout:     a.cfg.Edge.BodyTimeout,
+		TrustedProxies:  a.cfg.Edge.TrustedProxies,
+		EventTypes:      stripe.HandledEventTypes,
 
 		MaxInFlight:    a.cfg.MaxInFlight,
 		RequestTimeout: a.cfg.RequestTimeout,
@@ -118,18 +129,11 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.ln, err = net.Listen("tcp", a.cfg.Addr)
+	ln, err := net.Listen("tcp", a.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
 	}
-	a.srv = &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
-	}
+	a.srv, a.ln = httpapi.NewServer(handler, ln, httpapi.ServerConfig{MaxConns: a.cfg.Edge.MaxConns, Logger: a.logger})
 	a.served = make(chan error, 1)
 	if a.cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCert, a.cfg.TLSKey)
@@ -185,6 +189,9 @@ func (a *App) Close() error {
 	errs = append(errs, a.stopProjections())
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
+	}
+	if a.ownerDB != nil {
+		errs = append(errs, a.ownerDB.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -27,12 +27,17 @@ import (
 
 const testSecret = "whsec_test_secret_for_app"
 
+// testConfig is the configuration of a server on dbURL as `make run` starts
+// it (--dev): it migrates as the owner (dbURL's role, a superuser) and
+// serves as a runtime role of the test's own.
 func testConfig(t *testing.T, dbURL string) Config {
 	return Config{
+		Dev:            true,
+		EvidenceConfig: EvidenceConfig{RuntimeRole: pgtest.RuntimeRole(t)},
 		DatabaseURL:    dbURL,
 		WebhookSecrets: []string{testSecret},
 		Addr:           "127.0.0.1:0",
-		APIToken:       "test-token",
+		APIToken:       "test-token-0123456789abcdefghijklmnop",
 		StripeMode:     "test",
 		DataDir:        t.TempDir(),
 		ShutdownGrace:  5 * time.Second,
@@ -43,7 +48,9 @@ func testConfig(t *testing.T, dbURL string) Config {
 // startApp starts the real server; it is closed when the test ends.
 func startApp(t *testing.T, cfg Config) *App {
 	t.Helper()
-	app := NewApp(cfg, slog.New(slog.DiscardHandler))
+	// Every line the end-to-end servers log is kept and searched for the
+	// secrets they were given (logsecrets_test.go).
+	app := NewApp(cfg, e2eLogger(cfg))
 	if err := app.Start(context.Background()); err != nil {
 		app.Close()
 		t.Fatal(err)

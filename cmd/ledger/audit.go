@@ -33,6 +33,7 @@ func newAuditCmd() *cobra.Command {
 them is recorded in the access log (audit_access_log) as cli:<user>@<host>.`,
 	}
 	cmd.AddCommand(newAuditHistoryCmd(), newAuditExportCmd(), newAuditHeadCmd(), newAuditVerifyCmd())
+	cmd.AddCommand(newAuditKeygenCmd(), newAuditCheckpointCmd(), newAuditBundleCmd(), newAuditCheckBundleCmd())
 	return cmd
 }
 
@@ -364,25 +365,35 @@ func (s *auditSession) seal(cmd *cobra.Command, timeout time.Duration) error {
 }
 
 func newAuditVerifyCmd() *cobra.Command {
-	var anchor, format string
+	var anchor, format, checkpoints, publicKey string
 	var noSeal bool
-	var sealTimeout time.Duration
+	var sealTimeout, timeTolerance time.Duration
 	var ranges int
 	cmd := &cobra.Command{
-		Use:   "verify [--anchor POS:HASH] [--no-seal] [--format text|json]",
+		Use:   "verify [--checkpoints DIR --public-key FILE] [--anchor POS:HASH] [--no-seal] [--format text|json]",
 		Short: "Recompute every stream chain and the global chain, check the inbox; exit 1 naming the first broken position",
 		Long: `Seals what has committed (unless --no-seal), then checks in one snapshot:
 every stream's hash chain and every event's content hash; the global chain,
 link by link, gapless, covering every committed event; with --anchor, that the
 kept head (from ` + "`ledger audit head`" + `) is still in the chain, unchanged; the
 raw bodies of the Stripe inbox and deliveries against their SHA-256 and, when
-STRIPE_WEBHOOK_SECRET is set, their stored signatures. It exits 0 when all
-holds, else 1 with the first broken position and what is wrong.`,
+STRIPE_WEBHOOK_SECRET is set, their stored signatures; every inbox, delivery and
+access-log row sealed since hash version 2 against its link. With --checkpoints
+DIR --public-key FILE, that the log is a consistent extension of every signed
+checkpoint in DIR: this is what detects a log rewritten and rehashed by whoever
+owns the database, a cut tail or a fork. Events whose recorded_at is later than
+their seal, or out of chain order, beyond --time-tolerance, are warned of. It
+exits 0 when all holds, else 1 with the first broken place and what is wrong.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != "text" && format != "json" {
 				return fmt.Errorf("--format %q: want text or json", format)
 			}
-			vcfg := audit.VerifyConfig{Ranges: ranges}
+			vcfg := audit.VerifyConfig{Ranges: ranges, TimeTolerance: timeTolerance}
+			files, key, err := checkpointConfig(checkpoints, publicKey)
+			if err != nil {
+				return err
+			}
+			vcfg.Checkpoints, vcfg.CheckpointKey = files, key
 			if anchor != "" {
 				a, err := eventlog.ParseAnchor(anchor)
 				if err != nil {
@@ -404,7 +415,7 @@ holds, else 1 with the first broken position and what is wrong.`,
 				}
 				vcfg.Signatures = v
 			}
-			if err := s.record(ctx, "verify", "anchor="+anchor); err != nil {
+			if err := s.record(ctx, "verify", "anchor="+anchor+"&checkpoints="+checkpoints); err != nil {
 				return err
 			}
 			if !noSeal {
@@ -435,6 +446,16 @@ holds, else 1 with the first broken position and what is wrong.`,
 				}
 			} else {
 				printReport(out, report, vcfg.Signatures != nil)
+				for i, w := range report.TimeWarnings {
+					if i == 20 {
+						fmt.Fprintf(cmd.ErrOrStderr(), "... %d more time warnings\n", len(report.TimeWarnings)-i)
+						break
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "TIME %s\n", w)
+				}
+			}
+			if key == nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), internalOnlyWarning)
 			}
 			if err := report.Err(); err != nil {
 				if format == "text" {
@@ -456,6 +477,9 @@ holds, else 1 with the first broken position and what is wrong.`,
 	cmd.Flags().BoolVar(&noSeal, "no-seal", false, "verify without sealing first (read only)")
 	cmd.Flags().DurationVar(&sealTimeout, "seal-timeout", 30*time.Second, "how long to wait for older transactions while sealing")
 	cmd.Flags().IntVar(&ranges, "ranges", 2, "read the log in this many position ranges in parallel, one connection each")
+	cmd.Flags().StringVar(&checkpoints, "checkpoints", "", "directory of signed checkpoints (checkpoint-* files) the log must extend")
+	cmd.Flags().StringVar(&publicKey, "public-key", "", "the checkpoints' verifier key file (signing.pub of `ledger audit keygen`)")
+	cmd.Flags().DurationVar(&timeTolerance, "time-tolerance", 5*time.Minute, "how far recorded_at may be after its seal, or before an earlier-sealed event's, before a warning")
 	return cmd
 }
 
@@ -467,8 +491,15 @@ func printReport(w io.Writer, r audit.VerifyReport, signatures bool) {
 		sig = fmt.Sprintf("%d signatures re-checked", r.SignaturesChecked)
 	}
 	fmt.Fprintf(w, "inbox:      %d raw events, %d other deliveries, %s\n", r.InboxRows, r.DeliveryRows, sig)
+	fmt.Fprintf(w, "rows:       %d access-log rows; %d inbox, delivery and access-log rows sealed, %d not sealed yet\n", r.AccessRows, r.RowsSealed, r.RowsUnsealed)
 	if r.AnchorChecked {
 		fmt.Fprintln(w, "anchor:     checked")
+	}
+	if r.CheckpointsChecked > 0 {
+		fmt.Fprintf(w, "checkpoints: %d signed checkpoint(s) checked\n", r.CheckpointsChecked)
+	}
+	if n := len(r.TimeWarnings); n > 0 {
+		fmt.Fprintf(w, "times:      %d event(s) with recorded_at out of line with the chain (warnings)\n", n)
 	}
 	fmt.Fprintf(w, "verified in %s (%.0f events/s)\n", r.Duration.Round(time.Millisecond), r.EventsPerSecond())
 	if r.OK() {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 )
@@ -16,13 +17,32 @@ type auditRuntime struct {
 
 // startAudit builds the auditor for the HTTP handler and starts the chain
 // sealer: every server process runs one, and a lock in the database lets
-// one of them at a time extend the chain. Appends never wait for it.
+// one of them at a time extend the chain. Appends never wait for it. With
+// LEDGER_SIGNING_KEY and LEDGER_CHECKPOINT_DIR the sealer also signs
+// checkpoints.
 func (a *App) startAudit(db *sql.DB) (*audit.Auditor, error) {
-	auditor, err := audit.NewAuditor(audit.AuditorConfig{DB: db})
+	scfg := audit.SealerConfig{DB: db, Logger: a.logger}
+	if (a.cfg.SigningKeyFile == "") != (a.cfg.CheckpointDir == "") {
+		return nil, errors.New("LEDGER_SIGNING_KEY and LEDGER_CHECKPOINT_DIR go together: signed checkpoints are written to that directory")
+	}
+	if a.cfg.SigningKeyFile != "" {
+		signer, err := loadSigner(a.cfg.SigningKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cp, err := audit.NewCheckpointer(audit.CheckpointerConfig{DB: db, Signer: signer, Dir: a.cfg.CheckpointDir, Logger: a.logger})
+		if err != nil {
+			return nil, err
+		}
+		scfg.Checkpoints, scfg.CheckpointEvery, scfg.CheckpointInterval = cp, a.cfg.CheckpointEvery, a.cfg.CheckpointInterval
+		a.logger.Info("signing checkpoints", "origin", signer.Origin(), "dir", a.cfg.CheckpointDir,
+			"every", a.cfg.CheckpointEvery, "interval", a.cfg.CheckpointInterval)
+	}
+	auditor, err := audit.NewAuditor(audit.AuditorConfig{DB: db, Checkpoints: scfg.Checkpoints})
 	if err != nil {
 		return nil, err
 	}
-	sealer, err := audit.NewSealer(audit.SealerConfig{DB: db, Logger: a.logger})
+	sealer, err := audit.NewSealer(scfg)
 	if err != nil {
 		return nil, err
 	}

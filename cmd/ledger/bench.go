@@ -46,6 +46,10 @@ func benchEnv(cfg Config) bench.Env {
 			// The harness sends test-mode events of the platform.
 			srvCfg.StripeMode, srvCfg.StripeAccounts, srvCfg.StripePublicKey = "test", nil, ""
 			srvCfg.TLSCert, srvCfg.TLSKey = "", ""
+			// The bench's database is its own and the harness holds the
+			// owner's URL: the server sets itself up as `make run` does
+			// and serves as the runtime role.
+			srvCfg.Dev = true
 			if srvCfg.ShutdownGrace == 0 {
 				srvCfg.ShutdownGrace = 10 * time.Second
 			}

@@ -60,7 +60,7 @@ func BenchmarkRebuild(b *testing.B) {
 		// that path.
 		rebuild := func(b *testing.B, strategy string) (elapsed, cpu time.Duration, rssKB int64) {
 			cmd := exec.Command(bin, "projections", "rebuild", "--projection", "bookings")
-			cmd.Env = append(os.Environ(), "DATABASE_URL="+url)
+			cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "LEDGER_RUNTIME_ROLE="+pgtest.RuntimeRole(b))
 			cmd.Dir = b.TempDir()
 			var stderr strings.Builder
 			cmd.Stderr = &stderr

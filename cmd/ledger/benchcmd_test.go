@@ -14,7 +14,7 @@ import (
 // benchConfig points the benchmarks at the test server; they create and
 // drop their own databases beside it.
 func benchConfig(t *testing.T) Config {
-	return Config{DatabaseURL: pgtest.ServerURL(t).String(), ShutdownGrace: 5 * time.Second, DBMaxConns: 10, MaxInFlight: 128, RequestTimeout: 15 * time.Second}
+	return Config{DatabaseURL: pgtest.ServerURL(t).String(), EvidenceConfig: EvidenceConfig{RuntimeRole: pgtest.RuntimeRole(t)}, ShutdownGrace: 5 * time.Second, DBMaxConns: 10, MaxInFlight: 128, RequestTimeout: 15 * time.Second}
 }
 
 // TestBenchIngest runs a small closed-loop and a small open-loop ingest

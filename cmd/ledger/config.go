@@ -47,6 +47,10 @@ type Config struct {
 	DBMaxConns int
 	// DBStatementTimeout bounds each statement (LEDGER_DB_STATEMENT_TIMEOUT, default 10s).
 	DBStatementTimeout time.Duration
+	// RebuildStatementTimeout bounds each statement of a projection rebuild
+	// (LEDGER_REBUILD_STATEMENT_TIMEOUT, default 6h): its index builds and
+	// constraint checks run for minutes on a large log.
+	RebuildStatementTimeout time.Duration
 	// MaxInFlight bounds concurrent requests; more get 503 (LEDGER_MAX_INFLIGHT, default 128).
 	MaxInFlight int
 	// RequestTimeout bounds one request (LEDGER_REQUEST_TIMEOUT, default 15s).
@@ -71,6 +75,9 @@ type Config struct {
 	// API on this period (--reconcile-every or LEDGER_RECONCILE_EVERY; 0:
 	// never; needs STRIPE_SECRET_KEY).
 	ReconcileEvery time.Duration
+	// Edge holds the HTTP edge's limits and tokens (edge.go).
+	Edge EdgeConfig
+	EvidenceConfig
 	// Forward configures forwarding to NATS JetStream (LEDGER_FORWARD_*,
 	// forward.go); off without a URL.
 	Forward forwardConfig
@@ -110,6 +117,9 @@ func loadConfig() (Config, error) {
 	if c.RequestTimeout, err = time.ParseDuration(env("LEDGER_REQUEST_TIMEOUT", "15s")); err != nil || c.RequestTimeout <= 0 {
 		return c, fmt.Errorf("LEDGER_REQUEST_TIMEOUT: must be a positive duration")
 	}
+	if c.RebuildStatementTimeout, err = time.ParseDuration(env("LEDGER_REBUILD_STATEMENT_TIMEOUT", "6h")); err != nil || c.RebuildStatementTimeout <= 0 {
+		return c, fmt.Errorf("LEDGER_REBUILD_STATEMENT_TIMEOUT: must be a positive duration such as 6h")
+	}
 	if c.ReconcileEvery, err = time.ParseDuration(env("LEDGER_RECONCILE_EVERY", "0s")); err != nil {
 		return c, fmt.Errorf("LEDGER_RECONCILE_EVERY: must be a duration such as 1h")
 	}
@@ -117,6 +127,12 @@ func loadConfig() (Config, error) {
 		return c, err
 	}
 	if err := c.loadStripeMode(); err != nil {
+		return c, err
+	}
+	if err := c.loadEdgeConfig(); err != nil {
+		return c, err
+	}
+	if err := c.loadEvidenceConfig(); err != nil {
 		return c, err
 	}
 	if err := c.loadForwardConfig(); err != nil {
@@ -144,8 +160,8 @@ func (c Config) validateServe() error {
 			break
 		}
 	}
-	if c.APIToken == "" {
-		errs = append(errs, errors.New("LEDGER_API_TOKEN is not set: choose a bearer token for the API, or run `ledger serve --dev`"))
+	if err := c.validateTokens(); err != nil {
+		errs = append(errs, err)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("LEDGER_TLS_CERT and LEDGER_TLS_KEY go together"))
@@ -176,6 +192,11 @@ func (c *Config) devSecrets(logger *slog.Logger) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%s: %w", path, err)
 	}
+	if err == nil {
+		if err := tightenSecretsFile(path); err != nil {
+			return err
+		}
+	}
 	if saved == nil {
 		saved = map[string]string{}
 	}
@@ -189,21 +210,18 @@ func (c *Config) devSecrets(logger *slog.Logger) error {
 		changed = true
 	}
 	if changed {
-		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		if err := writeSecretsFile(c.DataDir, path, saved); err != nil {
 			return err
 		}
-		if err := godotenv.Write(saved, path); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		os.Chmod(path, 0o600)
 	}
+	// The secrets themselves are never printed: stderr ends up in logs.
 	if len(c.WebhookSecrets) == 0 {
 		c.WebhookSecrets = []string{saved["STRIPE_WEBHOOK_SECRET"]}
-		fmt.Fprintf(os.Stderr, "dev mode: STRIPE_WEBHOOK_SECRET=%s (kept in %s)\n", saved["STRIPE_WEBHOOK_SECRET"], path)
+		fmt.Fprintf(os.Stderr, "dev mode: STRIPE_WEBHOOK_SECRET is kept in %s\n", path)
 	}
-	if c.APIToken == "" {
+	if c.APIToken == "" && len(c.Edge.Tokens) == 0 {
 		c.APIToken = saved["LEDGER_API_TOKEN"]
-		fmt.Fprintf(os.Stderr, "dev mode: LEDGER_API_TOKEN=%s (kept in %s)\n", saved["LEDGER_API_TOKEN"], path)
+		fmt.Fprintf(os.Stderr, "dev mode: LEDGER_API_TOKEN is kept in %s\n", path)
 	}
 	return nil
 }
@@ -239,6 +257,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_grace", c.ShutdownGrace),
 		slog.Int("db_max_conns", c.DBMaxConns),
 		slog.Duration("db_statement_timeout", c.DBStatementTimeout),
+		slog.Duration("rebuild_statement_timeout", c.RebuildStatementTimeout),
 		slog.Int("max_inflight", c.MaxInFlight),
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Bool("dev", c.Dev),
@@ -249,6 +268,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("checkout_ttl", c.CheckoutSessionTTL),
 		slog.Bool("rebuild_stale", c.RebuildStale),
 		slog.Duration("reconcile_every", c.ReconcileEvery),
+		slog.Any("edge", c.Edge),
+		slog.Any("evidence", c.EvidenceConfig),
 		slog.Any("forward", c.Forward),
 	)
 }

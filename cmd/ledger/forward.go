@@ -343,7 +343,9 @@ func newForwardRunCmd() *cobra.Command {
 		Use:   "run",
 		Short: "Run the forwarder alone, without the HTTP server, until SIGTERM/SIGINT",
 		Long: `Runs what ` + "`ledger serve`" + ` runs with LEDGER_FORWARD_NATS_URL, without serving HTTP:
-for a forwarder deployed apart from the servers. Several forwarders (and
+for a forwarder deployed apart from the servers. Like serve it connects with
+DATABASE_URL as the runtime role and refuses a role that could change the
+evidence, or a database that lacks migrations. Several forwarders (and
 servers) of one database take turns batch by batch; each event still
 reaches the stream once, in order. SIGTERM/SIGINT let the publish in hand
 finish and commit the offset, then exit 0.`,
@@ -362,11 +364,17 @@ finish and commit the offset, then exit 0.`,
 			logger.Info("starting the forwarder", "config", cfg)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			db, err := openMigrated(ctx)
+			// As serve: the runtime role (it moves an offset and records
+			// failures, nothing else), refused when it could change the
+			// evidence or the database lacks migrations.
+			db, err := openDB(ctx, cfg)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
+			if err := checkServeDatabase(ctx, db, cfg, logger); err != nil {
+				return err
+			}
 			pub, fwd, err := newForwarder(cfg, db, logger)
 			if err != nil {
 				return err

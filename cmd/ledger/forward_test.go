@@ -38,7 +38,7 @@ import (
 // (5), paid (3), a failed attempt then paid (5), expired (2), and two
 // bookings of the same stay both paid (8: the second is an availability
 // conflict). It returns once every request is answered as expected.
-func forwardLoad(t *testing.T, base string, events, workers int, seed uint64) {
+func forwardLoad(t *testing.T, base, token string, events, workers int, seed uint64) {
 	t.Helper()
 	httpc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
 	defer httpc.CloseIdleConnections()
@@ -59,7 +59,7 @@ func forwardLoad(t *testing.T, base string, events, workers int, seed uint64) {
 		_, err = b.ReadFrom(resp.Body)
 		return resp.StatusCode, b.Bytes(), err
 	}
-	api := map[string]string{"Authorization": "Bearer test-token", "Content-Type": "application/json"}
+	api := map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json"}
 	run := fmt.Sprintf("%x", seed)
 	var planned, next atomic.Int64
 	var wg sync.WaitGroup
@@ -245,13 +245,13 @@ func checkForwarded(t *testing.T, db *sql.DB, url, stream, prefix string, hashOf
 
 // logHashes reads position → hash from GET /audit/events, as a consumer
 // with an auditor's token would.
-func logHashes(t *testing.T, base string) map[int64]string {
+func logHashes(t *testing.T, base, token string) map[int64]string {
 	t.Helper()
 	out := map[int64]string{}
 	after := int64(0)
 	for {
 		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/audit/events?after=%d&limit=10000", base, after), nil)
-		req.Header.Set("Authorization", "Bearer test-token")
+		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -321,7 +321,7 @@ func TestForwardTenThousandEventsFromConcurrentWebhooks(t *testing.T) {
 	db := openTestDB(t, dbURL)
 
 	start := time.Now()
-	forwardLoad(t, base, 10_000, 8, 17)
+	forwardLoad(t, base, cfg.APIToken, 10_000, 8, 17)
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -335,7 +335,7 @@ func TestForwardTenThousandEventsFromConcurrentWebhooks(t *testing.T) {
 	if s.Position == 0 || s.Failing || s.LastError != "" {
 		t.Fatalf("status %+v", s)
 	}
-	checkForwarded(t, db, url, stream, prefix, logHashes(t, base))
+	checkForwarded(t, db, url, stream, prefix, logHashes(t, base, cfg.APIToken))
 
 	c := newClient(t, a)
 	status, metrics := c.api(http.MethodGet, "/metrics", nil)
@@ -355,7 +355,7 @@ func TestForwardTenThousandEventsFromConcurrentWebhooks(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	status, ready, err := c.do(http.MethodGet, "/readyz", nil, nil)
+	status, ready, err := c.do(http.MethodGet, "/readyz", nil, map[string]string{"Authorization": "Bearer " + cfg.APIToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,13 +426,13 @@ func TestForwarderKilledAndNATSRestarted(t *testing.T) {
 	cfg := testConfig(t, dbURL)
 	a := startApp(t, cfg) // ingests; forwarding is the other process's
 	db := openTestDB(t, dbURL)
-	env := []string{"DATABASE_URL=" + dbURL, "LEDGER_FORWARD_NATS_URL=" + srv.URL, "LEDGER_FORWARD_STREAM=" + stream,
+	env := []string{"DATABASE_URL=" + runtimeURLFor(t, dbURL), "LEDGER_FORWARD_NATS_URL=" + srv.URL, "LEDGER_FORWARD_STREAM=" + stream,
 		"LEDGER_FORWARD_SUBJECT_PREFIX=" + prefix, "LEDGER_PUBLIC_URL=https://ledger.example.com"}
 
 	loaded := make(chan struct{})
 	go func() {
 		defer close(loaded)
-		forwardLoad(t, "http://"+a.Addr(), 3000, 4, 29)
+		forwardLoad(t, "http://"+a.Addr(), cfg.APIToken, 3000, 4, 29)
 	}()
 	// Mid-stream (some events in the stream, the load going on), SIGKILL;
 	// again, up to five times, until the kill leaves events published but
@@ -509,7 +509,7 @@ func TestForwardCommands(t *testing.T) {
 	cfg.PublicURL = "https://ledger.example.com"
 	a := startApp(t, cfg)
 	db := openTestDB(t, dbURL)
-	forwardLoad(t, "http://"+a.Addr(), 60, 2, 5)
+	forwardLoad(t, "http://"+a.Addr(), cfg.APIToken, 60, 2, 5)
 	fwd := waitForwarded(t, db, url, stream)
 	events := countWhere(t, db, `SELECT count(*) FROM ledger_events`)
 

@@ -45,7 +45,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(newServeCmd(), newMigrateCmd(), newSendTestWebhookCmd(), newProjectionsCmd())
 	root.AddCommand(newBenchCmd())
-	root.AddCommand(newObligationsCmd(), newDeliveriesCmd(), newRefundsCmd(), newDecisionsCmd())
+	root.AddCommand(newObligationsCmd(), newDeliveriesCmd(), newRefundsCmd(), newDecisionsCmd(), newStripeCmd())
 	root.AddCommand(newForwardCmd())
 	return root
 }
@@ -99,22 +99,26 @@ func newServeCmd() *cobra.Command {
 func newMigrateCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "migrate",
-		Short: "Create the database if missing and apply pending migrations",
+		Short: "Create the database if missing, apply pending migrations and set up the runtime role",
+		Long: `Connects as the tables' owner (MIGRATE_DATABASE_URL, default DATABASE_URL),
+creates the database when missing, applies pending migrations, then creates or
+updates the runtime role (LEDGER_RUNTIME_ROLE, default ledger_app) that
+` + "`ledger serve`" + ` connects as: it may read everything and append to the log
+tables, but change none of them.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig()
 			if err != nil {
 				return err
 			}
-			db, err := openDB(cmd.Context(), cfg)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			applied, err := postgres.Migrate(cmd.Context(), db, newLogger())
+			applied, err := migrateOwner(cmd.Context(), cfg, newLogger())
 			if err != nil {
 				return err
 			}
 			fmt.Printf("applied %d migration(s) %v\n", len(applied), applied)
+			runtime, err := postgres.WithUser(cfg.ownerURL(), cfg.runtimeRole())
+			if err == nil {
+				fmt.Fprintf(os.Stderr, "runtime role %s ready: serve with DATABASE_URL=%s\n", cfg.runtimeRole(), postgres.Redact(runtime))
+			}
 			return nil
 		},
 	}

@@ -35,7 +35,7 @@ func startMigrate(t *testing.T, dbURL string) (wait func() migrateRun, exited <-
 	t.Helper()
 	cmd := exec.Command(ledgerBinary(t), "migrate")
 	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "LEDGER_RUNTIME_ROLE="+pgtest.RuntimeRole(t))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {

@@ -105,7 +105,7 @@ func TestStripeModeConfig(t *testing.T) {
 // touching the database, saying which variable to set.
 func TestServeRefusesWithoutMode(t *testing.T) {
 	base := []string{"DATABASE_URL=postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=5", "LEDGER_ADDR=127.0.0.1:0",
-		"STRIPE_WEBHOOK_SECRET=whsec_mode", "LEDGER_API_TOKEN=test-token", "STRIPE_PUBLIC_KEY=", "LEDGER_STRIPE_ACCOUNTS="}
+		"STRIPE_WEBHOOK_SECRET=whsec_mode", "LEDGER_API_TOKEN=test-token-0123456789abcdefghijklmnop", "STRIPE_PUBLIC_KEY=", "LEDGER_STRIPE_ACCOUNTS="}
 	tests := []struct {
 		name string
 		env  []string

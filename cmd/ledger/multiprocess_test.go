@@ -66,10 +66,10 @@ func serveProcess(t *testing.T, dbURL string) string {
 	cmd := exec.Command(ledgerBinary(t), "serve")
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+dbURL,
+		"DATABASE_URL="+runtimeURLFor(t, dbURL),
 		"LEDGER_ADDR="+addr,
 		"STRIPE_WEBHOOK_SECRET="+testSecret,
-		"LEDGER_API_TOKEN=test-token",
+		"LEDGER_API_TOKEN=test-token-0123456789abcdefghijklmnop",
 		"LEDGER_STRIPE_MODE=test",
 	)
 	var logs bytes.Buffer
@@ -180,7 +180,7 @@ func runScenario(t *testing.T, dbURL string, servers []string, bookings []map[st
 	client := &http.Client{Timeout: 30 * time.Second}
 	for i, b := range bookings {
 		body, _ := json.Marshal(b)
-		status, answer := post(t, client, "http://"+servers[0]+"/bookings", body, map[string]string{"Authorization": "Bearer test-token"})
+		status, answer := post(t, client, "http://"+servers[0]+"/bookings", body, map[string]string{"Authorization": "Bearer test-token-0123456789abcdefghijklmnop"})
 		if status != 201 || !strings.Contains(answer, fmt.Sprintf(`"booking_id":%d`, i+1)) {
 			t.Fatalf("booking %d: %d %s", i+1, status, answer)
 		}

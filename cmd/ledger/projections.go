@@ -84,14 +84,29 @@ func (a *App) startProjections() error {
 // version differs from this binary's. Failures are logged: the server keeps
 // serving from the stored read models.
 func (a *App) rebuildStale(ctx context.Context) {
-	stale, err := readmodels.StaleProjections(ctx, a.db)
+	// A rebuild swaps tables: it runs as their owner (--dev only).
+	db := a.ownerDB
+	if db == nil {
+		a.logger.Error("--rebuild-stale needs the owner's connection")
+		return
+	}
+	stale, err := readmodels.StaleProjections(ctx, db)
 	if err != nil {
 		a.logger.Error("stale projections", "error", err)
 		return
 	}
+	if len(stale) == 0 {
+		return
+	}
+	db, err = openRebuildDB(ctx, a.cfg)
+	if err != nil {
+		a.logger.Error("rebuild of stale projections", "error", err)
+		return
+	}
+	defer db.Close()
 	for _, name := range stale {
 		a.logger.Info("rebuilding stale projection", "projection", name)
-		r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: a.db, Logger: a.logger, Progress: logProgress(a.logger)})
+		r, err := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db, Logger: a.logger, Progress: logProgress(a.logger)})
 		if err != nil {
 			a.logger.Error("rebuild", "projection", name, "error", err)
 			return
@@ -225,11 +240,28 @@ Ctrl-C (or a crash) leaves the live read model untouched; run it again.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			db, err := openMigrated(ctx)
+			cfg, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			// As the tables' owner, on the rebuild's own pool (its long
+			// statements are not the request path's), after the
+			// migrations and the runtime role's grants, as `ledger
+			// migrate` does.
+			if postgres.UserOf(cfg.ownerURL()) == cfg.runtimeRole() {
+				return fmt.Errorf("a rebuild swaps tables and needs their owner: set MIGRATE_DATABASE_URL to the owner's URL")
+			}
+			db, err := openRebuildDB(ctx, cfg)
 			if err != nil {
 				return err
 			}
 			defer db.Close()
+			if _, err := postgres.Migrate(ctx, db, nil); err != nil {
+				return err
+			}
+			if err := postgres.EnsureRuntimeRole(ctx, db, cfg.runtimeRole()); err != nil {
+				return err
+			}
 			return runRebuilds(ctx, db, newLogger(), cmd.OutOrStdout(), names, diff, term.IsTerminal(int(os.Stderr.Fd())))
 		},
 	}
@@ -334,20 +366,21 @@ func logProgress(logger *slog.Logger) func(readmodels.Progress) {
 	}
 }
 
-// openMigrated opens the configured database and applies pending
-// migrations, as `ledger serve` does.
+// openMigrated opens the configured database as the tables' owner
+// (MIGRATE_DATABASE_URL, default DATABASE_URL: a rebuild swaps tables),
+// after applying pending migrations and setting up the runtime role as
+// `ledger migrate` does. Given only the runtime role's URL it opens that,
+// for what a reader may do.
 func openMigrated(ctx context.Context) (*sql.DB, error) {
 	cfg, err := loadConfig()
 	if err != nil {
 		return nil, err
 	}
-	db, err := openDB(ctx, cfg)
-	if err != nil {
-		return nil, err
+	if postgres.UserOf(cfg.ownerURL()) != cfg.runtimeRole() {
+		if _, err := migrateOwner(ctx, cfg, nil); err != nil {
+			return nil, err
+		}
+		cfg.DatabaseURL = cfg.ownerURL()
 	}
-	if _, err := postgres.Migrate(ctx, db, nil); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
+	return openDB(ctx, cfg)
 }

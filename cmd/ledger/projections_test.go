@@ -158,7 +158,7 @@ type client struct {
 }
 
 func newClient(t testing.TB, app *App) *client {
-	return &client{t: t, http: &http.Client{Timeout: time.Minute}, base: "http://" + app.Addr(), token: "test-token"}
+	return &client{t: t, http: &http.Client{Timeout: time.Minute}, base: "http://" + app.Addr(), token: "test-token-0123456789abcdefghijklmnop"}
 }
 
 func (c *client) do(method, path string, body []byte, header map[string]string) (int, []byte, error) {
@@ -298,7 +298,7 @@ func TestRebuildAfterRandomizedWebhooks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := r.Rebuild(context.Background(), projections.BookingsName)
+			res, err := r.Rebuild(pgtest.Context(t), projections.BookingsName)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -317,10 +317,10 @@ func TestRebuildAfterRandomizedWebhooks(t *testing.T) {
 	pgtest.SameMonitoring(t, "monitoring kept by the subscriber", want, db)
 	r, _ := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db})
 	var diffs []readmodels.DiffEntry
-	if _, err := r.Diff(context.Background(), projections.MonitoringName, func(e readmodels.DiffEntry) error { diffs = append(diffs, e); return nil }); err != nil || len(diffs) != 0 {
+	if _, err := r.Diff(pgtest.Context(t), projections.MonitoringName, func(e readmodels.DiffEntry) error { diffs = append(diffs, e); return nil }); err != nil || len(diffs) != 0 {
 		t.Errorf("monitoring diff: %v, %v", diffs, err)
 	}
-	if _, err := r.Rebuild(context.Background(), projections.MonitoringName); err != nil {
+	if _, err := r.Rebuild(pgtest.Context(t), projections.MonitoringName); err != nil {
 		t.Fatal(err)
 	}
 	pgtest.SameMonitoring(t, "monitoring rebuilt", want, db)
@@ -377,7 +377,7 @@ func TestRebuildAfterRandomizedWebhooks(t *testing.T) {
 		for _, want := range []string{
 			`ledger_webhooks_total{event_type="checkout.session.completed",outcome="success"} `,
 			`ledger_webhooks_total{event_type="checkout.session.completed",outcome="not_found"} `,
-			`ledger_webhooks_total{event_type="customer.created",outcome="ignored"} `,
+			`ledger_webhooks_total{event_type="other",outcome="ignored"} `,
 			`ledger_webhook_duration_seconds_bucket{outcome="success",le="+Inf"} `,
 			fmt.Sprintf("ledger_events_appended_total{event_type=\"BookingConfirmed\"} %d\n", confirmed),
 			`ledger_projection_lag_events{projection="monitoring"} 0` + "\n",
@@ -404,13 +404,17 @@ func TestRebuildAfterRandomizedWebhooks(t *testing.T) {
 			t.Fatalf("forged delivery: %d %v", status, err)
 		}
 		_, body = c.api(http.MethodGet, "/metrics", nil)
-		if !strings.Contains(string(body), `ledger_webhooks_total{event_type="unknown",outcome="rejected"} 1`+"\n") || strings.Contains(string(body), "forged.type") {
+		if !strings.Contains(string(body), `ledger_webhooks_total{event_type="other",outcome="rejected"} 1`+"\n") || strings.Contains(string(body), "forged.type") {
 			t.Errorf("forged delivery not counted as unknown/rejected")
 		}
 	})
 
 	t.Run("readyz shows the projections", func(t *testing.T) {
-		status, body, err := c.do(http.MethodGet, "/readyz", nil, nil)
+		// Without a token /readyz says only ready or not.
+		if status, body, err := c.do(http.MethodGet, "/readyz", nil, nil); err != nil || status != http.StatusOK || strings.TrimSpace(string(body)) != `{"status":"ready"}` {
+			t.Errorf("readyz without a token: %d %s %v", status, body, err)
+		}
+		status, body, err := c.do(http.MethodGet, "/readyz", nil, map[string]string{"Authorization": "Bearer " + c.token})
 		if err != nil || status != http.StatusOK {
 			t.Fatalf("%d %s %v", status, body, err)
 		}
@@ -444,7 +448,7 @@ func TestRebuildWhileWebhooksArrive(t *testing.T) {
 			db := openTestDB(t, url)
 			pgtest.FillLog(t, db, 0, 3000)
 			r0, _ := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db})
-			if _, err := r0.Rebuild(context.Background(), projections.BookingsName); err != nil {
+			if _, err := r0.Rebuild(pgtest.Context(t), projections.BookingsName); err != nil {
 				t.Fatal(err)
 			}
 			app := startApp(t, testConfig(t, url))
@@ -460,7 +464,7 @@ func TestRebuildWhileWebhooksArrive(t *testing.T) {
 						"check_in":  time.Date(2028, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, 3*(i/40)).Format(time.DateOnly),
 						"check_out": time.Date(2028, 1, 3, 0, 0, 0, 0, time.UTC).AddDate(0, 0, 3*(i/40)).Format(time.DateOnly),
 						"amount":    20000, "currency": "eur", "customer_email": "live@example.com"})
-					status, answer, err := c.do(http.MethodPost, "/bookings", body, map[string]string{"Authorization": "Bearer test-token"})
+					status, answer, err := c.do(http.MethodPost, "/bookings", body, map[string]string{"Authorization": "Bearer test-token-0123456789abcdefghijklmnop"})
 					if err != nil || status != http.StatusCreated {
 						t.Errorf("booking %d: %d %s %v", i, status, answer, err)
 						failures.Add(1)
@@ -503,7 +507,7 @@ func TestRebuildWhileWebhooksArrive(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res, err := r.Rebuild(context.Background(), projections.BookingsName)
+			res, err := r.Rebuild(pgtest.Context(t), projections.BookingsName)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -563,7 +567,7 @@ func TestProjectionsCommands(t *testing.T) {
 		t.Helper()
 		cmd := exec.Command(ledgerBinary(t), args...)
 		cmd.Dir = t.TempDir()
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+url)
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "LEDGER_RUNTIME_ROLE="+pgtest.RuntimeRole(t))
 		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("ledger %v: %v\n%s", args, err, out)
@@ -578,7 +582,7 @@ func TestProjectionsCommands(t *testing.T) {
 	}
 	status := ledger("projections", "status")
 	if !regexp.MustCompile(fmt.Sprintf(`(?m)^bookings\s+inline\s+%d\s+0 \(stale: rebuild\)`, projections.BookingsVersion)).MatchString(status) ||
-		!regexp.MustCompile(fmt.Sprintf(`(?m)^monitoring\s+async\s+%d\s+%[1]d\s`, projections.MonitoringVersion)).MatchString(status) {
+		!regexp.MustCompile(fmt.Sprintf(`(?m)^monitoring\s+async\s+%d\s+%d\s`, projections.MonitoringVersion, projections.MonitoringVersion)).MatchString(status) {
 		t.Errorf("status:\n%s", status)
 	}
 	var js []readmodels.ProjectionStatus
@@ -615,7 +619,7 @@ func TestRebuildCommandInterrupted(t *testing.T) {
 	db := openTestDB(t, url)
 	pgtest.FillLog(t, db, 0, 15_000)
 	r, _ := readmodels.NewRebuilder(readmodels.RebuildConfig{DB: db})
-	if _, err := r.Rebuild(context.Background(), projections.BookingsName); err != nil {
+	if _, err := r.Rebuild(pgtest.Context(t), projections.BookingsName); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Exec(`UPDATE bookings SET status = 'pending' WHERE id % 100 = 0`); err != nil {
@@ -626,7 +630,7 @@ func TestRebuildCommandInterrupted(t *testing.T) {
 
 	cmd := exec.Command(ledgerBinary(t), "projections", "rebuild", "--projection", "bookings")
 	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+url)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "LEDGER_RUNTIME_ROLE="+pgtest.RuntimeRole(t))
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	stderr, err := cmd.StderrPipe()
@@ -663,4 +667,26 @@ func TestRebuildCommandInterrupted(t *testing.T) {
 		t.Fatalf("second run: %v\n%s", err, out)
 	}
 	pgtest.SameBookings(t, "table after the second run", pgtest.FoldBookings(t, db), pgtest.Bookings(t, db))
+}
+
+// TestRebuildIsNotBoundByTheRequestTimeout: `ledger projections rebuild`
+// runs its index builds and constraint checks under its own statement
+// bound (LEDGER_REBUILD_STATEMENT_TIMEOUT), not under the request path's:
+// with LEDGER_DB_STATEMENT_TIMEOUT at 1 ms, where every DDL of a rebuild
+// would be cancelled, it still finishes and changes nothing.
+func TestRebuildIsNotBoundByTheRequestTimeout(t *testing.T) {
+	dbURL := pgtest.NewURL(t)
+	db := openTestDB(t, dbURL)
+	pgtest.FillLog(t, db, 0, 3000)
+	want := pgtest.FoldBookings(t, db)
+	t.Setenv("LEDGER_DB_STATEMENT_TIMEOUT", "1ms")
+	out, stderr, err := runLedger(t, dbURL, "projections", "rebuild", "--projection", "bookings")
+	if err != nil || !strings.Contains(out, "bookings: rebuilt") {
+		t.Fatalf("rebuild: %v\n%s%s", err, out, stderr)
+	}
+	pgtest.SameBookings(t, "after the rebuild", want, pgtest.Bookings(t, db))
+	t.Setenv("LEDGER_REBUILD_STATEMENT_TIMEOUT", "1ms")
+	if _, _, err := runLedger(t, dbURL, "projections", "rebuild", "--projection", "bookings"); err == nil {
+		t.Errorf("a rebuild under a 1 ms rebuild bound succeeded: the bound is not applied")
+	}
 }

@@ -107,7 +107,7 @@ func sdDo(method, u, body string) <-chan sdAnswer {
 			out <- sdAnswer{err: err}
 			return
 		}
-		req.Header.Set("Authorization", "Bearer test-token")
+		req.Header.Set("Authorization", "Bearer test-token-0123456789abcdefghijklmnop")
 		req.Header.Set("Content-Type", "application/json")
 		// A transport of its own: no idle connection shared with other requests.
 		client := &http.Client{Transport: &http.Transport{}, Timeout: time.Minute}
@@ -207,10 +207,10 @@ func startServe(t *testing.T, dbURL string, env ...string) *sdProcess {
 	cmd := exec.Command(ledgerBinary(t), "serve")
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+dbURL,
+		"DATABASE_URL="+runtimeURLFor(t, dbURL),
 		"LEDGER_ADDR=127.0.0.1:0",
 		"STRIPE_WEBHOOK_SECRET="+testSecret,
-		"LEDGER_API_TOKEN=test-token",
+		"LEDGER_API_TOKEN=test-token-0123456789abcdefghijklmnop",
 		"STRIPE_SECRET_KEY=",
 		"LEDGER_STRIPE_MODE=test",
 	)

@@ -199,3 +199,32 @@ func keys(m map[string]string) []string {
 	}
 	return out
 }
+
+// TestStripeEndpointCommands: `ledger stripe endpoint create|check|list`
+// against stripe-mock. stripe-mock answers with its fixture endpoint, whose
+// types are not the ledger's: check must say so and exit non-zero.
+func TestStripeEndpointCommands(t *testing.T) {
+	t.Setenv("STRIPE_SECRET_KEY", "sk_test_endpoint")
+	t.Setenv("STRIPE_API_BASE_URL", stripetest.MockURL(t))
+	dbURL := "postgres://unused.invalid/x"
+	out, stderr, err := runLedger(t, dbURL, "stripe", "endpoint", "create", "--url", "https://ledger.example.com/webhooks/stripe/")
+	if err != nil || !strings.Contains(out, "created we_") || !strings.Contains(out, "signing secret (shown once): ") ||
+		!strings.Contains(out, "STRIPE_WEBHOOK_SECRET=") {
+		t.Fatalf("create: %v\n%s%s", err, out, stderr)
+	}
+	if _, _, err := runLedger(t, dbURL, "stripe", "endpoint", "create"); err == nil {
+		t.Error("create without --url ran")
+	}
+	out, _, err = runLedger(t, dbURL, "stripe", "endpoint", "list")
+	if err != nil || !strings.Contains(out, "we_") {
+		t.Errorf("list: %v\n%s", err, out)
+	}
+	out, _, err = runLedger(t, dbURL, "stripe", "endpoint", "check")
+	if err == nil || !strings.Contains(out, "missing types (never delivered): ") || !strings.Contains(err.Error(), "need attention") {
+		t.Errorf("check of the fixture endpoint: %v\n%s", err, out)
+	}
+	if _, _, err := runLedger(t, dbURL, "stripe", "endpoint", "check", "--url", "https://nowhere.example.com/"); err == nil ||
+		!strings.Contains(err.Error(), "no endpoint is registered for") {
+		t.Errorf("check of an unregistered URL: %v", err)
+	}
+}

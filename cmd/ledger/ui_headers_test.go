@@ -2,8 +2,10 @@ package main
 
 import (
 	"crypto/tls"
+	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -16,8 +18,9 @@ const wantCSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'sel
 
 // TestUICookieAndSecurityHeaders: through the real App, over HTTP and
 // HTTPS, the auditor UI's session cookie is HttpOnly, SameSite=Strict,
-// scoped to /ui, Secure exactly over TLS, and cleared on logout with the
-// same attributes; every UI page (login, wrong token, home, booking) carries
+// scoped to /ui, Secure (outside --dev, whatever the scheme: a TLS proxy
+// is in front), and cleared on logout — which needs the page's CSRF value —
+// with the same attributes, after which it opens nothing; every UI page (login, wrong token, home, booking) carries
 // the CSP and anti-framing headers.
 func TestUICookieAndSecurityHeaders(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
@@ -84,10 +87,12 @@ func TestUICookieAndSecurityHeaders(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				// Secure over plain HTTP too: outside --dev a TLS proxy is
+				// in front, and the Go server cannot see it.
 				if c.Name != "ledger_ui" || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/ui" ||
-					c.Secure != useTLS || c.MaxAge != wantMaxAge || c.Domain != "" {
-					t.Errorf("%s: cookie %q; want ledger_ui, HttpOnly, SameSite=Strict, Path=/ui, Secure=%t, Max-Age %d, no Domain",
-						what, lines[0], useTLS, wantMaxAge)
+					!c.Secure || c.MaxAge != wantMaxAge || c.Domain != "" {
+					t.Errorf("%s: cookie %q; want ledger_ui, HttpOnly, SameSite=Strict, Path=/ui, Secure, Max-Age %d, no Domain",
+						what, lines[0], wantMaxAge)
 				}
 				return c
 			}
@@ -98,11 +103,11 @@ func TestUICookieAndSecurityHeaders(t *testing.T) {
 				t.Errorf("wrong token: %d, Set-Cookie %q; want 401 and no cookie", wrong.StatusCode, wrong.Header.Values("Set-Cookie"))
 			}
 			checkHeaders("wrong token", wrong)
-			login := do(http.MethodPost, "/ui/login", url.Values{"token": {"test-token"}, "next": {"/ui"}}, nil)
+			login := do(http.MethodPost, "/ui/login", url.Values{"token": {"test-token-0123456789abcdefghijklmnop"}, "next": {"/ui"}}, nil)
 			if login.StatusCode != http.StatusSeeOther {
 				t.Fatalf("login: %d", login.StatusCode)
 			}
-			cookie := checkCookie("login", login, 12*3600)
+			cookie := checkCookie("login", login, 24*3600)
 			home := do(http.MethodGet, "/ui", nil, cookie)
 			if home.StatusCode != http.StatusOK {
 				t.Errorf("home with the cookie: %d", home.StatusCode)
@@ -115,7 +120,27 @@ func TestUICookieAndSecurityHeaders(t *testing.T) {
 				}
 				checkHeaders("booking page", booking)
 			}
-			checkCookie("logout", do(http.MethodPost, "/ui/logout", url.Values{}, cookie), -1)
+			// Logout needs the page's CSRF value: without it, 403 and the
+			// session stays open.
+			if refused := do(http.MethodPost, "/ui/logout", url.Values{}, cookie); refused.StatusCode != http.StatusForbidden {
+				t.Errorf("logout without the CSRF value: %d", refused.StatusCode)
+			}
+			req, _ := http.NewRequest(http.MethodGet, base+"/ui", nil)
+			req.AddCookie(cookie)
+			page, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			html, _ := io.ReadAll(page.Body)
+			page.Body.Close()
+			m := regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`).FindSubmatch(html)
+			if m == nil {
+				t.Fatalf("no CSRF value on the page:\n%s", html)
+			}
+			checkCookie("logout", do(http.MethodPost, "/ui/logout", url.Values{"csrf": {string(m[1])}}, cookie), -1)
+			if after := do(http.MethodGet, "/ui", nil, cookie); after.StatusCode != http.StatusUnauthorized {
+				t.Errorf("the cookie still opens the UI after logout: %d", after.StatusCode)
+			}
 		})
 	}
 }

@@ -71,8 +71,15 @@ type BookingHistory struct {
 	Booking      projections.BookingRow `json:"booking"`
 	Events       []HistoryEvent         `json:"events"`
 	StripeEvents []StripeRecord         `json:"stripe_events"`
-	Integrity    HistoryIntegrity       `json:"integrity"`
+	// StripeEventsTruncated is set when the booking has more raw Stripe
+	// events than a history shows (the first MaxHistoryStripeEvents, in
+	// the order received); the audit export has them all.
+	StripeEventsTruncated bool             `json:"stripe_events_truncated,omitempty"`
+	Integrity             HistoryIntegrity `json:"integrity"`
 }
+
+// MaxHistoryStripeEvents bounds the raw Stripe events of one history read.
+const MaxHistoryStripeEvents = 1000
 
 // HistoryIntegrity is what can be checked of one booking on its own: its
 // stream's hash chain (VerifyStream) and, for each sealed event, that the

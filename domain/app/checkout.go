@@ -166,9 +166,12 @@ func (s *Service) ConfirmRedirect(ctx context.Context, id int64, sessionID strin
 		return out, err
 	}
 	errNotHers := fmt.Errorf("checkout session not found for booking %d: %w", id, domain.ErrNotFound)
-	if row.SessionID != nil && *row.SessionID != sessionID {
-		// Cheap refusal: the success page needs no token, so an unknown
-		// visitor must not be able to make the ledger call Stripe at will.
+	if row.SessionID == nil || *row.SessionID != sessionID {
+		// Cheap refusal: the success page needs no token, so only the
+		// booking's own (unguessable) session opens it, and an unknown
+		// visitor cannot make the ledger call Stripe at will. A booking
+		// without a recorded session has no success page: its payment
+		// still arrives by the webhook.
 		return out, errNotHers
 	}
 	sess, err := c.Payments.RetrieveCheckoutSession(ctx, sessionID)
@@ -180,7 +183,7 @@ func (s *Service) ConfirmRedirect(ctx context.Context, id int64, sessionID strin
 	case err != nil:
 		return out, fmt.Errorf("booking %d: redirect check of %s: %w: %w", id, sessionID, ErrPaymentProvider, err)
 	}
-	if sess.BookingID != id && (row.SessionID == nil || *row.SessionID != sess.ID) {
+	if sess.ID != sessionID {
 		return out, errNotHers
 	}
 	out.Session = sess

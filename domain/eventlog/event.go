@@ -44,6 +44,9 @@ type StoredEvent struct {
 	PrevHash, Hash []byte
 	// TransactionID is the PostgreSQL transaction that appended the event.
 	TransactionID uint64
+	// HashVersion is the layout of Hash (EventHash): 1 for events written
+	// before version 2, which covers the metadata too.
+	HashVersion int
 }
 
 // String identifies an event in logs and errors.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"hash"
 	"strconv"
@@ -14,13 +15,25 @@ import (
 var GenesisHash = make([]byte, sha256.Size)
 
 // hashVersion names the layout hashed by EventHash; a new layout gets a new
-// name so that old events keep verifying.
-const hashVersion = "ledger-event-hash-v1"
+// name so that old events keep verifying. Version 2 adds the event's
+// metadata; events written before it keep version 1 (their hash_version
+// column says which).
+const (
+	hashVersion   = "ledger-event-hash-v1"
+	hashVersionV2 = "ledger-event-hash-v2"
+)
+
+// CurrentHashVersion is the EventHash layout appends use: 2, which covers
+// the metadata too.
+const CurrentHashVersion = 2
 
 // EventHash is the SHA-256 of an event's content chained to prevHash, the
 // hash of the stream's previous event (GenesisHash for the first).
 //
-// Every field is length-prefixed, so no two different events encode alike.
+// The layout is e.HashVersion's: 1 (or 0, events written before versions
+// were recorded) covers every column but the metadata, 2 the metadata too
+// (as its canonical JSON, MetadataJSON). Every field is length-prefixed, so
+// no two different events encode alike.
 // The payload is hashed as given, which must be its canonical form
 // (CanonicalJSON) because JSONB does not keep the bytes it was given. Times
 // are hashed at microsecond precision in UTC, as PostgreSQL stores them
@@ -42,16 +55,41 @@ type Fields struct {
 	// epoch (StorageTime).
 	OccurredMicros, RecordedMicros int64
 	Payload, PrevHash              []byte
+	// HashVersion is the layout (0 and 1: version 1); Metadata, the
+	// metadata's JSON, is hashed from version 2 on.
+	HashVersion int
+	Metadata    []byte
 }
 
 // FieldsOf returns e's hashed fields, chained to prevHash.
 func FieldsOf(e *StoredEvent, prevHash []byte) *Fields {
-	return &Fields{
+	f := &Fields{
 		EventID: []byte(e.EventID), Type: []byte(e.Type), CausationID: []byte(e.CausationID),
 		StreamID: e.StreamID, StreamVersion: e.StreamVersion, SchemaVersion: e.SchemaVersion,
 		OccurredMicros: StorageTime(e.OccurredAt).UnixMicro(), RecordedMicros: StorageTime(e.RecordedAt).UnixMicro(),
-		Payload: e.Payload, PrevHash: prevHash,
+		Payload: e.Payload, PrevHash: prevHash, HashVersion: e.HashVersion,
 	}
+	if e.HashVersion >= 2 {
+		f.Metadata = MetadataJSON(e.Metadata)
+	}
+	return f
+}
+
+// MetadataJSON is the JSON object of an event's metadata as version 2 of
+// EventHash covers it: keys sorted, "{}" for none.
+func MetadataJSON(m map[string]string) []byte {
+	if len(m) == 0 {
+		return []byte("{}")
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return []byte("{}") // a map of strings always marshals
+	}
+	c, err := CanonicalJSON(b)
+	if err != nil {
+		return b
+	}
+	return c
 }
 
 // Hasher computes EventHash with buffers reused from call to call, for
@@ -62,6 +100,7 @@ type Hasher struct {
 	h     hash.Hash
 	num   []byte
 	sum   []byte
+	meta  []byte
 }
 
 // Sum is the EventHash of f, with f.Payload hashed as given (already
@@ -86,7 +125,11 @@ func (x *Hasher) Sum(f *Fields) []byte {
 		x.num = time.UnixMicro(us).UTC().AppendFormat(x.num[:0], time.RFC3339Nano)
 		field(x.num)
 	}
-	x.num = append(x.num[:0], hashVersion...)
+	if f.HashVersion >= 2 {
+		x.num = append(x.num[:0], hashVersionV2...)
+	} else {
+		x.num = append(x.num[:0], hashVersion...)
+	}
 	field(x.num)
 	field(f.EventID)
 	fieldInt(f.StreamID)
@@ -97,19 +140,32 @@ func (x *Hasher) Sum(f *Fields) []byte {
 	fieldTime(f.RecordedMicros)
 	field(f.CausationID)
 	field(f.Payload)
+	if f.HashVersion >= 2 {
+		field(f.Metadata)
+	}
 	field(f.PrevHash)
 	x.sum = h.Sum(x.sum[:0])
 	return x.sum
 }
 
-// SumCanonical is Sum with f.Payload first put in canonical form, as a
-// payload read back from the log needs; the error is the payload's.
+// SumCanonical is Sum with f.Payload (and, from version 2, f.Metadata)
+// first put in canonical form, as what is read back from the log needs;
+// the error is the payload's or the metadata's.
 func (x *Hasher) SumCanonical(f *Fields) ([]byte, error) {
+	c := *f
+	if f.HashVersion >= 2 {
+		// The metadata first: Canonical's result lives until its next call.
+		m, err := x.canon.Canonical(f.Metadata)
+		if err != nil {
+			return nil, fmt.Errorf("metadata: %w", err)
+		}
+		x.meta = append(x.meta[:0], m...)
+		c.Metadata = x.meta
+	}
 	payload, err := x.canon.Canonical(f.Payload)
 	if err != nil {
 		return nil, err
 	}
-	c := *f
 	c.Payload = payload
 	return x.Sum(&c), nil
 }

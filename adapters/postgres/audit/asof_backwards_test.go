@@ -1,7 +1,6 @@
 package audit_test
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -19,7 +18,7 @@ import (
 // later-appended cancellation without the session before it. Expected
 // states are written by hand.
 func TestBookingAsOfWhenTheClockWentBackwards(t *testing.T) {
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := pgtest.NewDB(t)
 	log := pgtest.NewScriptedLog(t, db)
 	at := func(hh, mm int) time.Time { return time.Date(2027, 4, 1, hh, mm, 0, 0, time.UTC) }

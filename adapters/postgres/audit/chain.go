@@ -14,6 +14,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
@@ -40,6 +41,13 @@ type SealerConfig struct {
 	// BatchSize bounds the events sealed per transaction (default 2000).
 	BatchSize int
 	Logger    *slog.Logger
+	// Checkpoints, when set, has Run sign a checkpoint once
+	// CheckpointEvery links were sealed or CheckpointInterval went by,
+	// whichever comes first, when there is something new (defaults 10000
+	// and 60 s), and once at start.
+	Checkpoints        *Checkpointer
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
 }
 
 func (c *SealerConfig) setDefaults() {
@@ -51,6 +59,12 @@ func (c *SealerConfig) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.CheckpointEvery == 0 {
+		c.CheckpointEvery = 10000
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = time.Minute
 	}
 }
 
@@ -66,7 +80,10 @@ func (c SealerConfig) Validate() error {
 }
 
 // Sealer extends the global hash chain (ledger_chain) over committed
-// events, in batches, shortly after they commit. Appends never wait for it:
+// events, and over the rows of the inbox, the deliveries and the access log
+// written since version 2 (one link per row, its hash covering every column:
+// eventlog.InboxRow, DeliveryRow, AccessRow), in batches, shortly after they
+// commit. Appends never wait for it:
 // it reads the log with the snapshot rule of watermill-sql's subscriber —
 // only events of transactions older than every transaction still running
 // (transaction_id < pg_snapshot_xmin), in (transaction_id, position) order —
@@ -77,6 +94,10 @@ func (c SealerConfig) Validate() error {
 // time, and the others skip that round.
 type Sealer struct {
 	cfg SealerConfig
+	// sinceCheckpoint counts the links this Sealer sealed since its last
+	// checkpoint, checkpointAt is when that was (zero: none yet); Run's.
+	sinceCheckpoint int
+	checkpointAt    time.Time
 }
 
 // NewSealer returns a Sealer with cfg's defaults applied.
@@ -101,7 +122,10 @@ func (s *Sealer) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		n, err := s.SealBatch(ctx)
+		n, full, err := s.seal(ctx, false)
+		if err == nil {
+			s.checkpoint(ctx, n)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -110,12 +134,29 @@ func (s *Sealer) Run(ctx context.Context) error {
 			s.cfg.Logger.ErrorContext(ctx, "sealing the audit chain failed", "error", err, "failures", failures)
 			t.Reset(min(s.cfg.Interval<<min(failures, 10), 30*time.Second))
 			continue
-		case n == s.cfg.BatchSize:
+		case full:
 			t.Reset(0) // more may be waiting
 		default:
 			t.Reset(s.cfg.Interval)
 		}
 		failures = 0
+	}
+}
+
+// checkpoint signs a checkpoint when one is due (SealerConfig.Checkpoints);
+// a failure is logged and tried again at the next interval.
+func (s *Sealer) checkpoint(ctx context.Context, sealed int) {
+	cp := s.cfg.Checkpoints
+	if cp == nil {
+		return
+	}
+	s.sinceCheckpoint += sealed
+	if !s.checkpointAt.IsZero() && s.sinceCheckpoint < s.cfg.CheckpointEvery && time.Since(s.checkpointAt) < s.cfg.CheckpointInterval {
+		return
+	}
+	s.sinceCheckpoint, s.checkpointAt = 0, time.Now()
+	if _, err := cp.Checkpoint(ctx); err != nil && !errors.Is(err, domain.ErrNotFound) && ctx.Err() == nil {
+		s.cfg.Logger.ErrorContext(ctx, "signing a checkpoint failed", "error", err)
 	}
 }
 
@@ -126,9 +167,9 @@ func (s *Sealer) Run(ctx context.Context) error {
 func (s *Sealer) SealAll(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		n, err := s.sealBatch(ctx, true)
+		n, full, err := s.seal(ctx, true)
 		total += n
-		if err != nil || n < s.cfg.BatchSize {
+		if err != nil || !full {
 			return total, err
 		}
 	}
@@ -167,21 +208,57 @@ func (s *Sealer) SealCommitted(ctx context.Context) (int, error) {
 	}
 }
 
-// SealBatch seals at most BatchSize events in one transaction and returns
-// how many it sealed; 0 when there is nothing to seal or another sealer
-// holds the lock.
+// SealBatch seals at most BatchSize events, and as many rows of each of the
+// inbox, the deliveries and the access log, in one transaction, and returns
+// how many links it added; 0 when there is nothing to seal or another
+// sealer holds the lock.
 func (s *Sealer) SealBatch(ctx context.Context) (int, error) {
 	return s.sealBatch(ctx, false)
 }
 
 func (s *Sealer) sealBatch(ctx context.Context, wait bool) (int, error) {
+	n, _, err := s.seal(ctx, wait)
+	return n, err
+}
+
+// pendingLinks are the links a batch adds, as the INSERT's arrays.
+type pendingLinks struct {
+	seqs                []int64
+	positions, rowIDs   []sql.NullInt64
+	kinds, txids        []string
+	entries, prevs, chs [][]byte
+}
+
+func (p *pendingLinks) add(seq int64, kind string, id int64, txid uint64, entry, prev, ch []byte) {
+	p.seqs = append(p.seqs, seq)
+	p.kinds = append(p.kinds, kind)
+	if kind == eventlog.KindEvent {
+		p.positions = append(p.positions, sql.NullInt64{Int64: id, Valid: true})
+		p.rowIDs = append(p.rowIDs, sql.NullInt64{})
+	} else {
+		p.positions = append(p.positions, sql.NullInt64{})
+		p.rowIDs = append(p.rowIDs, sql.NullInt64{Int64: id, Valid: true})
+	}
+	p.txids = append(p.txids, strconv.FormatUint(txid, 10))
+	p.entries = append(p.entries, entry)
+	p.prevs = append(p.prevs, prev)
+	p.chs = append(p.chs, ch)
+}
+
+// seal seals, in one transaction, at most BatchSize events and then at
+// most BatchSize rows of each side table (inbox, deliveries, access log),
+// each kind in its own commit order after its newest link; it returns
+// how many links it added and whether some kind filled its batch (more
+// may be waiting).
+func (s *Sealer) seal(ctx context.Context, wait bool) (int, bool, error) {
 	var n int
+	var full bool
 	// READ COMMITTED: every statement takes a fresh snapshot, so what the
 	// previous lock holder committed is visible once the lock is ours, and
-	// the event query's visibility and its xmin bound come from one and the
+	// each query's visibility and its xmin bound come from one and the
 	// same statement snapshot.
 	err := postgres.Transact(ctx, s.cfg.DB, func(ctx context.Context, tx *sql.Tx) error {
-		n = 0
+		n, full = 0, false
 		if wait {
 			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(chainLockID)); err != nil {
 				return fmt.Errorf("audit: chain lock: %w", err)
@@ -199,71 +276,118 @@ func (s *Sealer) sealBatch(ctx context.Context, wait bool) (int, error) {
 		if err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `
-			SELECT position, transaction_id, hash FROM ledger_events
-			WHERE (transaction_id, position) > ($1::text::xid8, $2::bigint)
-			AND `+postgres.CommittedBeforeXmin(postgres.CurrentSnapshot)+`
-			ORDER BY transaction_id, position
-			LIMIT $3`, strconv.FormatUint(last.TransactionID, 10), last.Position, s.cfg.BatchSize)
-		if err != nil {
-			return fmt.Errorf("audit: events to seal: %w", err)
-		}
-		var (
-			seqs, positions []int64
-			txids           []string
-			eventHashes     [][]byte
-			prevHashes      [][]byte
-			chainHashes     [][]byte
-		)
+		var links pendingLinks
 		prev, seq := last.ChainHash, last.Seq
-		for rows.Next() {
-			var pos int64
-			var txid wsql.XID8
-			var hash []byte
-			if err := rows.Scan(&pos, &txid, &hash); err != nil {
-				rows.Close()
-				return fmt.Errorf("audit: events to seal: %w", err)
+		for _, kind := range append([]string{eventlog.KindEvent}, sideKinds...) {
+			markTx, markID, err := kindMark(ctx, tx, kind)
+			if err != nil {
+				return err
 			}
-			seq++
-			ch := eventlog.ChainHash(seq, pos, hash, prev)
-			seqs = append(seqs, seq)
-			positions = append(positions, pos)
-			txids = append(txids, strconv.FormatUint(uint64(txid), 10))
-			eventHashes = append(eventHashes, hash)
-			prevHashes = append(prevHashes, prev)
-			chainHashes = append(chainHashes, ch)
-			prev = ch
+			var rows *sql.Rows
+			if kind == eventlog.KindEvent {
+				rows, err = tx.QueryContext(ctx, `
+					SELECT position, transaction_id, hash FROM ledger_events
+					WHERE (transaction_id, position) > ($1::text::xid8, $2::bigint)
+					AND `+postgres.CommittedBeforeXmin(postgres.CurrentSnapshot)+`
+					ORDER BY transaction_id, position
+					LIMIT $3`, strconv.FormatUint(markTx, 10), markID, s.cfg.BatchSize)
+			} else {
+				rows, err = tx.QueryContext(ctx, `
+					SELECT `+rowColumns[kind]+` FROM `+eventlog.KindTable[kind]+`
+					WHERE transaction_id IS NOT NULL AND (transaction_id, id) > ($1::text::xid8, $2::bigint)
+					AND `+postgres.CommittedBeforeXmin(postgres.CurrentSnapshot)+`
+					ORDER BY transaction_id, id
+					LIMIT $3`, strconv.FormatUint(markTx, 10), markID, s.cfg.BatchSize)
+			}
+			if err != nil {
+				return fmt.Errorf("audit: %s rows to seal: %w", kind, err)
+			}
+			count := 0
+			for rows.Next() {
+				var id int64
+				var txid uint64
+				var entry, ch []byte
+				seq++
+				if kind == eventlog.KindEvent {
+					var x wsql.XID8
+					if err := rows.Scan(&id, &x, &entry); err != nil {
+						rows.Close()
+						return fmt.Errorf("audit: events to seal: %w", err)
+					}
+					txid = uint64(x)
+					ch = eventlog.ChainHash(seq, id, entry, prev)
+				} else {
+					r, err := scanRow(kind, rows.Scan)
+					if err != nil {
+						rows.Close()
+						return fmt.Errorf("audit: %s rows to seal: %w", kind, err)
+					}
+					id, txid, entry = r.id, r.txid, r.hash()
+					ch = eventlog.LinkHash(seq, kind, id, entry, prev)
+				}
+				links.add(seq, kind, id, txid, entry, prev, ch)
+				prev = ch
+				count++
+			}
+			if err := rows.Close(); err != nil {
+				return fmt.Errorf("audit: %s rows to seal: %w", kind, err)
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("audit: %s rows to seal: %w", kind, err)
+			}
+			full = full || count == s.cfg.BatchSize
 		}
-		if err := rows.Close(); err != nil {
-			return fmt.Errorf("audit: events to seal: %w", err)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("audit: events to seal: %w", err)
-		}
-		if len(seqs) == 0 {
+		if len(links.seqs) == 0 {
 			return nil
 		}
 		_, err = tx.ExecContext(ctx, `
-			INSERT INTO ledger_chain (seq, position, transaction_id, event_hash, prev_chain_hash, chain_hash)
-			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]::xid8[], $4::bytea[], $5::bytea[], $6::bytea[])`,
-			pq.Array(seqs), pq.Array(positions), pq.Array(txids),
-			pq.ByteaArray(eventHashes), pq.ByteaArray(prevHashes), pq.ByteaArray(chainHashes))
+			INSERT INTO ledger_chain (seq, position, transaction_id, event_hash, prev_chain_hash, chain_hash, kind, row_id)
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]::xid8[], $4::bytea[], $5::bytea[], $6::bytea[], $7::text[], $8::bigint[])`,
+			pq.Array(links.seqs), pq.Array(links.positions), pq.Array(links.txids),
+			pq.ByteaArray(links.entries), pq.ByteaArray(links.prevs), pq.ByteaArray(links.chs),
+			pq.Array(links.kinds), pq.Array(links.rowIDs))
 		if err != nil {
-			return fmt.Errorf("audit: seal %d events: %w", len(seqs), err)
+			return fmt.Errorf("audit: seal %d links: %w", len(links.seqs), err)
 		}
-		n = len(seqs)
+		n = len(links.seqs)
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	return n, nil
+	return n, full, nil
+}
+
+// kindMark is the sealer's watermark of a link kind: the transaction id and
+// the position (events) or row id of its newest link; zeros when none.
+func kindMark(ctx context.Context, q postgres.Querier, kind string) (uint64, int64, error) {
+	var txid string
+	var id int64
+	err := q.QueryRowContext(ctx, `SELECT transaction_id::text, coalesce(position, row_id) FROM ledger_chain
+		WHERE kind = $1 ORDER BY seq DESC LIMIT 1`, kind).Scan(&txid, &id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("audit: newest %s link: %w", kind, err)
+	}
+	t, err := strconv.ParseUint(txid, 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("audit: newest %s link: %w", kind, err)
+	}
+	return t, id, nil
 }
 
 // lastLinkSQL reads the newest link of the chain; the sealer (database/sql)
 // and the verifier (pgx) both run it and read it with scanLastLink.
-const lastLinkSQL = `SELECT seq, position, transaction_id::text, event_hash, prev_chain_hash, chain_hash, sealed_at
+const lastLinkSQL = `SELECT seq, coalesce(position, 0), transaction_id::text, event_hash, prev_chain_hash, chain_hash, sealed_at
 	FROM ledger_chain ORDER BY seq DESC LIMIT 1`
+
+// lastEventLinkSQL reads the newest link that seals an event: the head an
+// anchor names (`ledger audit head`), and the verifier's bound between
+// events that must be sealed and events not sealed yet.
+const lastEventLinkSQL = `SELECT seq, position, transaction_id::text, event_hash, prev_chain_hash, chain_hash, sealed_at
+	FROM ledger_chain WHERE kind = 'event' ORDER BY seq DESC LIMIT 1`
 
 // lastLink is the newest link of the chain, or the zero link (seq 0,
 // GenesisHash) for an empty chain.
@@ -290,10 +414,11 @@ func scanLastLink(scan func(dest ...any) error, noRows error) (ChainLink, error)
 	return l, nil
 }
 
-// Head returns the newest link of the chain; the zero eventlog.ChainHead (seq 0,
-// eventlog.GenesisHash) when nothing is sealed yet.
+// Head returns the newest link of the chain that seals an event (an
+// anchor names an event's position); the zero eventlog.ChainHead (seq 0,
+// eventlog.GenesisHash) when no event is sealed yet.
 func Head(ctx context.Context, q postgres.Querier) (eventlog.ChainHead, error) {
-	l, err := lastLink(ctx, q)
+	l, err := scanLastLink(q.QueryRowContext(ctx, lastEventLinkSQL).Scan, sql.ErrNoRows)
 	if err != nil {
 		return eventlog.ChainHead{}, err
 	}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"strconv"
 
+	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
@@ -36,6 +37,9 @@ type ExportLine struct {
 	Metadata      map[string]string `json:"metadata"`
 	PrevHash      string            `json:"prev_hash"`
 	Hash          string            `json:"hash"`
+	// HashVersion is the layout of Hash (eventlog.EventHash) when it is
+	// not 1; from version 2 it covers Metadata too.
+	HashVersion int `json:"hash_version,omitempty"`
 }
 
 var csvHeader = []string{"position", "event_id", "stream_id", "stream_version", "type", "schema_version",
@@ -51,7 +55,8 @@ var csvHeader = []string{"position", "event_id", "stream_id", "stream_version", 
 // Errors: domain.ErrInvalid for an unknown format; anything else is a
 // database or write failure, after which w holds a prefix of the output.
 func (a *Auditor) Export(ctx context.Context, w io.Writer, q ExportQuery) (ExportResult, error) {
-	return Export(ctx, a.db, w, q)
+	res, err := Export(ctx, a.db, w, q)
+	return res, postgres.Unavailable(err)
 }
 
 // Export is Auditor.Export on any pool.
@@ -156,7 +161,17 @@ func exportLine(e eventlog.StoredEvent, data []byte) ExportLine {
 		OccurredAt: eventlog.FormatTime(e.OccurredAt), RecordedAt: eventlog.FormatTime(e.RecordedAt),
 		CausationID: e.CausationID, Data: data, Metadata: md,
 		PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash),
+		HashVersion: exportedVersion(e.HashVersion),
 	}
+}
+
+// exportedVersion leaves version 1 out of the line, as lines of version-1
+// events always were.
+func exportedVersion(v int) int {
+	if v <= 1 {
+		return 0
+	}
+	return v
 }
 
 // lineEncoder encodes export lines without HTML escaping, so that Data

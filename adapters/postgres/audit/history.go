@@ -26,15 +26,24 @@ type AuditorConfig struct {
 	DB *sql.DB
 	// Now is the clock of the access log; nil means time.Now.
 	Now func() time.Time
+	// Checkpoints, when set, signs a checkpoint when an evidence bundle
+	// asks for facts the newest one does not cover (EvidenceBundle).
+	Checkpoints *Checkpointer
 }
 
 // Auditor answers the auditors' questions from the log, the inbox and the
 // global chain: a booking's full history, its state at any moment, the
 // whole log in pages or as a stream, and the chain's status. Every read it
 // serves is meant to be recorded first with RecordAccess.
+//
+// Its methods return errors wrapping domain.ErrUnavailable when the
+// database gave up on a statement (a statement or lock timeout, a query
+// cancelled at ctx's deadline; postgres.Unavailable), so that the edge
+// answers "try again" rather than an internal error.
 type Auditor struct {
 	db  *sql.DB
 	now func() time.Time
+	cp  *Checkpointer
 }
 
 // NewAuditor returns an Auditor on cfg.DB.
@@ -45,7 +54,7 @@ func NewAuditor(cfg AuditorConfig) (*Auditor, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Auditor{db: cfg.DB, now: cfg.Now}, nil
+	return &Auditor{db: cfg.DB, now: cfg.Now, cp: cfg.Checkpoints}, nil
 }
 
 // History returns booking id's domain events in stream order beside every
@@ -81,10 +90,13 @@ func (a *Auditor) History(ctx context.Context, id int64, asOf time.Time) (Bookin
 			}
 		}
 		h.StripeEvents, err = stripeRecords(ctx, tx, id, row, events, asOf)
+		if len(h.StripeEvents) > app.MaxHistoryStripeEvents {
+			h.StripeEvents, h.StripeEventsTruncated = h.StripeEvents[:app.MaxHistoryStripeEvents], true
+		}
 		return err
 	})
 	if err != nil {
-		return BookingHistory{}, err
+		return BookingHistory{}, postgres.Unavailable(err)
 	}
 	if !asOf.IsZero() {
 		t := asOf.UTC()
@@ -103,7 +115,7 @@ func (a *Auditor) History(ctx context.Context, id int64, asOf time.Time) (Bookin
 func (a *Auditor) BookingAsOf(ctx context.Context, id int64, t time.Time) (projections.BookingRow, error) {
 	events, _, _, err := loadStreamAsOf(ctx, a.db, id, t)
 	if err != nil {
-		return projections.BookingRow{}, err
+		return projections.BookingRow{}, postgres.Unavailable(err)
 	}
 	return projections.FoldStored(events)
 }
@@ -166,7 +178,12 @@ func integrity(events []eventlog.StoredEvent, seqs []*int64, sealed [][]byte) Hi
 }
 
 // stripeRecords lists the raw Stripe events of booking id, in the order
-// they were received.
+// they were received: at most app.MaxHistoryStripeEvents + 1 (the caller
+// tells a cut list by the extra one). The unlinked rows are matched by
+// their parsed payload, which costs a JSON parse per row: only those
+// received from an hour before the booking's first event on are looked at
+// (an event naming the booking cannot be older: its ids did not exist),
+// and PostgreSQL tests that cheap bound before calling the parser.
 func stripeRecords(ctx context.Context, q postgres.Querier, id int64, row projections.BookingRow, events []eventlog.StoredEvent, asOf time.Time) ([]StripeRecord, error) {
 	var session, intent string
 	if row.SessionID != nil {
@@ -180,6 +197,10 @@ func stripeRecords(ctx context.Context, q postgres.Querier, id int64, row projec
 		OR ($3 <> '' AND o->>'id' = $3)
 		OR ($4 <> '' AND (o->>'id' = $4 OR o->>'payment_intent' = $4 OR o->'payment_intent'->>'id' = $4)))`
 	const cols = `id, event_id, event_type, received_at, outcome, payload, payload_sha256, signature_header`
+	since := time.Unix(0, 0)
+	if len(events) > 0 {
+		since = events[0].RecordedAt.Add(-time.Hour)
+	}
 	rows, err := q.QueryContext(ctx, `
 		SELECT * FROM (
 			SELECT 'stripe_inbox' AS tbl, `+cols+`, source, 'booking_id' AS matched_by FROM stripe_inbox WHERE booking_id = $1
@@ -187,14 +208,15 @@ func stripeRecords(ctx context.Context, q postgres.Querier, id int64, row projec
 			SELECT 'stripe_deliveries', `+cols+`, 'webhook', 'booking_id' FROM stripe_deliveries WHERE booking_id = $1
 			UNION ALL
 			SELECT 'stripe_inbox', `+cols+`, source, 'payload' FROM (
-				SELECT *, ledger_stripe_object(payload) AS o FROM stripe_inbox WHERE booking_id IS NULL) i WHERE `+names+`
+				SELECT *, ledger_stripe_object(payload) AS o FROM stripe_inbox WHERE booking_id IS NULL AND received_at >= $6) i WHERE `+names+`
 			UNION ALL
 			SELECT 'stripe_deliveries', `+cols+`, 'webhook', 'payload' FROM (
-				SELECT *, ledger_stripe_object(payload) AS o FROM stripe_deliveries WHERE booking_id IS NULL) d WHERE `+names+`
+				SELECT *, ledger_stripe_object(payload) AS o FROM stripe_deliveries WHERE booking_id IS NULL AND received_at >= $6) d WHERE `+names+`
 		) r
 		WHERE $5::timestamptz IS NULL OR received_at <= $5
-		ORDER BY received_at, tbl DESC, id`,
-		id, strconv.FormatInt(id, 10), session, intent, nullTime(asOf))
+		ORDER BY received_at, tbl DESC, id
+		LIMIT $7`,
+		id, strconv.FormatInt(id, 10), session, intent, nullTime(asOf), since, app.MaxHistoryStripeEvents+1)
 	if err != nil {
 		return nil, fmt.Errorf("audit: stripe events of booking %d: %w", id, err)
 	}
@@ -286,7 +308,7 @@ func (a *Auditor) FindBooking(ctx context.Context, query string) (int64, error) 
 		return 0, fmt.Errorf("no booking matches %q: %w", query, domain.ErrNotFound)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("audit: find booking %q: %w", query, err)
+		return 0, postgres.Unavailable(fmt.Errorf("audit: find booking %q: %w", query, err))
 	}
 	return id, nil
 }
@@ -294,7 +316,8 @@ func (a *Auditor) FindBooking(ctx context.Context, query string) (int64, error) 
 // ChainStatus returns the global chain's head and how much of the log it
 // covers.
 func (a *Auditor) ChainStatus(ctx context.Context) (ChainStatus, error) {
-	return chainStatus(ctx, a.db)
+	st, err := chainStatus(ctx, a.db)
+	return st, postgres.Unavailable(err)
 }
 
 // The read models of the audit, declared by domain/app, where the HTTP edge
@@ -320,7 +343,7 @@ const (
 // only) and returns once it is committed. Callers record before they
 // answer, and do not answer when it fails.
 func (a *Auditor) RecordAccess(ctx context.Context, acc Access) error {
-	return RecordAccess(ctx, a.db, a.now(), acc)
+	return postgres.Unavailable(RecordAccess(ctx, a.db, a.now(), acc))
 }
 
 // RecordAccess is Auditor.RecordAccess on any pool, at moment at.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain/eventlog"
+	"github.com/booking-ledger/ledger/domain/evidence"
 )
 
 // SignatureChecker re-checks the Stripe signature of a stored raw event:
@@ -33,6 +35,11 @@ type VerifyConfig struct {
 	// Anchor is a chain head kept outside the database; when set, the
 	// chain must still hold it, unchanged.
 	Anchor *eventlog.Anchor
+	// Checkpoints are signed checkpoints kept outside the database
+	// (ReadCheckpointFiles) and CheckpointKey the key they must be signed
+	// with: the log must be a consistent extension of every one.
+	Checkpoints   []CheckpointFile
+	CheckpointKey *evidence.Verifier
 	// Signatures re-checks stored Stripe signatures; nil skips that check
 	// (no webhook secret configured).
 	Signatures SignatureChecker
@@ -46,6 +53,11 @@ type VerifyConfig struct {
 	Ranges int
 	// MaxProblems bounds the problems kept per check (default 100).
 	MaxProblems int
+	// TimeTolerance is how far an event's recorded_at (the application's
+	// clock) may be later than its seal time (the database's clock), or
+	// earlier than an event sealed before it, before it is reported
+	// (default 5 minutes).
+	TimeTolerance time.Duration
 }
 
 // Checks a Problem can come from.
@@ -58,6 +70,8 @@ const (
 	CheckInbox     = "inbox"     // raw Stripe bodies against their stored SHA-256
 	CheckSignature = "signature" // stored Stripe signatures
 	CheckCause     = "cause"     // events caused by a Stripe event have its raw body
+	CheckRow       = "row"       // a sealed inbox, delivery or access-log row against its link
+	CheckVersion   = "version"   // hash versions only go up along the log
 )
 
 // Problem is one thing Verify found wrong.
@@ -88,14 +102,29 @@ type VerifyReport struct {
 	Sealed   int64 `json:"sealed"`
 	Unsealed int64 `json:"unsealed"`
 	// ChainLinks is the number of links of the global chain.
-	ChainLinks        int64              `json:"chain_links"`
-	InboxRows         int64              `json:"inbox_rows"`
-	DeliveryRows      int64              `json:"delivery_rows"`
-	SignaturesChecked int64              `json:"signatures_checked"`
-	Head              eventlog.ChainHead `json:"head"`
-	AnchorChecked     bool               `json:"anchor_checked"`
-	Problems          []Problem          `json:"problems"`
-	Duration          time.Duration      `json:"duration_ns"`
+	ChainLinks        int64 `json:"chain_links"`
+	InboxRows         int64 `json:"inbox_rows"`
+	DeliveryRows      int64 `json:"delivery_rows"`
+	SignaturesChecked int64 `json:"signatures_checked"`
+	// AccessRows are the access log's rows; RowsSealed and RowsUnsealed the
+	// inbox, delivery and access-log rows of version 2 sealed in the chain
+	// or not yet (older rows are never sealed).
+	AccessRows   int64 `json:"access_rows"`
+	RowsSealed   int64 `json:"rows_sealed"`
+	RowsUnsealed int64 `json:"rows_unsealed"`
+	// TimeWarnings are events whose recorded_at is later than their seal
+	// time or earlier than an event sealed before them, beyond
+	// TimeTolerance: a clock that was wrong, or a time written by hand.
+	// They are reported, not counted as problems.
+	TimeWarnings []Problem `json:"time_warnings"`
+	// CheckpointsChecked is the number of kept checkpoints whose signature
+	// verified and that the log was checked against.
+	CheckpointsChecked int64 `json:"checkpoints_checked"`
+	// Head is the newest link that seals an event (what an anchor names).
+	Head          eventlog.ChainHead `json:"head"`
+	AnchorChecked bool               `json:"anchor_checked"`
+	Problems      []Problem          `json:"problems"`
+	Duration      time.Duration      `json:"duration_ns"`
 }
 
 // OK reports whether everything holds.
@@ -159,6 +188,9 @@ func Verify(ctx context.Context, databaseURL string, cfg VerifyConfig) (VerifyRe
 	if cfg.MaxProblems <= 0 {
 		cfg.MaxProblems = 100
 	}
+	if cfg.TimeTolerance <= 0 {
+		cfg.TimeTolerance = 5 * time.Minute
+	}
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -208,7 +240,11 @@ func Verify(ctx context.Context, databaseURL string, cfg VerifyConfig) (VerifyRe
 	if err != nil {
 		return VerifyReport{}, err
 	}
-	v.report.Head = eventlog.ChainHead{Seq: head.Seq, Position: head.Position, Hash: hex.EncodeToString(head.ChainHash), SealedAt: head.SealedAt}
+	eventHead, err := scanLastLink(txs[0].QueryRow(ctx, lastEventLinkSQL).Scan, pgx.ErrNoRows)
+	if err != nil {
+		return VerifyReport{}, err
+	}
+	v.report.Head = eventlog.ChainHead{Seq: eventHead.Seq, Position: eventHead.Position, Hash: hex.EncodeToString(eventHead.ChainHash), SealedAt: eventHead.SealedAt}
 	var lo, hi int64
 	if err := txs[0].QueryRow(ctx, `SELECT coalesce(min(position), 0), coalesce(max(position), 0) FROM ledger_events`).Scan(&lo, &hi); err != nil {
 		return VerifyReport{}, fmt.Errorf("audit: verify: positions: %w", err)
@@ -216,19 +252,28 @@ func Verify(ctx context.Context, databaseURL string, cfg VerifyConfig) (VerifyRe
 
 	othersDone := make(chan error, 1)
 	go func() { othersDone <- v.others(ctx, txs[0], head) }()
-	logErr := v.events(ctx, txs[1:], head, lo, hi)
+	logErr := v.events(ctx, txs[1:], eventHead, lo, hi)
 	if logErr != nil {
 		cancel()
 	}
 	if err := errors.Join(logErr, <-othersDone); err != nil {
 		return VerifyReport{}, err
 	}
+	// The side tables' links join the events' in the pairing.
+	for _, p := range v.links.merge(&v.side.links) {
+		v.add(p)
+	}
+	v.report.ChainLinks += v.side.sealed
+	v.report.RowsSealed, v.report.RowsUnsealed = v.side.sealed, v.side.unsealed
 	if err := v.closeChain(ctx, txs[0], head); err != nil {
 		return VerifyReport{}, err
 	}
 	r := v.report
 	r.Duration = time.Since(start)
 	r.Problems = v.sorted()
+	if r.TimeWarnings == nil {
+		r.TimeWarnings = []Problem{}
+	}
 	return r, nil
 }
 
@@ -238,6 +283,10 @@ type verifier struct {
 	// links pairs each chain link with its predecessor, after the ranges
 	// are merged.
 	links linkPairs
+
+	// side is what the pass over the inbox, the deliveries and the access
+	// log found of the chain (their links, merged after the log pass).
+	side rangeState
 
 	mu       sync.Mutex
 	problems []Problem
@@ -273,9 +322,10 @@ func (v *verifier) sorted() []Problem {
 	return ps
 }
 
-// others runs the inbox checks, on a connection of their own.
+// others runs the checks of the inbox, the deliveries and the access log,
+// and of the events' times, on a connection of their own.
 func (v *verifier) others(ctx context.Context, tx pgx.Tx, head ChainLink) error {
-	for _, check := range []func(context.Context, pgx.Tx, ChainLink) error{v.inbox, v.causes} {
+	for _, check := range []func(context.Context, pgx.Tx, ChainLink) error{v.sideRows, v.causes, v.times, v.checkpoints} {
 		if err := check(ctx, tx, head); err != nil {
 			return err
 		}
@@ -311,6 +361,16 @@ type rangeState struct {
 	links                    linkPairs
 	events, sealed, unsealed int64
 	anchorSeen               bool
+	// maxV1 is the highest position of a version-1 event, minV2 the lowest
+	// of a version-2 one (0: none).
+	maxV1, minV2 int64
+}
+
+func minPositive(a, b int64) int64 {
+	if a == 0 || b < a {
+		return b
+	}
+	return a
 }
 
 // events is the log pass: the position span [lo, hi] cut into one range
@@ -382,7 +442,12 @@ func (v *verifier) events(ctx context.Context, txs []pgx.Tx, head ChainLink, lo,
 	// Merge the ranges in position order: each stream's first event in a
 	// range follows its last event in the ranges before.
 	streams := map[int64]streamEdge{}
+	var maxV1, minV2 int64
 	for _, rs := range states {
+		maxV1 = max(maxV1, rs.maxV1)
+		if rs.minV2 > 0 {
+			minV2 = minPositive(minV2, rs.minV2)
+		}
 		for id, f := range rs.first {
 			prev, seen := streams[id]
 			v.follows(id, f, prev, seen)
@@ -397,6 +462,12 @@ func (v *verifier) events(ctx context.Context, txs []pgx.Tx, head ChainLink, lo,
 		for _, p := range v.links.merge(&rs.links) {
 			v.add(p)
 		}
+	}
+	if minV2 > 0 && maxV1 > minV2 {
+		// Appends use the newest layout: an older one after it is an
+		// event whose hash was recomputed with less coverage.
+		v.add(Problem{Position: maxV1, Table: "ledger_events", Check: CheckVersion,
+			Detail: fmt.Sprintf("hashed with version 1 though events from position %d on use version 2 (hash_version lowered to leave the metadata out?)", minV2)})
 	}
 	v.report.Streams = int64(len(streams))
 	v.report.ChainLinks = v.report.Sealed
@@ -428,7 +499,7 @@ func (v *verifier) follows(stream int64, e streamEdge, prev streamEdge, seen boo
 
 // readRange reads the events with a position in [from, to].
 func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, from, to int64, head ChainLink, batches chan<- []rawEvent, done *atomic.Int64) error {
-	const cols = 18
+	const cols = 20
 	formats := make(pgx.QueryResultFormats, cols)
 	for i := range formats {
 		formats[i] = 1 // binary
@@ -441,7 +512,7 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 	}
 	rows, err := tx.Query(ctx, `SELECT e.position, e.stream_id, e.stream_version, e.schema_version, e.occurred_at, e.recorded_at,
 			e.event_id, e.event_type, e.causation_id, e.payload, e.prev_hash, e.hash, e.transaction_id,
-			c.seq, c.position, c.event_hash, c.prev_chain_hash, c.chain_hash
+			c.seq, c.position, c.event_hash, c.prev_chain_hash, c.chain_hash, e.metadata, e.hash_version
 		FROM ledger_events e LEFT JOIN ledger_chain c ON c.position = e.position AND c.position BETWEEN $1 AND $2
 		WHERE e.position BETWEEN $1 AND $2
 		ORDER BY e.position`, formats, from, to)
@@ -464,7 +535,7 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 		vals := rows.RawValues()
 		if len(vals) != cols || len(vals[0]) != 8 || len(vals[1]) != 8 || len(vals[2]) != 4 || len(vals[3]) != 4 ||
 			len(vals[4]) != 8 || len(vals[5]) != 8 || len(vals[6]) != 16 || len(vals[9]) < 1 ||
-			len(vals[10]) != sha256.Size || len(vals[11]) != sha256.Size || len(vals[12]) != 8 {
+			len(vals[10]) != sha256.Size || len(vals[11]) != sha256.Size || len(vals[12]) != 8 || len(vals[18]) < 1 || len(vals[19]) != 2 {
 			return errors.New("audit: verify: unexpected row layout")
 		}
 		var uuid [36]byte
@@ -483,6 +554,13 @@ func (v *verifier) readRange(ctx context.Context, tx pgx.Tx, rs *rangeState, fro
 				PrevHash:       own(vals[10]),
 			},
 			hashSum: own(vals[11]),
+		}
+		e.HashVersion = int(int16(binary.BigEndian.Uint16(vals[19])))
+		if e.HashVersion >= 2 {
+			e.Metadata = own(vals[18][1:]) // jsonb
+			rs.minV2 = minPositive(rs.minV2, e.position)
+		} else {
+			rs.maxV1 = max(rs.maxV1, e.position)
 		}
 		rs.events++
 		v.linkStream(rs, &e)
@@ -588,7 +666,7 @@ func (v *verifier) closeChain(ctx context.Context, tx pgx.Tx, head ChainLink) er
 	v.links.flush()
 	if v.links.seen != head.Seq || v.links.open() {
 		rows, err := tx.Query(ctx, `SELECT c.seq, c.position, c.event_hash, c.prev_chain_hash, c.chain_hash FROM ledger_chain c
-			WHERE NOT EXISTS (SELECT 1 FROM ledger_events e WHERE e.position = c.position) ORDER BY c.seq`)
+			WHERE c.kind = 'event' AND NOT EXISTS (SELECT 1 FROM ledger_events e WHERE e.position = c.position) ORDER BY c.seq`)
 		if err != nil {
 			return fmt.Errorf("audit: verify: links without event: %w", err)
 		}
@@ -777,46 +855,175 @@ func (v *verifier) content(h *eventlog.Hasher, e *rawEvent) {
 	}
 }
 
-// inbox checks the raw Stripe bodies and signatures.
-func (v *verifier) inbox(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
-	for _, table := range []string{"stripe_inbox", "stripe_deliveries"} {
-		rows, err := tx.Query(ctx, `SELECT id, event_id, payload, payload_sha256, signature_header FROM `+table+` ORDER BY id`)
-		if err != nil {
-			return fmt.Errorf("audit: verify: read %s: %w", table, err)
-		}
-		for rows.Next() {
-			var id int64
-			var eventID, header string
-			var payload, sum []byte
-			if err := rows.Scan(&id, &eventID, &payload, &sum, &header); err != nil {
-				rows.Close()
-				return fmt.Errorf("audit: verify: read %s: %w", table, err)
-			}
-			if table == "stripe_inbox" {
-				v.report.InboxRows++
-			} else {
-				v.report.DeliveryRows++
-			}
-			if got := sha256.Sum256(payload); !bytes.Equal(got[:], sum) {
-				v.add(Problem{Table: table, RowID: id, Check: CheckInbox,
-					Detail: fmt.Sprintf("Stripe event %s: raw body does not match its stored SHA-256 (changed after it was received)", eventID)})
-				continue
-			}
-			if v.cfg.Signatures == nil || header == "" {
-				continue
-			}
-			v.report.SignaturesChecked++
-			if err := v.cfg.Signatures.VerifySignature(payload, header); err != nil {
-				v.add(Problem{Table: table, RowID: id, Check: CheckSignature,
-					Detail: fmt.Sprintf("Stripe event %s: stored signature does not verify with the configured secrets: %v", eventID, err)})
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("audit: verify: read %s: %w", table, err)
+// sideRows checks the inbox, the deliveries and the access log, each
+// against the chain: every row of version 2 (a transaction id) is sealed by
+// a link whose row hash is the row's as it is now, up to the kind's newest
+// link, and every link's row is still there; rows of version 1 all come
+// before the first of version 2. For the inbox and the deliveries, every raw
+// body matches its stored SHA-256 and, with cfg.Signatures, its stored
+// signature.
+func (v *verifier) sideRows(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
+	for _, kind := range sideKinds {
+		if err := v.sideKind(ctx, tx, kind); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+func (v *verifier) sideKind(ctx context.Context, tx pgx.Tx, kind string) error {
+	table := eventlog.KindTable[kind]
+	var markTx uint64
+	var markID int64
+	var txt string
+	err := tx.QueryRow(ctx, `SELECT transaction_id::text, row_id FROM ledger_chain WHERE kind = $1 ORDER BY seq DESC LIMIT 1`, kind).Scan(&txt, &markID)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("audit: verify: newest %s link: %w", kind, err)
+	default:
+		if markTx, err = strconv.ParseUint(txt, 10, 64); err != nil {
+			return fmt.Errorf("audit: verify: newest %s link: %w", kind, err)
+		}
+	}
+	// Rows in id order with their links, then the links whose row is gone.
+	rows, err := tx.Query(ctx, `SELECT `+qualifiedColumns(kind, "t")+`, c.seq, c.event_hash, c.prev_chain_hash, c.chain_hash
+		FROM `+table+` t LEFT JOIN ledger_chain c ON c.kind = $1 AND c.row_id = t.id
+		ORDER BY t.id`, kind)
+	if err != nil {
+		return fmt.Errorf("audit: verify: read %s: %w", table, err)
+	}
+	defer rows.Close()
+	link := func(l ChainLink, rowID int64) {
+		v.side.sealed++
+		if !bytes.Equal(eventlog.LinkHash(l.Seq, kind, rowID, l.EventHash, l.PrevChainHash), l.ChainHash) {
+			v.add(Problem{Seq: l.Seq, Table: "ledger_chain", RowID: rowID, Check: CheckChain,
+				Detail: fmt.Sprintf("chain seq %d (%s row %d): link does not match its hash", l.Seq, table, rowID)})
+		}
+		for _, p := range v.side.links.add(l) {
+			v.add(p)
+		}
+	}
+	var firstV2 int64
+	for rows.Next() {
+		var seq *int64
+		var l ChainLink
+		r, err := scanRow(kind, rows.Scan, &seq, &l.EventHash, &l.PrevChainHash, &l.ChainHash)
+		if err != nil {
+			return fmt.Errorf("audit: verify: read %s: %w", table, err)
+		}
+		if seq != nil {
+			l.Seq = *seq
+			link(l, r.id)
+		}
+		switch kind {
+		case eventlog.KindInbox:
+			v.report.InboxRows++
+		case eventlog.KindDelivery:
+			v.report.DeliveryRows++
+		default:
+			v.report.AccessRows++
+		}
+		switch {
+		case seq != nil:
+			if !bytes.Equal(r.hash(), l.EventHash) {
+				v.add(Problem{Seq: l.Seq, Table: table, RowID: r.id, Check: CheckRow,
+					Detail: fmt.Sprintf("row differs from the one sealed at chain seq %d (changed after it was sealed)", l.Seq)})
+			}
+		case r.txid == 0:
+			if firstV2 > 0 {
+				v.add(Problem{Table: table, RowID: r.id, Check: CheckVersion,
+					Detail: fmt.Sprintf("a row without transaction id (version 1) after row %d of version 2: inserted afterwards, or its transaction id erased", firstV2)})
+			}
+		case r.txid < markTx || (r.txid == markTx && r.id < markID):
+			v.add(Problem{Table: table, RowID: r.id, Check: CheckCoverage,
+				Detail: fmt.Sprintf("not sealed in the global chain, though it precedes the newest sealed %s row (inserted afterwards?)", kind)})
+		default:
+			v.side.unsealed++
+		}
+		if r.txid != 0 && firstV2 == 0 {
+			firstV2 = r.id
+		}
+		if kind == eventlog.KindAccess {
+			continue
+		}
+		payload, sum, header, eventID := r.inbox.Payload, r.inbox.PayloadSHA256, r.inbox.SignatureHeader, r.inbox.EventID
+		if kind == eventlog.KindDelivery {
+			payload, sum, header, eventID = r.deliv.Payload, r.deliv.PayloadSHA256, r.deliv.SignatureHeader, r.deliv.EventID
+		}
+		if got := sha256.Sum256(payload); !bytes.Equal(got[:], sum) {
+			v.add(Problem{Table: table, RowID: r.id, Check: CheckInbox,
+				Detail: fmt.Sprintf("Stripe event %s: raw body does not match its stored SHA-256 (changed after it was received)", eventID)})
+			continue
+		}
+		if v.cfg.Signatures == nil || header == "" {
+			continue
+		}
+		v.report.SignaturesChecked++
+		if err := v.cfg.Signatures.VerifySignature(payload, header); err != nil {
+			v.add(Problem{Table: table, RowID: r.id, Check: CheckSignature,
+				Detail: fmt.Sprintf("Stripe event %s: stored signature does not verify with the configured secrets: %v", eventID, err)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit: verify: read %s: %w", table, err)
+	}
+	rows.Close()
+	gone, err := tx.Query(ctx, `SELECT c.seq, c.row_id, c.event_hash, c.prev_chain_hash, c.chain_hash FROM ledger_chain c
+		WHERE c.kind = $1 AND NOT EXISTS (SELECT 1 FROM `+table+` t WHERE t.id = c.row_id) ORDER BY c.seq`, kind)
+	if err != nil {
+		return fmt.Errorf("audit: verify: links of %s without row: %w", table, err)
+	}
+	defer gone.Close()
+	for gone.Next() {
+		var l ChainLink
+		var rowID int64
+		if err := gone.Scan(&l.Seq, &rowID, &l.EventHash, &l.PrevChainHash, &l.ChainHash); err != nil {
+			return fmt.Errorf("audit: verify: links of %s without row: %w", table, err)
+		}
+		link(l, rowID)
+		v.add(Problem{Seq: l.Seq, Table: table, RowID: rowID, Check: CheckCoverage,
+			Detail: fmt.Sprintf("sealed at chain seq %d but missing from %s (deleted)", l.Seq, table)})
+	}
+	return gone.Err()
+}
+
+// times reports (as warnings) the sealed events whose recorded_at, the
+// application's clock, is later than their seal time, the database's clock,
+// or earlier than that of an event sealed before them, beyond the
+// tolerance.
+func (v *verifier) times(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
+	rows, err := tx.Query(ctx, `SELECT seq, position, recorded_at, sealed_at, prev_max FROM (
+			SELECT c.seq, e.position, e.recorded_at, c.sealed_at,
+				max(e.recorded_at) OVER (ORDER BY c.seq ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_max
+			FROM ledger_chain c JOIN ledger_events e ON e.position = c.position
+			WHERE c.kind = 'event') x
+		WHERE recorded_at > sealed_at + $1::interval OR recorded_at < prev_max - $1::interval
+		ORDER BY seq LIMIT $2`, v.cfg.TimeTolerance.String(), v.cfg.MaxProblems)
+	if err != nil {
+		return fmt.Errorf("audit: verify: times: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq, pos int64
+		var recorded, sealed time.Time
+		var prevMax *time.Time
+		if err := rows.Scan(&seq, &pos, &recorded, &sealed, &prevMax); err != nil {
+			return fmt.Errorf("audit: verify: times: %w", err)
+		}
+		p := Problem{Position: pos, Seq: seq, Table: "ledger_events", Check: "time"}
+		if recorded.After(sealed.Add(v.cfg.TimeTolerance)) {
+			p.Detail = fmt.Sprintf("recorded_at %s is %s after it was sealed (%s): the application's clock was ahead, or the time was written by hand",
+				recorded.UTC().Format(time.RFC3339), recorded.Sub(sealed).Round(time.Second), sealed.UTC().Format(time.RFC3339))
+		} else {
+			p.Detail = fmt.Sprintf("recorded_at %s is %s before that of an event sealed earlier (%s)",
+				recorded.UTC().Format(time.RFC3339), prevMax.Sub(recorded).Round(time.Second), prevMax.UTC().Format(time.RFC3339))
+		}
+		v.mu.Lock()
+		v.report.TimeWarnings = append(v.report.TimeWarnings, p)
+		v.mu.Unlock()
+	}
+	return rows.Err()
 }
 
 // causes checks that every event caused by a Stripe event has its raw

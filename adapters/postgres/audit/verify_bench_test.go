@@ -1,17 +1,17 @@
 package audit_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
+	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 )
 
 // BenchmarkVerify verifies a sealed ledger of 100,000 events; it reports
 // events/s (go test -run '^$' -bench Verify ./adapters/postgres/audit/).
 func BenchmarkVerify(b *testing.B) {
-	ctx := context.Background()
+	ctx := pgtest.Context(b)
 	db, url := newDBURL(b)
 	n := ledgertest.Bulk(b, db, 10000, 10)
 	s, err := audit.NewSealer(audit.SealerConfig{DB: db, BatchSize: 5000})

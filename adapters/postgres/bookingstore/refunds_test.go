@@ -3,6 +3,7 @@ package bookingstore_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -25,6 +26,8 @@ var (
 // refundSetup is a ledger with a booking cancelled by an availability
 // conflict after it was paid: RefundRequested is in the log.
 type refundSetup struct {
+	// ctx bounds every wait of the test (pgtest.Context).
+	ctx     context.Context
 	db      *sql.DB
 	ledger  *bookingstore.Store
 	fake    *stripetest.Server
@@ -35,7 +38,7 @@ type refundSetup struct {
 
 func newRefundSetup(t *testing.T) refundSetup {
 	t.Helper()
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := pgtest.NewDB(t)
 	db.SetMaxOpenConns(10)
 	ledger, err := bookingstore.New(bookingstore.Config{DB: db})
@@ -80,7 +83,7 @@ func newRefundSetup(t *testing.T) refundSetup {
 		t.Fatalf("second booking %s, want cancelled by the conflict", res.Booking.Status)
 	}
 	fake.AddPayment(pi, 36000, "eur")
-	return refundSetup{db: db, ledger: ledger, fake: fake, client: client, booking: ids[1], pi: pi}
+	return refundSetup{ctx: ctx, db: db, ledger: ledger, fake: fake, client: client, booking: ids[1], pi: pi}
 }
 
 // startWorker runs a refund worker until the test ends (or stop is called).
@@ -97,11 +100,17 @@ func (s refundSetup) startWorker(t *testing.T, group string) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := w.Run(context.Background()); err != nil {
+		if err := w.Run(s.ctx); err != nil {
 			t.Errorf("worker: %v", err)
 		}
 	}()
-	<-w.Running()
+	select {
+	case <-w.Running():
+	case <-done:
+		t.Fatal("the worker stopped before it ran")
+	case <-s.ctx.Done():
+		t.Fatalf("the worker never started: %v", context.Cause(s.ctx))
+	}
 	stopped := false
 	stop = func() {
 		if !stopped {
@@ -117,22 +126,22 @@ func (s refundSetup) startWorker(t *testing.T, group string) (stop func()) {
 func (s refundSetup) count(t *testing.T, typ string) int {
 	t.Helper()
 	var n int
-	if err := s.db.QueryRow(`SELECT count(*) FROM ledger_events WHERE stream_id = $1 AND event_type = $2`, s.booking, typ).Scan(&n); err != nil {
+	if err := s.db.QueryRowContext(s.ctx, `SELECT count(*) FROM ledger_events WHERE stream_id = $1 AND event_type = $2`, s.booking, typ).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
 }
 
-// waitFor polls cond until it holds; the test fails if it never does.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitFor polls cond until it holds, under the setup's deadline; the test
+// fails, naming what, if it never does.
+func (s refundSetup) waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
+	pgtest.Poll(s.ctx, t, what, func(context.Context) (string, error) {
+		if cond() {
+			return "", nil
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return "not yet", nil
+	})
 }
 
 func TestRefundWorker(t *testing.T) {
@@ -161,14 +170,14 @@ func TestRefundWorker(t *testing.T) {
 			s := newRefundSetup(t)
 			tt.prep(s)
 			s.startWorker(t, bookingstore.RefundConsumerGroup)
-			waitFor(t, "the refund to be settled", func() bool {
+			s.waitFor(t, "the refund to be settled", func() bool {
 				return s.count(t, domain.EventRefundIssued)+s.count(t, domain.EventRefundFailed) > 0
 			})
-			row, err := s.ledger.GetBooking(context.Background(), s.booking)
+			row, err := s.ledger.GetBooking(s.ctx, s.booking)
 			if err != nil {
 				t.Fatal(err)
 			}
-			failures, err := bookingstore.RefundFailures(context.Background(), s.db)
+			failures, err := bookingstore.RefundFailures(s.ctx, s.db)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -207,12 +216,15 @@ func TestRefundWorker(t *testing.T) {
 			// nothing pending and asks Stripe for nothing.
 			before := len(s.fake.Requests())
 			stop := s.startWorker(t, "refunds-replay")
-			waitFor(t, "the replay group to read the log", func() bool {
+			pgtest.Poll(s.ctx, t, "the replay group to read the log", func(ctx context.Context) (string, error) {
 				var acked sql.NullInt64
-				s.db.QueryRow(`SELECT offset_acked FROM ledger_events_offsets WHERE consumer_group = 'refunds-replay'`).Scan(&acked)
 				var head int64
-				s.db.QueryRow(`SELECT max(position) FROM ledger_events`).Scan(&head)
-				return acked.Valid && acked.Int64 >= head
+				err := s.db.QueryRowContext(ctx, `SELECT (SELECT offset_acked FROM ledger_events_offsets WHERE consumer_group = 'refunds-replay'),
+					(SELECT max(position) FROM ledger_events)`).Scan(&acked, &head)
+				if err != nil || (acked.Valid && acked.Int64 >= head) {
+					return "", err
+				}
+				return fmt.Sprintf("acknowledged %v of %d", acked, head), nil
 			})
 			stop()
 			if after := len(s.fake.Requests()); after != before {
@@ -247,7 +259,7 @@ func TestRefundWorkerCrashAfterStripe(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := s.startWorker(t, bookingstore.RefundConsumerGroup)
-	waitFor(t, "Stripe to make the refund", func() bool { return len(s.fake.Refunds()) == 1 })
+	s.waitFor(t, "Stripe to make the refund", func() bool { return len(s.fake.Refunds()) == 1 })
 	stop()
 	if n := s.count(t, domain.EventRefundIssued); n != 0 {
 		t.Fatalf("%d RefundIssued committed through the crash", n)
@@ -257,14 +269,14 @@ func TestRefundWorkerCrashAfterStripe(t *testing.T) {
 	}
 
 	s.startWorker(t, bookingstore.RefundConsumerGroup)
-	waitFor(t, "RefundIssued", func() bool { return s.count(t, domain.EventRefundIssued) == 1 })
+	s.waitFor(t, "RefundIssued", func() bool { return s.count(t, domain.EventRefundIssued) == 1 })
 	if n := len(s.fake.Refunds()); n != 1 {
 		t.Errorf("%d refunds made, want 1", n)
 	}
 	if n := s.fake.Count(http.MethodPost, "/v1/refunds"); n != 1 {
 		t.Errorf("%d POST /v1/refunds, want 1", n)
 	}
-	row, err := s.ledger.GetBooking(context.Background(), s.booking)
+	row, err := s.ledger.GetBooking(s.ctx, s.booking)
 	if err != nil {
 		t.Fatal(err)
 	}

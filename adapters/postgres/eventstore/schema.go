@@ -75,7 +75,9 @@ func InsertQuery(n int) string {
 
 func buildInsertQuery(n int) string {
 	var b strings.Builder
-	b.WriteString(`INSERT INTO ledger_events (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, causation_id, payload, metadata, prev_hash, hash) VALUES `)
+	// Every event is hashed with the current layout (Append), which the
+	// row names; it is a constant of the statement, not a parameter.
+	b.WriteString(`INSERT INTO ledger_events (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, causation_id, payload, metadata, prev_hash, hash, hash_version) VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
@@ -88,7 +90,7 @@ func buildInsertQuery(n int) string {
 			b.WriteByte('$')
 			b.WriteString(strconv.Itoa(i*InsertColumns + c))
 		}
-		b.WriteByte(')')
+		b.WriteString("," + strconv.Itoa(eventlog.CurrentHashVersion) + ")")
 	}
 	return b.String()
 }
@@ -159,7 +161,7 @@ func extraMetadata(md message.Metadata) ([]byte, error) {
 // SelectColumns is the column list ScanEvent reads: the subscriber's query,
 // the store's reads, and the packages that query the log with SQL of their
 // own (audit, the booking write side).
-const SelectColumns = `position, transaction_id, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, causation_id, payload, metadata, prev_hash, hash`
+const SelectColumns = `position, transaction_id, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, causation_id, payload, metadata, prev_hash, hash, hash_version`
 
 func (s eventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, error) {
 	next, err := params.OffsetsAdapter.NextOffsetQuery(wsql.NextOffsetQueryParams{

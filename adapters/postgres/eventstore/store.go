@@ -151,9 +151,18 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 			Payload:       payload,
 			Metadata:      ne.Metadata,
 			PrevHash:      prevHash,
+			HashVersion:   eventlog.CurrentHashVersion,
 		}
 		if e.Type == "" || e.SchemaVersion < 1 {
 			return nil, fmt.Errorf("eventstore: append to stream %d: event without type or schema version: %w", streamID, domain.ErrInvalid)
+		}
+		for k := range ne.Metadata {
+			// The envelope's keys travel in the same message metadata and
+			// are not stored there: the hash would cover a value the row
+			// does not keep.
+			if envelopeKeys[k] {
+				return nil, fmt.Errorf("eventstore: append to stream %d: metadata key %q is reserved: %w", streamID, k, domain.ErrInvalid)
+			}
 		}
 		e.Hash = eventlog.EventHash(e, prevHash)
 		prevHash = e.Hash
@@ -245,7 +254,7 @@ func ScanEvent(row wsql.Scanner) (StoredEvent, error) {
 	var txid wsql.XID8
 	var metadata []byte
 	if err := row.Scan(&e.Position, &txid, &e.EventID, &e.StreamID, &e.StreamVersion, &e.Type, &e.SchemaVersion,
-		&e.OccurredAt, &e.RecordedAt, &e.CausationID, (*[]byte)(&e.Payload), &metadata, &e.PrevHash, &e.Hash); err != nil {
+		&e.OccurredAt, &e.RecordedAt, &e.CausationID, (*[]byte)(&e.Payload), &metadata, &e.PrevHash, &e.Hash, &e.HashVersion); err != nil {
 		return StoredEvent{}, fmt.Errorf("scan event: %w", err)
 	}
 	e.TransactionID = uint64(txid)

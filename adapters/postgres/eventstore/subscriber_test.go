@@ -36,7 +36,8 @@ func TestSubscribersReadEveryEventOnceInCommitOrder(t *testing.T) {
 	const writers, txPerWriter, eventsPerTx = 8, 250, 5
 	const total = writers * txPerWriter * eventsPerTx
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// The deadline only stops a hung run; 10,000 events take seconds.
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	db := pgtest.NewDB(t)
 	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
@@ -103,6 +104,9 @@ func TestSubscribersReadEveryEventOnceInCommitOrder(t *testing.T) {
 	for delivered.Load() < 2*total && ctx.Err() == nil {
 		time.Sleep(50 * time.Millisecond)
 	}
+	if ctx.Err() != nil {
+		t.Fatalf("gave up waiting for the subscribers: %d of %d deliveries", delivered.Load(), 2*total)
+	}
 	time.Sleep(300 * time.Millisecond) // room for a wrong extra delivery to show
 	mu.Lock()
 	defer mu.Unlock()
@@ -140,7 +144,7 @@ func TestSubscribersReadEveryEventOnceInCommitOrder(t *testing.T) {
 // it fails (or panics), the message is redelivered, and only the successful
 // attempt's write commits with the offset.
 func TestSavepointRollsBackAFailedHandler(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	db := pgtest.NewDB(t)
 	if _, err := db.Exec(`CREATE TABLE seen (position BIGINT NOT NULL, attempt INT NOT NULL)`); err != nil {
@@ -196,9 +200,13 @@ func TestSavepointRollsBackAFailedHandler(t *testing.T) {
 		t.Fatal("handler never reached the third event")
 	}
 	// The poll transaction commits after the last ack.
-	for n := 0; n < 3 && ctx.Err() == nil; time.Sleep(10 * time.Millisecond) {
-		db.QueryRow(`SELECT count(*) FROM seen`).Scan(&n)
-	}
+	pgtest.Poll(ctx, t, "the third write to commit", func(ctx context.Context) (string, error) {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM seen`).Scan(&n); err != nil || n >= 3 {
+			return "", err
+		}
+		return fmt.Sprintf("%d of 3 rows", n), nil
+	})
 	router.Close()
 
 	rows, err := db.Query(`SELECT position, attempt FROM seen ORDER BY position`)

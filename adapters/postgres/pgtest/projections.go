@@ -152,33 +152,31 @@ func SameMonitoring(tb testing.TB, what string, want *projections.Monitoring, db
 }
 
 // WaitMonitoring waits until the monitoring projection has applied every
-// committed event and returns its status. The deadline only stops a hung
-// test; it asserts nothing about speed.
+// committed event and returns its status. The deadline (Context) only stops
+// a hung test; it asserts nothing about speed.
 func WaitMonitoring(tb testing.TB, db *sql.DB) readmodels.ProjectionStatus {
 	tb.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		statuses, err := readmodels.ProjectionStatuses(context.Background(), db)
+	var s readmodels.ProjectionStatus
+	Poll(Context(tb), tb, "the monitoring projection to catch up", func(ctx context.Context) (string, error) {
+		statuses, err := readmodels.ProjectionStatuses(ctx, db)
 		if err != nil {
-			tb.Fatal(err)
+			return "", err
 		}
-		var s readmodels.ProjectionStatus
+		s = readmodels.ProjectionStatus{}
 		for _, st := range statuses {
 			if st.Name == projections.MonitoringName {
 				s = st
 			}
 		}
 		if s.Name == "" {
-			tb.Fatalf("pgtest: no monitoring projection in %+v", statuses)
+			return "", fmt.Errorf("pgtest: no monitoring projection in %+v", statuses)
 		}
-		if s.LagEvents == 0 {
-			return s
+		if s.LagEvents > 0 {
+			return fmt.Sprintf("%d events behind", s.LagEvents), nil
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("pgtest: monitoring still %d events behind", s.LagEvents)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return "", nil
+	})
+	return s
 }
 
 // TableOID returns the oid of the named table, 0 when there is none: a

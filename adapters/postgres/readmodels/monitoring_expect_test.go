@@ -3,6 +3,7 @@ package readmodels_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ import (
 // the subscriber with projections.MonitoringDeltas, which cannot see a
 // wrong delta.
 func TestMonitoringAgainstHandWrittenTables(t *testing.T) {
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := pgtest.NewDB(t)
 	log := pgtest.NewScriptedLog(t, db)
 	d1 := time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -135,24 +136,15 @@ func TestMonitoringAgainstHandWrittenTables(t *testing.T) {
 
 // waitNoLag waits, through the monitoring_ingestion_lag view, until the
 // monitoring projection has applied every committed event.
-func waitNoLag(t *testing.T, db interface {
-	QueryRow(string, ...any) *sql.Row
-}) {
+func waitNoLag(t *testing.T, db *sql.DB) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	pgtest.Poll(pgtest.Context(t), t, "the monitoring projection to catch up", func(ctx context.Context) (string, error) {
 		var lag int64
-		if err := db.QueryRow(`SELECT lag_events FROM monitoring_ingestion_lag`).Scan(&lag); err != nil {
-			t.Fatal(err)
+		if err := db.QueryRowContext(ctx, `SELECT lag_events FROM monitoring_ingestion_lag`).Scan(&lag); err != nil || lag == 0 {
+			return "", err
 		}
-		if lag == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("monitoring still %d events behind after 2 minutes", lag)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Sprintf("%d events behind", lag), nil
+	})
 }
 
 // runMonitoring runs the monitoring subscriber until the test ends.
@@ -166,5 +158,12 @@ func runMonitoring(t *testing.T, db *sql.DB) {
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
 	t.Cleanup(func() { cancel(); c.Close(); <-done })
-	<-c.Running()
+	wait := pgtest.Context(t)
+	select {
+	case <-c.Running():
+	case <-done:
+		t.Fatal("the monitoring subscriber stopped before it ran")
+	case <-wait.Done():
+		t.Fatalf("the monitoring subscriber never started: %v", context.Cause(wait))
+	}
 }

@@ -28,7 +28,14 @@ func startMonitoring(t testing.TB, db *sql.DB) *readmodels.MonitoringConsumer {
 	done := make(chan struct{})
 	go func() { defer close(done); c.Run(ctx) }()
 	t.Cleanup(func() { cancel(); c.Close(); <-done })
-	<-c.Running()
+	wait := pgtest.Context(t)
+	select {
+	case <-c.Running():
+	case <-done:
+		t.Fatal("the monitoring subscriber stopped before it ran")
+	case <-wait.Done():
+		t.Fatalf("the monitoring subscriber never started: %v", context.Cause(wait))
+	}
 	return c
 }
 
@@ -38,7 +45,7 @@ func startMonitoring(t testing.TB, db *sql.DB) *readmodels.MonitoringConsumer {
 // events behind them; the tables equal a fold of the log without them, also
 // after a rebuild, which records no second dead letter.
 func TestMonitoringDeadLettersPoisonAndGoesOn(t *testing.T) {
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := newTestDB(t)
 	store := eventstore.NewEventStore(eventstore.EventStoreConfig{})
 	pgtest.FillLog(t, db, 0, 100)
@@ -112,7 +119,7 @@ func TestMonitoringDeadLettersPoisonAndGoesOn(t *testing.T) {
 // tables end equal to a fold of the whole log: nothing applied twice or
 // lost at the hand-over.
 func TestMonitoringRebuildWhileTheSubscriberRuns(t *testing.T) {
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := newTestDB(t)
 	pgtest.FillLog(t, db, 0, 300)
 	startMonitoring(t, db)

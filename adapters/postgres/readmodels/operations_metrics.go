@@ -18,7 +18,7 @@ import (
 type OperationsCollector struct {
 	obligations Obligations
 
-	open, oldest, runs, lastSuccess *prometheus.Desc
+	open, oldest, nextDue, runs, lastSuccess *prometheus.Desc
 }
 
 // NewOperationsCollector returns a collector of o (and o.DB's
@@ -28,6 +28,7 @@ func NewOperationsCollector(o Obligations) *OperationsCollector {
 		obligations: o,
 		open:        prometheus.NewDesc("ledger_obligations_open", "Open obligations (GET /obligations), by kind.", []string{"kind"}, nil),
 		oldest:      prometheus.NewDesc("ledger_obligation_oldest_age_seconds", "Age of the oldest open obligation, by kind (0 when none).", []string{"kind"}, nil),
+		nextDue:     prometheus.NewDesc("ledger_obligation_next_due_seconds", "Seconds until the soonest due date of an open obligation, by kind (negative: overdue); absent when none has a due date.", []string{"kind"}, nil),
 		runs:        prometheus.NewDesc("ledger_reconcile_runs_total", "Reconciliation runs recorded, by result (ok, failed).", []string{"result"}, nil),
 		lastSuccess: prometheus.NewDesc("ledger_reconcile_last_success_timestamp_seconds", "When the last successful reconciliation finished (0: never).", nil, nil),
 	}
@@ -37,6 +38,7 @@ func NewOperationsCollector(o Obligations) *OperationsCollector {
 func (c *OperationsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.open
 	ch <- c.oldest
+	ch <- c.nextDue
 	ch <- c.runs
 	ch <- c.lastSuccess
 }
@@ -59,9 +61,16 @@ func (c *OperationsCollector) Collect(ch chan<- prometheus.Metric) {
 	now := c.obligations.now()
 	count := map[string]int{}
 	oldest := map[string]time.Duration{}
+	nextDue := map[string]time.Time{}
 	for _, ob := range obs {
 		count[ob.Kind]++
 		oldest[ob.Kind] = max(oldest[ob.Kind], now.Sub(ob.OpenedAt))
+		if ob.DueBy != nil && (nextDue[ob.Kind].IsZero() || ob.DueBy.Before(nextDue[ob.Kind])) {
+			nextDue[ob.Kind] = *ob.DueBy
+		}
+	}
+	for kind, due := range nextDue {
+		ch <- prometheus.MustNewConstMetric(c.nextDue, prometheus.GaugeValue, due.Sub(now).Seconds(), kind)
 	}
 	for _, kind := range app.ObligationKinds {
 		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(count[kind]), kind)

@@ -1,7 +1,6 @@
 package readmodels_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 
@@ -19,7 +18,7 @@ import (
 // Either way the table ends equal to the rows the live write path wrote
 // (snapshotted before the tampering), not to anything the rebuild computes.
 func TestRebuildBookingsAtThePatchLimit(t *testing.T) {
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := pgtest.NewDB(t)
 	seeded := ledgertest.Seed(t, db, ledgertest.Options{Stripe: stripetest.Events{}, Bookings: 8, Seed: 19})
 	const everyRow = `SELECT * FROM bookings ORDER BY id`

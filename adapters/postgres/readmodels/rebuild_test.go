@@ -56,7 +56,7 @@ func newRebuilder(t testing.TB, cfg readmodels.RebuildConfig) *readmodels.Rebuil
 // strategies; each time the table equals the fold from scratch, and the
 // table keeps every constraint and index under its migration name.
 func TestRebuildBookingsEqualsFold(t *testing.T) {
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := newTestDB(t)
 	schema := bookingsSchema(t, db)
 	pgtest.FillLog(t, db, 0, 2000)
@@ -128,14 +128,14 @@ var buggyBookings = readmodels.BookingsCode{Version: buggyVersion, Fold: func(ev
 // independently, in SQL), status pending → cancelled, and changes nothing;
 // the rebuild then fixes the table and the stored version.
 func TestDiffListsExactlyTheBookingsABugFixChanges(t *testing.T) {
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := newTestDB(t)
 	pgtest.FillLog(t, db, 0, 1500)
 	if _, err := newRebuilder(t, readmodels.RebuildConfig{DB: db, Bookings: buggyBookings}).Rebuild(ctx, projections.BookingsName); err != nil {
 		t.Fatal(err)
 	}
 	wrong := pgtest.Bookings(t, db)
-	statuses, err := readmodels.ProjectionStatuses(ctx, db)
+	statuses, err := readmodels.ProjectionStatuses(pgtest.Context(t), db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ var errStop = errors.New("stopped by the test")
 // stored version as they were and drops its shadow; a shadow left by a crash
 // does not stop the next rebuild, which succeeds.
 func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := newTestDB(t)
 	pgtest.FillLog(t, db, 0, 1200)
 	if _, err := newRebuilder(t, readmodels.RebuildConfig{DB: db, Bookings: buggyBookings}).Rebuild(ctx, projections.BookingsName); err != nil {
@@ -253,7 +253,7 @@ func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
 				if got := bookingsSchema(t, db); !slices.Equal(got, schema) {
 					t.Errorf("schema changed: %v", got)
 				}
-				statuses, err := readmodels.ProjectionStatuses(context.Background(), db)
+				statuses, err := readmodels.ProjectionStatuses(pgtest.Context(t), db)
 				if err != nil || statuses[0].StoredVersion != buggyVersion {
 					t.Errorf("status %+v, %v; want stored version %d", statuses, err, buggyVersion)
 				}
@@ -277,7 +277,7 @@ func TestCancelledRebuildLeavesTheLiveTableUntouched(t *testing.T) {
 // second one (or a diff) fails with ErrRebuildRunning; one of monitoring may
 // run alongside.
 func TestOneRebuildPerProjectionAtATime(t *testing.T) {
-	ctx := context.Background()
+	ctx := pgtest.Context(t)
 	db := newTestDB(t)
 	pgtest.FillLog(t, db, 0, 50)
 	inBulk, release := make(chan struct{}), make(chan struct{})
