@@ -26,7 +26,8 @@ import (
 // mix) on a fresh database, alternately without and with forwarding to
 // JetStream (LEDGER_FORWARD_BENCH_ROUNDS pairs, default 2;
 // LEDGER_FORWARD_BENCH_EVENTS deliveries each, default 20000), and
-// reports the ingest throughput and latency of each, and for the runs that
+// reports the ingest throughput, latency and CPU per webhook of each (the
+// CPU is the steadier figure on a shared machine), and for the runs that
 // forward: the lag sampled every 100 ms (events not forwarded yet, age of
 // the oldest), and each event's delay from its recorded_at to the time
 // JetStream stored it, read back from the stream.
@@ -76,8 +77,9 @@ func TestForwardLagUnderIngestPeak(t *testing.T) {
 			if !res.Check.OK {
 				t.Fatalf("exactly-once check: %s", res.Check)
 			}
-			line := fmt.Sprintf("round %d, forwarding %-3v: %5.0f webhooks/s, latency %s, load %s → %s", round+1, map[bool]string{true: "on", false: "off"}[on],
-				res.Throughput, res.Latency, res.LoadBefore, res.LoadAfter)
+			line := fmt.Sprintf("round %d, forwarding %-3v: %5.0f webhooks/s, latency %s; CPU per webhook %s in the ledger's process, %s in PostgreSQL; load %s → %s",
+				round+1, map[bool]string{true: "on", false: "off"}[on], res.Throughput, res.Latency, res.CPUPerEvent.Round(time.Microsecond),
+				res.PGCPUPerEvent.Round(time.Microsecond), res.LoadBefore, res.LoadAfter)
 			if on {
 				msgs := natstest.Messages(t, url, stream)
 				var delays []time.Duration
