@@ -2,7 +2,8 @@
 -- Its offset is the watermill-sql consumer group "forward" of
 -- ledger_events_offsets, like every subscriber's; this table keeps what
 -- `ledger forward status`, /readyz and /metrics show of its failures, so
--- that any process can report them.
+-- that any process can report them. Like every migration after 00008 it is
+-- never undone (see 00008).
 
 -- +goose Up
 CREATE TABLE forward_state (
@@ -14,4 +15,11 @@ CREATE TABLE forward_state (
 );
 
 -- +goose Down
-DROP TABLE forward_state;
+-- +goose StatementBegin
+DO $$
+BEGIN
+    RAISE EXCEPTION 'ledger: migrations are never undone past 00008: the evidence tables stay'
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+-- +goose StatementEnd
