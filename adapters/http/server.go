@@ -212,14 +212,17 @@ type server struct {
 
 // NewHandler returns the ledger's HTTP handler.
 //
-// Every route but the webhook, the health checks, the success page and the
-// UI's own login goes through requireToken (bearer token and role, see
+// Every route but the webhook, the health checks, /openapi.json, the
+// success page and the UI's own login goes through requireToken (bearer token and role, see
 // allow); every route but the health checks goes through guard (in-flight
 // bound and request timeout); bodies are received whole, under
 // BodyTimeout, before guard (preread).
 func NewHandler(cfg Config) (http.Handler, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := openAPIJSON(); err != nil {
 		return nil, err
 	}
 	s := &server{
@@ -248,6 +251,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	route("/webhooks/stripe", webhook, http.MethodPost)
 	route("/healthz", http.HandlerFunc(s.healthz), http.MethodGet, http.MethodHead)
 	route("/readyz", http.HandlerFunc(s.readyz), http.MethodGet, http.MethodHead)
+	route("/openapi.json", http.HandlerFunc(s.openAPI), http.MethodGet, http.MethodHead)
 	route("/bookings/{id}/success", s.guard(http.HandlerFunc(s.checkoutSuccess)), http.MethodGet, http.MethodHead)
 
 	api := r.NewRoute().Subrouter()
