@@ -132,12 +132,20 @@ type Config struct {
 	EventTypes []string
 }
 
+// The default size limits (Config.MaxBodyBytes, Config.MaxBufferedBodyBytes,
+// ServerConfig.MaxHeaderBytes).
+const (
+	DefaultMaxBodyBytes         = 1 << 20
+	DefaultMaxBufferedBodyBytes = 64 << 20
+	DefaultMaxHeaderBytes       = 64 << 10
+)
+
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = 1 << 20
+		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -152,7 +160,7 @@ func (c *Config) setDefaults() {
 		c.BodyTimeout = 5 * time.Second
 	}
 	if c.MaxBufferedBodyBytes == 0 {
-		c.MaxBufferedBodyBytes = 64 << 20
+		c.MaxBufferedBodyBytes = DefaultMaxBufferedBodyBytes
 	}
 	if c.SessionIdle == 0 {
 		c.SessionIdle = 8 * time.Hour

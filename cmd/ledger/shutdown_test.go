@@ -213,6 +213,7 @@ func startServe(t *testing.T, dbURL string, env ...string) *sdProcess {
 		"LEDGER_API_TOKEN=test-token-0123456789abcdefghijklmnop",
 		"STRIPE_SECRET_KEY=",
 		"LEDGER_STRIPE_MODE=test",
+		"LEDGER_LOG_FORMAT=json", // the lines are read as JSON below
 	)
 	cmd.Env = append(cmd.Env, env...)
 	pipe, err := cmd.StderrPipe()
