@@ -116,12 +116,14 @@ func TestVerifierMessages(t *testing.T) {
 	if err := v.Verify(payload, "\x00=0,"+good); !errors.Is(err, ErrMalformedHeader) {
 		t.Errorf("header starting with NUL: %v, want ErrMalformedHeader", err)
 	}
-	if err := v.Verify(payload, Sign(payload, secretB, now)); !errors.Is(err, ErrBadSignature) || !strings.Contains(err.Error(), "for the configured secret") {
-		t.Errorf("one secret, wrong signature: %v", err)
+	// The message is answered to unauthenticated senders: it says neither
+	// how many secrets were tried nor anything else (L1).
+	if err := v.Verify(payload, Sign(payload, secretB, now)); err != ErrBadSignature {
+		t.Errorf("one secret, wrong signature: %v, want exactly %v", err, ErrBadSignature)
 	}
 	two := newTestVerifier(t, secretA, secretB)
-	if err := two.Verify(payload, Sign(payload, "whsec_other", now)); !errors.Is(err, ErrBadSignature) || !strings.Contains(err.Error(), "any of the 2 configured secrets") {
-		t.Errorf("two secrets, wrong signature: %v", err)
+	if err := two.Verify(payload, Sign(payload, "whsec_other", now)); err != ErrBadSignature {
+		t.Errorf("two secrets, wrong signature: %v, want exactly %v", err, ErrBadSignature)
 	}
 }
 
