@@ -122,14 +122,15 @@ func TestAuditEventsOnSlowDatabase(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{
+			cfg := ledgerhttp.Config{
 				Ledger: newService(t, cfgStore, nil, logger), Verifier: verifier, APIToken: testToken,
 				Logger: logger, Audit: auditor, RequestTimeout: tc.requestTimeout,
-			})
+			}
+			handler, err := ledgerhttp.NewHandler(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := httptest.NewServer(handler)
+			srv := httptest.NewServer(checkContract(t, cfg, handler))
 			defer srv.Close()
 			agent := "slow-db-test/" + strconv.Itoa(i)
 			get := func() response {

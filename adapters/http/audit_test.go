@@ -41,14 +41,16 @@ func newAuditHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{Ledger: newService(t, store.ledger, nil, logger), Verifier: verifier,
+	cfg := ledgerhttp.Config{Ledger: newService(t, store.ledger, nil, logger), Verifier: verifier,
 		APIToken: testToken, Tokens: testRoleTokens, Logger: logger, Audit: auditor,
-		Sessions: sessions, InsecureCookies: true, AuthFailureBurst: 100000, Obligations: readmodels.Obligations{DB: db}})
+		Sessions: sessions, InsecureCookies: true, AuthFailureBurst: 100000, Obligations: readmodels.Obligations{DB: db}}
+	handler, err := ledgerhttp.NewHandler(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, handler: handler, store: store, db: db, logs: logs, secrets: []string{testSecret}, now: now}
-	h.srv = httptest.NewServer(handler)
+	h := &harness{t: t, store: store, db: db, logs: logs, secrets: []string{testSecret}, now: now, contract: newContract(t, cfg)}
+	h.handler = h.contract.wrap(handler)
+	h.srv = httptest.NewServer(h.handler)
 	t.Cleanup(h.srv.Close)
 	return h
 }
@@ -153,6 +155,7 @@ func TestHistoryEndpoint(t *testing.T) {
 	if !slices.Equal(got, sc.outcomes) {
 		t.Fatalf("stripe events\n got %v\nwant %v", got, sc.outcomes)
 	}
+	h.sendsInvalidRequests("malformed ids, times and methods")
 	h.api(http.MethodGet, "/bookings/999999/history", nil).wantBody(t, http.StatusNotFound, `{"error":"booking not found"}`)
 	h.api(http.MethodGet, "/bookings/x/history", nil).wantError(t, http.StatusBadRequest, "id")
 	h.api(http.MethodGet, "/bookings/"+itoa(id)+"/history?as_of=yesterday", nil).wantError(t, http.StatusBadRequest, "as_of")
@@ -203,6 +206,7 @@ func TestBookingAsOfEndpoint(t *testing.T) {
 	if !bytes.Equal(now.Body, later.Body) {
 		t.Fatalf("as of now %s, row %s", later.Body, now.Body)
 	}
+	h.sendsInvalidRequests("malformed as_of")
 	h.api(http.MethodGet, "/bookings/"+itoa(id)+"?as_of=", nil).wantError(t, http.StatusBadRequest, "as_of")
 	h.api(http.MethodGet, "/bookings/"+itoa(id)+"?as_of=2027-13-01", nil).wantError(t, http.StatusBadRequest, "as_of")
 }
@@ -249,6 +253,7 @@ func TestAuditEventsPaging(t *testing.T) {
 	if !bytes.Equal(paged.Bytes(), all.Body) {
 		t.Fatalf("pages differ from the whole")
 	}
+	h.sendsInvalidRequests("out-of-range paging")
 	for _, q := range []string{"after=-1", "after=x", "limit=0", "limit=10001", "limit=x"} {
 		h.api(http.MethodGet, "/audit/events?"+q, nil).wantError(t, http.StatusBadRequest, strings.Split(q, "=")[0])
 	}
@@ -261,6 +266,7 @@ func TestAuditEndpointsRequireToken(t *testing.T) {
 	h := newAuditHarness(t)
 	sc := h.auditScenario()
 	id := itoa(sc.booking.ID)
+	h.sendsInvalidRequests("missing and wrong tokens")
 	paths := []string{"/bookings", "/bookings/" + id, "/bookings/" + id + "?as_of=2030-01-01T00:00:00Z",
 		"/bookings/" + id + "/history", "/audit/events", "/ui", "/ui/bookings/" + id, "/ui?q=" + id}
 	for _, p := range paths {
@@ -402,6 +408,7 @@ func TestUILoginCookie(t *testing.T) {
 	if got.StatusCode != http.StatusOK {
 		t.Fatalf("with the cookie: %d", got.StatusCode)
 	}
+	h.sendsInvalidRequests("the UI cookie on the API")
 	// The cookie opens the UI only: the API still wants the bearer token.
 	req, _ = http.NewRequest(http.MethodGet, h.srv.URL+"/audit/events", nil)
 	req.AddCookie(cookies[0])

@@ -99,6 +99,7 @@ func rowsEqual(a, b projections.BookingRow) bool {
 func TestCreateBookingRejectsInvalidInput(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.sendsInvalidRequests("invalid bookings")
 	with := func(key string, value any) string {
 		r := bookingRequest("room-1")
 		r[key] = value
@@ -241,6 +242,7 @@ func TestCreateBookingConflict(t *testing.T) {
 func TestAPIRequiresToken(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.sendsInvalidRequests("missing and wrong tokens")
 	b := h.createBooking(bookingRequest(newResource("token")))
 	body, _ := json.Marshal(bookingRequest(newResource("token")))
 	endpoints := []struct {
@@ -311,6 +313,7 @@ func TestAPIRequiresToken(t *testing.T) {
 func TestGetBooking(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.sendsInvalidRequests("malformed ids, other methods")
 	b := h.createBooking(bookingRequest(newResource("get")))
 	h.deliver(h.buildEvent(stripe.EventCheckoutSessionCompleted, testBooking(b)), stripeGoSigner).
 		wantBody(t, http.StatusOK, `{"status":"success"}`)
@@ -381,6 +384,7 @@ func ids(rows []projections.BookingRow) []int64 {
 func TestListBookings(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.sendsInvalidRequests("unknown statuses, out-of-range paging")
 	resource := newResource("list")
 	// Bookings in every state: confirmed/paid ×2, pending/unpaid ×2,
 	// cancelled/failed, cancelled/paid (conflict).

@@ -64,6 +64,7 @@ func TestCancelBooking(t *testing.T) {
 		}
 		t.Run("refusals write nothing", func(t *testing.T) {
 			h := h.with(t)
+			h.sendsInvalidRequests("refused cancellations: bad bodies, ids, methods, no token")
 			b := paid()
 			for _, c := range []struct {
 				body   string

@@ -226,6 +226,7 @@ func TestRedirectAndWebhookConfirmOnce(t *testing.T) {
 
 func TestRedirectChecks(t *testing.T) {
 	h := newCheckoutHarness(t)
+	h.sendsInvalidRequests("a POST to the success page")
 	paid := h.book(newResource("room"))
 	h.fake.PaySession(*paid.SessionID)
 	unpaid := h.book(newResource("room"))

@@ -142,15 +142,16 @@ func TestWebhookAnswersWhileDatabaseFrozen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{
+	cfg := ledgerhttp.Config{
 		Ledger: ledger, Verifier: verifier, APIToken: testToken,
 		Ready:          func(ctx context.Context) error { return db.PingContext(ctx) },
 		RequestTimeout: 500 * time.Millisecond,
-	})
+	}
+	handler, err := ledgerhttp.NewHandler(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(handler)
+	srv := httptest.NewServer(checkContract(t, cfg, handler))
 	t.Cleanup(srv.Close)
 
 	row, err := ledger.CreateBooking(ctx, domain.NewBookingParams{

@@ -30,6 +30,7 @@ var fuzzNow = time.Date(2026, 2, 1, 10, 0, 0, 0, time.UTC)
 //     row, 400/413 with nothing written.
 func FuzzWebhook(f *testing.F) {
 	h := newHarness(f, withoutServer(), withClock(fuzzNow), withoutLogs())
+	h.sendsInvalidRequests("fuzzed webhook bodies and headers")
 	verifier, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: []string{testSecret}, Now: func() time.Time { return fuzzNow }})
 	if err != nil {
 		f.Fatal(err)

@@ -105,6 +105,16 @@ type harness struct {
 	// seconds), so that timestamps at exact distances from it are
 	// deterministic.
 	now time.Time
+	// contract checks every request and answer against openapi.yaml
+	// (contract_test.go).
+	contract *contract
+}
+
+// sendsInvalidRequests declares that the test sends, on purpose, requests
+// the OpenAPI document calls invalid (garbage, forged signatures, wrong
+// tokens): they must still be refused, and their answers described.
+func (h *harness) sendsInvalidRequests(reason string) {
+	h.contract.allowInvalid(reason)
 }
 
 type harnessOptions struct {
@@ -239,9 +249,12 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	if o.config != nil {
 		o.config(&cfg)
 	}
-	if h.handler, err = ledgerhttp.NewHandler(cfg); err != nil {
+	handler, err := ledgerhttp.NewHandler(cfg)
+	if err != nil {
 		t.Fatalf("NewHandler: %v", err)
 	}
+	h.contract = newContract(t, cfg)
+	h.handler = h.contract.wrap(handler)
 	if !o.noHTTP {
 		h.srv = httptest.NewServer(h.handler)
 		t.Cleanup(h.srv.Close)

@@ -138,7 +138,7 @@ func newHostileHarness(t *testing.T) *hostileHarness {
 	registry := prometheus.NewRegistry()
 	sessions := apptest.NewSessions()
 	audit := &hostileAudit{}
-	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{
+	cfg := ledgerhttp.Config{
 		Ledger: ledger, Verifier: verifier, APIToken: testToken, Tokens: testRoleTokens,
 		Registry: registry, EventTypes: stripe.HandledEventTypes,
 		Audit: audit, Sessions: sessions, InsecureCookies: true,
@@ -146,10 +146,16 @@ func newHostileHarness(t *testing.T) *hostileHarness {
 		AuthFailureBurst: hostileFailureBurst, AuthFailureEvery: time.Hour,
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 		Now:            func() time.Time { return hostileNow },
-	})
+	}
+	handler, err := ledgerhttp.NewHandler(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every request here is hostile on purpose; the answers must still be
+	// the documented ones.
+	c := newContract(t, cfg)
+	c.allowInvalid("hostile clients")
+	handler = c.wrap(handler)
 	// The production server settings: 64 KiB headers, the connection cap.
 	srv := httptest.NewUnstartedServer(handler)
 	srv.Config, srv.Listener = ledgerhttp.NewServer(handler, srv.Listener, ledgerhttp.ServerConfig{})
@@ -809,4 +815,20 @@ func TestUnverifiedBodiesAddNoSeries(t *testing.T) {
 	if want := float64(4*n + n/4); total != want {
 		t.Errorf("ledger_webhooks_total sums to %v, want %v", total, want)
 	}
+}
+
+// The hostile audit also stands for the evidence port, so that the routes
+// of a server with every part on include the evidence endpoints.
+var _ ledgerhttp.Evidence = (*hostileAudit)(nil)
+
+func (a *hostileAudit) LatestCheckpoint(context.Context) ([]byte, error) {
+	return nil, fmt.Errorf("no checkpoint: %w", domain.ErrNotFound)
+}
+
+func (a *hostileAudit) EvidenceBundle(context.Context, int64) ([]byte, error) {
+	return nil, fmt.Errorf("no checkpoint: %w", domain.ErrNotFound)
+}
+
+func (a *hostileAudit) ConsistencyProof(context.Context, uint64, uint64) ([][]byte, error) {
+	return nil, fmt.Errorf("no such tree sizes: %w", domain.ErrInvalid)
 }

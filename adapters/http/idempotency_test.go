@@ -42,6 +42,7 @@ func bookingBody(t *testing.T, resource string) []byte {
 func TestIdempotencyKey(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, withIdempotency())
+	h.sendsInvalidRequests("keys over 255 characters, other bodies under a used key")
 
 	t.Run("a retry gets the first answer and writes nothing", func(t *testing.T) {
 		h := h.with(t)
@@ -169,12 +170,13 @@ func TestIdempotencyKeyAcrossServers(t *testing.T) {
 			t.Fatal(err)
 		}
 		verifier, _ := stripe.NewVerifier(stripe.VerifierConfig{Secrets: []string{testSecret}})
-		handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{Ledger: newService(t, ledger, nil, slog.New(slog.DiscardHandler)),
-			Verifier: verifier, APIToken: testToken, Idempotency: idempotency.New(db)})
+		cfg := ledgerhttp.Config{Ledger: newService(t, ledger, nil, slog.New(slog.DiscardHandler)),
+			Verifier: verifier, APIToken: testToken, Idempotency: idempotency.New(db)}
+		handler, err := ledgerhttp.NewHandler(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		servers[i] = httptest.NewServer(handler)
+		servers[i] = httptest.NewServer(checkContract(t, cfg, handler))
 		t.Cleanup(servers[i].Close)
 	}
 	body := bookingBody(t, newResource("two-servers"))

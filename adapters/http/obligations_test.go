@@ -157,6 +157,7 @@ func TestObligationsOpenAndCloseWithTheFacts(t *testing.T) {
 			t.Fatalf("not open: %+v", h.obligations())
 		}
 		path := "/obligations/" + ob.ID + "/ack"
+		h.sendsInvalidRequests("acknowledgements without a reason or with unknown fields")
 		h.api(http.MethodPost, path, `{"reason": ""}`).wantError(t, http.StatusBadRequest, "reason")
 		h.api(http.MethodPost, path, `{"reason": "a test row", "by": "me"}`).wantError(t, http.StatusBadRequest, "unknown field")
 		h.api(http.MethodPost, path, `{"reason": "a test row"}`).wantBody(t, http.StatusOK, `{"acknowledged":"`+ob.ID+`"}`)

@@ -30,7 +30,7 @@ type ServerConfig struct {
 
 func (c *ServerConfig) setDefaults() {
 	if c.MaxHeaderBytes == 0 {
-		c.MaxHeaderBytes = 64 << 10
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if c.MaxConns == 0 {
 		c.MaxConns = 1024

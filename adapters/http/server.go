@@ -135,12 +135,20 @@ type Config struct {
 	EventTypes []string
 }
 
+// The default size limits (Config.MaxBodyBytes, Config.MaxBufferedBodyBytes,
+// ServerConfig.MaxHeaderBytes).
+const (
+	DefaultMaxBodyBytes         = 1 << 20
+	DefaultMaxBufferedBodyBytes = 64 << 20
+	DefaultMaxHeaderBytes       = 64 << 10
+)
+
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = 1 << 20
+		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -155,7 +163,7 @@ func (c *Config) setDefaults() {
 		c.BodyTimeout = 5 * time.Second
 	}
 	if c.MaxBufferedBodyBytes == 0 {
-		c.MaxBufferedBodyBytes = 64 << 20
+		c.MaxBufferedBodyBytes = DefaultMaxBufferedBodyBytes
 	}
 	if c.SessionIdle == 0 {
 		c.SessionIdle = 8 * time.Hour
@@ -215,14 +223,17 @@ type server struct {
 
 // NewHandler returns the ledger's HTTP handler.
 //
-// Every route but the webhook, the health checks, the success page and the
-// UI's own login goes through requireToken (bearer token and role, see
+// Every route but the webhook, the health checks, /openapi.json, the
+// success page and the UI's own login goes through requireToken (bearer token and role, see
 // allow); every route but the health checks goes through guard (in-flight
 // bound and request timeout); bodies are received whole, under
 // BodyTimeout, before guard (preread).
 func NewHandler(cfg Config) (http.Handler, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := openAPIJSON(); err != nil {
 		return nil, err
 	}
 	s := &server{
@@ -251,6 +262,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	route("/webhooks/stripe", webhook, http.MethodPost)
 	route("/healthz", http.HandlerFunc(s.healthz), http.MethodGet, http.MethodHead)
 	route("/readyz", http.HandlerFunc(s.readyz), http.MethodGet, http.MethodHead)
+	route("/openapi.json", http.HandlerFunc(s.openAPI), http.MethodGet, http.MethodHead)
 	route("/bookings/{id}/success", s.guard(http.HandlerFunc(s.checkoutSuccess)), http.MethodGet, http.MethodHead)
 
 	api := r.NewRoute().Subrouter()

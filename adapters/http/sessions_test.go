@@ -30,14 +30,15 @@ func TestUISessionLifetime(t *testing.T) {
 		t.Fatal(err)
 	}
 	server := func(tokens ...ledgerhttp.Token) string {
-		h, err := ledgerhttp.NewHandler(ledgerhttp.Config{
+		cfg := ledgerhttp.Config{
 			Ledger: newService(t, apptest.New(nil), nil, nil), Verifier: verifier, APIToken: testToken, Tokens: tokens,
 			Audit: &hostileAudit{}, Sessions: sessions, InsecureCookies: true, Now: clock,
-		})
+		}
+		h, err := ledgerhttp.NewHandler(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := httptest.NewServer(h)
+		srv := httptest.NewServer(checkContract(t, cfg, h))
 		t.Cleanup(srv.Close)
 		return srv.URL
 	}

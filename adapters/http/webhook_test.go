@@ -31,6 +31,7 @@ const (
 func TestWebhookRejectsUnverifiedOrMalformed(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.sendsInvalidRequests("unsigned, forged and malformed webhooks")
 	booking := h.createBooking(bookingRequest(newResource("reject")))
 	tb := testBooking(booking)
 
@@ -357,6 +358,7 @@ func TestWebhookDatabaseGone(t *testing.T) {
 func TestWebhookMethodNotAllowed(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
+	h.sendsInvalidRequests("other methods than POST")
 	b := h.createBooking(bookingRequest(newResource("method")))
 	ev := h.buildEvent(stripe.EventCheckoutSessionCompleted, testBooking(b))
 	for _, path := range []string{"/webhooks/stripe/", "/webhooks/stripe"} {

@@ -64,7 +64,7 @@ func TestAlertRulesUseRealMetrics(t *testing.T) {
 	base := "http://" + p.addr
 	do := func(method, path string, body []byte, header map[string]string) (int, string) {
 		req, _ := http.NewRequest(method, base+path, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer test-token-0123456789abcdefghijklmnop")
+		req.Header.Set("Authorization", "Bearer "+serveToken)
 		for k, v := range header {
 			req.Header.Set(k, v)
 		}

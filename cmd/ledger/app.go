@@ -57,6 +57,9 @@ func NewApp(cfg Config, logger *slog.Logger) *App {
 // owner: openDatabase), and starts serving on cfg.Addr. It returns once the
 // listener is open.
 func (a *App) Start(ctx context.Context) error {
+	// One line per start with the whole configuration in effect (secrets
+	// redacted), before anything can fail.
+	a.logger.Info("starting", "config", a.cfg)
 	if err := a.cfg.validateServe(); err != nil {
 		return err
 	}
@@ -78,11 +81,10 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mode, modeSource, err := a.cfg.stripeMode()
+	mode, _, err := a.cfg.stripeMode()
 	if err != nil {
 		return err
 	}
-	a.logger.Info("stripe mode", "mode", mode.String(), "from", modeSource, "accounts", mode.Accounts)
 	svc, err := app.NewService(app.Config{Bookings: ledger, Checkout: checkout, Mode: mode, Logger: a.logger,
 		Unmatched: &app.UnmatchedRetry{Deliveries: ledger, Parse: stripe.ParseDelivery}})
 	if err != nil {
@@ -119,6 +121,9 @@ func (a *App) Start(ctx context.Context) error {
 		TrustedProxies:  a.cfg.Edge.TrustedProxies,
 		EventTypes:      stripe.HandledEventTypes,
 
+		MaxBodyBytes:         a.cfg.Edge.MaxWebhookBody,
+		MaxBufferedBodyBytes: a.cfg.Edge.MaxBufferedBodies,
+
 		MaxInFlight:    a.cfg.MaxInFlight,
 		RequestTimeout: a.cfg.RequestTimeout,
 		PublishableKey: a.cfg.StripePublicKey,
@@ -133,7 +138,8 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
 	}
-	a.srv, a.ln = httpapi.NewServer(handler, ln, httpapi.ServerConfig{MaxConns: a.cfg.Edge.MaxConns, Logger: a.logger})
+	a.srv, a.ln = httpapi.NewServer(handler, ln, httpapi.ServerConfig{MaxConns: a.cfg.Edge.MaxConns,
+		MaxHeaderBytes: int(a.cfg.Edge.MaxHeaderBytes), Logger: a.logger})
 	a.served = make(chan error, 1)
 	if a.cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCert, a.cfg.TLSKey)

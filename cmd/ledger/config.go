@@ -78,6 +78,9 @@ type Config struct {
 	// Edge holds the HTTP edge's limits and tokens (edge.go).
 	Edge EdgeConfig
 	EvidenceConfig
+	// LogFormat is LEDGER_LOG_FORMAT: "text", "json", or "" for text on a
+	// terminal and JSON otherwise (logging.go).
+	LogFormat string
 	// Forward configures forwarding to NATS JetStream (LEDGER_FORWARD_*,
 	// forward.go); off without a URL.
 	Forward forwardConfig
@@ -102,6 +105,9 @@ func loadConfig() (Config, error) {
 		DataDir:          env("LEDGER_DATA_DIR", ".ledger"),
 	}
 	var err error
+	if c.LogFormat, err = parseLogFormat(os.Getenv("LEDGER_LOG_FORMAT")); err != nil {
+		return c, err
+	}
 	if c.ShutdownGrace, err = time.ParseDuration(env("LEDGER_SHUTDOWN_GRACE", "20s")); err != nil {
 		return c, fmt.Errorf("LEDGER_SHUTDOWN_GRACE: %w", err)
 	}
@@ -241,14 +247,21 @@ func (c *Config) loadDevSecrets() {
 	}
 }
 
-// LogValue prints the configuration with every secret redacted.
+// LogValue prints the configuration with every secret redacted, as it is
+// in effect (the Stripe mode as stripeMode decides it). Durations are
+// written as "15s" by the binary's log handler (logging.go).
 func (c Config) LogValue() slog.Value {
+	mode, modeFrom := c.StripeMode, ""
+	if m, from, err := c.stripeMode(); err == nil {
+		mode, modeFrom = m.String(), from
+	}
 	return slog.GroupValue(
 		slog.String("database_url", postgres.Redact(c.DatabaseURL)),
 		slog.Int("webhook_secrets", len(c.WebhookSecrets)),
 		slog.Bool("stripe_secret_key_set", c.StripeSecretKey != ""),
 		slog.String("stripe_api_base_url", c.StripeAPIBaseURL),
-		slog.String("stripe_mode", c.StripeMode),
+		slog.String("stripe_mode", mode),
+		slog.String("stripe_mode_from", modeFrom),
 		slog.Any("stripe_accounts", c.StripeAccounts),
 		slog.String("addr", c.Addr),
 		slog.Bool("api_token_set", c.APIToken != ""),
@@ -270,6 +283,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("reconcile_every", c.ReconcileEvery),
 		slog.Any("edge", c.Edge),
 		slog.Any("evidence", c.EvidenceConfig),
+		slog.String("log_format", c.LogFormat),
 		slog.Any("forward", c.Forward),
 	)
 }

@@ -33,10 +33,17 @@ type EdgeConfig struct {
 	// TrustedProxies is LEDGER_TRUSTED_PROXIES: comma-separated CIDRs (or
 	// addresses) of the reverse proxies whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
+	// The size limits the server runs with (not configurable; here so that
+	// the start-up line shows them): a webhook body, the bodies being
+	// received at once, a request header.
+	MaxWebhookBody, MaxBufferedBodies, MaxHeaderBytes int64
 }
 
 // loadEdgeConfig reads the edge's variables into c.Edge.
 func (c *Config) loadEdgeConfig() error {
+	c.Edge.MaxWebhookBody = httpapi.DefaultMaxBodyBytes
+	c.Edge.MaxBufferedBodies = httpapi.DefaultMaxBufferedBodyBytes
+	c.Edge.MaxHeaderBytes = httpapi.DefaultMaxHeaderBytes
 	var err error
 	if c.Edge.Tokens, err = httpapi.ParseTokens(os.Getenv("LEDGER_API_TOKENS")); err != nil {
 		return fmt.Errorf("LEDGER_API_TOKENS: %w", err)
@@ -104,6 +111,9 @@ func (e EdgeConfig) LogValue() slog.Value {
 		slog.Int("max_conns", e.MaxConns),
 		slog.Bool("insecure_cookies", e.InsecureCookies),
 		slog.Any("trusted_proxies", proxies),
+		slog.String("max_webhook_body", byteSize(e.MaxWebhookBody)),
+		slog.String("max_buffered_bodies", byteSize(e.MaxBufferedBodies)),
+		slog.String("max_header", byteSize(e.MaxHeaderBytes)),
 	)
 }
 

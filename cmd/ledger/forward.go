@@ -360,7 +360,7 @@ finish and commit the offset, then exit 0.`,
 			if err := cfg.validateForward(); err != nil {
 				return err
 			}
-			logger := newLogger()
+			logger := cfg.newLogger()
 			logger.Info("starting the forwarder", "config", cfg)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()

@@ -94,9 +94,9 @@ func TestMain(m *testing.M) {
 
 // TestNoSecretInLogs: a server given a database password, a webhook
 // secret, an operator token and named tokens logs its configuration at
-// start and then meets wrong tokens, forged webhooks, a UI sign-in and a
-// refused one, and a readiness probe with details; none of its log lines
-// holds any of those secrets. (Every other end-to-end test's lines are
+// start (App.Start) and then meets wrong tokens, forged webhooks, a UI
+// sign-in and a refused one, and a readiness probe with details; none of
+// its log lines holds any of those secrets. (Every other end-to-end test's lines are
 // searched too, by TestMain.)
 func TestNoSecretInLogs(t *testing.T) {
 	u, err := url.Parse(pgtest.NewEmptyURL(t))
@@ -115,8 +115,7 @@ func TestNoSecretInLogs(t *testing.T) {
 	var own bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(io.MultiWriter(&own, e2eSink{}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	registerSecrets(cfg)
-	logger.Info("starting", "config", cfg) // as `ledger serve` does
-	app := NewApp(cfg, logger)
+	app := NewApp(cfg, logger) // Start logs the configuration
 	if err := app.Start(context.Background()); err != nil {
 		app.Close()
 		t.Fatal(err)

@@ -6,14 +6,12 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 )
@@ -23,15 +21,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ledger:", err)
 		os.Exit(1)
 	}
-}
-
-// newLogger logs JSON when stderr is not a terminal (production), text
-// otherwise.
-func newLogger() *slog.Logger {
-	if term.IsTerminal(int(os.Stderr.Fd())) {
-		return slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
 }
 
 func newRootCmd() *cobra.Command {
@@ -70,13 +59,12 @@ func newServeCmd() *cobra.Command {
 			if addr != "" {
 				cfg.Addr = addr
 			}
-			logger := newLogger()
+			logger := cfg.newLogger()
 			if dev {
 				if err := cfg.devSecrets(logger); err != nil {
 					return err
 				}
 			}
-			logger.Info("starting", "config", cfg)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			app := NewApp(cfg, logger)
@@ -110,7 +98,7 @@ tables, but change none of them.`,
 			if err != nil {
 				return err
 			}
-			applied, err := migrateOwner(cmd.Context(), cfg, newLogger())
+			applied, err := migrateOwner(cmd.Context(), cfg, cfg.newLogger())
 			if err != nil {
 				return err
 			}

@@ -172,7 +172,7 @@ Prints one line per event: its id, the outcome and the booking.`,
 				return err
 			}
 			defer db.Close()
-			logger := newLogger()
+			logger := cfg.newLogger()
 			store, err := bookingstore.New(bookingstore.Config{DB: db, Logger: logger})
 			if err != nil {
 				return err

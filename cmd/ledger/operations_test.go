@@ -282,7 +282,7 @@ func TestIdempotencyKeyAcrossTwoServeProcesses(t *testing.T) {
 	body := `{"resource_id": "room-idem", "check_in": "2027-03-01", "check_out": "2027-03-03", "amount": 20000, "currency": "eur", "customer_email": "g@example.com"}`
 	send := func(addr string) (int, string, string) {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/bookings", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer test-token-0123456789abcdefghijklmnop")
+		req.Header.Set("Authorization", "Bearer "+serveToken)
 		req.Header.Set("Idempotency-Key", "two-processes-1")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -342,7 +342,7 @@ func TestServeReconcilesOnASchedule(t *testing.T) {
 		t.Errorf("booking %s (%v), want confirmed by the reconciliation", status, err)
 	}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+p.addr+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer test-token-0123456789abcdefghijklmnop")
+	req.Header.Set("Authorization", "Bearer "+serveToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -262,7 +262,7 @@ Ctrl-C (or a crash) leaves the live read model untouched; run it again.`,
 			if err := postgres.EnsureRuntimeRole(ctx, db, cfg.runtimeRole()); err != nil {
 				return err
 			}
-			return runRebuilds(ctx, db, newLogger(), cmd.OutOrStdout(), names, diff, term.IsTerminal(int(os.Stderr.Fd())))
+			return runRebuilds(ctx, db, cfg.newLogger(), cmd.OutOrStdout(), names, diff, term.IsTerminal(int(os.Stderr.Fd())))
 		},
 	}
 	cmd.Flags().StringVar(&name, "projection", "", "projection to rebuild: bookings or monitoring (default: all)")

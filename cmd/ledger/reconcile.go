@@ -39,7 +39,7 @@ matched again by the next run), and failed when some could not be ingested
 			if err != nil {
 				return err
 			}
-			logger := newLogger()
+			logger := cfg.newLogger()
 			if since > stripeRetention {
 				logger.Warn("Stripe lists only the last 30 days of events", "since", since)
 			}

@@ -199,6 +199,9 @@ func (p *sdProcess) stderr() string {
 	return p.logs.String()
 }
 
+// serveToken is the operator token of the servers startServe starts.
+const serveToken = "test-token-0123456789abcdefghijklmnop"
+
 // startServe starts `ledger serve` on 127.0.0.1:0 (the process binds the
 // port itself) and returns once it logs the address it listens on and is
 // ready. It is killed when the test ends if still running.
@@ -210,9 +213,10 @@ func startServe(t *testing.T, dbURL string, env ...string) *sdProcess {
 		"DATABASE_URL="+runtimeURLFor(t, dbURL),
 		"LEDGER_ADDR=127.0.0.1:0",
 		"STRIPE_WEBHOOK_SECRET="+testSecret,
-		"LEDGER_API_TOKEN=test-token-0123456789abcdefghijklmnop",
+		"LEDGER_API_TOKEN="+serveToken,
 		"STRIPE_SECRET_KEY=",
 		"LEDGER_STRIPE_MODE=test",
+		"LEDGER_LOG_FORMAT=json", // the lines are read as JSON below
 	)
 	cmd.Env = append(cmd.Env, env...)
 	pipe, err := cmd.StderrPipe()

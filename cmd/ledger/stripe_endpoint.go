@@ -21,7 +21,7 @@ func newStripeCmd() *cobra.Command {
 		if err != nil {
 			return nil, err
 		}
-		c, err := cfg.stripeClient(newLogger())
+		c, err := cfg.stripeClient(cfg.newLogger())
 		if err != nil {
 			return nil, err
 		}
