@@ -49,7 +49,7 @@ func TestServeRefusesAStrongerRole(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, stdout, stderr := runLedgerProcess(t, []string{"DATABASE_URL=" + tt.url, "LEDGER_RUNTIME_ROLE=", "LEDGER_ADDR=127.0.0.1:0",
-				"STRIPE_WEBHOOK_SECRET=" + testSecret, "LEDGER_API_TOKEN=test-token", "LEDGER_STRIPE_MODE=test", "STRIPE_SECRET_KEY="}, "serve")
+				"STRIPE_WEBHOOK_SECRET=" + testSecret, "LEDGER_API_TOKEN=" + serveToken, "LEDGER_STRIPE_MODE=test", "STRIPE_SECRET_KEY="}, "serve")
 			if code != 1 {
 				t.Fatalf("exit %d, want 1\n%s%s", code, stdout, stderr)
 			}

@@ -29,7 +29,10 @@ func TestUICookieAndSecurityHeaders(t *testing.T) {
 			name = "https"
 		}
 		t.Run(name, func(t *testing.T) {
+			// Outside --dev (which turns Secure off): set up as `ledger
+			// migrate` does and served as the runtime role.
 			cfg := testConfig(t, pgtest.NewEmptyURL(t))
+			cfg.DatabaseURL, cfg.Dev = runtimeURLFor(t, cfg.DatabaseURL), false
 			transport := &http.Transport{}
 			scheme := "http"
 			if useTLS {
