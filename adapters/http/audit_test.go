@@ -15,8 +15,8 @@ import (
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
-	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/adapters/postgres/sessionstore"
+	"github.com/booking-ledger/ledger/adapters/postgres/worklist"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/projections"
 )
@@ -43,7 +43,7 @@ func newAuditHarness(t testing.TB) *harness {
 	}
 	cfg := ledgerhttp.Config{Ledger: newService(t, store.ledger, nil, logger), Verifier: verifier,
 		APIToken: testToken, Tokens: testRoleTokens, Logger: logger, Audit: auditor,
-		Sessions: sessions, InsecureCookies: true, AuthFailureBurst: 100000, Obligations: readmodels.Obligations{DB: db}}
+		Sessions: sessions, InsecureCookies: true, AuthFailureBurst: 100000, Obligations: worklist.Obligations{DB: db}}
 	handler, err := ledgerhttp.NewHandler(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,7 @@ import (
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres/idempotency"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
+	"github.com/booking-ledger/ledger/adapters/postgres/worklist"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
@@ -126,7 +127,7 @@ type harnessOptions struct {
 	monitoring  bool
 	idempotency bool
 	retry       bool
-	obligations *readmodels.Obligations
+	obligations *worklist.Obligations
 	checkout    *app.CheckoutConfig
 	mode        app.Mode
 	config      func(*ledgerhttp.Config)
@@ -175,7 +176,7 @@ func withIdempotency() harnessOption {
 
 // withObligations serves the worklist from the PostgreSQL backend (implies
 // withPostgres); o.DB is filled in.
-func withObligations(o readmodels.Obligations) harnessOption {
+func withObligations(o worklist.Obligations) harnessOption {
 	return func(opts *harnessOptions) { opts.postgres, opts.obligations = true, &o }
 }
 
@@ -243,7 +244,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 		cfg.Registry = prometheus.NewRegistry()
 		cfg.Registry.MustRegister(readmodels.NewCollector(h.db))
 		if o.obligations != nil {
-			cfg.Registry.MustRegister(readmodels.NewOperationsCollector(*o.obligations))
+			cfg.Registry.MustRegister(worklist.NewOperationsCollector(*o.obligations))
 		}
 	}
 	if o.config != nil {

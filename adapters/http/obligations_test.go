@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
+	"github.com/booking-ledger/ledger/adapters/postgres/worklist"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
@@ -47,7 +47,7 @@ func TestObligationsOpenAndCloseWithTheFacts(t *testing.T) {
 	t.Parallel()
 	// The worklist's clock is two hours ahead: unmatched deliveries are
 	// old enough to count.
-	h := newHarness(t, withMonitoring(), withObligations(readmodels.Obligations{Now: func() time.Time { return time.Now().Add(2 * time.Hour) }}))
+	h := newHarness(t, withMonitoring(), withObligations(worklist.Obligations{Now: func() time.Time { return time.Now().Add(2 * time.Hour) }}))
 	if obs := h.obligations(); len(obs) != 0 {
 		t.Fatalf("a new ledger has obligations: %+v", obs)
 	}
@@ -180,7 +180,7 @@ func TestObligationsOpenAndCloseWithTheFacts(t *testing.T) {
 func TestReconcileOverdue(t *testing.T) {
 	t.Parallel()
 	start := time.Now().Add(-3 * time.Hour)
-	h := newHarness(t, withObligations(readmodels.Obligations{ReconcileEvery: time.Hour, Since: start}))
+	h := newHarness(t, withObligations(worklist.Obligations{ReconcileEvery: time.Hour, Since: start}))
 	ob, ok := h.openObligation(app.ObligationReconcileOverdue, 0)
 	if !ok || !strings.Contains(ob.Detail, "no reconciliation with Stripe ever succeeded") || !ob.OpenedAt.Equal(start.Add(2*time.Hour)) {
 		t.Fatalf("not open at %s: %v %+v", start.Add(2*time.Hour), ok, ob)

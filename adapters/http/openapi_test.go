@@ -17,7 +17,7 @@ import (
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres/idempotency"
-	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
+	"github.com/booking-ledger/ledger/adapters/postgres/worklist"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/domain/app/apptest"
@@ -82,7 +82,7 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	handler, err := ledgerhttp.NewHandler(ledgerhttp.Config{
 		Ledger: newService(t, apptest.New(nil), nil, nil), Verifier: verifier, APIToken: testToken,
 		Audit: &hostileAudit{}, Sessions: apptest.NewSessions(), Monitoring: pgMonitoring{},
-		Registry: prometheus.NewRegistry(), Obligations: readmodels.Obligations{}, Idempotency: idempotency.New(nil),
+		Registry: prometheus.NewRegistry(), Obligations: worklist.Obligations{}, Idempotency: idempotency.New(nil),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
+	"github.com/booking-ledger/ledger/adapters/postgres/worklist"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
@@ -39,7 +40,7 @@ func newObligationsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			obs, err := readmodels.Obligations{DB: db, ReconcileEvery: cfg.ReconcileEvery}.List(cmd.Context())
+			obs, err := worklist.Obligations{DB: db, ReconcileEvery: cfg.ReconcileEvery}.List(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -267,7 +268,7 @@ func newRefundsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			open, err := readmodels.Obligations{DB: db}.List(cmd.Context())
+			open, err := worklist.Obligations{DB: db}.List(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -422,7 +423,7 @@ func newAckCmd(what string) *cobra.Command {
 				return err
 			}
 			defer db.Close()
-			if err := (readmodels.Obligations{DB: db}).Ack(cmd.Context(), args[0], reason, cliActor()); err != nil {
+			if err := (worklist.Obligations{DB: db}).Ack(cmd.Context(), args[0], reason, cliActor()); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "acknowledged %s\n", args[0])

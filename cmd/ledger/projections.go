@@ -25,6 +25,7 @@ import (
 	httpapi "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
+	"github.com/booking-ledger/ledger/adapters/postgres/worklist"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -51,7 +52,7 @@ func (a *App) startProjections() error {
 	p.registry.MustRegister(
 		readmodels.NewCollector(a.db),
 		readmodels.NewIgnoredCollector(a.db),
-		readmodels.NewOperationsCollector(a.obligations()),
+		worklist.NewOperationsCollector(a.obligations()),
 		collectors.NewDBStatsCollector(a.db, "ledger"),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

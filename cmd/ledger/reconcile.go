@@ -10,7 +10,7 @@ import (
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
-	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
+	"github.com/booking-ledger/ledger/adapters/postgres/worklist"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -72,7 +72,7 @@ matched again by the next run), and failed when some could not be ingested
 			if err != nil {
 				return err
 			}
-			run, err := newReconciler(svc, client).RunOnce(cmd.Context(), readmodels.ReconcileRuns{DB: db}, time.Now().Add(-since), 0)
+			run, err := newReconciler(svc, client).RunOnce(cmd.Context(), worklist.ReconcileRuns{DB: db}, time.Now().Add(-since), 0)
 			if errors.Is(err, app.ErrReconcileBusy) {
 				return errors.New("another reconciliation is running (serve --reconcile-every?): try again later")
 			}
@@ -109,7 +109,7 @@ func (a *App) startReconcile(svc *app.Service) error {
 	a.reconcile = reconcileRuntime{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(a.reconcile.done)
-		newReconciler(svc, client).Schedule(ctx, readmodels.ReconcileRuns{DB: a.db}, a.cfg.ReconcileEvery, firstReconcileWindow,
+		newReconciler(svc, client).Schedule(ctx, worklist.ReconcileRuns{DB: a.db}, a.cfg.ReconcileEvery, firstReconcileWindow,
 			a.logger.With("component", "reconcile"))
 	}()
 	return nil
@@ -125,8 +125,8 @@ func (a *App) stopReconcile() {
 }
 
 // obligations is the worklist of this server.
-func (a *App) obligations() readmodels.Obligations {
-	return readmodels.Obligations{DB: a.db, ReconcileEvery: a.cfg.ReconcileEvery, Since: a.started}
+func (a *App) obligations() worklist.Obligations {
+	return worklist.Obligations{DB: a.db, ReconcileEvery: a.cfg.ReconcileEvery, Since: a.started}
 }
 
 func newReconciler(svc *app.Service, client app.EventLister) app.Reconciler {

@@ -1,4 +1,7 @@
-package readmodels
+// Package worklist holds what needs an operator: the obligations read
+// from the log and its tables (GET /obligations), their append-only
+// acknowledgements, and the runs of reconciliation with Stripe.
+package worklist
 
 import (
 	"context"
