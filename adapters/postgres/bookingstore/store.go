@@ -70,7 +70,7 @@ func (l *Store) prepare(ctx context.Context) {
 
 // hotQueries are the statements Store.prepare prepares.
 var hotQueries = func() []string {
-	q := []string{lookupQuery, streamQuery, insertInboxQuery, insertDeliveryQuery}
+	q := []string{lookupQuery, streamQuery, insertInboxQuery, insertDeliveryQuery, recentUnmatchedQuery}
 	for n := 1; n <= maxPreparedEvents; n++ {
 		q = append(q, eventstore.InsertQuery(n), appendProjectInboxQueries[n])
 	}
