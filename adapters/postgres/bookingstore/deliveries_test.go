@@ -36,7 +36,7 @@ func TestRecentUnmatchedDeliveries(t *testing.T) {
 		{"evt_c", "wrong_mode", 1, "pi_c"},
 		{"evt_d", "foreign_account", 1, "pi_d"}, // latest: foreign_account
 		{"evt_d", "unmatched", 2, "pi_d"},
-		{"evt_e", "unmatched", 1, "pi_e"}, // decided since: an inbox row
+		{"evt_e", "unmatched", 1, "pi_e"},   // decided since: an inbox row
 		{"evt_f", "unmatched", 100, "pi_f"}, // out of the window
 		{"evt_g", "duplicate", 1, "pi_g"},
 		{"evt_h", "unmatched", 4, "pi_h"},

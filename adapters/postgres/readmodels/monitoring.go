@@ -149,6 +149,17 @@ func monitoringStatement(deltas []projections.Counter, c cut, recordedAt time.Ti
 
 // deltasStatement adds deltas to the counter tables for each row of the
 // CTE applied, which head defines with the parameters args.
+//
+// Each counter row is updated in place when it exists and inserted (ON
+// CONFLICT ... DO UPDATE, for a row created meanwhile) only when it does
+// not. The subscriber applies each event of a poll in a savepoint of the
+// poll's transaction, and an INSERT ... ON CONFLICT DO UPDATE of a row that
+// an earlier savepoint of the same transaction updated leaves a MultiXact
+// on the row's old version; every later access to the row then looked the
+// MultiXact's members up along the row's chain of versions, which made the
+// subscriber the busiest backend of the server (16 % of PostgreSQL's CPU
+// under webhook load, most of it GetMultiXactIdMembers). A plain UPDATE
+// leaves none.
 func deltasStatement(head string, args []any, deltas []projections.Counter) (string, []any, error) {
 	var b strings.Builder
 	b.WriteString(head)
@@ -157,23 +168,30 @@ func deltasStatement(head string, args []any, deltas []projections.Counter) (str
 		if !ok || len(d.Key) != len(t.Keys) || len(d.Add) != len(t.Values) {
 			return "", nil, fmt.Errorf("monitoring: delta for unknown table or shape %s", d.Table)
 		}
-		var sel, sets []string
+		table := pq.QuoteIdentifier(t.Name)
+		var sel, sets, match, adds []string
 		for j, k := range t.Keys {
 			args = append(args, d.Key[j])
-			sel = append(sel, "$"+strconv.Itoa(len(args))+"::"+k.Type)
+			p := "$" + strconv.Itoa(len(args)) + "::" + k.Type
+			sel = append(sel, p)
+			match = append(match, pq.QuoteIdentifier(k.Name)+" = "+p)
 		}
 		for j, v := range t.Values {
 			args = append(args, d.Add[j])
-			sel = append(sel, "$"+strconv.Itoa(len(args))+"::bigint")
+			p := "$" + strconv.Itoa(len(args)) + "::bigint"
+			sel = append(sel, p)
 			q := pq.QuoteIdentifier(v)
-			sets = append(sets, q+" = "+pq.QuoteIdentifier(t.Name)+"."+q+" + excluded."+q)
+			sets = append(sets, q+" = "+table+"."+q+" + excluded."+q)
+			adds = append(adds, q+" = "+table+"."+q+" + "+p)
 		}
 		var keys []string
 		for _, k := range t.Keys {
 			keys = append(keys, pq.QuoteIdentifier(k.Name))
 		}
-		fmt.Fprintf(&b, `, d%d AS (INSERT INTO %s (%s) SELECT %s FROM applied ON CONFLICT (%s) DO UPDATE SET %s)`,
-			i, pq.QuoteIdentifier(t.Name), strings.Join(quoteAll(counterColumns(t)), ", "), strings.Join(sel, ", "),
+		fmt.Fprintf(&b, `, u%d AS (UPDATE %s SET %s WHERE %s AND EXISTS (SELECT 1 FROM applied) RETURNING 1)`,
+			i, table, strings.Join(adds, ", "), strings.Join(match, " AND "))
+		fmt.Fprintf(&b, `, d%d AS (INSERT INTO %s (%s) SELECT %s FROM applied WHERE NOT EXISTS (SELECT 1 FROM u%d) ON CONFLICT (%s) DO UPDATE SET %s)`,
+			i, table, strings.Join(quoteAll(counterColumns(t)), ", "), strings.Join(sel, ", "), i,
 			strings.Join(keys, ", "), strings.Join(sets, ", "))
 	}
 	b.WriteString(` SELECT count(*) FROM applied`)
