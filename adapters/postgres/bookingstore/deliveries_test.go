@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +95,35 @@ func TestRecentUnmatchedDeliveries(t *testing.T) {
 				t.Errorf("events %v, want %v", ids, tc.want)
 			}
 		})
+	}
+}
+
+// TestRawEventsCompressedWithLZ4: a raw event large enough to be
+// compressed is stored with lz4 (migration 00017), in the inbox and in the
+// deliveries, on a server that has lz4.
+func TestRawEventsCompressedWithLZ4(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	if _, err := db.ExecContext(ctx, `CREATE TEMP TABLE lz4_probe (b bytea COMPRESSION lz4)`); err != nil {
+		t.Skipf("this server has no lz4: %v", err)
+	}
+	body := []byte(strings.Repeat(`{"object": "checkout.session", "payment_status": "paid"}`, 60))
+	for _, tc := range []struct{ table, insert string }{
+		{"stripe_inbox", `INSERT INTO stripe_inbox (event_id, event_type, api_version, livemode, created, received_at, source, outcome, payload, payload_sha256, signature_header)
+			VALUES ('evt_lz4', 'checkout.session.completed', '2023-10-16', false, now(), now(), 'webhook', 'processed', $1, sha256($1), '')`},
+		{"stripe_deliveries", `INSERT INTO stripe_deliveries (event_id, event_type, received_at, outcome, payload, payload_sha256, signature_header)
+			VALUES ('evt_lz4', 'checkout.session.completed', now(), 'duplicate', $1, sha256($1), '')`},
+	} {
+		if _, err := db.ExecContext(ctx, tc.insert, body); err != nil {
+			t.Fatal(err)
+		}
+		var method string
+		var back []byte
+		if err := db.QueryRowContext(ctx, `SELECT COALESCE(pg_column_compression(payload), ''), payload FROM `+tc.table+` WHERE event_id = 'evt_lz4'`).Scan(&method, &back); err != nil {
+			t.Fatal(err)
+		}
+		if method != "lz4" || string(back) != string(body) {
+			t.Errorf("%s: compressed with %q, %d bytes read back of %d", tc.table, method, len(back), len(body))
+		}
 	}
 }
