@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/lib/pq"
@@ -84,7 +86,7 @@ func NewMonitoringConsumer(cfg MonitoringConfig) (*MonitoringConsumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: poison queue: %w", err)
 	}
-	h := router.AddConsumerHandler(projections.MonitoringName, eventstore.EventsTopic, sub, applyMonitoringMessage)
+	h := router.AddConsumerHandler(projections.MonitoringName, eventstore.EventsTopic, sub, (&pollStatements{}).applyMonitoringMessage)
 	// Outermost first: a poison event's partial writes are rolled back to
 	// the savepoint before the dead letter is written.
 	h.AddMiddleware(poison, eventstore.Savepoint)
@@ -102,9 +104,55 @@ func (c *MonitoringConsumer) Running() chan struct{} { return c.router.Running()
 // Close stops the consumer, waiting for the message in hand.
 func (c *MonitoringConsumer) Close() error { return c.router.Close() }
 
+// pollStatements prepares the monitoring statements on the subscriber's
+// poll transaction, once per poll and statement text (a handful of texts,
+// one per kind of event): a poll of a hundred events then parses each text
+// once, and PostgreSQL settles on a generic plan, instead of parsing and
+// planning every event's statement (the busiest backend's main work under
+// webhook load).
+type pollStatements struct {
+	mu sync.Mutex
+	// tx is the poll transaction stmts are prepared on; holding it keeps
+	// its address from being reused by a later one.
+	tx    wsql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+// preparer is what a poll transaction of watermill-sql's standard adapter
+// (wsql.StdSQLTx, a *sql.Tx) offers.
+type preparer interface {
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+// exec runs query on tx, prepared on it when tx can prepare.
+func (p *pollStatements) exec(ctx context.Context, tx wsql.Tx, query string, args ...any) error {
+	prep, ok := tx.(preparer)
+	if !ok {
+		_, err := tx.ExecContext(ctx, query, args...)
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tx != tx {
+		// A new poll: the statements of the last one were closed with its
+		// transaction.
+		p.tx, p.stmts = tx, map[string]*sql.Stmt{}
+	}
+	st, ok := p.stmts[query]
+	if !ok {
+		var err error
+		if st, err = prep.PrepareContext(ctx, query); err != nil {
+			return err
+		}
+		p.stmts[query] = st
+	}
+	_, err := st.ExecContext(ctx, args...)
+	return err
+}
+
 // applyMonitoringMessage applies one event of the log to the monitoring
 // tables, in the subscriber's transaction.
-func applyMonitoringMessage(msg *message.Message) error {
+func (p *pollStatements) applyMonitoringMessage(msg *message.Message) error {
 	tx, ok := eventstore.TxFromMessage(msg)
 	if !ok {
 		return errors.New("postgres: monitoring: message without its poll transaction")
@@ -128,7 +176,7 @@ func applyMonitoringMessage(msg *message.Message) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errPoison, err)
 	}
-	if _, err := tx.ExecContext(msg.Context(), query, args...); err != nil {
+	if err := p.exec(msg.Context(), tx, query, args...); err != nil {
 		return fmt.Errorf("postgres: monitoring: apply event %d: %w", e.Position, err)
 	}
 	return nil
