@@ -24,7 +24,8 @@ func shadowName(live string) string { return live + shadowSuffix }
 // createShadow drops any leftover shadow of live and creates an empty one
 // with live's columns, defaults and CHECK constraints but no index, so that
 // the bulk load does not maintain indexes row by row (buildShadowIndexes adds
-// them afterwards). Grants on live are repeated on the shadow, so that the
+// them afterwards, but for an exclusion constraint, which is built row by row
+// anyway and may be added before the bulk load). Grants on live are repeated on the shadow, so that the
 // swapped-in table keeps them.
 //
 // It refuses a live table that has user triggers, because the swap would
