@@ -102,3 +102,18 @@ func (s *Statements) QueryRow(ctx context.Context, tx *sql.Tx, query string, arg
 	}
 	return tx.QueryRowContext(ctx, query, args...)
 }
+
+// QueryDB runs query on db, outside any transaction: on its prepared
+// statement when it is prepared (on any connection of the pool; database/sql
+// prepares it again on a connection that lacks it), as a one-off query
+// otherwise.
+func (s *Statements) QueryDB(ctx context.Context, db *sql.DB, query string, args ...any) (*sql.Rows, error) {
+	if s != nil {
+		if m := s.prepared.Load(); m != nil {
+			if st, ok := (*m)[query]; ok {
+				return st.QueryContext(ctx, args...)
+			}
+		}
+	}
+	return db.QueryContext(ctx, query, args...)
+}

@@ -19,7 +19,7 @@ import (
 // ledger binary (`ledger projections rebuild --projection bookings`) and
 // reports the rebuild's speed, the CPU time and the peak RSS of the process:
 //
-//	go test -run '^$' -bench BenchmarkRebuild -benchtime 1x -timeout 30m ./cmd/ledger/
+//	go test -run '^$' -bench BenchmarkRebuild -benchtime 1x -timeout 60m ./cmd/ledger/
 //
 // LEDGER_BENCH_EVENTS lists the log sizes (default "250000,1000000"), so
 // that the peak RSS can be compared across sizes. Two cases per size:

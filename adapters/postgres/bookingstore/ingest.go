@@ -82,13 +82,12 @@ var lookupQuery = `
 // its stay (arrays of ids, check-ins, check-outs; NULL when there are none).
 // The stays are listed whatever the event (one probe of the exclusion
 // constraint's index), which keeps the plan generic. Parameter: booking id.
-const streamQuery = `
+var streamQuery = `
 	WITH confirmed AS (
 		SELECT array_agg(o.id ORDER BY o.id) AS ids,
 			array_agg(o.check_in::text ORDER BY o.id) AS check_ins,
 			array_agg(o.check_out::text ORDER BY o.id) AS check_outs
-		FROM bookings b JOIN bookings o ON o.resource_id = b.resource_id AND o.status = 'confirmed' AND o.id <> b.id
-			AND daterange(o.check_in, o.check_out, '[)') && daterange(b.check_in, b.check_out, '[)')
+		FROM bookings b JOIN bookings o ON ` + overlapProbe("o", "b.resource_id", "b.check_in", "b.check_out") + ` AND o.id <> b.id
 		WHERE b.id = $1
 	)
 	SELECT ` + eventstore.SelectColumns + `, confirmed.ids, confirmed.check_ins, confirmed.check_outs

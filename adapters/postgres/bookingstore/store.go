@@ -70,7 +70,7 @@ func (l *Store) prepare(ctx context.Context) {
 
 // hotQueries are the statements Store.prepare prepares.
 var hotQueries = func() []string {
-	q := []string{lookupQuery, streamQuery, insertInboxQuery, insertDeliveryQuery}
+	q := []string{lookupQuery, streamQuery, insertInboxQuery, insertDeliveryQuery, recentUnmatchedQuery}
 	for n := 1; n <= maxPreparedEvents; n++ {
 		q = append(q, eventstore.InsertQuery(n), appendProjectInboxQueries[n])
 	}
@@ -221,6 +221,19 @@ func ResourceLockKey(resource string) string {
 	return `hashtextextended('ledger.resource:' || ` + resource + `, 0)`
 }
 
+// overlapProbe is the condition that finds, in the bookings table aliased
+// table, the confirmed stays of resource (an SQL text expression) that
+// overlap [checkIn, checkOut) (SQL date expressions): the three keys of the
+// exclusion constraint bookings_confirmed_no_overlap (migration 00016), so
+// that the planner probes its GiST index with all of them. Without the
+// hash, which comes first in the index, the probe cannot narrow the tree
+// by resource and reads a large part of it.
+func overlapProbe(table, resource, checkIn, checkOut string) string {
+	return `hashtextextended(` + table + `.resource_id, 0) = hashtextextended(` + resource + `, 0) AND ` +
+		table + `.resource_id = ` + resource + ` AND ` + table + `.status = 'confirmed' AND ` +
+		`daterange(` + table + `.check_in, ` + table + `.check_out, '[)') && daterange(` + checkIn + `, ` + checkOut + `, '[)')`
+}
+
 // lockResource serializes, until the transaction ends, every decision about
 // the availability of one resource, across all server processes. The
 // bookings table's exclusion constraint is the backstop behind it.
@@ -231,14 +244,16 @@ func lockResource(ctx context.Context, tx *sql.Tx, resourceID string) error {
 	return nil
 }
 
+// confirmedStaysQuery: the confirmed stays of resource $1, other than
+// booking $2's, that overlap [$3, $4).
+var confirmedStaysQuery = `SELECT id, check_in, check_out FROM bookings
+	WHERE ` + overlapProbe("bookings", "$1", "$3::date", "$4::date") + ` AND id <> $2`
+
 // confirmedStays lists the confirmed stays of resourceID, other than
 // booking self's, that overlap stay (the domain still decides; the index only
 // narrows the candidates).
 func confirmedStays(ctx context.Context, tx *sql.Tx, resourceID string, self domain.BookingID, stay domain.DateRange) ([]domain.Stay, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, check_in, check_out FROM bookings
-		WHERE resource_id = $1 AND status = 'confirmed' AND id <> $2
-		AND daterange(check_in, check_out, '[)') && daterange($3::date, $4::date, '[)')`,
-		resourceID, int64(self), stay.CheckInString(), stay.CheckOutString())
+	rows, err := tx.QueryContext(ctx, confirmedStaysQuery, resourceID, int64(self), stay.CheckInString(), stay.CheckOutString())
 	if err != nil {
 		return nil, fmt.Errorf("bookingstore: confirmed stays of %q: %w", resourceID, err)
 	}

@@ -32,7 +32,8 @@ type BookingsCode struct {
 // error to stop the rebuild there.
 type RebuildHooks struct {
 	// AfterBatch runs in the bulk phase after each batch read, with the
-	// number of events read so far.
+	// number of events read so far (by every reader: one call at a time,
+	// while the other readers go on until their next batch).
 	AfterBatch func(ctx context.Context, events int64) error
 	// BeforeCatchUp runs after the bulk phase (and the shadow's indexes),
 	// before the first catch-up.
@@ -47,6 +48,15 @@ type RebuildConfig struct {
 	// BatchSize is the number of events read per query (default 10,000);
 	// memory is bounded by a few batches, whatever the length of the log.
 	BatchSize int
+	// BulkReaders is the number of ranges of streams the bookings rebuild
+	// reads, folds and writes in parallel, in one snapshot (default 2;
+	// fewer when the pool has fewer than 2*BulkReaders+1 connections).
+	BulkReaders int
+	// MaintenanceWorkMem is PostgreSQL's maintenance_work_mem for the
+	// statements that build the shadow's indexes (default "128MB"; several
+	// run at once), so that their sorts stay in memory and a btree build
+	// may use parallel workers.
+	MaintenanceWorkMem string
 	// LockTimeout bounds each wait for the swap's locks (default 2 s). The
 	// swap then gives up, catches up once more without locks and tries
 	// again, at most SwapAttempts times (default 10). Appends (and reads of
@@ -70,7 +80,7 @@ type RebuildConfig struct {
 	// limit always replaces.
 	PatchLimit int
 	// Progress, when set, is called after every bulk batch and at every
-	// phase change, on the rebuild's goroutine.
+	// phase change, one call at a time.
 	Progress func(Progress)
 	// Bookings is the bookings code to run; zero means this binary's.
 	Bookings BookingsCode
@@ -83,6 +93,12 @@ func (c *RebuildConfig) setDefaults() {
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 10_000
+	}
+	if c.BulkReaders == 0 {
+		c.BulkReaders = 2
+	}
+	if c.MaintenanceWorkMem == "" {
+		c.MaintenanceWorkMem = "128MB"
 	}
 	if c.LockTimeout == 0 {
 		c.LockTimeout = 2 * time.Second
@@ -109,7 +125,7 @@ func (c RebuildConfig) Validate() error {
 	switch {
 	case c.DB == nil:
 		return errors.New("postgres: rebuild needs a database")
-	case c.BatchSize < 1 || c.SwapAttempts < 1 || c.CatchUpRounds < 0 || c.LockTimeout < 0:
+	case c.BatchSize < 1 || c.BulkReaders < 1 || c.SwapAttempts < 1 || c.CatchUpRounds < 0 || c.LockTimeout < 0:
 		return errors.New("postgres: rebuild sizes and timeouts must be positive")
 	case c.Bookings.Version < 1:
 		return errors.New("postgres: bookings code needs a version")

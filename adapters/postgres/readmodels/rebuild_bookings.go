@@ -3,11 +3,10 @@ package readmodels
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,13 +62,29 @@ func (r *Rebuilder) rebuildBookings(ctx context.Context, start time.Time, emit f
 		}
 	}()
 
+	if emit == nil {
+		replacing, err := r.expectReplace(ctx)
+		if err != nil {
+			return res, err
+		}
+		if replacing {
+			// The exclusion constraint is built row by row whenever it is
+			// built (GiST has no sorted build for these keys), so it costs
+			// no more to build it during the bulk phase, by the COPYs,
+			// while the log is read and folded.
+			if err := buildShadowIndexes(ctx, db, bookingsTable, exclusionConstraints, 1, r.cfg.MaintenanceWorkMem); err != nil {
+				return res, err
+			}
+		}
+	}
+
 	snap, events, rows, err := r.bulkBookings(ctx, code, start)
 	res.Events, res.Rows = events, rows
 	if err != nil {
 		return res, err
 	}
 	r.progress(bookingsTable, PhaseIndex, events, events, start)
-	if err := buildShadowIndexes(ctx, db, bookingsTable, true); err != nil {
+	if err := buildShadowIndexes(ctx, db, bookingsTable, primaryKey, 1, r.cfg.MaintenanceWorkMem); err != nil {
 		return res, err
 	}
 	if h := r.cfg.Hooks.BeforeCatchUp; h != nil {
@@ -143,7 +158,7 @@ func (r *Rebuilder) rebuildBookings(ctx context.Context, start time.Time, emit f
 
 	res.Strategy = StrategyReplace
 	r.progress(bookingsTable, PhaseIndex, events, events, start)
-	if err := buildShadowIndexes(ctx, db, bookingsTable, false); err != nil {
+	if err := buildShadowIndexes(ctx, db, bookingsTable, allIndexes, r.indexBuilders(), r.cfg.MaintenanceWorkMem); err != nil {
 		return res, err
 	}
 	if _, _, err := catchUp(false); err != nil {
@@ -155,6 +170,26 @@ func (r *Rebuilder) rebuildBookings(ctx context.Context, start time.Time, emit f
 	}, between)
 	renamed = res.Swapped
 	return res, err
+}
+
+// expectReplace reports whether the rebuild will replace the live table
+// rather than patch it, as far as can be told before folding the log: when
+// the patch limit is negative, or when the live table has fewer than half
+// as many rows as the log has stream ids (stream ids are booking ids from a
+// sequence, with a gap for each booking request refused): the rows to add
+// alone then exceed any modest patch limit. A wrong guess costs time only:
+// an exclusion constraint built for nothing, or built after the bulk phase.
+func (r *Rebuilder) expectReplace(ctx context.Context) (bool, error) {
+	if r.cfg.PatchLimit < 0 {
+		return true, nil
+	}
+	var live, ids int64
+	err := r.cfg.DB.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM `+bookingsTable+`),
+		COALESCE((SELECT max(stream_id) FROM ledger_events) - (SELECT min(stream_id) FROM ledger_events) + 1, 0)`).Scan(&live, &ids)
+	if err != nil {
+		return false, fmt.Errorf("postgres: rows of %s: %w", bookingsTable, err)
+	}
+	return live+int64(r.cfg.PatchLimit) < ids/2, nil
 }
 
 // differingBookings returns the ids of the rows that differ between the
@@ -186,120 +221,230 @@ func differingBookings(ctx context.Context, q postgres.Querier, ids []int64, lim
 }
 
 // bulkBookings folds every stream visible in one REPEATABLE READ snapshot
-// into the shadow and returns that snapshot. Three goroutines form a
-// pipeline: the reader pages through the log in (stream_id, stream_version)
-// order with keyset queries on ledger_events_stream_version_key, the folder
-// folds each complete stream (a stream may span pages), the writer COPYs the
-// rows into the shadow, committing each page of rows so that no long
-// transaction holds back the subscribers.
+// into the shadow and returns that snapshot. The streams are split by id
+// into BulkReaders ranges, read in parallel in that same snapshot (exported
+// by the first reader's transaction, imported by the others'). Each range
+// is a pipeline of goroutines: the reader pages through the log in
+// (stream_id, stream_version) order with keyset queries on
+// ledger_events_stream_version_key, the folder folds each complete stream (a
+// stream may span pages); writers COPY the rows into the shadow, committing
+// each page of rows so that no long transaction holds back the subscribers.
+// Memory is a few pages per range, whatever the length of the log.
 func (r *Rebuilder) bulkBookings(ctx context.Context, code BookingsCode, start time.Time) (snap string, events, written int64, err error) {
-	g, gctx := errgroup.WithContext(ctx)
-	pages := make(chan []projections.RawEvent, 2)
-	rowPages := make(chan []projections.BookingRow, 2)
-	var read atomic.Int64
+	// The first range's reader runs in the transaction that takes the
+	// snapshot and exports it; it stays open until every reader is done,
+	// so the others can import it.
+	tx, snap, err := snapshotBegin(ctx, r.cfg.DB, true)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	defer tx.Rollback()
+	// The head position stands for the number of events (gaps make it a
+	// slight overestimate) and, unlike count(*), costs no scan; the
+	// streams' ids bound the ranges.
+	var total, lo, hi int64
+	var exported string
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE((SELECT max(position) FROM ledger_events), 0),
+		COALESCE((SELECT min(stream_id) FROM ledger_events), 0), COALESCE((SELECT max(stream_id) FROM ledger_events), 0),
+		pg_export_snapshot()`).Scan(&total, &lo, &hi, &exported); err != nil {
+		return "", 0, 0, fmt.Errorf("postgres: bulk snapshot: %w", err)
+	}
+	r.progress(bookingsTable, PhaseBulk, 0, total, start)
+	ranges := streamRanges(lo, hi, r.bulkReaders())
 
-	g.Go(func() error {
-		defer close(pages)
-		tx, s, err := snapshotBegin(gctx, r.cfg.DB, true)
+	g, gctx := errgroup.WithContext(ctx)
+	rowPages := make(chan []projections.BookingRow, 2*len(ranges))
+	var read, wrote atomic.Int64
+	var folders sync.WaitGroup
+	var report sync.Mutex
+	for i, rg := range ranges {
+		pages := make(chan []projections.RawEvent, 2)
+		g.Go(func() error {
+			defer close(pages)
+			rtx := tx
+			if i > 0 {
+				var err error
+				if rtx, err = importSnapshot(gctx, r.cfg.DB, exported); err != nil {
+					return err
+				}
+				defer rtx.Rollback()
+			}
+			return r.readRange(gctx, rtx, rg, pages, func(n int) error {
+				// One call at a time, as from a single reader.
+				report.Lock()
+				defer report.Unlock()
+				done := read.Add(int64(n))
+				r.progress(bookingsTable, PhaseBulk, done, max(total, done), start)
+				if h := r.cfg.Hooks.AfterBatch; h != nil {
+					return h(gctx, done)
+				}
+				return nil
+			})
+		})
+		folders.Add(1)
+		g.Go(func() error {
+			defer folders.Done()
+			return foldPages(gctx, code, pages, rowPages)
+		})
+	}
+	go func() {
+		folders.Wait()
+		close(rowPages)
+	}()
+	for range ranges {
+		g.Go(func() error {
+			for rows := range rowPages {
+				err := postgres.Transact(gctx, r.cfg.DB, func(ctx context.Context, tx *sql.Tx) error {
+					return copyBookings(ctx, tx, shadowName(bookingsTable), rows)
+				})
+				if err != nil {
+					return err
+				}
+				wrote.Add(int64(len(rows)))
+			}
+			return nil
+		})
+	}
+	err = g.Wait()
+	return snap, read.Load(), wrote.Load(), err
+}
+
+// indexBuilders is the number of indexes built at once: the pool's
+// connections but the rebuild's lock, at most 4.
+func (r *Rebuilder) indexBuilders() int {
+	n := 4
+	if limit := r.cfg.DB.Stats().MaxOpenConnections; limit > 0 {
+		n = min(n, limit-1)
+	}
+	return max(n, 1)
+}
+
+// bulkReaders is the number of ranges read in parallel: BulkReaders, fewer
+// when the pool is too small for each to hold a reading transaction and
+// have a writer besides the rebuild's lock (a reader holds its connection
+// for the whole bulk phase; a writer needs one per page).
+func (r *Rebuilder) bulkReaders() int {
+	n := r.cfg.BulkReaders
+	if limit := r.cfg.DB.Stats().MaxOpenConnections; limit > 0 {
+		n = min(n, (limit-1)/2)
+	}
+	return max(n, 1)
+}
+
+// streamRange is an inclusive range of stream ids.
+type streamRange struct{ first, last int64 }
+
+// streamRanges splits [lo, hi] into n ranges of about as many ids (stream
+// ids are booking ids from a sequence, so about as many streams).
+func streamRanges(lo, hi int64, n int) []streamRange {
+	if hi <= lo || n < 2 {
+		return []streamRange{{lo, hi}}
+	}
+	// Two's complement arithmetic on uint64 does not overflow for any
+	// pair of int64.
+	width := (uint64(hi) - uint64(lo)) / uint64(n)
+	if width == 0 {
+		return []streamRange{{lo, hi}}
+	}
+	out := make([]streamRange, n)
+	next := lo
+	for i := range out {
+		last := int64(uint64(next) + width - 1)
+		if i == n-1 {
+			last = hi
+		}
+		out[i] = streamRange{next, last}
+		next = int64(uint64(last) + 1)
+	}
+	return out
+}
+
+// importSnapshot begins a REPEATABLE READ, read-only transaction in the
+// snapshot another transaction exported (pg_export_snapshot).
+func importSnapshot(ctx context.Context, db *sql.DB, id string) (*sql.Tx, error) {
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: begin snapshot: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `SET TRANSACTION SNAPSHOT `+pq.QuoteLiteral(id)); err != nil {
+		tx.Rollback()
+		return nil, fmt.Errorf("postgres: import snapshot: %w", err)
+	}
+	return tx, nil
+}
+
+// readRange sends the events of the streams in rg, in stream order, in
+// pages of BatchSize, calling read after each page.
+func (r *Rebuilder) readRange(ctx context.Context, tx *sql.Tx, rg streamRange, pages chan<- []projections.RawEvent, read func(n int) error) error {
+	// stream_version is positive: (first, 0) comes before every event of
+	// stream first.
+	lastStream, lastVersion := rg.first, 0
+	for {
+		page, err := r.readStreamsPage(ctx, tx, lastStream, lastVersion, rg.last)
 		if err != nil {
 			return err
 		}
-		defer tx.Rollback()
-		snap = s
-		// The head position stands for the number of events (gaps make it
-		// a slight overestimate) and, unlike count(*), costs no scan.
-		var total int64
-		if err := tx.QueryRowContext(gctx, `SELECT COALESCE(max(position), 0) FROM ledger_events`).Scan(&total); err != nil {
-			return fmt.Errorf("postgres: head position: %w", err)
+		if len(page) == 0 {
+			return nil
 		}
-		r.progress(bookingsTable, PhaseBulk, 0, total, start)
-		lastStream, lastVersion := int64(math.MinInt64), 0
-		for {
-			page, err := r.readStreamsPage(gctx, tx, lastStream, lastVersion)
-			if err != nil {
-				return err
-			}
-			if len(page) == 0 {
-				return nil
-			}
-			last := page[len(page)-1]
-			lastStream, lastVersion = last.StreamID, last.StreamVersion
-			select {
-			case pages <- page:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-			n := read.Add(int64(len(page)))
-			r.progress(bookingsTable, PhaseBulk, n, max(total, n), start)
-			if h := r.cfg.Hooks.AfterBatch; h != nil {
-				if err := h(gctx, n); err != nil {
-					return err
-				}
-			}
-			if len(page) < r.cfg.BatchSize {
-				return nil
-			}
+		last := page[len(page)-1]
+		lastStream, lastVersion = last.StreamID, last.StreamVersion
+		select {
+		case pages <- page:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-	})
-
-	g.Go(func() error {
-		defer close(rowPages)
-		f := streamFolder{code: code}
-		for page := range pages {
-			for _, e := range page {
-				if err := f.add(e); err != nil {
-					return err
-				}
-			}
-			if len(f.rows) == 0 {
-				continue
-			}
-			select {
-			case rowPages <- f.rows:
-				f.rows = nil
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		}
-		if gctx.Err() != nil {
-			return gctx.Err()
-		}
-		if err := f.flush(); err != nil {
+		if err := read(len(page)); err != nil {
 			return err
 		}
-		if len(f.rows) > 0 {
-			select {
-			case rowPages <- f.rows:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
+		if len(page) < r.cfg.BatchSize {
+			return nil
 		}
-		return nil
-	})
+	}
+}
 
-	g.Go(func() error {
-		for rows := range rowPages {
-			err := postgres.Transact(gctx, r.cfg.DB, func(ctx context.Context, tx *sql.Tx) error {
-				return copyBookings(ctx, tx, shadowName(bookingsTable), rows)
-			})
-			if err != nil {
+// foldPages folds the events of pages, which arrive in stream order, and
+// sends the rows of the streams completed, a page of rows at a time.
+func foldPages(ctx context.Context, code BookingsCode, pages <-chan []projections.RawEvent, rowPages chan<- []projections.BookingRow) error {
+	f := streamFolder{code: code}
+	send := func() error {
+		if len(f.rows) == 0 {
+			return nil
+		}
+		select {
+		case rowPages <- f.rows:
+			f.rows = nil
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for page := range pages {
+		for _, e := range page {
+			if err := f.add(e); err != nil {
 				return err
 			}
-			written += int64(len(rows))
 		}
-		return nil
-	})
-
-	err = g.Wait()
-	return snap, read.Load(), written, err
+		if err := send(); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		// The reader stopped early: the last stream may be incomplete.
+		return ctx.Err()
+	}
+	if err := f.flush(); err != nil {
+		return err
+	}
+	return send()
 }
 
 // readStreamsPage reads the next page of events after (stream, version) in
-// stream order.
-func (r *Rebuilder) readStreamsPage(ctx context.Context, tx *sql.Tx, stream int64, version int) ([]projections.RawEvent, error) {
+// stream order, up to stream last.
+func (r *Rebuilder) readStreamsPage(ctx context.Context, tx *sql.Tx, stream int64, version int, last int64) ([]projections.RawEvent, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT `+rawEventColumns+` FROM ledger_events
-		WHERE (stream_id, stream_version) > ($1, $2) ORDER BY stream_id, stream_version LIMIT $3`,
-		stream, version, r.cfg.BatchSize)
+		WHERE (stream_id, stream_version) > ($1, $2) AND stream_id <= $3 ORDER BY stream_id, stream_version LIMIT $4`,
+		stream, version, last, r.cfg.BatchSize)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: read events: %w", err)
 	}
@@ -344,8 +489,16 @@ func (r *Rebuilder) refoldChanged(ctx context.Context, tx *sql.Tx, code Bookings
 	if err := rows.Err(); err != nil {
 		return 0, 0, fmt.Errorf("postgres: changed streams: %w", err)
 	}
+	if len(ids) == 0 {
+		return 0, 0, nil
+	}
 	shadow := shadowName(bookingsTable)
-	var delta int64
+	res, err := tx.ExecContext(ctx, `DELETE FROM `+pq.QuoteIdentifier(shadow)+` WHERE id = ANY($1)`, pq.Array(ids))
+	if err != nil {
+		return 0, 0, fmt.Errorf("postgres: catch-up: %w", err)
+	}
+	deleted, _ := res.RowsAffected()
+	delta := -deleted
 	const chunk = 1000
 	for i := 0; i < len(ids); i += chunk {
 		part := ids[i:min(i+chunk, len(ids))]
@@ -353,15 +506,10 @@ func (r *Rebuilder) refoldChanged(ctx context.Context, tx *sql.Tx, code Bookings
 		if err != nil {
 			return 0, 0, err
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM `+pq.QuoteIdentifier(shadow)+` WHERE id = ANY($1)`, pq.Array(part))
-		if err != nil {
-			return 0, 0, fmt.Errorf("postgres: catch-up: %w", err)
-		}
-		deleted, _ := res.RowsAffected()
 		if err := copyBookings(ctx, tx, shadow, folded); err != nil {
 			return 0, 0, err
 		}
-		delta += int64(len(folded)) - deleted
+		delta += int64(len(folded))
 	}
 	if changed != nil {
 		*changed = ids
@@ -502,9 +650,8 @@ func patchBookings(ctx context.Context, tx *sql.Tx, ids []int64) (int64, error) 
 	_, err = tx.ExecContext(ctx, `INSERT INTO `+bookingsTable+` (`+bookingstore.BookingColumns+`) SELECT `+bookingstore.BookingColumns+` FROM `+
 		pq.QuoteIdentifier(shadowName(bookingsTable))+` WHERE id = ANY($1)`, pq.Array(differ))
 	if err != nil {
-		var pqErr *pq.Error
-		if errors.As(err, &pqErr) && pqErr.Code == "23P01" {
-			return 0, fmt.Errorf("postgres: the rebuilt %s violates %s (%s): %w", bookingsTable, pqErr.Constraint, pqErr.Detail, err)
+		if err := violation(bookingsTable, err); err != nil {
+			return 0, err
 		}
 		return 0, fmt.Errorf("postgres: patch bookings: %w", err)
 	}
@@ -544,10 +691,18 @@ func copyBookings(ctx context.Context, tx *sql.Tx, table string, rows []projecti
 			b.Amount, b.Currency, b.CustomerEmail, nullString(b.SessionID), nullString(b.PaymentIntentID),
 			b.RefundedAmount, nullDispute(b.DisputeStatus), b.DisputedAmount, nullTime(b.DisputeEvidenceDueBy),
 			b.CreatedAt, b.UpdatedAt, b.LastEventPosition); err != nil {
+			if err := violation(bookingsTable, err); err != nil {
+				return err
+			}
 			return fmt.Errorf("postgres: copy into %s: booking %d: %w", table, b.ID, err)
 		}
 	}
 	if _, err := stmt.ExecContext(ctx); err != nil {
+		// The shadow's exclusion constraint, when built before the bulk
+		// phase, checks the rows here.
+		if err := violation(bookingsTable, err); err != nil {
+			return err
+		}
 		return fmt.Errorf("postgres: copy into %s: %w", table, err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
@@ -53,8 +54,9 @@ func newRebuilder(t testing.TB, cfg readmodels.RebuildConfig) *readmodels.Rebuil
 
 // TestRebuildBookingsEqualsFold: a synthetic log of every event shape is
 // rebuilt into an empty table, then again over the rebuilt one, by both
-// strategies; each time the table equals the fold from scratch, and the
-// table keeps every constraint and index under its migration name.
+// strategies and by one to three parallel readers (streams span pages and
+// the readers' ranges); each time the table equals the fold from scratch,
+// and the table keeps every constraint and index under its migration name.
 func TestRebuildBookingsEqualsFold(t *testing.T) {
 	ctx := pgtest.Context(t)
 	db := newTestDB(t)
@@ -69,14 +71,15 @@ func TestRebuildBookingsEqualsFold(t *testing.T) {
 		patchLimit   int
 		wantStrategy string
 		wantPatched  int64
+		readers      int
 	}{
-		{"empty table, replaced", -1, readmodels.StrategyReplace, 0},
-		{"same table, patched", 10, readmodels.StrategyPatch, 0},
-		{"same table, replaced", -1, readmodels.StrategyReplace, 0},
+		{"empty table, replaced", -1, readmodels.StrategyReplace, 0, 2},
+		{"same table, patched", 10, readmodels.StrategyPatch, 0, 3},
+		{"same table, replaced", -1, readmodels.StrategyReplace, 0, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRebuilder(t, readmodels.RebuildConfig{DB: db, PatchLimit: tc.patchLimit, BatchSize: 700})
+			r := newRebuilder(t, readmodels.RebuildConfig{DB: db, PatchLimit: tc.patchLimit, BatchSize: 700, BulkReaders: tc.readers})
 			res, err := r.Rebuild(ctx, projections.BookingsName)
 			if err != nil {
 				t.Fatal(err)
@@ -312,5 +315,75 @@ func TestOneRebuildPerProjectionAtATime(t *testing.T) {
 	wg.Wait()
 	if _, err := r.Rebuild(ctx, projections.BookingsName); err != nil {
 		t.Errorf("rebuild after the first ended: %v", err)
+	}
+}
+
+// overlappingBookings is a deliberately wrong bookings projection that
+// stretches the stays of the bookings stretch picks to 30 nights, so that
+// confirmed stays of one resource overlap (FillLog books each resource every
+// four days).
+func overlappingBookings(stretch func(id int64) bool) readmodels.BookingsCode {
+	return readmodels.BookingsCode{Version: buggyVersion, Fold: func(events []projections.RawEvent) (projections.BookingRow, error) {
+		row, err := projections.FoldBookingRaw(events)
+		if err == nil && stretch(row.ID) {
+			in, perr := time.Parse(time.DateOnly, row.CheckIn)
+			if perr != nil {
+				return row, perr
+			}
+			row.CheckOut = in.AddDate(0, 0, 30).Format(time.DateOnly)
+		}
+		return row, err
+	}}
+}
+
+// TestRebuildRefusesOverlappingStays: a fold whose rows break the
+// exclusion constraint fails the rebuild, naming the constraint, and leaves
+// the live table as it was, whichever way the table would have gone live:
+// replaced with the constraint built before the bulk phase (the live table
+// is empty: the COPYs fail), replaced with it built after (the rows differ
+// beyond the patch limit: the index phase fails), or patched (the swap
+// fails).
+func TestRebuildRefusesOverlappingStays(t *testing.T) {
+	ctx := pgtest.Context(t)
+	db := newTestDB(t)
+	pgtest.FillLog(t, db, 0, 2100)
+	all := func(int64) bool { return true }
+	cases := []struct {
+		name       string
+		truncate   bool
+		patchLimit int
+		stretch    func(int64) bool
+		failsIn    string
+	}{
+		{"empty table: constraint built before the bulk phase", true, 5, all, readmodels.PhaseBulk},
+		{"every row differs: constraint built after it", false, 10, all, readmodels.PhaseIndex},
+		{"two rows differ: patched", false, 10, func(id int64) bool { return id == 1 || id == 1001 }, readmodels.PhaseSwap},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := newRebuilder(t, readmodels.RebuildConfig{DB: db, PatchLimit: -1}).Rebuild(ctx, projections.BookingsName); err != nil {
+				t.Fatal(err)
+			}
+			if tc.truncate {
+				if _, err := db.Exec(`TRUNCATE bookings`); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := pgtest.Bookings(t, db)
+			phase := ""
+			r := newRebuilder(t, readmodels.RebuildConfig{DB: db, PatchLimit: tc.patchLimit, BatchSize: 500, Bookings: overlappingBookings(tc.stretch),
+				Progress: func(p readmodels.Progress) { phase = p.Phase }})
+			res, err := r.Rebuild(ctx, projections.BookingsName)
+			if err == nil || !strings.Contains(err.Error(), "violates bookings_confirmed_no_overlap") || res.Swapped {
+				t.Fatalf("Rebuild = %+v, %v; want the constraint named", res, err)
+			}
+			if phase != tc.failsIn {
+				t.Errorf("failed in phase %s, want %s: %v", phase, tc.failsIn, err)
+			}
+			pgtest.SameBookings(t, "live table", before, pgtest.Bookings(t, db))
+			if shadow := pgtest.TableOID(t, db, "bookings_shadow"); shadow != 0 {
+				t.Errorf("shadow left behind")
+			}
+		})
 	}
 }

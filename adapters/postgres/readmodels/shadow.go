@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/lib/pq"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 )
@@ -23,7 +24,8 @@ func shadowName(live string) string { return live + shadowSuffix }
 // createShadow drops any leftover shadow of live and creates an empty one
 // with live's columns, defaults and CHECK constraints but no index, so that
 // the bulk load does not maintain indexes row by row (buildShadowIndexes adds
-// them afterwards). Grants on live are repeated on the shadow, so that the
+// them afterwards, but for an exclusion constraint, which is built row by row
+// anyway and may be added before the bulk load). Grants on live are repeated on the shadow, so that the
 // swapped-in table keeps them.
 //
 // It refuses a live table that has user triggers, because the swap would
@@ -80,36 +82,59 @@ func tableGrants(ctx context.Context, q postgres.Querier, table string) ([][2]st
 
 var indexDefRE = regexp.MustCompile(`^CREATE (UNIQUE )?INDEX \S+ ON \S+ (USING .*)$`)
 
+// Which indexes and constraints of the live table buildShadowIndexes
+// gives the shadow.
+type indexSet int
+
+const (
+	// primaryKey alone: cheap, and all the catch-ups need.
+	primaryKey indexSet = iota
+	// exclusionConstraints: the expensive ones (a GiST build and a probe
+	// per row), added to the empty shadow before the bulk phase when the
+	// rebuild will replace the table, so that the COPYs build them while
+	// the log is read and folded.
+	exclusionConstraints
+	// allIndexes: every one the shadow does not have yet.
+	allIndexes
+)
+
 // buildShadowIndexes gives the shadow of live the indexes and
-// index-backed or foreign-key constraints live has, under the live name plus
-// shadowSuffix, then analyzes it so that the planner knows it. With
-// primaryOnly it builds the primary key alone (cheap, and all the catch-ups
-// need); otherwise every other one (the exclusion constraint of bookings is
-// expensive: a GiST build).
-func buildShadowIndexes(ctx context.Context, db *sql.DB, live string, primaryOnly bool) error {
+// index-backed or foreign-key constraints of set that live has and the
+// shadow has not, under the live name plus shadowSuffix, then (but for
+// exclusionConstraints) analyzes it so that the planner knows it.
+//
+// Constraints are added one after the other (ALTER TABLE locks the table
+// against the others); then the plain indexes are built and the table
+// analyzed together, on up to parallel connections (CREATE INDEX and
+// ANALYZE take locks that do not conflict). Each statement runs with
+// maintenance_work_mem set to workMem (e.g. "128MB"; "" leaves the
+// server's), so that the sorts of large tables stay in memory.
+func buildShadowIndexes(ctx context.Context, db *sql.DB, live string, set indexSet, parallel int, workMem string) error {
 	shadow := shadowName(live)
 	rows, err := db.QueryContext(ctx, `
-		SELECT c.conname, pg_get_constraintdef(c.oid), true, c.contype = 'p'
+		SELECT c.conname, pg_get_constraintdef(c.oid), c.contype::text
 		FROM pg_constraint c
 		WHERE c.conrelid = $1::regclass AND c.contype IN ('p', 'u', 'x', 'f')
+		  AND NOT EXISTS (SELECT 1 FROM pg_constraint s WHERE s.conrelid = $2::regclass AND s.conname = c.conname || $3)
 		UNION ALL
-		SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid), false, false
+		SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid), ''
 		FROM pg_index i
 		WHERE i.indrelid = $1::regclass
 		  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.conrelid = i.indrelid)
-		ORDER BY 3 DESC, 1`, live)
+		  AND NOT EXISTS (SELECT 1 FROM pg_index s WHERE s.indrelid = $2::regclass AND s.indexrelid::regclass::text = i.indexrelid::regclass::text || $3)
+		ORDER BY 3 DESC, 1`, live, shadow, shadowSuffix)
 	if err != nil {
 		return fmt.Errorf("postgres: indexes of %s: %w", live, err)
 	}
-	var stmts []string
+	var constraints, indexes []string
 	for rows.Next() {
-		var name, def string
-		var constraint, primary bool
-		if err := rows.Scan(&name, &def, &constraint, &primary); err != nil {
+		var name, def, kind string
+		if err := rows.Scan(&name, &def, &kind); err != nil {
 			rows.Close()
 			return fmt.Errorf("postgres: indexes of %s: %w", live, err)
 		}
-		if primary != primaryOnly {
+		switch {
+		case set == primaryKey && kind != "p", set == exclusionConstraints && kind != "x":
 			continue
 		}
 		if len(name)+len(shadowSuffix) > 63 {
@@ -117,8 +142,8 @@ func buildShadowIndexes(ctx context.Context, db *sql.DB, live string, primaryOnl
 			return fmt.Errorf("postgres: %s: name too long for a shadow copy", name)
 		}
 		newName := pq.QuoteIdentifier(name + shadowSuffix)
-		if constraint {
-			stmts = append(stmts, `ALTER TABLE `+pq.QuoteIdentifier(shadow)+` ADD CONSTRAINT `+newName+` `+def)
+		if kind != "" {
+			constraints = append(constraints, `ALTER TABLE `+pq.QuoteIdentifier(shadow)+` ADD CONSTRAINT `+newName+` `+def)
 			continue
 		}
 		m := indexDefRE.FindStringSubmatch(def)
@@ -126,20 +151,52 @@ func buildShadowIndexes(ctx context.Context, db *sql.DB, live string, primaryOnl
 			rows.Close()
 			return fmt.Errorf("postgres: cannot copy index %s: %s", name, def)
 		}
-		stmts = append(stmts, `CREATE `+m[1]+`INDEX `+newName+` ON `+pq.QuoteIdentifier(shadow)+` `+m[2])
+		indexes = append(indexes, `CREATE `+m[1]+`INDEX `+newName+` ON `+pq.QuoteIdentifier(shadow)+` `+m[2])
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("postgres: indexes of %s: %w", live, err)
 	}
-	stmts = append(stmts, `ANALYZE `+pq.QuoteIdentifier(shadow))
-	for _, s := range stmts {
-		if _, err := db.ExecContext(ctx, s); err != nil {
-			if pqErr := (*pq.Error)(nil); errors.As(err, &pqErr) && pqErr.Code == "23P01" {
-				return fmt.Errorf("postgres: the rebuilt %s violates %s (%s): %w", live, pqErr.Constraint, pqErr.Detail, err)
+	if set != exclusionConstraints {
+		indexes = append(indexes, `ANALYZE `+pq.QuoteIdentifier(shadow))
+	}
+	run := func(ctx context.Context, stmt string) error {
+		err := postgres.Transact(ctx, db, func(ctx context.Context, tx *sql.Tx) error {
+			if workMem != "" {
+				if _, err := tx.ExecContext(ctx, `SELECT set_config('maintenance_work_mem', $1, true)`, workMem); err != nil {
+					return err
+				}
 			}
-			return fmt.Errorf("postgres: %s: %w", s, err)
+			_, err := tx.ExecContext(ctx, stmt)
+			return err
+		})
+		if err := violation(live, err); err != nil {
+			return err
 		}
+		if err != nil {
+			return fmt.Errorf("postgres: %s: %w", stmt, err)
+		}
+		return nil
+	}
+	for _, s := range constraints {
+		if err := run(ctx, s); err != nil {
+			return err
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(parallel, 1))
+	for _, s := range indexes {
+		g.Go(func() error { return run(gctx, s) })
+	}
+	return g.Wait()
+}
+
+// violation returns, for an exclusion violation (23P01), an error naming
+// the constraint and the rows the rebuilt table of live breaks it with;
+// nil for any other error.
+func violation(live string, err error) error {
+	if pqErr := (*pq.Error)(nil); errors.As(err, &pqErr) && pqErr.Code == "23P01" {
+		return fmt.Errorf("postgres: the rebuilt %s violates %s (%s): %w", live, pqErr.Constraint, pqErr.Detail, err)
 	}
 	return nil
 }

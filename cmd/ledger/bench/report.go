@@ -112,14 +112,25 @@ func writeReport(w io.Writer, started time.Time, took time.Duration, peak, half 
 
 	p("## Summary\n\n")
 	p("| target | result | reached |\n|---|---|---|\n")
-	p("| ingestion at concurrency %d ≥ 50%% of the ceiling measured in the same run | %.0f events/s = %.1f %% of %.0f tx/s | %s |\n",
-		peak.Options.Concurrency, peak.Throughput, 100*peak.Ratio, peak.Ceiling.Throughput(), yes(peak.Ratio >= 0.5))
+	p("| ingestion at concurrency %d ≥ 70%% of the single-INSERT ceiling measured in the same run | %.0f events/s = %.1f %% of %.0f tx/s | %s |\n",
+		peak.Options.Concurrency, peak.Throughput, 100*peak.Ratio, peak.Ceiling.Throughput(), yes(peak.Ratio >= 0.7))
+	p("| (for comparison) the irreducible webhook transaction, same run | %.0f tx/s = %.1f %% of the single INSERT's; ingestion is %.1f %% of it | — |\n",
+		peak.TxCeiling.Throughput(), 100*peak.TxCeiling.Throughput()/max(1, peak.Ceiling.Throughput()), 100*peak.TxRatio)
 	p("| p99 answer latency at half the peak rate ≤ 25 ms | p99 %s at %.0f events/s (open loop) | %s |\n",
 		ms(half.Latency.P99), half.Options.Rate, yes(half.Latency.P99 <= 25*time.Millisecond))
+	if peak.PGCPUPerEvent > 0 {
+		cpu := peak.CPUPerEvent + peak.PGCPUPerEvent
+		p("| CPU per webhook ≤ 350 µs (this process, load generator included, + PostgreSQL's backends; closed loop) | %s + %s = %s | %s |\n",
+			peak.CPUPerEvent.Round(time.Microsecond), peak.PGCPUPerEvent.Round(time.Microsecond), cpu.Round(time.Microsecond), yes(cpu <= 350*time.Microsecond))
+	}
 	for _, r := range rebuilds {
 		for _, run := range []rebuildRun{r.Replace, r.Patch} {
-			p("| rebuild ≥ 100,000 events/s (%d events, %s) | %.0f events/s end to end%s | %s |\n",
-				r.Events, run.Strategy, run.EventsPerSecond, phaseSummary(run, r.Events), yes(run.EventsPerSecond >= 100_000))
+			target := 100_000.0
+			if run.Strategy == readmodels.StrategyPatch {
+				target = 150_000
+			}
+			p("| rebuild ≥ %s events/s (%d events, %s) | %.0f events/s end to end%s | %s |\n",
+				thousands(int64(target)), r.Events, run.Strategy, run.EventsPerSecond, phaseSummary(run, r.Events), yes(run.EventsPerSecond >= target))
 		}
 	}
 	if len(rebuilds) >= 2 {
@@ -134,7 +145,7 @@ func writeReport(w io.Writer, started time.Time, took time.Duration, peak, half 
 	p("## Ingest, open loop at half the peak rate\n\n")
 	writeIngest(w, half)
 	p("## Rebuild\n\n")
-	p("The rebuild measured is the runner operators use (`ledger projections rebuild`, `readmodels.Rebuilder` with its default configuration) on the bookings projection, twice per log: **replace**, from an empty table, with the patch limit set to -1 so that it replaces at every size (by default the runner replaces beyond %d differing rows) (bulk fold into a shadow, its indexes and constraints, the GiST exclusion constraint included, catch-up, swap by renaming), then **patch**, from that table with up to %d rows made stale (bulk fold into a shadow, catch-up, the differing rows rewritten in the live table). events/s is the whole log over the whole run. Peak RSS is the process's VmHWM, reset before each run.\n\n", readmodels.DefaultPatchLimit, patchedRows)
+	p("The rebuild measured is the runner operators use (`ledger projections rebuild`, `readmodels.Rebuilder` with its default configuration) on the bookings projection, twice per log: **replace**, from an empty table, with the patch limit set to -1 so that it replaces at every size (by default the runner replaces beyond %d differing rows) (the GiST exclusion constraint added to the empty shadow, so that the bulk phase's COPYs build it while the log is read and folded by two readers in one snapshot; then the shadow's other indexes, in parallel, catch-up, swap by renaming), then **patch**, from that table with up to %d rows made stale (bulk fold into a shadow by the same two readers, its primary key, catch-up, the differing rows rewritten in the live table). events/s is the whole log over the whole run. Peak RSS is the process's VmHWM, reset before each run.\n\n", readmodels.DefaultPatchLimit, patchedRows)
 	for _, r := range rebuilds {
 		p("```\n$ ")
 		r.print(w)
@@ -160,6 +171,15 @@ func phaseSummary(run rebuildRun, events int64) string {
 		return ""
 	}
 	return " (" + strings.Join(parts, "; ") + ")"
+}
+
+// thousands writes n with commas: 150,000.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 func yes(ok bool) string {
