@@ -23,8 +23,12 @@ ALTER TABLE bookings ADD CONSTRAINT bookings_confirmed_no_overlap EXCLUDE USING 
 ) WHERE (status = 'confirmed');
 
 -- +goose Down
-ALTER TABLE bookings DROP CONSTRAINT bookings_confirmed_no_overlap;
-ALTER TABLE bookings ADD CONSTRAINT bookings_confirmed_no_overlap EXCLUDE USING gist (
-    resource_id WITH =,
-    daterange(check_in, check_out, '[)') WITH &&
-) WHERE (status = 'confirmed');
+-- Never undone, like every migration after 00008.
+-- +goose StatementBegin
+DO $$
+BEGIN
+    RAISE EXCEPTION 'ledger: migrations are never undone past 00008: the evidence tables stay'
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+-- +goose StatementEnd

@@ -18,5 +18,12 @@ $$;
 -- +goose StatementEnd
 
 -- +goose Down
-ALTER TABLE stripe_inbox ALTER COLUMN payload SET COMPRESSION default;
-ALTER TABLE stripe_deliveries ALTER COLUMN payload SET COMPRESSION default;
+-- Never undone, like every migration after 00008.
+-- +goose StatementBegin
+DO $$
+BEGIN
+    RAISE EXCEPTION 'ledger: migrations are never undone past 00008: the evidence tables stay'
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+-- +goose StatementEnd
