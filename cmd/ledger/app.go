@@ -73,7 +73,7 @@ func (a *App) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ledger, err := bookingstore.New(bookingstore.Config{DB: db, Logger: a.logger})
+	ledger, err := bookingstore.New(bookingstore.Config{DB: db, Logger: a.logger, GroupCommit: a.cfg.GroupCommit})
 	if err != nil {
 		return err
 	}
@@ -103,6 +103,7 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.startForward(); err != nil {
 		return err
 	}
+	a.proj.registry.MustRegister(ledger.Collectors()...)
 	sessions, err := sessionstore.New(db, 0)
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 )
 
@@ -42,6 +43,7 @@ func testConfig(t *testing.T, dbURL string) Config {
 		DataDir:        t.TempDir(),
 		ShutdownGrace:  5 * time.Second,
 		DBMaxConns:     10,
+		GroupCommit:    bookingstore.GroupCommit{MaxBatch: 32},
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/joho/godotenv"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 )
 
@@ -51,6 +52,13 @@ type Config struct {
 	// (LEDGER_REBUILD_STATEMENT_TIMEOUT, default 6h): its index builds and
 	// constraint checks run for minutes on a large log.
 	RebuildStatementTimeout time.Duration
+	// GroupCommit is the group commit of Stripe deliveries: the most of
+	// one transaction (LEDGER_INGEST_BATCH, default 32, 1 turns it off,
+	// at most 256), how long a writer waits for more
+	// (LEDGER_INGEST_BATCH_WAIT, default 0s: never, at most 100ms), and
+	// how many batch transactions run at once (LEDGER_INGEST_WRITERS,
+	// default 2).
+	GroupCommit bookingstore.GroupCommit
 	// MaxInFlight bounds concurrent requests; more get 503 (LEDGER_MAX_INFLIGHT, default 128).
 	MaxInFlight int
 	// RequestTimeout bounds one request (LEDGER_REQUEST_TIMEOUT, default 15s).
@@ -113,6 +121,15 @@ func loadConfig() (Config, error) {
 	}
 	if _, err := fmt.Sscan(env("LEDGER_DB_MAX_CONNS", "20"), &c.DBMaxConns); err != nil || c.DBMaxConns < 1 {
 		return c, fmt.Errorf("LEDGER_DB_MAX_CONNS: must be a positive integer")
+	}
+	if _, err := fmt.Sscan(env("LEDGER_INGEST_BATCH", "32"), &c.GroupCommit.MaxBatch); err != nil || c.GroupCommit.MaxBatch < 1 || c.GroupCommit.MaxBatch > bookingstore.MaxGroupBatch {
+		return c, fmt.Errorf("LEDGER_INGEST_BATCH: must be an integer from 1 (no group commit) to %d", bookingstore.MaxGroupBatch)
+	}
+	if c.GroupCommit.MaxWait, err = time.ParseDuration(env("LEDGER_INGEST_BATCH_WAIT", "0s")); err != nil || c.GroupCommit.MaxWait < 0 || c.GroupCommit.MaxWait > bookingstore.MaxGroupWait {
+		return c, fmt.Errorf("LEDGER_INGEST_BATCH_WAIT: must be a duration from 0s to %s", bookingstore.MaxGroupWait)
+	}
+	if _, err := fmt.Sscan(env("LEDGER_INGEST_WRITERS", "2"), &c.GroupCommit.Writers); err != nil || c.GroupCommit.Writers < 1 || c.GroupCommit.Writers > 64 {
+		return c, fmt.Errorf("LEDGER_INGEST_WRITERS: must be an integer from 1 to 64")
 	}
 	if _, err := fmt.Sscan(env("LEDGER_MAX_INFLIGHT", "128"), &c.MaxInFlight); err != nil || c.MaxInFlight < 1 {
 		return c, fmt.Errorf("LEDGER_MAX_INFLIGHT: must be a positive integer")
@@ -271,6 +288,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("db_max_conns", c.DBMaxConns),
 		slog.Duration("db_statement_timeout", c.DBStatementTimeout),
 		slog.Duration("rebuild_statement_timeout", c.RebuildStatementTimeout),
+		slog.Int("ingest_batch", c.GroupCommit.MaxBatch),
+		slog.Duration("ingest_batch_wait", c.GroupCommit.MaxWait),
+		slog.Int("ingest_writers", c.GroupCommit.Writers),
 		slog.Int("max_inflight", c.MaxInFlight),
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Bool("dev", c.Dev),

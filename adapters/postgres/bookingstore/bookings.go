@@ -97,7 +97,12 @@ func upsertBookingSQL(table string, first int, position string) string {
 		values.WriteString("$" + strconv.Itoa(first+i) + ", ")
 	}
 	return `INSERT INTO ` + table + ` (` + BookingColumns + `)
-		VALUES (` + values.String() + position + `)
+		VALUES (` + values.String() + position + `)` + upsertConflictSQL
+}
+
+// upsertConflictSQL is the ON CONFLICT clause of a status row's upsert:
+// every column is the decision's.
+const upsertConflictSQL = `
 		ON CONFLICT (id) DO UPDATE SET
 			resource_id = excluded.resource_id, check_in = excluded.check_in, check_out = excluded.check_out,
 			status = excluded.status, payment_status = excluded.payment_status,
@@ -107,7 +112,6 @@ func upsertBookingSQL(table string, first int, position string) string {
 			disputed_amount = excluded.disputed_amount, dispute_evidence_due_by = excluded.dispute_evidence_due_by,
 			created_at = excluded.created_at, updated_at = excluded.updated_at,
 			last_event_position = excluded.last_event_position`
-}
 
 // upsertArgs are the parameters of upsertBookingSQL: every column but the
 // position.

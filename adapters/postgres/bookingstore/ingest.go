@@ -30,11 +30,23 @@ var errInboxTaken = fmt.Errorf("stripe event recorded concurrently: %w", domain.
 // every server process. A race lost on the stream version or the inbox key
 // returns an error wrapping domain.ErrConcurrency, one lost on the overlap
 // constraint domain.ErrConflict; nothing is then written.
+//
+// With group commit on (Config.GroupCommit), deliveries that arrive
+// together share a transaction (groupcommit.go); each is still decided as
+// if alone and answered after its commit.
 func (l *Store) Record(ctx context.Context, d app.Delivery, decide app.Decision) (app.IngestResult, error) {
 	if d.Source == "" || d.ReceivedAt.IsZero() {
 		return app.IngestResult{}, fmt.Errorf("bookingstore: stripe event %s without source or reception time: %w", d.EventID, domain.ErrInvalid)
 	}
 	l.prepare(ctx)
+	if l.group != nil {
+		return l.group.record(ctx, d, decide)
+	}
+	return l.recordOne(ctx, d, decide)
+}
+
+// recordOne records one delivery in a transaction of its own.
+func (l *Store) recordOne(ctx context.Context, d app.Delivery, decide app.Decision) (app.IngestResult, error) {
 	var res app.IngestResult
 	err := postgres.TransactOnce(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
@@ -139,9 +151,26 @@ func appendProjectInboxQuery(insert string, n int) string {
 	return appendProjectInboxSQL(insert, n)
 }
 
-const insertDeliveryQuery = `INSERT INTO stripe_deliveries
-	(event_id, event_type, received_at, outcome, booking_id, payload, payload_sha256, signature_header, account)
+// inboxColumns are the inbox row's columns in the order of inboxRow.args
+// followed by the booking id (the group commit's multi-row INSERT).
+const (
+	inboxColumns     = `event_id, event_type, api_version, livemode, created, received_at, source, outcome, payload, payload_sha256, signature_header, account, booking_id`
+	inboxColumnCount = 13
+)
+
+// deliveryColumns are a delivery row's columns, in the order of deliveryArgs.
+const (
+	deliveryColumns     = `event_id, event_type, received_at, outcome, booking_id, payload, payload_sha256, signature_header, account`
+	deliveryColumnCount = 9
+)
+
+const insertDeliveryQuery = `INSERT INTO stripe_deliveries (` + deliveryColumns + `)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+
+// deliveryArgs are the parameters of a delivery row (deliveryColumns).
+func deliveryArgs(d app.Delivery, outcome app.Outcome, bookingID sql.NullInt64) []any {
+	return []any{d.EventID, d.Type, d.ReceivedAt.UTC(), string(outcome), bookingID, d.Raw, sha256Sum(d.Raw), d.Signature, account(d)}
+}
 
 func (l *Store) recordTx(ctx context.Context, tx *sql.Tx, d app.Delivery, decide app.Decision) (app.IngestResult, error) {
 	var (
@@ -231,16 +260,9 @@ func (l *Store) loadStream(ctx context.Context, tx *sql.Tx, id int64) ([]eventst
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	if len(ids) != len(checkIns) || len(ids) != len(checkOuts) {
-		return nil, nil, nil, nil, fmt.Errorf("bookingstore: confirmed stays of booking %d: %d ids, %d check-ins, %d check-outs", id, len(ids), len(checkIns), len(checkOuts))
-	}
-	stays := make([]domain.Stay, len(ids))
-	for i := range ids {
-		r, err := domain.ParseDateRange(checkIns[i], checkOuts[i])
-		if err != nil {
-			return nil, nil, nil, nil, fmt.Errorf("bookingstore: confirmed stay of booking %d: %w", ids[i], err)
-		}
-		stays[i] = domain.Stay{BookingID: domain.BookingID(ids[i]), Range: r}
+	stays, err := parseStays(id, ids, checkIns, checkOuts)
+	if err != nil {
+		return nil, nil, nil, nil, err
 	}
 	return stored, envs, prior, stays, nil
 }
@@ -285,8 +307,7 @@ func (l *Store) insertInbox(ctx context.Context, tx *sql.Tx, d app.Delivery, out
 }
 
 func (l *Store) insertDelivery(ctx context.Context, tx *sql.Tx, d app.Delivery, outcome app.Outcome, bookingID sql.NullInt64) error {
-	_, err := l.stmts.Exec(ctx, tx, insertDeliveryQuery,
-		d.EventID, d.Type, d.ReceivedAt.UTC(), string(outcome), bookingID, d.Raw, sha256Sum(d.Raw), d.Signature, account(d))
+	_, err := l.stmts.Exec(ctx, tx, insertDeliveryQuery, deliveryArgs(d, outcome, bookingID)...)
 	if err != nil {
 		return fmt.Errorf("bookingstore: delivery of %s: %w", d.EventID, err)
 	}

@@ -102,3 +102,74 @@ func TestOverlapProbes(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchStatementsProbeByIndex: the group commit's lookup and stream
+// statements are prepared, and PostgreSQL soon runs them with a generic
+// plan, made without knowing how many deliveries the arrays hold. On a
+// ledger of 4,500 events (where the planner finds a scan cheap) that plan must still probe the log, the inbox and
+// the bookings by index per delivery: a hash join over a scan of the whole
+// log (the first version of the stream statement) grows with the ledger.
+func TestBatchStatementsProbeByIndex(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	for _, q := range []string{
+		`INSERT INTO bookings (id, resource_id, check_in, check_out, status, payment_status, amount, currency,
+			customer_email, created_at, updated_at, last_event_position)
+		SELECT id, 'room-' || id, date '2027-01-01', date '2027-01-04', 'pending', 'unpaid', 100, 'eur', 'g@example.com', now(), now(), 1
+		FROM generate_series(1, 1500) id`,
+		`INSERT INTO ledger_events (event_id, stream_id, stream_version, event_type, schema_version,
+			occurred_at, recorded_at, causation_id, payload, prev_hash, hash)
+		SELECT gen_random_uuid(), id, v, 'BookingRequested', 1, now(), now(), 'test', '{}', sha256('p'), sha256((id * 10 + v)::text::bytea)
+		FROM generate_series(1, 1500) id, generate_series(1, 3) v`,
+		`INSERT INTO stripe_inbox (event_id, event_type, api_version, livemode, created, received_at, source, outcome, booking_id, payload, payload_sha256, signature_header)
+		SELECT 'evt_' || id, 'payment_intent.succeeded', '2023-10-16', false, now(), now(), 'webhook', 'processed', id, '\x7b7d', sha256('{}'), ''
+		FROM generate_series(1, 1500) id`,
+		`ANALYZE bookings, ledger_events, stripe_inbox`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, query, execute string
+	}{
+		{"lookup", bookingstore.BatchLookupQuery, `EXECUTE q('{evt_1,evt_2,evt_x}', '{1,0,0}', '{0,0,0}', '{"","",""}', '{"","",""}')`},
+		{"streams", bookingstore.BatchStreamQuery, `EXECUTE q('{1,2,3}')`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := conn.ExecContext(ctx, `PREPARE q AS `+tc.query); err != nil {
+				t.Fatal(err)
+			}
+			defer conn.ExecContext(ctx, `DEALLOCATE q`)
+			rows, err := conn.QueryContext(ctx, `EXPLAIN `+tc.execute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var plan string
+			for rows.Next() {
+				var line string
+				if err := rows.Scan(&line); err != nil {
+					t.Fatal(err)
+				}
+				plan += line + "\n"
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			for _, table := range []string{"ledger_events", "stripe_inbox", "bookings"} {
+				if strings.Contains(plan, "Seq Scan on "+table) {
+					t.Errorf("the generic plan reads all of %s:\n%s", table, plan)
+				}
+			}
+		})
+	}
+}

@@ -30,6 +30,11 @@ type Store struct {
 	now    func() time.Time
 	// stmts are the store's prepared statements, prepared by prepare.
 	stmts *postgres.Statements
+	// group is the group commit of Record, nil when it is off.
+	group *committer
+	// beforeBatchWrite, set by tests only, runs in a batch's transaction
+	// before its write statement.
+	beforeBatchWrite func(ctx context.Context, tx *sql.Tx) error
 }
 
 // Config configures a Store.
@@ -38,6 +43,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for recorded_at and received_at; nil means time.Now.
 	Now func() time.Time
+	// GroupCommit turns on the group commit of Record (off when
+	// GroupCommit.MaxBatch is 0 or 1).
+	GroupCommit GroupCommit
 }
 
 // New returns a Store on cfg.DB.
@@ -51,14 +59,21 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if err := cfg.GroupCommit.Validate(); err != nil {
+		return nil, fmt.Errorf("bookingstore: %w", err)
+	}
 	store := eventstore.NewEventStore(eventstore.EventStoreConfig{Logger: cfg.Logger, Now: cfg.Now})
-	return &Store{
+	l := &Store{
 		db:     cfg.DB,
 		store:  store,
 		logger: cfg.Logger,
 		now:    cfg.Now,
 		stmts:  store.Statements(),
-	}, nil
+	}
+	if cfg.GroupCommit.MaxBatch > 1 {
+		l.group = newCommitter(l, cfg.GroupCommit)
+	}
+	return l, nil
 }
 
 // prepare prepares the statements of the ingest path, once per pool (see
@@ -70,7 +85,8 @@ func (l *Store) prepare(ctx context.Context) {
 
 // hotQueries are the statements Store.prepare prepares.
 var hotQueries = func() []string {
-	q := []string{lookupQuery, streamQuery, insertInboxQuery, insertDeliveryQuery, recentUnmatchedQuery}
+	q := []string{lookupQuery, streamQuery, insertInboxQuery, insertDeliveryQuery, recentUnmatchedQuery,
+		batchLookupQuery, batchLockQuery, batchStreamQuery}
 	for n := 1; n <= maxPreparedEvents; n++ {
 		q = append(q, eventstore.InsertQuery(n), appendProjectInboxQueries[n])
 	}
@@ -143,13 +159,9 @@ func (l *Store) appendAndProject(ctx context.Context, tx *sql.Tx, id domain.Book
 // (envs, with room for the decided ones); when inbox is set, its row is inserted by the statement that
 // writes the status row, which saves a round trip.
 func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.BookingID, stored []eventstore.StoredEvent, envs []projections.Envelope, decided []domain.Event, occurredAt time.Time, causationID string, inbox *inboxRow) (_ projections.BookingRow, err error) {
-	newEvents := make([]eventstore.NewEvent, len(decided))
-	for i, ev := range decided {
-		payload, err := domain.Encode(ev)
-		if err != nil {
-			return projections.BookingRow{}, fmt.Errorf("bookingstore: encode %s: %w", ev.EventType(), err)
-		}
-		newEvents[i] = eventstore.NewEvent{Type: ev.EventType(), SchemaVersion: ev.SchemaVersion(), OccurredAt: occurredAt, CausationID: causationID, Payload: payload}
+	newEvents, err := newEvents(decided, occurredAt, causationID)
+	if err != nil {
+		return projections.BookingRow{}, err
 	}
 	version, prev := 0, eventlog.GenesisHash
 	if n := len(stored); n > 0 {
@@ -196,6 +208,19 @@ func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Booking
 		return row, upsertError(row.ID, err)
 	}
 	return row, nil
+}
+
+// newEvents encodes decided events for the event store.
+func newEvents(decided []domain.Event, occurredAt time.Time, causationID string) ([]eventstore.NewEvent, error) {
+	out := make([]eventstore.NewEvent, len(decided))
+	for i, ev := range decided {
+		payload, err := domain.Encode(ev)
+		if err != nil {
+			return nil, fmt.Errorf("bookingstore: encode %s: %w", ev.EventType(), err)
+		}
+		out[i] = eventstore.NewEvent{Type: ev.EventType(), SchemaVersion: ev.SchemaVersion(), OccurredAt: occurredAt, CausationID: causationID, Payload: payload}
+	}
+	return out, nil
 }
 
 // decode decodes a stream's stored events (projections.FromStored), room

@@ -112,6 +112,78 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 	if len(events) == 0 {
 		return nil, nil
 	}
+	stored, err := s.publish(ctx, tx, []StreamAppend{{StreamID: streamID, ExpectedVersion: expectedVersion, PrevHash: prevHash, Events: events}}, recordedAt)
+	if err != nil {
+		return nil, err
+	}
+	return stored[0], nil
+}
+
+// StreamAppend is what AppendBatch appends to one stream: Events numbered
+// from ExpectedVersion+1, their hashes chained from PrevHash (see Append).
+type StreamAppend struct {
+	StreamID        int64
+	ExpectedVersion int
+	PrevHash        []byte
+	Events          []NewEvent
+}
+
+// AppendBatch appends to several streams in one INSERT (one Publish of the
+// store's publisher), with trailer run in its statement as AppendWith does:
+// the group commit of the booking write side. Each stream's events are
+// numbered and chained as Append does; the result holds each append's
+// stored events, in the order of appends. An append without events is
+// allowed and stores nothing; with no event at all nothing is published and
+// the trailer is not run (the caller runs its SQL itself). A taken stream
+// version of any stream fails the whole INSERT with domain.ErrConcurrency.
+func (s *EventStore) AppendBatch(ctx context.Context, tx *sql.Tx, appends []StreamAppend, recordedAt time.Time, trailer *Trailer) ([][]StoredEvent, error) {
+	if trailer != nil {
+		ctx = context.WithValue(ctx, trailerKey{}, trailer)
+	}
+	return s.publish(ctx, tx, appends, recordedAt)
+}
+
+// publish numbers, hashes and publishes appends in one Publish.
+func (s *EventStore) publish(ctx context.Context, tx *sql.Tx, appends []StreamAppend, recordedAt time.Time) ([][]StoredEvent, error) {
+	if s.pubErr != nil {
+		return nil, fmt.Errorf("eventstore: publisher: %w", s.pubErr)
+	}
+	// The publisher executes with the first message's context: it carries
+	// the transaction to txExecutor.
+	ctx = context.WithValue(ctx, txKey{}, tx)
+	recordedAt = eventlog.StorageTime(recordedAt)
+	n := 0
+	for _, a := range appends {
+		n += len(a.Events)
+	}
+	out := make([][]StoredEvent, len(appends))
+	msgs := make(message.Messages, 0, n)
+	for i, a := range appends {
+		stored, err := s.messages(ctx, a, recordedAt, &msgs)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = stored
+	}
+	if len(msgs) == 0 {
+		return out, nil
+	}
+	if err := s.pub.Publish(EventsTopic, msgs...); err != nil {
+		if postgres.ConstraintViolated(err, "ledger_events_stream_version_key") {
+			if len(appends) == 1 {
+				return nil, fmt.Errorf("eventstore: append to stream %d at version %d: %w", appends[0].StreamID, appends[0].ExpectedVersion+1, domain.ErrConcurrency)
+			}
+			return nil, fmt.Errorf("eventstore: append to %d streams: a stream version is taken: %w", len(appends), domain.ErrConcurrency)
+		}
+		return nil, fmt.Errorf("eventstore: append: %w", err)
+	}
+	return out, nil
+}
+
+// messages numbers and hashes one stream's events and adds their messages
+// to msgs.
+func (s *EventStore) messages(ctx context.Context, a StreamAppend, recordedAt time.Time, msgs *message.Messages) ([]StoredEvent, error) {
+	streamID, expectedVersion, prevHash := a.StreamID, a.ExpectedVersion, a.PrevHash
 	if expectedVersion < 0 {
 		return nil, fmt.Errorf("eventstore: append to stream %d: negative expected version: %w", streamID, domain.ErrInvalid)
 	}
@@ -121,16 +193,8 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 	if len(prevHash) != len(eventlog.GenesisHash) {
 		return nil, fmt.Errorf("eventstore: append to stream %d: previous hash of %d bytes: %w", streamID, len(prevHash), domain.ErrInvalid)
 	}
-	if s.pubErr != nil {
-		return nil, fmt.Errorf("eventstore: publisher: %w", s.pubErr)
-	}
-	// The publisher executes with the first message's context: it carries
-	// the transaction to txExecutor.
-	ctx = context.WithValue(ctx, txKey{}, tx)
-	recordedAt = eventlog.StorageTime(recordedAt)
-	stored := make([]StoredEvent, len(events))
-	msgs := make(message.Messages, len(events))
-	for i, ne := range events {
+	stored := make([]StoredEvent, len(a.Events))
+	for i, ne := range a.Events {
 		payload, err := eventlog.CanonicalJSON(ne.Payload)
 		if err != nil {
 			return nil, fmt.Errorf("eventstore: append %s to stream %d: %w", ne.Type, streamID, err)
@@ -176,13 +240,7 @@ func (s *EventStore) appendAt(ctx context.Context, tx *sql.Tx, streamID int64, e
 		}
 		setEnvelope(msg, e)
 		msg.SetContext(ctx)
-		msgs[i] = msg
-	}
-	if err := s.pub.Publish(EventsTopic, msgs...); err != nil {
-		if postgres.ConstraintViolated(err, "ledger_events_stream_version_key") {
-			return nil, fmt.Errorf("eventstore: append to stream %d at version %d: %w", streamID, expectedVersion+1, domain.ErrConcurrency)
-		}
-		return nil, fmt.Errorf("eventstore: append to stream %d: %w", streamID, err)
+		*msgs = append(*msgs, msg)
 	}
 	return stored, nil
 }

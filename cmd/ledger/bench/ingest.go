@@ -130,6 +130,9 @@ type IngestResult struct {
 	TxCeiling  ceilingResult
 	TxRatio    float64
 	Check      exactlyOnce
+	// Batches is what the server's group commit did during the timed
+	// phase (from its /metrics), zero when it reports none.
+	Batches    groupCommitStats
 	LoadBefore string
 	LoadAfter  string
 	Machine    machine
@@ -338,9 +341,11 @@ func RunIngest(ctx context.Context, env Env, o IngestOptions, logw io.Writer) (*
 	res.acked = map[string]int{}
 	res.warmUp(ctx, client, baseURL+"/webhooks/stripe/", secret, warmup)
 	progress("sending %d deliveries, %s", len(deliveries), o.mode())
+	batchesBefore := scrapeGroupCommit(ctx, client, baseURL, token)
 	if err := res.sendAll(ctx, client, baseURL+"/webhooks/stripe/", secret, deliveries, cdbIfSame); err != nil {
 		return nil, err
 	}
+	res.Batches = scrapeGroupCommit(ctx, client, baseURL, token).minus(batchesBefore)
 
 	progress("ceilings, second half: %d transactions of each", o.Events-half)
 	// The second half in the other order, so that neither ceiling always
@@ -754,6 +759,7 @@ func (r *IngestResult) Print(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "  ratio:        none in open loop (the throughput is the rate asked for)\n")
 	}
+	fmt.Fprintf(w, "  group commit: %s\n", r.Batches)
 	fmt.Fprintf(w, "  exactly once: %s\n", r.Check)
 	fmt.Fprintf(w, "  load average: %s before, %s after (%d CPUs)\n", r.LoadBefore, r.LoadAfter, r.Machine.CPUs)
 }
