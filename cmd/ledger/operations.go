@@ -276,31 +276,12 @@ func newRefundsCmd() *cobra.Command {
 			for _, ob := range open {
 				isOpen[ob.ID] = true
 			}
-			type row struct {
-				bookingstore.RefundFailure
-				ID   string `json:"id"`
-				Open bool   `json:"open"`
-			}
-			rows := make([]row, 0, len(failures))
+			rows := make([]refundFailureRow, 0, len(failures))
 			for _, f := range failures {
 				id := fmt.Sprintf("%s:%d", app.ObligationRefundFailed, f.Position)
-				rows = append(rows, row{f, id, isOpen[id]})
+				rows = append(rows, refundFailureRow{f, id, isOpen[id]})
 			}
-			if format == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"refund_failures": rows})
-			}
-			if format != "table" {
-				return fmt.Errorf("--format: %q is neither table nor json", format)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tBOOKING\tPAYMENT INTENT\tAMOUNT\tREASON\tCODE\tFAILED\tOPEN")
-			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%d %s\t%s\t%s\t%s\t%v\n", r.ID, r.BookingID, r.PaymentIntentID, r.Amount, r.Currency,
-					r.Reason, r.FailureCode, r.FailedAt.Format(time.RFC3339), r.Open)
-			}
-			return tw.Flush()
+			return printRefundFailures(cmd.OutOrStdout(), format, rows)
 		},
 	}
 	list.Flags().StringVar(&format, "format", "table", "table or json")
@@ -349,6 +330,32 @@ failure). The obligation closes when the refund succeeds.`,
 	return cmd
 }
 
+// refundFailureRow is a line of `ledger refunds list`: the failure, its
+// obligation id and whether that is still open.
+type refundFailureRow struct {
+	bookingstore.RefundFailure
+	ID   string `json:"id"`
+	Open bool   `json:"open"`
+}
+
+func printRefundFailures(w io.Writer, format string, rows []refundFailureRow) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"refund_failures": rows})
+	}
+	if format != "table" {
+		return fmt.Errorf("--format: %q is neither table nor json", format)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tBOOKING\tPAYMENT INTENT\tAMOUNT\tREASON\tCODE\tFAILED\tOPEN")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d %s\t%s\t%s\t%s\t%v\n", r.ID, r.BookingID, r.PaymentIntentID, r.Amount, r.Currency,
+			r.Reason, r.FailureCode, r.FailedAt.Format(time.RFC3339), r.Open)
+	}
+	return tw.Flush()
+}
+
 func newDeadLettersCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dead-letters",
@@ -368,24 +375,7 @@ func newDeadLettersCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if format == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"dead_letters": dls})
-			}
-			if format != "table" {
-				return fmt.Errorf("--format: %q is neither table nor json", format)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tEVENT TYPE\tERROR\tAT\tCLOSED")
-			for _, d := range dls {
-				closed := d.Closed
-				if closed == "" {
-					closed = "-"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.ID, d.EventType, d.Error, d.At.Format(time.RFC3339), closed)
-			}
-			return tw.Flush()
+			return printDeadLetters(cmd.OutOrStdout(), format, dls)
 		},
 	}
 	list.Flags().StringVar(&format, "format", "table", "table or json")
@@ -408,6 +398,27 @@ func newDeadLettersCmd() *cobra.Command {
 	}
 	cmd.AddCommand(list, retry, newAckCmd("the dead letter (ID from `ledger projections dead-letters list`)"))
 	return cmd
+}
+
+func printDeadLetters(w io.Writer, format string, dls []readmodels.DeadLetter) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"dead_letters": dls})
+	}
+	if format != "table" {
+		return fmt.Errorf("--format: %q is neither table nor json", format)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tEVENT TYPE\tERROR\tAT\tCLOSED")
+	for _, d := range dls {
+		closed := d.Closed
+		if closed == "" {
+			closed = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.ID, d.EventType, d.Error, d.At.Format(time.RFC3339), closed)
+	}
+	return tw.Flush()
 }
 
 // newAckCmd is the `ack ID --reason` of a family of obligations.
