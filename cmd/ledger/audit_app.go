@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit/checkpoints"
 )
 
 // auditRuntime is the audit part of a running App: the background sealer
@@ -30,7 +31,7 @@ func (a *App) startAudit(db *sql.DB) (*audit.Auditor, error) {
 		if err != nil {
 			return nil, err
 		}
-		cp, err := audit.NewCheckpointer(audit.CheckpointerConfig{DB: db, Signer: signer, Dir: a.cfg.CheckpointDir, Logger: a.logger})
+		cp, err := checkpoints.New(checkpoints.Config{DB: db, Signer: signer, Dir: a.cfg.CheckpointDir, Logger: a.logger})
 		if err != nil {
 			return nil, err
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/booking-ledger/ledger/adapters/postgres/audit"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit/checkpoints"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/evidence"
 )
@@ -40,12 +40,12 @@ func loadVerifier(path string) (*evidence.Verifier, error) {
 
 // newCheckpointer is the checkpointer of cfg's key and directory; nil
 // without a key.
-func newCheckpointer(cfg Config, s *auditSession) (*audit.Checkpointer, error) {
+func newCheckpointer(cfg Config, s *auditSession) (*checkpoints.Checkpointer, error) {
 	signer, err := loadSigner(cfg.SigningKeyFile)
 	if err != nil || signer == nil {
 		return nil, err
 	}
-	return audit.NewCheckpointer(audit.CheckpointerConfig{DB: s.db, Signer: signer, Dir: cfg.CheckpointDir})
+	return checkpoints.New(checkpoints.Config{DB: s.db, Signer: signer, Dir: cfg.CheckpointDir})
 }
 
 func newAuditKeygenCmd() *cobra.Command {
@@ -165,7 +165,7 @@ cannot write.`,
 }
 
 // checkpointConfig reads --checkpoints DIR and --public-key FILE for verify.
-func checkpointConfig(dir, key string) ([]audit.CheckpointFile, *evidence.Verifier, error) {
+func checkpointConfig(dir, key string) ([]checkpoints.File, *evidence.Verifier, error) {
 	if dir == "" && key == "" {
 		return nil, nil, nil
 	}
@@ -176,7 +176,7 @@ func checkpointConfig(dir, key string) ([]audit.CheckpointFile, *evidence.Verifi
 	if err != nil {
 		return nil, nil, err
 	}
-	files, err := audit.ReadCheckpointFiles(dir)
+	files, err := checkpoints.ReadFiles(dir)
 	if err != nil {
 		return nil, nil, err
 	}

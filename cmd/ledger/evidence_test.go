@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/booking-ledger/ledger/adapters/postgres/audit"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit/checkpoints"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
@@ -253,7 +253,7 @@ func TestServeSignsCheckpoints(t *testing.T) {
 	var files []string
 	for {
 		files, _ = filepath.Glob(filepath.Join(dir, "checkpoint-*"))
-		if n := len(files); n > 0 && files[n-1] >= filepath.Join(dir, audit.CheckpointFileName(uint64(links))) {
+		if n := len(files); n > 0 && files[n-1] >= filepath.Join(dir, checkpoints.FileName(uint64(links))) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -279,7 +279,7 @@ func TestServeSignsCheckpoints(t *testing.T) {
 	if status != http.StatusOK || err != nil || c.Size < uint64(links) {
 		t.Fatalf("latest checkpoint: %d %v\n%s", status, err, note)
 	}
-	if file, _ := os.ReadFile(filepath.Join(dir, audit.CheckpointFileName(c.Size))); !bytes.Equal(note, file) {
+	if file, _ := os.ReadFile(filepath.Join(dir, checkpoints.FileName(c.Size))); !bytes.Equal(note, file) {
 		t.Fatalf("latest checkpoint:\n%s\nits file:\n%s", note, file)
 	}
 	if status, _, body := get(fmt.Sprintf("/audit/checkpoints/consistency?from=%d&to=%d", c.Size, c.Size)); status != http.StatusOK || !strings.Contains(string(body), `"proof":[]`) {

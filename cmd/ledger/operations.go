@@ -63,38 +63,46 @@ func cliActor() string {
 	return "cli"
 }
 
-func printObligations(w io.Writer, format string, obs []app.Obligation) error {
+// printList prints a list command's answer in format: "json", {key:
+// list} indented; "table", header and then each line that lines writes,
+// tab-separated cells aligned in columns two spaces apart; any other
+// format is an error.
+func printList(w io.Writer, format, key string, list any, header string, lines func(tw io.Writer)) error {
 	switch format {
 	case "json":
-		if obs == nil {
-			obs = []app.Obligation{}
-		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"obligations": obs})
+		return enc.Encode(map[string]any{key: list})
 	case "table":
 	default:
 		return fmt.Errorf("--format: %q is neither table nor json", format)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tBOOKING\tOPENED\tDUE\tDETAIL\tSUGGESTED ACTION")
-	for _, ob := range obs {
-		booking, due := "-", "-"
-		if ob.BookingID != nil {
-			booking = fmt.Sprint(*ob.BookingID)
-		}
-		if ob.DueBy != nil {
-			due = ob.DueBy.Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ob.ID, booking, ob.OpenedAt.Format(time.RFC3339), due, ob.Detail, ob.SuggestedAction)
+	fmt.Fprintln(tw, header)
+	lines(tw)
+	return tw.Flush()
+}
+
+func printObligations(w io.Writer, format string, obs []app.Obligation) error {
+	if obs == nil {
+		obs = []app.Obligation{}
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(obs) == 0 {
+	err := printList(w, format, "obligations", obs, "ID\tBOOKING\tOPENED\tDUE\tDETAIL\tSUGGESTED ACTION", func(tw io.Writer) {
+		for _, ob := range obs {
+			booking, due := "-", "-"
+			if ob.BookingID != nil {
+				booking = fmt.Sprint(*ob.BookingID)
+			}
+			if ob.DueBy != nil {
+				due = ob.DueBy.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ob.ID, booking, ob.OpenedAt.Format(time.RFC3339), due, ob.Detail, ob.SuggestedAction)
+		}
+	})
+	if err == nil && format == "table" && len(obs) == 0 {
 		fmt.Fprintln(w, "nothing to do")
 	}
-	return nil
+	return err
 }
 
 func newDeliveriesCmd() *cobra.Command {
@@ -221,32 +229,23 @@ Prints one line per event: its id, the outcome and the booking.`,
 }
 
 func printDeliveries(w io.Writer, format string, stored []app.StoredDelivery) error {
-	switch format {
-	case "json":
-		type row struct {
-			EventID    string    `json:"event_id"`
-			EventType  string    `json:"event_type"`
-			Outcome    string    `json:"outcome"`
-			ReceivedAt time.Time `json:"received_at"`
-			Deliveries int       `json:"deliveries"`
-		}
-		rows := make([]row, 0, len(stored))
-		for _, d := range stored {
-			rows = append(rows, row{d.EventID, d.EventType, string(d.Outcome), d.ReceivedAt, d.Deliveries})
-		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"deliveries": rows})
-	case "table":
-	default:
-		return fmt.Errorf("--format: %q is neither table nor json", format)
+	// JSON: the delivery without its raw body and signature.
+	type row struct {
+		EventID    string    `json:"event_id"`
+		EventType  string    `json:"event_type"`
+		Outcome    string    `json:"outcome"`
+		ReceivedAt time.Time `json:"received_at"`
+		Deliveries int       `json:"deliveries"`
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "EVENT\tTYPE\tOUTCOME\tLAST RECEIVED\tDELIVERIES")
+	rows := make([]row, 0, len(stored))
 	for _, d := range stored {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", d.EventID, d.EventType, d.Outcome, d.ReceivedAt.Format(time.RFC3339), d.Deliveries)
+		rows = append(rows, row{d.EventID, d.EventType, string(d.Outcome), d.ReceivedAt, d.Deliveries})
 	}
-	return tw.Flush()
+	return printList(w, format, "deliveries", rows, "EVENT\tTYPE\tOUTCOME\tLAST RECEIVED\tDELIVERIES", func(tw io.Writer) {
+		for _, d := range stored {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", d.EventID, d.EventType, d.Outcome, d.ReceivedAt.Format(time.RFC3339), d.Deliveries)
+		}
+	})
 }
 
 func newRefundsCmd() *cobra.Command {
@@ -276,31 +275,12 @@ func newRefundsCmd() *cobra.Command {
 			for _, ob := range open {
 				isOpen[ob.ID] = true
 			}
-			type row struct {
-				bookingstore.RefundFailure
-				ID   string `json:"id"`
-				Open bool   `json:"open"`
-			}
-			rows := make([]row, 0, len(failures))
+			rows := make([]refundFailureRow, 0, len(failures))
 			for _, f := range failures {
 				id := fmt.Sprintf("%s:%d", app.ObligationRefundFailed, f.Position)
-				rows = append(rows, row{f, id, isOpen[id]})
+				rows = append(rows, refundFailureRow{f, id, isOpen[id]})
 			}
-			if format == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"refund_failures": rows})
-			}
-			if format != "table" {
-				return fmt.Errorf("--format: %q is neither table nor json", format)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tBOOKING\tPAYMENT INTENT\tAMOUNT\tREASON\tCODE\tFAILED\tOPEN")
-			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%d %s\t%s\t%s\t%s\t%v\n", r.ID, r.BookingID, r.PaymentIntentID, r.Amount, r.Currency,
-					r.Reason, r.FailureCode, r.FailedAt.Format(time.RFC3339), r.Open)
-			}
-			return tw.Flush()
+			return printRefundFailures(cmd.OutOrStdout(), format, rows)
 		},
 	}
 	list.Flags().StringVar(&format, "format", "table", "table or json")
@@ -349,6 +329,23 @@ failure). The obligation closes when the refund succeeds.`,
 	return cmd
 }
 
+// refundFailureRow is a line of `ledger refunds list`: the failure, its
+// obligation id and whether that is still open.
+type refundFailureRow struct {
+	bookingstore.RefundFailure
+	ID   string `json:"id"`
+	Open bool   `json:"open"`
+}
+
+func printRefundFailures(w io.Writer, format string, rows []refundFailureRow) error {
+	return printList(w, format, "refund_failures", rows, "ID\tBOOKING\tPAYMENT INTENT\tAMOUNT\tREASON\tCODE\tFAILED\tOPEN", func(tw io.Writer) {
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d %s\t%s\t%s\t%s\t%v\n", r.ID, r.BookingID, r.PaymentIntentID, r.Amount, r.Currency,
+				r.Reason, r.FailureCode, r.FailedAt.Format(time.RFC3339), r.Open)
+		}
+	})
+}
+
 func newDeadLettersCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dead-letters",
@@ -368,24 +365,7 @@ func newDeadLettersCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if format == "json" {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"dead_letters": dls})
-			}
-			if format != "table" {
-				return fmt.Errorf("--format: %q is neither table nor json", format)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tEVENT TYPE\tERROR\tAT\tCLOSED")
-			for _, d := range dls {
-				closed := d.Closed
-				if closed == "" {
-					closed = "-"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.ID, d.EventType, d.Error, d.At.Format(time.RFC3339), closed)
-			}
-			return tw.Flush()
+			return printDeadLetters(cmd.OutOrStdout(), format, dls)
 		},
 	}
 	list.Flags().StringVar(&format, "format", "table", "table or json")
@@ -408,6 +388,18 @@ func newDeadLettersCmd() *cobra.Command {
 	}
 	cmd.AddCommand(list, retry, newAckCmd("the dead letter (ID from `ledger projections dead-letters list`)"))
 	return cmd
+}
+
+func printDeadLetters(w io.Writer, format string, dls []readmodels.DeadLetter) error {
+	return printList(w, format, "dead_letters", dls, "ID\tEVENT TYPE\tERROR\tAT\tCLOSED", func(tw io.Writer) {
+		for _, d := range dls {
+			closed := d.Closed
+			if closed == "" {
+				closed = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.ID, d.EventType, d.Error, d.At.Format(time.RFC3339), closed)
+		}
+	})
 }
 
 // newAckCmd is the `ack ID --reason` of a family of obligations.

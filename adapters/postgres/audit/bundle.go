@@ -10,6 +10,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit/checkpoints"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 	"github.com/booking-ledger/ledger/domain/evidence"
@@ -155,7 +156,7 @@ func (a *Auditor) Bundle(ctx context.Context, id int64) ([]byte, BundleInfo, err
 			return fmt.Errorf("booking %d: %w", id, domain.ErrNotFound)
 		}
 		// The proofs, from the stored nodes.
-		proofs, err := inclusionProofs(ctx, tx, leaves, size)
+		proofs, err := checkpoints.InclusionProofs(ctx, tx, leaves, size)
 		if err != nil {
 			return err
 		}
@@ -202,36 +203,6 @@ func (a *Auditor) EvidenceBundle(ctx context.Context, id int64) ([]byte, error) 
 	return data, err
 }
 
-// inclusionProofs builds the proof of each leaf in the tree of size
-// leaves, from the stored nodes (one query for all).
-func inclusionProofs(ctx context.Context, q postgres.Querier, leaves []uint64, size uint64) ([][][]byte, error) {
-	plans := make([]evidence.Proof, len(leaves))
-	var ids []evidence.NodeID
-	for i, leaf := range leaves {
-		p, err := evidence.InclusionProof(leaf, size)
-		if err != nil {
-			return nil, err
-		}
-		plans[i] = p
-		ids = append(ids, p.IDs()...)
-	}
-	hashes, err := loadNodes(ctx, q, ids)
-	if err != nil {
-		return nil, err
-	}
-	out := make([][][]byte, len(leaves))
-	k := 0
-	for i, p := range plans {
-		n := len(p.IDs())
-		out[i], err = p.Build(hashes[k : k+n])
-		if err != nil {
-			return nil, fmt.Errorf("audit: inclusion proof: %w", err)
-		}
-		k += n
-	}
-	return out, nil
-}
-
 // linkReader reads chain links by seq.
 type linkReader struct{ q postgres.Querier }
 
@@ -263,27 +234,16 @@ func metadataOrEmpty(m map[string]string) map[string]string {
 	return m
 }
 
-// ConsistencyProof is the proof that the tree of the first from links is a
-// prefix of the tree of the first to links (evidence.VerifyConsistency),
-// read from the stored nodes: an auditor who kept the checkpoint of size
-// from checks that the one of size to extends it without the log. to may
-// not exceed the newest checkpoint (the nodes stored); errors wrap
+// ConsistencyProof is checkpoints.ConsistencyProof on the Auditor's
+// database: the proof that the tree of the first from links is a prefix of
+// the tree of the first to links, from the stored nodes; errors wrap
 // domain.ErrInvalid.
 func (a *Auditor) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error) {
-	var newest uint64
-	if err := a.db.QueryRowContext(ctx, `SELECT coalesce(max(tree_size), 0) FROM ledger_checkpoints`).Scan(&newest); err != nil {
-		return nil, fmt.Errorf("audit: consistency proof: %w", err)
-	}
-	if from == 0 || from > to || to > newest {
-		return nil, fmt.Errorf("consistency proof from %d to %d links: want 0 < from <= to <= %d (the newest checkpoint): %w", from, to, newest, domain.ErrInvalid)
-	}
-	p, err := evidence.ConsistencyProof(from, to)
-	if err != nil {
-		return nil, err
-	}
-	hashes, err := loadNodes(ctx, a.db, p.IDs())
-	if err != nil {
-		return nil, err
-	}
-	return p.Build(hashes)
+	return checkpoints.ConsistencyProof(ctx, a.db, from, to)
+}
+
+// LatestCheckpoint returns the newest signed checkpoint stored, or an error
+// wrapping domain.ErrNotFound when none is (checkpoints.Latest).
+func (a *Auditor) LatestCheckpoint(ctx context.Context) ([]byte, error) {
+	return checkpoints.Latest(ctx, a.db)
 }

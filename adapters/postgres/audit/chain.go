@@ -14,6 +14,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit/checkpoints"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
@@ -45,7 +46,7 @@ type SealerConfig struct {
 	// CheckpointEvery links were sealed or CheckpointInterval went by,
 	// whichever comes first, when there is something new (defaults 10000
 	// and 60 s), and once at start.
-	Checkpoints        *Checkpointer
+	Checkpoints        *checkpoints.Checkpointer
 	CheckpointEvery    int
 	CheckpointInterval time.Duration
 }

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit/checkpoints"
 	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
@@ -28,7 +29,7 @@ type AuditorConfig struct {
 	Now func() time.Time
 	// Checkpoints, when set, signs a checkpoint when an evidence bundle
 	// asks for facts the newest one does not cover (EvidenceBundle).
-	Checkpoints *Checkpointer
+	Checkpoints *checkpoints.Checkpointer
 }
 
 // Auditor answers the auditors' questions from the log, the inbox and the
@@ -43,7 +44,7 @@ type AuditorConfig struct {
 type Auditor struct {
 	db  *sql.DB
 	now func() time.Time
-	cp  *Checkpointer
+	cp  *checkpoints.Checkpointer
 }
 
 // NewAuditor returns an Auditor on cfg.DB.

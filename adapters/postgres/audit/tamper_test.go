@@ -22,6 +22,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/booking-ledger/ledger/adapters/postgres/audit/checkpoints"
 	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
@@ -58,7 +59,7 @@ func newTamperLedger(t *testing.T) *tamperLedger {
 	signer, _ := evidence.NewSigner(skey)
 	l := &tamperLedger{db: db, url: url, dir: t.TempDir()}
 	l.key, _ = evidence.NewVerifier(vkey)
-	cp, err := NewCheckpointer(CheckpointerConfig{DB: db, Signer: signer, Dir: l.dir})
+	cp, err := checkpoints.New(checkpoints.Config{DB: db, Signer: signer, Dir: l.dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func (l *tamperLedger) verify(t *testing.T, withCheckpoints bool) VerifyReport {
 	t.Helper()
 	cfg := VerifyConfig{Signatures: stripetest.Signatures(t, ledgertest.Secret)}
 	if withCheckpoints {
-		files, err := ReadCheckpointFiles(l.dir)
+		files, err := checkpoints.ReadFiles(l.dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +284,7 @@ func (l *tamperLedger) resignTree(t *testing.T) {
 	l.exec(t, `DELETE FROM ledger_tree_nodes`, `DELETE FROM ledger_checkpoints`)
 	skey, _, _ := evidence.GenerateKey(tamperOrigin)
 	forged, _ := evidence.NewSigner(skey)
-	cp, _ := NewCheckpointer(CheckpointerConfig{DB: l.db, Signer: forged})
+	cp, _ := checkpoints.New(checkpoints.Config{DB: l.db, Signer: forged})
 	if _, err := cp.Checkpoint(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +443,7 @@ func TestCheckpointsCatchTheOwnersRewrites(t *testing.T) {
 			p := r.Problems[0]
 			good, bad := l.bounds(first)
 			js, _ := json.Marshal(p)
-			if p.Check != CheckCheckpoint || bad == 0 || !strings.Contains(p.Detail, CheckpointFileName(bad)) {
+			if p.Check != CheckCheckpoint || bad == 0 || !strings.Contains(p.Detail, checkpoints.FileName(bad)) {
 				t.Fatalf("first problem %s, want the checkpoint of %d links (the first changed link is seq %d)", js, bad, first)
 			}
 			want := int64(good) + 1

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/audit/checkpoints"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 	"github.com/booking-ledger/ledger/domain/evidence"
 )
@@ -36,9 +37,9 @@ type VerifyConfig struct {
 	// chain must still hold it, unchanged.
 	Anchor *eventlog.Anchor
 	// Checkpoints are signed checkpoints kept outside the database
-	// (ReadCheckpointFiles) and CheckpointKey the key they must be signed
+	// (checkpoints.ReadFiles) and CheckpointKey the key they must be signed
 	// with: the log must be a consistent extension of every one.
-	Checkpoints   []CheckpointFile
+	Checkpoints   []checkpoints.File
 	CheckpointKey *evidence.Verifier
 	// Signatures re-checks stored Stripe signatures; nil skips that check
 	// (no webhook secret configured).
@@ -72,6 +73,9 @@ const (
 	CheckCause     = "cause"     // events caused by a Stripe event have its raw body
 	CheckRow       = "row"       // a sealed inbox, delivery or access-log row against its link
 	CheckVersion   = "version"   // hash versions only go up along the log
+	// CheckCheckpoint: the log against the signed checkpoints kept outside
+	// the database (checkpoints.Check).
+	CheckCheckpoint = "checkpoint"
 )
 
 // Problem is one thing Verify found wrong.
@@ -331,6 +335,20 @@ func (v *verifier) others(ctx context.Context, tx pgx.Tx, head ChainLink) error 
 		}
 	}
 	return nil
+}
+
+// checkpoints checks the log against the kept checkpoints, when a key to
+// open them is configured (checkpoints.Check).
+func (v *verifier) checkpoints(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
+	if v.cfg.CheckpointKey == nil {
+		return nil
+	}
+	checked, problems, err := checkpoints.Check(ctx, tx, v.cfg.Checkpoints, v.cfg.CheckpointKey)
+	v.report.CheckpointsChecked = checked
+	for _, p := range problems {
+		v.add(Problem{Position: p.Position, Seq: p.Seq, Table: p.Table, RowID: p.RowID, Check: CheckCheckpoint, Detail: p.Detail})
+	}
+	return err
 }
 
 // rawEvent is an event as the log pass reads it: the hashed fields, in

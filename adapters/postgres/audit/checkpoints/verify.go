@@ -1,4 +1,4 @@
-package audit
+package checkpoints
 
 import (
 	"bytes"
@@ -15,9 +15,27 @@ import (
 	"github.com/booking-ledger/ledger/domain/evidence"
 )
 
-// CheckCheckpoint: the log against the signed checkpoints kept outside the
-// database.
-const CheckCheckpoint = "checkpoint"
+// Problem is a place where the log does not hold a kept checkpoint, or a
+// kept checkpoint file that cannot be trusted: Table "checkpoint" for a
+// file (Detail names it), else the link (Seq) and the event (Position) or
+// row (Table, RowID) it seals.
+type Problem struct {
+	Position int64
+	Seq      int64
+	Table    string
+	RowID    int64
+	Detail   string
+}
+
+// checker is one run of Check.
+type checker struct {
+	files    []File
+	key      *evidence.Verifier
+	problems []Problem
+	checked  int64
+}
+
+func (v *checker) add(p Problem) { v.problems = append(v.problems, p) }
 
 // keptCheckpoint is a checkpoint file whose signature verified.
 type keptCheckpoint struct {
@@ -28,18 +46,16 @@ type keptCheckpoint struct {
 // openCheckpoints checks the signature of every file and returns those
 // that verify, smallest size first; the others, and two files that sign
 // one size with different roots, are problems.
-func (v *verifier) openCheckpoints() []keptCheckpoint {
+func (v *checker) openCheckpoints() []keptCheckpoint {
 	var kept []keptCheckpoint
-	for _, f := range v.cfg.Checkpoints {
-		c, err := v.cfg.CheckpointKey.Open(f.Note)
+	for _, f := range v.files {
+		c, err := v.key.Open(f.Note)
 		if err != nil {
-			v.add(Problem{Table: "checkpoint", Check: CheckCheckpoint,
-				Detail: fmt.Sprintf("%s: %v", f.Path, err)})
+			v.add(Problem{Table: "checkpoint", Detail: fmt.Sprintf("%s: %v", f.Path, err)})
 			continue
 		}
 		if size, ok := parseSize(f.Path); ok && size != c.Size {
-			v.add(Problem{Table: "checkpoint", Check: CheckCheckpoint,
-				Detail: fmt.Sprintf("%s: signs size %d, not the size its name says", f.Path, c.Size)})
+			v.add(Problem{Table: "checkpoint", Detail: fmt.Sprintf("%s: signs size %d, not the size its name says", f.Path, c.Size)})
 		}
 		kept = append(kept, keptCheckpoint{name: filepath.Base(f.Path), Checkpoint: c})
 	}
@@ -48,8 +64,7 @@ func (v *verifier) openCheckpoints() []keptCheckpoint {
 	for _, c := range kept {
 		if n := len(out); n > 0 && out[n-1].Size == c.Size {
 			if !bytes.Equal(out[n-1].Root, c.Root) {
-				v.add(Problem{Table: "checkpoint", Check: CheckCheckpoint,
-					Detail: fmt.Sprintf("%s and %s both sign %d links with different roots: two different logs were signed (a fork)", out[n-1].name, c.name, c.Size)})
+				v.add(Problem{Table: "checkpoint", Detail: fmt.Sprintf("%s and %s both sign %d links with different roots: two different logs were signed (a fork)", out[n-1].name, c.name, c.Size)})
 			}
 			continue
 		}
@@ -58,18 +73,26 @@ func (v *verifier) openCheckpoints() []keptCheckpoint {
 	return out
 }
 
-// checkpoints checks that the log is a consistent extension of every kept
-// checkpoint: the Merkle root of its first Size links is the one signed.
-// It names the first checkpoint that does not hold and where the log
-// departs from it: the exact link when the stored tree nodes are still the
-// ones that were signed, else the links between the last checkpoint that
-// holds and this one. A log shorter than a checkpoint had its tail cut.
-func (v *verifier) checkpoints(ctx context.Context, tx pgx.Tx, _ ChainLink) error {
-	if v.cfg.CheckpointKey == nil {
-		return nil
-	}
+// Check checks that the log, read on tx, is a consistent extension of every
+// checkpoint of files that key's signature verifies: the Merkle root of its
+// first Size links is the one signed. It returns how many checkpoints
+// verified and were checked, and the problems: files whose signature does
+// not verify, whose name is not their size or that sign one size twice
+// with different roots (a fork); the first checkpoint that does not hold
+// and where the log departs from it: the exact link when the stored tree
+// nodes are still the ones that were signed, else the links between the
+// last checkpoint that holds and this one. A log shorter than a checkpoint
+// had its tail cut. The error is for failures to read, never for what was
+// found.
+func Check(ctx context.Context, tx pgx.Tx, files []File, key *evidence.Verifier) (int64, []Problem, error) {
+	v := &checker{files: files, key: key}
+	err := v.check(ctx, tx)
+	return v.checked, v.problems, err
+}
+
+func (v *checker) check(ctx context.Context, tx pgx.Tx) error {
 	cps := v.openCheckpoints()
-	v.report.CheckpointsChecked = int64(len(cps))
+	v.checked = int64(len(cps))
 	if len(cps) == 0 {
 		return nil
 	}
@@ -129,7 +152,7 @@ func (v *verifier) checkpoints(ctx context.Context, tx pgx.Tx, _ ChainLink) erro
 // departs reports where the log departs from checkpoint c, the first one
 // that does not hold; good is the last one that does (zero: none), tree
 // the log's tree of c.Size links.
-func (v *verifier) departs(ctx context.Context, tx pgx.Tx, c, good keptCheckpoint, tree *evidence.Tree) error {
+func (v *checker) departs(ctx context.Context, tx pgx.Tx, c, good keptCheckpoint, tree *evidence.Tree) error {
 	leaf, exact, err := v.pinpoint(ctx, tx, c, tree)
 	if err != nil {
 		return err
@@ -158,8 +181,8 @@ func (v *verifier) departs(ctx context.Context, tx pgx.Tx, c, good keptCheckpoin
 
 // linkProblem is a checkpoint problem located at leaf index leaf: the link
 // in that place of the log (seq order), and the event or row it seals.
-func (v *verifier) linkProblem(ctx context.Context, tx pgx.Tx, leaf uint64) (Problem, error) {
-	p := Problem{Seq: int64(leaf) + 1, Table: "ledger_chain", Check: CheckCheckpoint}
+func (v *checker) linkProblem(ctx context.Context, tx pgx.Tx, leaf uint64) (Problem, error) {
+	p := Problem{Seq: int64(leaf) + 1, Table: "ledger_chain"}
 	var kind string
 	var seq, pos, rowID int64
 	err := tx.QueryRow(ctx, `SELECT seq, kind, coalesce(position, 0), coalesce(row_id, 0) FROM ledger_chain ORDER BY seq OFFSET $1 LIMIT 1`, int64(leaf)).
@@ -184,7 +207,7 @@ func (v *verifier) linkProblem(ctx context.Context, tx pgx.Tx, leaf uint64) (Pro
 // trusted only when it hashes, with its sibling, to its trusted parent.
 // exact is false when the stored nodes do not lead down to a leaf (they
 // were rewritten with the log).
-func (v *verifier) pinpoint(ctx context.Context, tx pgx.Tx, c keptCheckpoint, tree *evidence.Tree) (uint64, bool, error) {
+func (v *checker) pinpoint(ctx context.Context, tx pgx.Tx, c keptCheckpoint, tree *evidence.Tree) (uint64, bool, error) {
 	ids := evidence.PeakIDs(c.Size)
 	stored, err := loadNodesPgx(ctx, tx, ids)
 	if err != nil {

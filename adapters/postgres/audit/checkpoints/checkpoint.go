@@ -1,4 +1,4 @@
-package audit
+package checkpoints
 
 import (
 	"bytes"
@@ -24,12 +24,12 @@ import (
 // every process.
 const checkpointLockID = 0x6c6564676572_0d // "ledger" + checkpoint
 
-// CheckpointerConfig configures a Checkpointer.
-type CheckpointerConfig struct {
+// Config configures a Checkpointer.
+type Config struct {
 	DB *sql.DB
 	// Signer signs the checkpoints (its key's name is their origin).
 	Signer *evidence.Signer
-	// Dir, when set, receives one file per checkpoint (CheckpointFile),
+	// Dir, when set, receives one file per checkpoint (File),
 	// written once and never overwritten.
 	Dir    string
 	Logger *slog.Logger
@@ -39,11 +39,11 @@ type CheckpointerConfig struct {
 // (ledger_tree_nodes) and signs checkpoints of it (ledger_checkpoints, and
 // a file in Dir).
 type Checkpointer struct {
-	cfg CheckpointerConfig
+	cfg Config
 }
 
-// NewCheckpointer returns a Checkpointer for cfg.
-func NewCheckpointer(cfg CheckpointerConfig) (*Checkpointer, error) {
+// New returns a Checkpointer for cfg.
+func New(cfg Config) (*Checkpointer, error) {
 	if cfg.DB == nil || cfg.Signer == nil {
 		return nil, errors.New("audit: a checkpointer needs a database and a signer")
 	}
@@ -53,8 +53,8 @@ func NewCheckpointer(cfg CheckpointerConfig) (*Checkpointer, error) {
 	return &Checkpointer{cfg: cfg}, nil
 }
 
-// CheckpointResult is the newest checkpoint after Checkpoint.
-type CheckpointResult struct {
+// Result is the newest checkpoint after Checkpoint.
+type Result struct {
 	Size uint64
 	Root []byte
 	// Note is the signed checkpoint, byte for byte.
@@ -72,10 +72,10 @@ type CheckpointResult struct {
 // file. With nothing new it returns the newest checkpoint (and writes its
 // file if missing). It refuses to sign when the chain is shorter than the
 // newest checkpoint, or has a gap: the chain was cut or rewritten.
-func (c *Checkpointer) Checkpoint(ctx context.Context) (CheckpointResult, error) {
-	var res CheckpointResult
+func (c *Checkpointer) Checkpoint(ctx context.Context) (Result, error) {
+	var res Result
 	err := postgres.Transact(ctx, c.cfg.DB, func(ctx context.Context, tx *sql.Tx) error {
-		res = CheckpointResult{}
+		res = Result{}
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(checkpointLockID)); err != nil {
 			return fmt.Errorf("audit: checkpoint lock: %w", err)
 		}
@@ -149,11 +149,11 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (CheckpointResult, error)
 			head, root, c.cfg.Signer.Origin(), string(msg)); err != nil {
 			return fmt.Errorf("audit: store checkpoint %d: %w", head, err)
 		}
-		res = CheckpointResult{Size: head, Root: root, Note: msg, New: true}
+		res = Result{Size: head, Root: root, Note: msg, New: true}
 		return nil
 	})
 	if err != nil {
-		return CheckpointResult{}, err
+		return Result{}, err
 	}
 	if res.Root == nil {
 		c, err := evidence.ParseText(noteText(res.Note))
@@ -162,7 +162,7 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (CheckpointResult, error)
 		}
 	}
 	if c.cfg.Dir != "" {
-		file, err := WriteCheckpointFile(c.cfg.Dir, res.Size, res.Note)
+		file, err := WriteFile(c.cfg.Dir, res.Size, res.Note)
 		if err != nil {
 			return res, err
 		}
@@ -258,22 +258,22 @@ func (b *nodeBatch) insert(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-// CheckpointFileName is the name of the file of the checkpoint of size
-// leaves: zero-padded, so that names sort by size.
-func CheckpointFileName(size uint64) string { return fmt.Sprintf("checkpoint-%020d", size) }
+// FileName is the name of the file of the checkpoint of size leaves:
+// zero-padded, so that names sort by size.
+func FileName(size uint64) string { return fmt.Sprintf("checkpoint-%020d", size) }
 
-var checkpointFileRE = regexp.MustCompile(`^checkpoint-(\d{20})$`)
+var fileRE = regexp.MustCompile(`^checkpoint-(\d{20})$`)
 
-// WriteCheckpointFile writes note as dir's file for size: to a temporary
+// WriteFile writes note as dir's file for size: to a temporary
 // file first, synced, then linked to its name, which fails rather than
 // overwrite; the directory is synced after. A file already there with the
 // same bytes is left as it is; one with other bytes is an error wrapping
 // domain.ErrConflict (two different logs signed at one size).
-func WriteCheckpointFile(dir string, size uint64, note []byte) (string, error) {
+func WriteFile(dir string, size uint64, note []byte) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("checkpoint directory: %w", err)
 	}
-	path := filepath.Join(dir, CheckpointFileName(size))
+	path := filepath.Join(dir, FileName(size))
 	if old, err := os.ReadFile(path); err == nil {
 		if !bytes.Equal(old, note) {
 			return path, fmt.Errorf("checkpoint file %s exists with other content: two different logs were signed at size %d: %w", path, size, domain.ErrConflict)
@@ -302,7 +302,7 @@ func WriteCheckpointFile(dir string, size uint64, note []byte) (string, error) {
 	if err := os.Link(tmp.Name(), path); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			// Written meanwhile by another process: the same bytes or a fork.
-			return WriteCheckpointFile(dir, size, note)
+			return WriteFile(dir, size, note)
 		}
 		return "", fmt.Errorf("checkpoint file: %w", err)
 	}
@@ -313,22 +313,22 @@ func WriteCheckpointFile(dir string, size uint64, note []byte) (string, error) {
 	return path, nil
 }
 
-// CheckpointFile is a checkpoint file read from a directory.
-type CheckpointFile struct {
+// File is a checkpoint file read from a directory.
+type File struct {
 	Path string
 	Note []byte
 }
 
-// ReadCheckpointFiles reads every checkpoint file of dir, smallest size
+// ReadFiles reads every checkpoint file of dir, smallest size
 // first (other files are ignored).
-func ReadCheckpointFiles(dir string) ([]CheckpointFile, error) {
+func ReadFiles(dir string) ([]File, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoints: %w", err)
 	}
-	var out []CheckpointFile
+	var out []File
 	for _, e := range entries {
-		if e.IsDir() || !checkpointFileRE.MatchString(e.Name()) {
+		if e.IsDir() || !fileRE.MatchString(e.Name()) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
@@ -336,17 +336,17 @@ func ReadCheckpointFiles(dir string) ([]CheckpointFile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("checkpoints: %w", err)
 		}
-		out = append(out, CheckpointFile{Path: p, Note: b})
+		out = append(out, File{Path: p, Note: b})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil
 }
 
-// LatestCheckpoint returns the newest signed checkpoint stored, or an error
-// wrapping domain.ErrNotFound when none is.
-func (a *Auditor) LatestCheckpoint(ctx context.Context) ([]byte, error) {
+// Latest returns the newest signed checkpoint stored, or an error wrapping
+// domain.ErrNotFound when none is.
+func Latest(ctx context.Context, q postgres.Querier) ([]byte, error) {
 	var note string
-	err := a.db.QueryRowContext(ctx, `SELECT note FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1`).Scan(&note)
+	err := q.QueryRowContext(ctx, `SELECT note FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1`).Scan(&note)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("no checkpoint yet: %w", domain.ErrNotFound)
 	}
@@ -358,7 +358,7 @@ func (a *Auditor) LatestCheckpoint(ctx context.Context) ([]byte, error) {
 
 // parseSize reads the size in a checkpoint file name.
 func parseSize(name string) (uint64, bool) {
-	m := checkpointFileRE.FindStringSubmatch(filepath.Base(name))
+	m := fileRE.FindStringSubmatch(filepath.Base(name))
 	if m == nil {
 		return 0, false
 	}
