@@ -46,4 +46,6 @@ func (l *Store) HoldGroupCommit() (queued func() int, release func()) {
 
 // BeforeBatchWrite makes every batch run f in its transaction before its
 // write statement.
-func (l *Store) BeforeBatchWrite(f func(ctx context.Context, tx *sql.Tx) error) { l.beforeBatchWrite = f }
+func (l *Store) BeforeBatchWrite(f func(ctx context.Context, tx *sql.Tx) error) {
+	l.beforeBatchWrite = f
+}

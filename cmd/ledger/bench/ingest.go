@@ -127,9 +127,9 @@ type IngestResult struct {
 	// webhook that decides (an inbox row with the raw event, one JSONB
 	// event, the status row's update: ceilingTables), measured likewise;
 	// TxRatio is Throughput over its throughput.
-	TxCeiling  ceilingResult
-	TxRatio    float64
-	Check      exactlyOnce
+	TxCeiling ceilingResult
+	TxRatio   float64
+	Check     exactlyOnce
 	// Batches is what the server's group commit did during the timed
 	// phase (from its /metrics), zero when it reports none.
 	Batches    groupCommitStats
