@@ -31,6 +31,9 @@ type figures struct {
 
 	// The database's view.
 	inboxRows, deliveryRows, logEvents, streams, confirmed int
+	// Group commit: transactions that appended the decisions of two or
+	// more Stripe events, and the most in one.
+	batches, largestBatch int
 
 	// Failures: each must be 0.
 	notInInbox      int // answered 2xx, not committed: lost
@@ -213,11 +216,21 @@ func (r *run) check(ctx context.Context) (figures, error) {
 			}
 		}
 	}
+	causesOf := map[uint64]int{}
 	for cause, txs := range txOf {
 		if len(txs) > 1 {
 			f.manyTx++
 			r.problem("the decision on %s was appended by %d transactions", cause, len(txs))
 		}
+		for tx := range txs {
+			causesOf[tx]++
+		}
+	}
+	for _, n := range causesOf {
+		if n > 1 {
+			f.batches++
+		}
+		f.largestBatch = max(f.largestBatch, n)
 	}
 
 	// The bookings table equals the fold of every stream, column by
@@ -487,7 +500,7 @@ func (r *run) printFigures(f figures) {
 	line("retried", f.retried, "events delivered more than once before their 2xx")
 	line("redelivered after 2xx", f.redelivered, fmt.Sprintf("duplicates; answered 200 ignored: %d", f.redeliveredIgnored))
 	line("answer lost after commit", f.answerLost, "committed, answer cut, retry answered 200 ignored")
-	line("kills (SIGKILL)", kinds[faultKill], "")
+	line("kills (SIGKILL)", kinds[faultKill]+kinds[faultKillBatch], fmt.Sprintf("%d of them just after a volley of %d events, in a group commit", kinds[faultKillBatch], volley))
 	line("SIGTERM stops", kinds[faultDrain]+kinds[faultGrace], fmt.Sprintf("drained within the grace period: %d, grace exceeded: %d", kinds[faultDrain], kinds[faultGrace]))
 	line("database outages", kinds[faultOutage], "cluster stopped for several seconds")
 	line("pg_terminate_backend", kinds[faultTerminate], "")
@@ -497,6 +510,7 @@ func (r *run) printFigures(f figures) {
 	line("latency of 2xx, p50/p99", fmt.Sprintf("%s/%s", f.p50, f.p99), fmt.Sprintf("during bursts: %s/%s", f.burstP50, f.burstP99))
 	line("inbox rows", f.inboxRows, fmt.Sprintf("stripe_deliveries rows: %d", f.deliveryRows))
 	line("log events", f.logEvents, fmt.Sprintf("in %d streams; %d bookings confirmed", f.streams, f.confirmed))
+	line("group commits", f.batches, fmt.Sprintf("transactions appending the decisions of 2+ Stripe events; most in one: %d", f.largestBatch))
 	fmt.Println()
 	line("lost", f.lost(), fmt.Sprintf("answered 2xx but not in the inbox: %d; decisions missing from the log: %d", f.notInInbox, f.missingDecision))
 	line("duplicated", f.duplicated(), fmt.Sprintf("appended by 2+ transactions: %d, type repeated: %d, success twice: %d, beyond the replay: %d", f.manyTx, f.dupTypes, f.dupSuccess, f.extraDecision))

@@ -26,6 +26,7 @@ const answerSlack = 2 * time.Second
 
 const (
 	faultKill      = "SIGKILL"
+	faultKillBatch = "SIGKILL in a batch"
 	faultOutage    = "database stopped"
 	faultTerminate = "pg_terminate_backend"
 	faultDrain     = "SIGTERM, drained"
@@ -45,8 +46,9 @@ func (r *run) record(kind, format string, args ...any) {
 // pause, one at a time: a fault and its recovery are observed alone.
 func (r *run) faults(ctx context.Context, rng *rand.Rand) error {
 	var plan []string
-	for range r.cfg.kills {
-		plan = append(plan, faultKill)
+	for i := range r.cfg.kills {
+		// Every other kill lands in a group commit (see killInBatch).
+		plan = append(plan, []string{faultKill, faultKillBatch}[i%2])
 	}
 	for range r.cfg.outages {
 		plan = append(plan, faultOutage)
@@ -71,6 +73,8 @@ func (r *run) faults(ctx context.Context, rng *rand.Rand) error {
 		switch kind {
 		case faultKill:
 			err = r.kill(ctx)
+		case faultKillBatch:
+			err = r.killInBatch(ctx, rng)
 		case faultOutage:
 			mode := []string{"fast", "immediate"}[outages%2]
 			outages++
@@ -129,6 +133,46 @@ func (r *run) kill(ctx context.Context) error {
 		return err
 	}
 	r.record(faultKill, "process %d killed with %d requests in flight; process %d ready %s later", p.gen, inFlight, q.gen, time.Since(t).Round(time.Millisecond))
+	return nil
+}
+
+// volley is the number of events killInBatch sends at once: below the
+// server's in-flight limit, so that none is refused with 503 before it
+// reaches the committer, and several times its writers, so that most of
+// them wait in its queue and are decided and written as one batch.
+const volley = maxInFlight - 4
+
+// killInBatch: a volley of events at once, then SIGKILL while they are
+// in flight, a seeded 0-4 ms after at least half of them reached the
+// server: the server's group commit (LEDGER_INGEST_BATCH, default 32, with
+// 2 writers) is then deciding or writing a batch of several of them, or
+// committing it, or answering it. The end checks prove that no
+// acknowledged event of a batch was lost and none was acknowledged
+// without its commit; the figures count the batches that were committed.
+func (r *run) killInBatch(ctx context.Context, rng *rand.Rand) error {
+	for range volley {
+		b := r.bookings[rng.IntN(len(r.bookings))]
+		ev, err := r.newEvent(b, eventTypes[rng.IntN(len(eventTypes))], rng.Uint64())
+		if err != nil {
+			return err
+		}
+		r.client.send(ctx, ev)
+	}
+	for deadline := time.Now().Add(time.Second); r.client.outstanding() < volley/2 && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Microsecond)
+	}
+	time.Sleep(time.Duration(rng.Int64N(int64(4 * time.Millisecond))))
+	p := r.servers.current()
+	inFlight := r.client.outstanding()
+	if err := r.servers.kill(p); err != nil {
+		return err
+	}
+	t := time.Now()
+	q, err := r.restart(ctx)
+	if err != nil {
+		return err
+	}
+	r.record(faultKillBatch, "process %d killed with %d requests in flight after a volley of %d; process %d ready %s later", p.gen, inFlight, volley, q.gen, time.Since(t).Round(time.Millisecond))
 	return nil
 }
 

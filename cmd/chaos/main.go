@@ -7,7 +7,8 @@
 // Stripe: every non-2xx answer and every connection error is retried with
 // backoff, every retry is signed afresh, and some acknowledged events are
 // delivered again. Meanwhile, at moments drawn from a seeded RNG, it kills
-// the server with SIGKILL and restarts it, stops the cluster (fast and
+// the server with SIGKILL and restarts it (every other kill just after a
+// volley of events, so that it lands in a group commit of several), stops the cluster (fast and
 // immediate shutdowns) for several seconds, cuts the server's connections
 // with pg_terminate_backend, stops the server with SIGTERM while a request
 // is held in flight, and sends bursts at 4x the sustained rate.
