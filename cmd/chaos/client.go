@@ -203,6 +203,19 @@ func (c *stripeClient) outstanding() int {
 	return c.inFlight
 }
 
+// acked is the number of evs acknowledged so far.
+func (c *stripeClient) acked(evs []*event) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, ev := range evs {
+		if ev.acked {
+			n++
+		}
+	}
+	return n
+}
+
 // snapshot returns a copy of the attempts so far.
 func (c *stripeClient) snapshot() []attempt {
 	c.mu.Lock()

@@ -47,6 +47,11 @@ const (
 	statementTimeout = 6 * time.Second
 	dbMaxConns       = 8
 	maxInFlight      = 24
+	// batchWait is the group commit's wait for a batch to fill
+	// (LEDGER_INGEST_BATCH_WAIT; the default 0 only batches what queues
+	// while the writers are busy, rare at this rate): long enough that
+	// a volley of killInBatch is one or two batches of many.
+	batchWait = 20 * time.Millisecond
 
 	// drainResource is the resource of the bookings the SIGTERM faults
 	// hold in flight; traffic never touches it.
@@ -166,6 +171,7 @@ func (r *run) main(ctx context.Context) (err error) {
 		"LEDGER_DB_STATEMENT_TIMEOUT": statementTimeout.String(),
 		"LEDGER_DB_MAX_CONNS":         fmt.Sprint(dbMaxConns),
 		"LEDGER_MAX_INFLIGHT":         fmt.Sprint(maxInFlight),
+		"LEDGER_INGEST_BATCH_WAIT":    batchWait.String(),
 	})}
 	p, err := r.servers.start(ctx)
 	if err != nil {
