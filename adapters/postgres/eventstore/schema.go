@@ -175,19 +175,25 @@ func (s eventsSchema) SelectQuery(params wsql.SelectQueryParams) (wsql.Query, er
 	if batch <= 0 {
 		batch = 100
 	}
-	// The same shape as DefaultPostgreSQLSchema.SelectQuery (a subquery, so
-	// that the planner does not walk the index in order with a filter).
+	// The events after the group's offset, in (transaction_id, position)
+	// order, as DefaultPostgreSQLSchema.SelectQuery selects them, but with
+	// the offset as one row comparison: that is an index condition of
+	// ledger_events_transaction_position_idx, so the scan starts at the
+	// offset and stops after batch rows. watermill-sql's form (an OR of
+	// "same transaction, later position" and "later transaction") is a
+	// bitmap scan of every event after the offset, sorted for the first
+	// batch: its cost grew with the subscriber's lag (10.5 ms against
+	// 0.24 ms for a batch of 100 at a lag of 4,000 events), so a lagging
+	// subscriber slowed down as it fell behind. Both forms select the
+	// same rows: the columns are NOT NULL, and a missing offset row (NULL)
+	// selects nothing in either.
 	q := `
-	SELECT * FROM (
-		WITH last_processed AS (` + next.Query + `)
-		SELECT ` + SelectColumns + ` FROM ledger_events
-		WHERE (
-			(transaction_id = (SELECT last_processed_transaction_id FROM last_processed)
-				AND position > (SELECT offset_acked FROM last_processed))
-			OR transaction_id > (SELECT last_processed_transaction_id FROM last_processed)
-		)
+	WITH last_processed AS (` + next.Query + `)
+	SELECT ` + SelectColumns + ` FROM ledger_events
+	WHERE (transaction_id, position) > (
+			(SELECT last_processed_transaction_id FROM last_processed),
+			(SELECT offset_acked FROM last_processed))
 		AND ` + postgres.CommittedBeforeXmin(postgres.CurrentSnapshot) + `
-	) AS events
 	ORDER BY transaction_id ASC, position ASC
 	LIMIT ` + strconv.Itoa(batch)
 	return wsql.Query{Query: q, Args: next.Args}, nil
