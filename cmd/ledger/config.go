@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,7 +58,7 @@ type Config struct {
 	// at most 256), how long a writer waits for more
 	// (LEDGER_INGEST_BATCH_WAIT, default 0s: never, at most 100ms), and
 	// how many batch transactions run at once (LEDGER_INGEST_WRITERS,
-	// default 2).
+	// default bookingstore.DefaultGroupWriters).
 	GroupCommit bookingstore.GroupCommit
 	// MaxInFlight bounds concurrent requests; more get 503 (LEDGER_MAX_INFLIGHT, default 128).
 	MaxInFlight int
@@ -128,7 +129,7 @@ func loadConfig() (Config, error) {
 	if c.GroupCommit.MaxWait, err = time.ParseDuration(env("LEDGER_INGEST_BATCH_WAIT", "0s")); err != nil || c.GroupCommit.MaxWait < 0 || c.GroupCommit.MaxWait > bookingstore.MaxGroupWait {
 		return c, fmt.Errorf("LEDGER_INGEST_BATCH_WAIT: must be a duration from 0s to %s", bookingstore.MaxGroupWait)
 	}
-	if _, err := fmt.Sscan(env("LEDGER_INGEST_WRITERS", "2"), &c.GroupCommit.Writers); err != nil || c.GroupCommit.Writers < 1 || c.GroupCommit.Writers > 64 {
+	if _, err := fmt.Sscan(env("LEDGER_INGEST_WRITERS", strconv.Itoa(bookingstore.DefaultGroupWriters)), &c.GroupCommit.Writers); err != nil || c.GroupCommit.Writers < 1 || c.GroupCommit.Writers > 64 {
 		return c, fmt.Errorf("LEDGER_INGEST_WRITERS: must be an integer from 1 to 64")
 	}
 	if _, err := fmt.Sscan(env("LEDGER_MAX_INFLIGHT", "128"), &c.MaxInFlight); err != nil || c.MaxInFlight < 1 {
