@@ -186,7 +186,12 @@ func (s *server) auditEvents(w http.ResponseWriter, r *http.Request) {
 	var buf bytes.Buffer
 	res, err := s.cfg.Audit.Export(ctx, &buf, app.ExportQuery{After: after, Limit: limit, Format: app.FormatJSONL})
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+		// The settle bound ended the wait (not the request's deadline):
+		// ask ctx, not err, since a query cancelled by the bound reports
+		// lib/pq's "canceling statement due to user request" rather than
+		// the context's error (which made the answer depend on whether
+		// the bound struck during a poll's query or between two).
+		if ctx.Err() != nil && r.Context().Err() == nil {
 			writeError(w, r, s.log, fmt.Errorf("waiting for appends to settle: %w", domain.ErrConcurrency))
 			return
 		}
