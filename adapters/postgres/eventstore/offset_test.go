@@ -2,9 +2,11 @@ package eventstore_test
 
 import (
 	"cmp"
+	"database/sql"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
@@ -92,6 +94,15 @@ func TestGroupReadFromEveryOffset(t *testing.T) {
 		t.Fatal("the transactions' positions did not interleave")
 	}
 
+	// Give other tests' transactions on the server time to end, so that
+	// the xmin bound of the read lets every event of this log through
+	// (the checks below hold either way).
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if x := serverXmin(t, db); x > log[n-1].tx && x > log[interleaved].tx {
+			break
+		}
+	}
+
 	if err := eventstore.JoinGroup(ctx, db, "g"); err != nil {
 		t.Fatal(err)
 	}
@@ -115,16 +126,15 @@ func TestGroupReadFromEveryOffset(t *testing.T) {
 			} else if _, err := db.ExecContext(ctx, `UPDATE ledger_events_offsets SET offset_acked = 0, last_processed_transaction_id = '0' WHERE consumer_group = $1`, "g"); err != nil {
 				t.Fatal(err)
 			}
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
+			got, xmin := readSettled(t, db, "g", limit)
+			// The read stops at the oldest transaction still running on
+			// the server (other tests' too): the subscribers' rule.
+			var want []cut
+			for _, c := range log[at+1:] {
+				if c.tx < xmin && len(want) < limit {
+					want = append(want, c)
+				}
 			}
-			defer tx.Rollback()
-			got, err := eventstore.ReadGroup(ctx, tx, "g", limit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := log[at+1 : min(n, at+1+limit)]
 			if len(got) != len(want) {
 				t.Fatalf("read %d events, want %d", len(got), len(want))
 			}
@@ -159,4 +169,39 @@ func TestGroupReadFromEveryOffset(t *testing.T) {
 			t.Errorf("the group's read does not start the index scan at its offset:\n%s", plan)
 		}
 	})
+}
+
+// serverXmin is the xmin of a snapshot taken now: the oldest transaction
+// still running on the server.
+func serverXmin(t *testing.T, db *sql.DB) uint64 {
+	t.Helper()
+	var x uint64
+	if err := db.QueryRowContext(t.Context(), `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&x); err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+// readSettled reads group with ReadGroup and returns the xmin bound its
+// snapshot had: the read is taken between two equal readings of the
+// server's xmin (retried until it is).
+func readSettled(t *testing.T, db *sql.DB, group string, limit int) ([]eventstore.StoredEvent, uint64) {
+	t.Helper()
+	for range 100 {
+		before := serverXmin(t, db)
+		tx, err := db.BeginTx(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := eventstore.ReadGroup(t.Context(), tx, group, limit)
+		tx.Rollback()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if serverXmin(t, db) == before {
+			return got, before
+		}
+	}
+	t.Fatal("the server's xmin moved during every one of 100 reads")
+	return nil, 0
 }
