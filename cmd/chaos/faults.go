@@ -122,8 +122,16 @@ func (r *run) kill(ctx context.Context) error {
 	for deadline := time.Now().Add(2 * time.Second); r.client.outstanding() == 0 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
+	return r.killNow(ctx, faultKill, func() string {
+		return fmt.Sprintf("with %d requests in flight", r.client.outstanding())
+	})
+}
+
+// killNow kills the current process with SIGKILL, restarts it, and
+// records the fault, with what state says of the moment of the kill.
+func (r *run) killNow(ctx context.Context, kind string, state func() string) error {
 	p := r.servers.current()
-	inFlight := r.client.outstanding()
+	at := state()
 	if err := r.servers.kill(p); err != nil {
 		return err
 	}
@@ -132,7 +140,7 @@ func (r *run) kill(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.record(faultKill, "process %d killed with %d requests in flight; process %d ready %s later", p.gen, inFlight, q.gen, time.Since(t).Round(time.Millisecond))
+	r.record(kind, "process %d killed %s; process %d ready %s later", p.gen, at, q.gen, time.Since(t).Round(time.Millisecond))
 	return nil
 }
 
@@ -165,18 +173,9 @@ func (r *run) killInBatch(ctx context.Context, rng *rand.Rand) error {
 		r.client.send(ctx, ev)
 	}
 	time.Sleep(10*time.Millisecond + time.Duration(rng.Int64N(int64(60*time.Millisecond))))
-	p := r.servers.current()
-	acked := r.client.acked(evs)
-	if err := r.servers.kill(p); err != nil {
-		return err
-	}
-	t := time.Now()
-	q, err := r.restart(ctx)
-	if err != nil {
-		return err
-	}
-	r.record(faultKillBatch, "process %d killed when %d of a volley of %d were acknowledged; process %d ready %s later", p.gen, acked, len(evs), q.gen, time.Since(t).Round(time.Millisecond))
-	return nil
+	return r.killNow(ctx, faultKillBatch, func() string {
+		return fmt.Sprintf("when %d of a volley of %d were acknowledged", r.client.acked(evs), len(evs))
+	})
 }
 
 // probe is one answer of a health endpoint during an outage.

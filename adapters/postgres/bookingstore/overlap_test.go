@@ -79,19 +79,9 @@ func TestOverlapProbes(t *testing.T) {
 				if _, err := tx.ExecContext(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
 					return err
 				}
-				rows, err := tx.QueryContext(ctx, `EXPLAIN `+tc.query, tc.args...)
-				if err != nil {
-					return err
-				}
-				defer rows.Close()
-				for rows.Next() {
-					var line string
-					if err := rows.Scan(&line); err != nil {
-						return err
-					}
-					plan += line + "\n"
-				}
-				return rows.Err()
+				var err error
+				plan, err = pgtest.Explain(ctx, tx, tc.query, tc.args...)
+				return err
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -149,20 +139,8 @@ func TestBatchStatementsProbeByIndex(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.ExecContext(ctx, `DEALLOCATE q`)
-			rows, err := conn.QueryContext(ctx, `EXPLAIN `+tc.execute)
+			plan, err := pgtest.Explain(ctx, conn, tc.execute)
 			if err != nil {
-				t.Fatal(err)
-			}
-			defer rows.Close()
-			var plan string
-			for rows.Next() {
-				var line string
-				if err := rows.Scan(&line); err != nil {
-					t.Fatal(err)
-				}
-				plan += line + "\n"
-			}
-			if err := rows.Err(); err != nil {
 				t.Fatal(err)
 			}
 			for _, table := range []string{"ledger_events", "stripe_inbox", "bookings"} {

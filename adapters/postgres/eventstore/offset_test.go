@@ -151,18 +151,9 @@ func TestGroupReadFromEveryOffset(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := db.QueryContext(ctx, `EXPLAIN `+q, args...)
+		plan, err := pgtest.Explain(ctx, db, q, args...)
 		if err != nil {
 			t.Fatal(err)
-		}
-		defer rows.Close()
-		var plan string
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			plan += line + "\n"
 		}
 		if !strings.Contains(plan, "Index Scan using ledger_events_transaction_position_idx") ||
 			!strings.Contains(plan, `Index Cond: ((ROW(transaction_id, "position") > ROW(`) || strings.Contains(plan, "Sort") {
