@@ -42,7 +42,18 @@ func JoinGroup(ctx context.Context, db *sql.DB, group string) error {
 // order. It does not lock the offset row: the caller makes sure that one
 // reader of the group at a time reads and acknowledges.
 func ReadGroup(ctx context.Context, tx *sql.Tx, group string, limit int) ([]StoredEvent, error) {
-	q, err := eventsSchema{batchSize: limit}.SelectQuery(wsql.SelectQueryParams{Topic: EventsTopic, ConsumerGroup: group, OffsetsAdapter: unlockedOffsets{offsetsAdapter()}})
+	return readGroup(ctx, tx, group, limit, unlockedOffsets{offsetsAdapter()})
+}
+
+// ReadGroupLocked is ReadGroup with the group's offset row locked until tx
+// ends, as a subscriber's poll locks it: one poll of the group at a time,
+// and whoever locks the row (a rebuild) pauses the group.
+func ReadGroupLocked(ctx context.Context, tx *sql.Tx, group string, limit int) ([]StoredEvent, error) {
+	return readGroup(ctx, tx, group, limit, offsetsAdapter())
+}
+
+func readGroup(ctx context.Context, tx *sql.Tx, group string, limit int, offsets wsql.OffsetsAdapter) ([]StoredEvent, error) {
+	q, err := eventsSchema{batchSize: limit}.SelectQuery(wsql.SelectQueryParams{Topic: EventsTopic, ConsumerGroup: group, OffsetsAdapter: offsets})
 	if err != nil {
 		return nil, err
 	}

@@ -12,10 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
-	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/lib/pq"
 
 	"github.com/booking-ledger/ledger/adapters/postgres/eventstore"
@@ -23,13 +19,9 @@ import (
 	"github.com/booking-ledger/ledger/projections"
 )
 
-// MonitoringConsumerGroup is the watermill-sql consumer group of the
-// monitoring projection's subscriber.
+// MonitoringConsumerGroup is the consumer group (a row of the
+// watermill-sql offsets table) of the monitoring projection's consumer.
 const MonitoringConsumerGroup = "projection.monitoring"
-
-// deadLetterTopic is the topic the poison queue "publishes" to: the
-// dead-letter table.
-const deadLetterTopic = "projection_dead_letters"
 
 // errPoison marks an event the monitoring projection can never apply (it
 // does not decode, or the projection does not know it): such an event is
@@ -41,22 +33,34 @@ var errPoison = errors.New("poison event")
 type MonitoringConfig struct {
 	DB     *sql.DB
 	Logger *slog.Logger
-	// PollInterval and BatchSize are the subscriber's (see eventstore.SubscriberConfig).
+	// PollInterval is the pause after a poll that found less than a batch
+	// (default 100 ms); BatchSize the events read per poll (default 100).
 	PollInterval time.Duration
 	BatchSize    int
 }
 
-// MonitoringConsumer keeps the monitoring projection: a watermill router
-// with one handler on a watermill-sql subscriber of its own consumer group.
-// Each event is applied in the subscriber's poll transaction, inside a
-// SAVEPOINT, in one statement that also moves the projection's applied cut
-// (so a redelivered event is recognised and skipped); an event that cannot
-// be applied goes to projection_dead_letters (watermill's PoisonQueue with a
-// publisher writing that table in the same transaction) and never blocks the
-// events behind it.
+// MonitoringConsumer keeps the monitoring projection: consumer group
+// MonitoringConsumerGroup of the log, read a poll at a time in the
+// subscribers' order (eventstore.ReadGroupLocked: watermill-sql's queries,
+// the offset row locked for the poll, so that a rebuild that locks it
+// pauses the consumer). Each poll is one transaction: the events after
+// the projection's applied cut are decoded, their deltas summed per
+// counter row, and one statement adds the sums and moves the applied cut
+// to the poll's last event; an event that cannot be applied goes to
+// projection_dead_letters in the same transaction and never blocks the
+// events behind it; the group's offset moves with them. A database error
+// rolls the poll back, and it is read again after PollInterval.
+//
+// One statement per poll, not per event: the counter rows of a poll are
+// few (days, reasons, currencies), and under webhook load the per-event
+// statements, each in a savepoint of the poll's transaction, were the
+// biggest of PostgreSQL's work after the ingest itself.
 type MonitoringConsumer struct {
-	router *message.Router
-	logger *slog.Logger
+	cfg     MonitoringConfig
+	running chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+	once    sync.Once
 }
 
 // NewMonitoringConsumer builds the consumer; Run starts it.
@@ -64,127 +68,221 @@ func NewMonitoringConsumer(cfg MonitoringConfig) (*MonitoringConsumer, error) {
 	if cfg.DB == nil {
 		return nil, errors.New("postgres: monitoring consumer needs a database")
 	}
+	if cfg.PollInterval < 0 || cfg.BatchSize < 0 {
+		return nil, errors.New("postgres: monitoring consumer: poll interval and batch size must be positive")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	wlog := watermill.NewSlogLogger(cfg.Logger)
-	sub, err := eventstore.NewSubscriber(cfg.DB, eventstore.SubscriberConfig{
-		ConsumerGroup: MonitoringConsumerGroup,
-		PollInterval:  cfg.PollInterval,
-		BatchSize:     cfg.BatchSize,
-		Logger:        cfg.Logger,
-	})
-	if err != nil {
-		return nil, err
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 100 * time.Millisecond
 	}
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: monitoring router: %w", err)
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 100
 	}
-	poison, err := middleware.PoisonQueueWithFilter(deadLetterPublisher{logger: cfg.Logger}, deadLetterTopic,
-		func(err error) bool { return errors.Is(err, errPoison) })
-	if err != nil {
-		return nil, fmt.Errorf("postgres: poison queue: %w", err)
-	}
-	h := router.AddConsumerHandler(projections.MonitoringName, eventstore.EventsTopic, sub, (&pollStatements{}).applyMonitoringMessage)
-	// Outermost first: a poison event's partial writes are rolled back to
-	// the savepoint before the dead letter is written.
-	h.AddMiddleware(poison, eventstore.Savepoint)
-	return &MonitoringConsumer{router: router, logger: cfg.Logger}, nil
+	return &MonitoringConsumer{cfg: cfg, running: make(chan struct{}), stop: make(chan struct{}), stopped: make(chan struct{})}, nil
 }
 
 // Run consumes until ctx ends or Close is called.
 func (c *MonitoringConsumer) Run(ctx context.Context) error {
-	return c.router.Run(ctx)
+	defer close(c.stopped)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		if err := eventstore.JoinGroup(ctx, c.cfg.DB, MonitoringConsumerGroup); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			return nil
+		} else {
+			c.cfg.Logger.WarnContext(ctx, "Monitoring projection cannot join its consumer group, trying again", "error", err)
+		}
+		if !c.pause(ctx) {
+			return nil
+		}
+	}
+	close(c.running)
+	for {
+		n, err := c.poll(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			c.cfg.Logger.WarnContext(ctx, "Monitoring projection poll failed, trying again", "error", err)
+		}
+		if (err != nil || n < c.cfg.BatchSize) && !c.pause(ctx) {
+			return nil
+		}
+	}
+}
+
+// pause waits PollInterval; false when the consumer stops meanwhile.
+func (c *MonitoringConsumer) pause(ctx context.Context) bool {
+	t := time.NewTimer(c.cfg.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // Running is closed once the consumer runs.
-func (c *MonitoringConsumer) Running() chan struct{} { return c.router.Running() }
+func (c *MonitoringConsumer) Running() chan struct{} { return c.running }
 
-// Close stops the consumer, waiting for the message in hand.
-func (c *MonitoringConsumer) Close() error { return c.router.Close() }
-
-// pollStatements prepares the monitoring statements on the subscriber's
-// poll transaction, once per poll and statement text (a handful of texts,
-// one per kind of event): a poll of a hundred events then parses each text
-// once and plans it once (a generic plan), instead of parsing and
-// planning every event's statement (the busiest backend's main work under
-// webhook load).
-type pollStatements struct {
-	mu sync.Mutex
-	// tx is the poll transaction stmts are prepared on; holding it keeps
-	// its address from being reused by a later one.
-	tx    wsql.Tx
-	stmts map[string]*sql.Stmt
-}
-
-// preparer is what a poll transaction of watermill-sql's standard adapter
-// (wsql.StdSQLTx, a *sql.Tx) offers.
-type preparer interface {
-	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
-}
-
-// exec runs query on tx, prepared on it when tx can prepare.
-func (p *pollStatements) exec(ctx context.Context, tx wsql.Tx, query string, args ...any) error {
-	prep, ok := tx.(preparer)
-	if !ok {
-		_, err := tx.ExecContext(ctx, query, args...)
-		return err
+// Close stops the consumer; a poll in hand is rolled back (its events are
+// read again by the next consumer). It waits for Run to return when Run
+// was started.
+func (c *MonitoringConsumer) Close() error {
+	c.once.Do(func() { close(c.stop) })
+	select {
+	case <-c.stopped:
+	case <-c.running:
+		<-c.stopped
+	default:
+		// Run never started, or has not joined yet: it sees stop.
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.tx != tx {
-		// A new poll: the statements of the last one were closed with its
-		// transaction. PostgreSQL plans a statement prepared anew for
-		// each of its first five executions before it tries a generic
-		// plan, which for these (primary-key updates and inserts) is the
-		// same plan: planning was a quarter of the statements' server
-		// time under webhook load. The setting ends with the poll.
-		if _, err := tx.ExecContext(ctx, `SET LOCAL plan_cache_mode = force_generic_plan`); err != nil {
-			return err
+	return nil
+}
+
+// monitoringSums sums the deltas of a poll's events per counter row, in
+// the order the rows first appear.
+type monitoringSums struct {
+	index map[string]int
+	rows  []projections.Counter
+}
+
+func (m *monitoringSums) add(deltas []projections.Counter) {
+	if m.index == nil {
+		m.index = map[string]int{}
+	}
+	for _, d := range deltas {
+		k := d.Table + "\x00" + strings.Join(d.Key, "\x00")
+		i, ok := m.index[k]
+		if !ok {
+			m.index[k] = len(m.rows)
+			m.rows = append(m.rows, projections.Counter{Table: d.Table, Key: d.Key, Add: append([]int64(nil), d.Add...)})
+			continue
 		}
-		p.tx, p.stmts = tx, map[string]*sql.Stmt{}
-	}
-	st, ok := p.stmts[query]
-	if !ok {
-		var err error
-		if st, err = prep.PrepareContext(ctx, query); err != nil {
-			return err
+		for j, v := range d.Add {
+			m.rows[i].Add[j] += v
 		}
-		p.stmts[query] = st
 	}
-	_, err := st.ExecContext(ctx, args...)
-	return err
 }
 
-// applyMonitoringMessage applies one event of the log to the monitoring
-// tables, in the subscriber's transaction.
-func (p *pollStatements) applyMonitoringMessage(msg *message.Message) error {
-	tx, ok := eventstore.TxFromMessage(msg)
-	if !ok {
-		return errors.New("postgres: monitoring: message without its poll transaction")
-	}
-	e, err := eventstore.EventFromMessage(msg)
+// deadLetter is an event of a poll that the projection cannot apply.
+type deadLetter struct {
+	e   eventstore.StoredEvent
+	err error
+}
+
+// poll applies the next batch of events, in one transaction, and returns
+// how many it read.
+func (c *MonitoringConsumer) poll(ctx context.Context) (int, error) {
+	tx, err := c.cfg.DB.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errPoison, err)
+		return 0, fmt.Errorf("postgres: monitoring: begin: %w", err)
 	}
+	defer tx.Rollback()
+	events, err := eventstore.ReadGroupLocked(ctx, tx, MonitoringConsumerGroup, c.cfg.BatchSize)
+	if err != nil || len(events) == 0 {
+		return 0, err
+	}
+	// The applied cut: a rebuild or a redelivery may have moved it past
+	// some of these events already (the offset row lock keeps a rebuild
+	// from moving it during the poll).
+	var appliedTx string
+	var applied cut
+	if err := tx.QueryRowContext(ctx, `SELECT applied_transaction_id::text, applied_position FROM projection_state WHERE name = $1`,
+		projections.MonitoringName).Scan(&appliedTx, &applied.pos); err != nil {
+		return 0, fmt.Errorf("postgres: monitoring: applied cut: %w", err)
+	}
+	if applied.tx, err = strconv.ParseUint(appliedTx, 10, 64); err != nil {
+		return 0, fmt.Errorf("postgres: monitoring: applied cut %q: %w", appliedTx, err)
+	}
+	var sums monitoringSums
+	var dead []deadLetter
+	for _, e := range events {
+		if !applied.less(cut{e.TransactionID, e.Position}) {
+			continue
+		}
+		deltas, err := monitoringDeltas(e)
+		if err != nil {
+			dead = append(dead, deadLetter{e, err})
+			continue
+		}
+		sums.add(deltas)
+	}
+	last := events[len(events)-1]
+	query, args, err := monitoringStatement(sums.rows, cut{last.TransactionID, last.Position}, last.RecordedAt)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: monitoring: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+		return 0, fmt.Errorf("postgres: monitoring: apply events %d to %d: %w", events[0].Position, last.Position, err)
+	}
+	for _, d := range dead {
+		if err := c.writeDeadLetter(ctx, tx, d); err != nil {
+			return 0, err
+		}
+	}
+	if err := eventstore.AckGroup(ctx, tx, MonitoringConsumerGroup, last); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("postgres: monitoring: commit: %w", err)
+	}
+	return len(events), nil
+}
+
+// monitoringDeltas is what e adds to the monitoring tables, or why it
+// cannot be applied: it does not decode, the projection does not know it,
+// or its deltas do not fit the tables.
+func monitoringDeltas(e eventstore.StoredEvent) ([]projections.Counter, error) {
 	if e.TransactionID == 0 {
-		return fmt.Errorf("%w: event %d without transaction id", errPoison, e.Position)
+		return nil, fmt.Errorf("%w: event %d without transaction id", errPoison, e.Position)
 	}
 	ev, err := domain.Decode(e.Type, e.SchemaVersion, e.Payload)
 	if err != nil {
-		return fmt.Errorf("%w: event %d: %v", errPoison, e.Position, err)
+		return nil, fmt.Errorf("%w: event %d: %v", errPoison, e.Position, err)
 	}
 	deltas, err := projections.MonitoringDeltas(projections.Envelope{Position: e.Position, StreamID: e.StreamID, RecordedAt: e.RecordedAt, Event: ev})
 	if err != nil {
-		return fmt.Errorf("%w: %v", errPoison, err)
+		return nil, fmt.Errorf("%w: %v", errPoison, err)
 	}
-	query, args, err := monitoringStatement(deltas, cut{e.TransactionID, e.Position}, e.RecordedAt)
+	if _, _, err := deltasStatement("", nil, deltas); err != nil {
+		return nil, fmt.Errorf("%w: %v", errPoison, err)
+	}
+	return deltas, nil
+}
+
+// writeDeadLetter records d in projection_dead_letters and its error as the
+// projection's last, in the poll's transaction.
+func (c *MonitoringConsumer) writeDeadLetter(ctx context.Context, tx *sql.Tx, d deadLetter) error {
+	e := d.e
+	c.cfg.Logger.ErrorContext(ctx, "Event dead-lettered by the monitoring projection", "position", e.Position, "event_type", e.Type, "error", d.err.Error())
+	metadata, err := json.Marshal(e.Metadata)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errPoison, err)
+		return fmt.Errorf("postgres: dead letter %d: metadata: %w", e.Position, err)
 	}
-	if err := p.exec(msg.Context(), tx, query, args...); err != nil {
-		return fmt.Errorf("postgres: monitoring: apply event %d: %w", e.Position, err)
+	txid := strconv.FormatUint(e.TransactionID, 10)
+	_, err = tx.ExecContext(ctx, `WITH state AS (
+			UPDATE projection_state SET last_error = $8, last_error_at = now() WHERE name = $1 RETURNING 1)
+		INSERT INTO projection_dead_letters
+			(projection, projection_version, position, transaction_id, event_id, stream_id, event_type, payload, metadata, error)
+		VALUES ($1, $2, $3, $4::xid8, $5, $6, $7, $9, $10, $8)
+		ON CONFLICT (projection, projection_version, position) DO NOTHING`,
+		projections.MonitoringName, projections.MonitoringVersion, e.Position, nullIfZero(txid),
+		e.EventID, e.StreamID, e.Type, d.err.Error(), []byte(e.Payload), metadata)
+	if err != nil {
+		return fmt.Errorf("postgres: dead letter %d: %w", e.Position, err)
 	}
 	return nil
 }
@@ -260,67 +358,6 @@ func quoteAll(names []string) []string {
 	}
 	return out
 }
-
-// deadLetterPublisher is the poison queue's publisher: it records each
-// poisoned message in projection_dead_letters and moves the projection's
-// applied cut past it, in the subscriber's transaction (inside a savepoint of
-// its own), so the dead letter commits with the offset.
-type deadLetterPublisher struct {
-	logger *slog.Logger
-}
-
-func (p deadLetterPublisher) Publish(_ string, msgs ...*message.Message) error {
-	for _, msg := range msgs {
-		tx, ok := eventstore.TxFromMessage(msg)
-		if !ok {
-			return errors.New("postgres: dead letter: message without its poll transaction")
-		}
-		ctx := msg.Context()
-		md := msg.Metadata
-		pos, err := strconv.ParseInt(md.Get(eventstore.MetaPosition), 10, 64)
-		if err != nil {
-			return fmt.Errorf("postgres: dead letter %s: position: %w", msg.UUID, err)
-		}
-		txid := md.Get(eventstore.MetaTransactionID)
-		if txid == "" {
-			txid = "0"
-		}
-		var stream sql.NullInt64
-		if v, err := strconv.ParseInt(md.Get(eventstore.MetaStreamID), 10, 64); err == nil {
-			stream = sql.NullInt64{Int64: v, Valid: true}
-		}
-		metadata, err := json.Marshal(md)
-		if err != nil {
-			return fmt.Errorf("postgres: dead letter %d: metadata: %w", pos, err)
-		}
-		reason := md.Get(middleware.ReasonForPoisonedKey)
-		p.logger.ErrorContext(ctx, "Event dead-lettered by the monitoring projection", "position", pos, "event_type", md.Get(eventstore.MetaEventType), "error", reason)
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT ledger_dead_letter`); err != nil {
-			return fmt.Errorf("postgres: dead letter %d: %w", pos, err)
-		}
-		_, err = tx.ExecContext(ctx, `WITH applied AS (
-				UPDATE projection_state SET applied_transaction_id = $5::xid8, applied_position = $3, applied_at = now(),
-					last_error = $9, last_error_at = now()
-				WHERE name = $1 AND (applied_transaction_id, applied_position) < ($5::xid8, $3)
-				RETURNING 1)
-			INSERT INTO projection_dead_letters
-				(projection, projection_version, position, transaction_id, event_id, stream_id, event_type, payload, metadata, error)
-			VALUES ($1, $2, $3, $4::xid8, $6, $7, $8, $10, $11, $9)
-			ON CONFLICT (projection, projection_version, position) DO NOTHING`,
-			projections.MonitoringName, projections.MonitoringVersion, pos, nullIfZero(txid), txid,
-			msg.UUID, stream, md.Get(eventstore.MetaEventType), reason, []byte(msg.Payload), metadata)
-		if err != nil {
-			_, _ = tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT ledger_dead_letter`)
-			return fmt.Errorf("postgres: dead letter %d: %w", pos, err)
-		}
-		if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT ledger_dead_letter`); err != nil {
-			return fmt.Errorf("postgres: dead letter %d: %w", pos, err)
-		}
-	}
-	return nil
-}
-
-func (deadLetterPublisher) Close() error { return nil }
 
 func nullIfZero(txid string) any {
 	if txid == "0" {

@@ -143,3 +143,27 @@ func TestMonitoringRebuildWhileTheSubscriberRuns(t *testing.T) {
 	want, _ := pgtest.FoldMonitoring(t, db)
 	pgtest.SameMonitoring(t, "after the rebuild", want, db)
 }
+
+// BenchmarkMonitoringCatchUp: the monitoring consumer applies a log of
+// 35,000 events (pgtest.FillLog, 10,000 bookings) from the start, as after
+// a deploy or an ingest peak; events/s is its catch-up rate.
+//
+//	go test -run '^$' -bench BenchmarkMonitoringCatchUp -benchtime 1x ./adapters/postgres/readmodels/
+func BenchmarkMonitoringCatchUp(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		db := pgtest.NewDB(b)
+		n := pgtest.FillLog(b, db, 0, 10_000)
+		b.StartTimer()
+		start := time.Now()
+		c, err := readmodels.NewMonitoringConsumer(readmodels.MonitoringConfig{DB: db, PollInterval: 10 * time.Millisecond})
+		if err != nil {
+			b.Fatal(err)
+		}
+		go c.Run(pgtest.Context(b))
+		pgtest.WaitMonitoring(b, db)
+		b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+		b.StopTimer()
+		c.Close()
+	}
+}
