@@ -1,6 +1,8 @@
 package bookingstore
 
 import (
+	"time"
+
 	"context"
 	"database/sql"
 
@@ -27,10 +29,21 @@ func (l *Store) StoredDeliveriesUnprepared(ctx context.Context, f app.DeliveryFi
 // writers run (one batch takes as many as GroupCommit.MaxBatch allows).
 func (l *Store) HoldGroupCommit() (queued func() int, release func()) {
 	g := l.group
-	g.mu.Lock()
-	held := g.cfg.Writers - g.active
-	g.active += held
-	g.mu.Unlock()
+	// A writer of an earlier delivery may still be on its way out after
+	// answering it: wait for it to end, then take every writer's place
+	// (taking only the free ones let that writer's exit free a place, and
+	// the next delivery started a writer that the test did not hold).
+	held := g.cfg.Writers
+	for {
+		g.mu.Lock()
+		if g.active == 0 {
+			g.active = held
+			g.mu.Unlock()
+			break
+		}
+		g.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
 	queued = func() int {
 		g.mu.Lock()
 		defer g.mu.Unlock()
