@@ -1,10 +1,9 @@
 package bookingstore
 
 import (
-	"time"
-
 	"context"
 	"database/sql"
+	"time"
 
 	"github.com/booking-ledger/ledger/domain/app"
 )
