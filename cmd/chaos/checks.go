@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +51,7 @@ type figures struct {
 	doublePayment   int // one PaymentIntent recorded as succeeded twice in a stream
 	overlapping     int // pairs of overlapping confirmed stays of a resource
 	tableMismatch   int // bookings rows that differ from the fold of their stream
+	monitoringDiff  int // monitoring rows that differ from a fold of the log up to the consumer's cut
 	brokenChain     int // streams whose hash chain does not verify
 }
 
@@ -232,6 +236,11 @@ func (r *run) check(ctx context.Context) (figures, error) {
 	// The bookings table equals the fold of every stream, column by
 	// column; the confirmed stays of a resource never overlap.
 	if err := r.checkTable(ctx, db, streams, &f); err != nil {
+		return f, err
+	}
+	// The monitoring tables, kept by a consumer killed mid-poll, equal a
+	// fold of the log up to the event it applied last.
+	if err := r.checkMonitoring(ctx, &f); err != nil {
 		return f, err
 	}
 	// The log equals a sequential, single-process replay of the inbox.
@@ -516,5 +525,28 @@ func (r *run) printFigures(f figures) {
 	line("confirmed twice", f.doubleConfirmed, fmt.Sprintf("payment recorded twice: %d", f.doublePayment))
 	line("overlapping confirmed", f.overlapping, "")
 	line("table != rebuild", f.tableMismatch, "bookings rows unequal to FoldBooking of their stream, all 14 columns")
+	line("monitoring != rebuild", f.monitoringDiff, "rows of the monitoring tables a rebuild would change (projections rebuild --diff)")
 	line("broken hash chains", f.brokenChain, "")
+}
+
+// checkMonitoring runs `ledger projections rebuild --projection monitoring
+// --diff` as the owner: it folds the log up to the monitoring consumer's
+// own cut and prints each row the live tables hold otherwise, then a count.
+func (r *run) checkMonitoring(ctx context.Context, f *figures) error {
+	cmd := exec.CommandContext(ctx, r.servers.bin, "projections", "rebuild", "--projection", "monitoring", "--diff")
+	cmd.Dir = r.root
+	cmd.Env = serverEnv(map[string]string{"DATABASE_URL": r.cluster.url(dbName)})
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ledger projections rebuild --diff: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`monitoring: (\d+) row\(s\) would change`).FindSubmatch(out)
+	if m == nil {
+		return fmt.Errorf("ledger projections rebuild --diff: no count in\n%s", out)
+	}
+	f.monitoringDiff, _ = strconv.Atoi(string(m[1]))
+	if f.monitoringDiff > 0 {
+		r.problem("the monitoring tables differ from a rebuild in %d row(s):\n%s", f.monitoringDiff, out)
+	}
+	return nil
 }
