@@ -26,6 +26,7 @@ import (
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres/idempotency"
+	"github.com/booking-ledger/ledger/adapters/postgres/monitoringviews"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/adapters/postgres/worklist"
 	"github.com/booking-ledger/ledger/adapters/stripe"
@@ -242,7 +243,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	if o.monitoring {
 		cfg.Monitoring = pgMonitoring{h.db}
 		cfg.Registry = prometheus.NewRegistry()
-		cfg.Registry.MustRegister(readmodels.NewCollector(h.db))
+		cfg.Registry.MustRegister(monitoringviews.NewCollector(h.db))
 		if o.obligations != nil {
 			cfg.Registry.MustRegister(worklist.NewOperationsCollector(*o.obligations))
 		}
@@ -701,7 +702,7 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 type pgMonitoring struct{ db *sql.DB }
 
 func (m pgMonitoring) Summary(ctx context.Context) (map[string][]map[string]any, error) {
-	return readmodels.MonitoringSummary(ctx, m.db)
+	return monitoringviews.MonitoringSummary(ctx, m.db)
 }
 
 func (m pgMonitoring) Projections(ctx context.Context) ([]app.ProjectionStatus, error) {

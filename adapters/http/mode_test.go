@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	ledgerhttp "github.com/booking-ledger/ledger/adapters/http"
-	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
+	"github.com/booking-ledger/ledger/adapters/postgres/monitoringviews"
 	"github.com/booking-ledger/ledger/adapters/stripe"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -64,7 +64,7 @@ func TestWebhookModeAndAccount(t *testing.T) {
 			withConfig(func(c *ledgerhttp.Config) { c.Registry = reg }))
 		h := newHarness(t, opts...)
 		if h.db != nil {
-			reg.MustRegister(readmodels.NewIgnoredCollector(h.db))
+			reg.MustRegister(monitoringviews.NewIgnoredCollector(h.db))
 		}
 		b := h.createBooking(bookingRequest(newResource("mode")))
 		tb := testBooking(b)
@@ -169,9 +169,9 @@ func TestWebhookMetricsIgnoredFromZero(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	h := newHarness(t, withPostgres(), withConfig(func(c *ledgerhttp.Config) { c.Registry = reg }))
-	reg.MustRegister(readmodels.NewIgnoredCollector(h.db))
+	reg.MustRegister(monitoringviews.NewIgnoredCollector(h.db))
 	metrics := string(h.api(http.MethodGet, "/metrics", nil).Body)
-	for _, o := range readmodels.IgnoredOutcomes {
+	for _, o := range monitoringviews.IgnoredOutcomes {
 		if want := fmt.Sprintf("ledger_stripe_deliveries_ignored_total{outcome=%q} 0\n", o); !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

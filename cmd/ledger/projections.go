@@ -24,6 +24,7 @@ import (
 
 	httpapi "github.com/booking-ledger/ledger/adapters/http"
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/monitoringviews"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/adapters/postgres/worklist"
 	"github.com/booking-ledger/ledger/projections"
@@ -50,8 +51,8 @@ func (a *App) startProjections() error {
 	p.rebuilt = make(chan struct{})
 	p.registry = prometheus.NewRegistry()
 	p.registry.MustRegister(
-		readmodels.NewCollector(a.db),
-		readmodels.NewIgnoredCollector(a.db),
+		monitoringviews.NewCollector(a.db),
+		monitoringviews.NewIgnoredCollector(a.db),
 		worklist.NewOperationsCollector(a.obligations()),
 		collectors.NewDBStatsCollector(a.db, "ledger"),
 		collectors.NewGoCollector(),
@@ -147,7 +148,7 @@ func (a *App) withMonitoring(cfg httpapi.Config) httpapi.Config {
 type monitoringReader struct{ db *sql.DB }
 
 func (m monitoringReader) Summary(ctx context.Context) (map[string][]map[string]any, error) {
-	return readmodels.MonitoringSummary(ctx, m.db)
+	return monitoringviews.MonitoringSummary(ctx, m.db)
 }
 
 func (m monitoringReader) Projections(ctx context.Context) ([]readmodels.ProjectionStatus, error) {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/booking-ledger/ledger/adapters/postgres/monitoringviews"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/adapters/stripe"
@@ -336,7 +337,7 @@ func TestRebuildAfterRandomizedWebhooks(t *testing.T) {
 		if err := json.Unmarshal(body, &summary); err != nil {
 			t.Fatal(err)
 		}
-		for _, v := range readmodels.MonitoringViews {
+		for _, v := range monitoringviews.MonitoringViews {
 			if _, ok := summary.Views[strings.TrimPrefix(v.Name, "monitoring_")]; !ok {
 				t.Errorf("summary lacks %s", v.Name)
 			}

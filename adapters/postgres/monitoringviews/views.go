@@ -1,4 +1,4 @@
-package readmodels
+package monitoringviews
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 )
 
 // MonitoringViews are the monitoring views GET /monitoring/summary
@@ -143,7 +144,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	statuses, err := ProjectionStatuses(ctx, c.db)
+	statuses, err := readmodels.ProjectionStatuses(ctx, c.db)
 	var byType []struct {
 		typ string
 		n   int64
