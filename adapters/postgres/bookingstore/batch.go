@@ -432,14 +432,18 @@ func batchWriteSQL(insert string, n, rows, inboxes, deliveries int) string {
 		b.WriteString("SELECT NULL::bigint AS id, NULL::bigint AS last_event_position WHERE false")
 	}
 	b.WriteString(")")
-	if inboxes > 0 {
-		b.WriteString(", ib AS (INSERT INTO stripe_inbox (" + inboxColumns + ") VALUES ")
-		for r := range inboxes {
+	// values writes a multi-row INSERT of rows rows of cols parameters.
+	values := func(cte, table, columns string, rows, cols int) {
+		if rows == 0 {
+			return
+		}
+		b.WriteString(", " + cte + " AS (INSERT INTO " + table + " (" + columns + ") VALUES ")
+		for r := range rows {
 			if r > 0 {
 				b.WriteByte(',')
 			}
 			b.WriteByte('(')
-			for c := range inboxColumnCount {
+			for c := range cols {
 				if c > 0 {
 					b.WriteString(", ")
 				}
@@ -449,23 +453,8 @@ func batchWriteSQL(insert string, n, rows, inboxes, deliveries int) string {
 		}
 		b.WriteString(")")
 	}
-	if deliveries > 0 {
-		b.WriteString(", dl AS (INSERT INTO stripe_deliveries (" + deliveryColumns + ") VALUES ")
-		for r := range deliveries {
-			if r > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteByte('(')
-			for c := range deliveryColumnCount {
-				if c > 0 {
-					b.WriteString(", ")
-				}
-				b.WriteString(param())
-			}
-			b.WriteByte(')')
-		}
-		b.WriteString(")")
-	}
+	values("ib", "stripe_inbox", inboxColumns, inboxes, inboxColumnCount)
+	values("dl", "stripe_deliveries", deliveryColumns, deliveries, deliveryColumnCount)
 	b.WriteString(" SELECT COALESCE(array_agg(id), '{}'), COALESCE(array_agg(last_event_position), '{}') FROM st")
 	return b.String()
 }
