@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/adapters/postgres/bookingstore"
@@ -434,4 +436,60 @@ func metrics(t *testing.T, s *bookingstore.Store) map[string]float64 {
 		out[name] = testutil.ToFloat64(c)
 	}
 	return out
+}
+
+// TestGroupCommitWaitFillsBoundedBatches: with LEDGER_INGEST_BATCH_WAIT a
+// writer waits for more deliveries instead of writing the first alone, and
+// LEDGER_INGEST_BATCH bounds the batch: six payments for six resources,
+// sent at once, are written as a batch of 4 then one of 2 (the inbox
+// rows' transactions), and the batch-size histogram on /metrics says so.
+func TestGroupCommitWaitFillsBoundedBatches(t *testing.T) {
+	s := newGroupSetup(t, pgtest.NewDB(t), bookingstore.GroupCommit{MaxBatch: 4, MaxWait: 100 * time.Millisecond, Writers: 1})
+	var ds []app.Delivery
+	for i := range 6 {
+		b := s.book(fmt.Sprintf("room-wait-%d", i), "2027-03-01", "2027-03-04")
+		ds = append(ds, paid(b, stripe.NewPaymentIntentID()))
+	}
+	var wg sync.WaitGroup
+	for _, d := range ds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.svc.Ingest(context.Background(), d); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+
+	var sizes []int
+	rows, err := s.db.Query(`SELECT count(*) FROM stripe_inbox GROUP BY xmin::text ORDER BY 1 DESC`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n int
+		rows.Scan(&n)
+		sizes = append(sizes, n)
+	}
+	rows.Close()
+	if !reflect.DeepEqual(sizes, []int{4, 2}) {
+		t.Errorf("inbox rows per transaction %v, want [4 2]", sizes)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.store.Collectors()...)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h *dto.Histogram
+	for _, f := range families {
+		if f.GetName() == "ledger_ingest_batch_size" {
+			h = f.GetMetric()[0].GetHistogram()
+		}
+	}
+	if h == nil || h.GetSampleCount() != 2 || h.GetSampleSum() != 6 {
+		t.Errorf("ledger_ingest_batch_size %v, want 2 batches of 6 deliveries in all", h)
+	}
 }
