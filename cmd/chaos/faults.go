@@ -161,9 +161,7 @@ const volley = maxInFlight - 4
 func (r *run) killInBatch(ctx context.Context, rng *rand.Rand) error {
 	evs := make([]*event, 0, volley)
 	for _, i := range rng.Perm(len(r.bookings))[:min(volley, len(r.bookings))] {
-		// Only the types that decide (the first five of eventTypes), so
-		// that each one is a write of the batch.
-		ev, err := r.newEvent(r.bookings[i], eventTypes[rng.IntN(5)], rng.Uint64())
+		ev, err := r.newEvent(r.bookings[i], decidingTypes[rng.IntN(len(decidingTypes))], rng.Uint64())
 		if err != nil {
 			return err
 		}

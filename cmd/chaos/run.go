@@ -114,6 +114,10 @@ var eventTypes = []string{
 	"customer.created", "charge.succeeded",
 }
 
+// decidingTypes are the event types of eventTypes that decide a payment:
+// each one a write of the batch it lands in.
+var decidingTypes = eventTypes[:5]
+
 // newEvent builds a realistic Stripe event of type typ about b.
 func (r *run) newEvent(b booking, typ string, seed uint64) (*event, error) {
 	body, err := stripe.BuildEvent(typ, stripe.TestBooking{

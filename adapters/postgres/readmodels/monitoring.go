@@ -257,8 +257,10 @@ func monitoringDeltas(e eventstore.StoredEvent) ([]projections.Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errPoison, err)
 	}
-	if _, _, err := deltasStatement("", nil, deltas); err != nil {
-		return nil, fmt.Errorf("%w: %v", errPoison, err)
+	for _, d := range deltas {
+		if _, err := counterTable(d); err != nil {
+			return nil, fmt.Errorf("%w: %v", errPoison, err)
+		}
 	}
 	return deltas, nil
 }
@@ -300,26 +302,34 @@ func monitoringStatement(deltas []projections.Counter, c cut, recordedAt time.Ti
 		RETURNING 1)`, args, deltas)
 }
 
+// counterTable is the table d adds to, or an error when d names no
+// counter table or does not fit its keys and values.
+func counterTable(d projections.Counter) (projections.CounterTable, error) {
+	t, ok := projections.CounterTableByName(d.Table)
+	if !ok || len(d.Key) != len(t.Keys) || len(d.Add) != len(t.Values) {
+		return t, fmt.Errorf("monitoring: delta for unknown table or shape %s", d.Table)
+	}
+	return t, nil
+}
+
 // deltasStatement adds deltas to the counter tables for each row of the
 // CTE applied, which head defines with the parameters args.
 //
 // Each counter row is updated in place when it exists and inserted (ON
 // CONFLICT ... DO UPDATE, for a row created meanwhile) only when it does
-// not. The subscriber applies each event of a poll in a savepoint of the
-// poll's transaction, and an INSERT ... ON CONFLICT DO UPDATE of a row that
-// an earlier savepoint of the same transaction updated leaves a MultiXact
-// on the row's old version; every later access to the row then looked the
-// MultiXact's members up along the row's chain of versions, which made the
-// subscriber the busiest backend of the server (16 % of PostgreSQL's CPU
-// under webhook load, most of it GetMultiXactIdMembers). A plain UPDATE
-// leaves none.
+// not. When events were applied one by one, each in a savepoint of the
+// poll's transaction, an INSERT ... ON CONFLICT DO UPDATE of a row that an
+// earlier savepoint had updated left a MultiXact on the row's old version,
+// and every later access looked its members up (16 % of PostgreSQL's CPU
+// under webhook load). A plain UPDATE leaves none; the consumer now writes
+// a poll in one statement, and the shape stays the cheap one.
 func deltasStatement(head string, args []any, deltas []projections.Counter) (string, []any, error) {
 	var b strings.Builder
 	b.WriteString(head)
 	for i, d := range deltas {
-		t, ok := projections.CounterTableByName(d.Table)
-		if !ok || len(d.Key) != len(t.Keys) || len(d.Add) != len(t.Values) {
-			return "", nil, fmt.Errorf("monitoring: delta for unknown table or shape %s", d.Table)
+		t, err := counterTable(d)
+		if err != nil {
+			return "", nil, err
 		}
 		table := pq.QuoteIdentifier(t.Name)
 		var sel, sets, match, adds []string
