@@ -5,9 +5,32 @@ import (
 	"database/sql"
 	"errors"
 
+	"github.com/spf13/cobra"
+
 	"github.com/booking-ledger/ledger/adapters/postgres/audit"
 	"github.com/booking-ledger/ledger/adapters/postgres/audit/checkpoints"
+	"github.com/booking-ledger/ledger/cmd/ledger/auditcmd"
 )
+
+// newAuditCmd is `ledger audit`, the commands of package cmd/ledger/auditcmd,
+// on the configuration of the environment.
+func newAuditCmd() *cobra.Command {
+	return auditcmd.NewCommand(func() (auditcmd.Env, error) {
+		cfg, err := loadConfig()
+		if err != nil {
+			return auditcmd.Env{}, err
+		}
+		return auditcmd.Env{
+			DatabaseURL:    cfg.DatabaseURL,
+			SigningKeyFile: cfg.SigningKeyFile,
+			CheckpointDir:  cfg.CheckpointDir,
+			WebhookSecrets: func() []string {
+				cfg.loadDevSecrets()
+				return cfg.WebhookSecrets
+			},
+		}, nil
+	})
+}
 
 // auditRuntime is the audit part of a running App: the background sealer
 // of the global hash chain.
@@ -27,7 +50,7 @@ func (a *App) startAudit(db *sql.DB) (*audit.Auditor, error) {
 		return nil, errors.New("LEDGER_SIGNING_KEY and LEDGER_CHECKPOINT_DIR go together: signed checkpoints are written to that directory")
 	}
 	if a.cfg.SigningKeyFile != "" {
-		signer, err := loadSigner(a.cfg.SigningKeyFile)
+		signer, err := auditcmd.LoadSigner(a.cfg.SigningKeyFile)
 		if err != nil {
 			return nil, err
 		}

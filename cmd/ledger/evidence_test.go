@@ -21,6 +21,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres/ledgertest"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe/stripetest"
+	"github.com/booking-ledger/ledger/cmd/ledger/auditcmd"
 	"github.com/booking-ledger/ledger/domain/evidence"
 )
 
@@ -185,7 +186,7 @@ func TestEvidenceBundleChecksOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := loadVerifier(pub)
+	key, err := auditcmd.LoadVerifier(pub)
 	if err != nil {
 		t.Fatal(err)
 	}

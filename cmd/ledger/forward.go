@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,8 +16,8 @@ import (
 	httpapi "github.com/booking-ledger/ledger/adapters/http"
 	natsforward "github.com/booking-ledger/ledger/adapters/nats"
 	"github.com/booking-ledger/ledger/adapters/postgres/forwarding"
+	"github.com/booking-ledger/ledger/cmd/ledger/forwardcmd"
 	"github.com/booking-ledger/ledger/domain/app"
-	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
 // Forwarding of the log to NATS JetStream: the configuration
@@ -168,173 +165,14 @@ subject <LEDGER_FORWARD_SUBJECT_PREFIX>.<booking id>.<Type>, as a CloudEvents
 1.0 JSON message with Nats-Msg-Id = the event id. ` + "`ledger forward run`" + ` runs the
 forwarder alone (no HTTP server).`,
 	}
-	cmd.AddCommand(newForwardStatusCmd(), newForwardReplayCmd(), newForwardRunCmd())
-	return cmd
-}
-
-// forwardStatus is the answer of `ledger forward status --format json`.
-type forwardStatus struct {
-	Forwarder   app.ForwardStatus        `json:"forwarder"`
-	Stream      *natsforward.StreamState `json:"stream,omitempty"`
-	StreamError string                   `json:"stream_error,omitempty"`
-}
-
-func newForwardStatusCmd() *cobra.Command {
-	var format string
-	cmd := &cobra.Command{
-		Use:   "status [--format table|json]",
-		Short: "The forwarder's offset, the head, the lag in events and seconds, the last error, and the stream's counts",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "table" && format != "json" {
-				return fmt.Errorf("--format: %q is neither table nor json", format)
-			}
-			cfg, err := loadConfig()
-			if err != nil {
-				return err
-			}
-			db, err := openMigrated(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			var out forwardStatus
-			if out.Forwarder, err = forwarding.Status(cmd.Context(), db); err != nil {
-				return err
-			}
-			if cfg.Forward.NATSURL != "" {
-				out.Stream, out.StreamError = streamState(cmd.Context(), cfg)
-				out.Forwarder.Target = cfg.natsConfig(nil).Target()
-			}
-			return printForwardStatus(cmd.OutOrStdout(), format, out)
-		},
-	}
-	cmd.Flags().StringVar(&format, "format", "table", "table or json")
-	return cmd
-}
-
-// streamState asks JetStream about the stream, within 5 s.
-func streamState(ctx context.Context, cfg Config) (*natsforward.StreamState, string) {
-	pub, err := natsforward.Connect(cfg.natsConfig(nil))
-	if err != nil {
-		return nil, err.Error()
-	}
-	defer pub.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	st, err := pub.State(ctx)
-	if err != nil {
-		return nil, err.Error()
-	}
-	return &st, ""
-}
-
-func printForwardStatus(w io.Writer, format string, s forwardStatus) error {
-	if format == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(s)
-	}
-	f := s.Forwarder
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "consumer group\t%s\n", f.ConsumerGroup)
-	if f.Target != "" {
-		fmt.Fprintf(tw, "target\t%s\n", f.Target)
-	}
-	fmt.Fprintf(tw, "offset\tposition %d (transaction %d)\n", f.Position, f.TransactionID)
-	fmt.Fprintf(tw, "head\t%d\n", f.Head)
-	fmt.Fprintf(tw, "lag\t%d events, %.1f s\n", f.LagEvents, f.LagSeconds)
-	lastErr := "-"
-	if f.LastErrorAt != nil {
-		lastErr = f.LastErrorAt.Format(time.RFC3339) + " " + f.LastError
-		if f.Failing {
-			lastErr += " (failing)"
-		} else if f.RecoveredAt != nil {
-			lastErr += " (recovered " + f.RecoveredAt.Format(time.RFC3339) + ")"
+	fenv := forwardcmd.Env{OpenMigrated: openMigrated, LoadConfig: func() (forwardcmd.Config, error) {
+		cfg, err := loadConfig()
+		if err != nil {
+			return forwardcmd.Config{}, err
 		}
-	}
-	fmt.Fprintf(tw, "last error\t%s\n", lastErr)
-	switch {
-	case s.Stream != nil:
-		st := s.Stream
-		fmt.Fprintf(tw, "stream\t%s: %d messages (sequences %d-%d), %d bytes, duplicate window %s\n",
-			st.Name, st.Messages, st.FirstSequence, st.LastSequence, st.Bytes, st.DuplicateWindow)
-	case s.StreamError != "":
-		fmt.Fprintf(tw, "stream\tunreachable: %s\n", s.StreamError)
-	}
-	return tw.Flush()
-}
-
-func newForwardReplayCmd() *cobra.Command {
-	var from, to int64
-	cmd := &cobra.Command{
-		Use:   "replay --from POS [--to POS]",
-		Short: "Publish again the forwarded events of a range of positions, in position order",
-		Long: `Publishes again, in position order, the events with positions from --from to
---to (default: the end) that the forwarder has already forwarded; those after
-its offset are left to it. Each message carries its event id as Nats-Msg-Id,
-so JetStream drops the ones it still has within its duplicate window
-(reported as duplicates); older ones are stored again, and consumers see
-them a second time with the same CloudEvents id (deduplicate by id). Use it
-to refill a stream that lost messages (purged, recreated, limits).`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if from < 1 {
-				return errors.New("--from: a position of 1 or more is required")
-			}
-			if to != 0 && to < from {
-				return errors.New("--to must not be before --from")
-			}
-			cfg, err := loadConfig()
-			if err != nil {
-				return err
-			}
-			if cfg.Forward.NATSURL == "" {
-				return errors.New("LEDGER_FORWARD_NATS_URL is not set: where should the events go?")
-			}
-			if err := cfg.validateForward(); err != nil {
-				return err
-			}
-			db, err := openMigrated(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			pub, err := natsforward.Connect(cfg.natsConfig(nil))
-			if err != nil {
-				return err
-			}
-			defer pub.Close()
-			ctx := cmd.Context()
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err = pub.Prepare(pctx)
-			cancel()
-			if err != nil {
-				return err
-			}
-			var stored, dups int64
-			res, err := forwarding.Replay(ctx, db, from, to, func(e eventlog.StoredEvent) error {
-				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				defer cancel()
-				dup, err := pub.Publish(pctx, e)
-				if err != nil {
-					return err
-				}
-				if dup {
-					dups++
-				} else {
-					stored++
-				}
-				return nil
-			})
-			fmt.Fprintf(cmd.OutOrStdout(), "replayed %d events (positions %d-%d) to %s: %d stored again, %d dropped by JetStream as duplicates", res.Events, res.First, res.Last, pub.Target(), stored, dups)
-			if res.Beyond > 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "; %d events of the range not forwarded yet, left to the forwarder", res.Beyond)
-			}
-			fmt.Fprintln(cmd.OutOrStdout())
-			return err
-		},
-	}
-	cmd.Flags().Int64Var(&from, "from", 0, "first position to publish again (required)")
-	cmd.Flags().Int64Var(&to, "to", 0, "last position to publish again (default: the forwarder's offset)")
+		return forwardcmd.Config{NATS: cfg.natsConfig(nil), Validate: cfg.validateForward}, nil
+	}}
+	cmd.AddCommand(forwardcmd.NewStatusCmd(fenv), forwardcmd.NewReplayCmd(fenv), newForwardRunCmd())
 	return cmd
 }
 

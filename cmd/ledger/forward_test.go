@@ -26,6 +26,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres/forwarding"
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/stripe"
+	"github.com/booking-ledger/ledger/cmd/ledger/forwardcmd"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
@@ -520,7 +521,7 @@ func TestForwardCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st forwardStatus
+	var st forwardcmd.Status
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
+	"github.com/booking-ledger/ledger/cmd/ledger/operations"
 )
 
 func main() {
@@ -34,7 +35,8 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newAuditCmd())
 	root.AddCommand(newServeCmd(), newMigrateCmd(), newSendTestWebhookCmd(), newProjectionsCmd())
 	root.AddCommand(newBenchCmd())
-	root.AddCommand(newObligationsCmd(), newDeliveriesCmd(), newRefundsCmd(), newDecisionsCmd(), newStripeCmd())
+	ops := operationsEnv()
+	root.AddCommand(operations.NewObligationsCmd(ops), operations.NewDeliveriesCmd(ops), operations.NewRefundsCmd(ops), operations.NewDecisionsCmd(ops), newStripeCmd())
 	root.AddCommand(newForwardCmd())
 	return root
 }
@@ -108,6 +110,22 @@ tables, but change none of them.`,
 				fmt.Fprintf(os.Stderr, "runtime role %s ready: serve with DATABASE_URL=%s\n", cfg.runtimeRole(), postgres.Redact(runtime))
 			}
 			return nil
+		},
+	}
+}
+
+// operationsEnv hands the operator's commands of package
+// cmd/ledger/operations the database and the configuration of the
+// environment.
+func operationsEnv() operations.Env {
+	return operations.Env{
+		OpenMigrated: openMigrated,
+		LoadConfig: func() (operations.Config, error) {
+			cfg, err := loadConfig()
+			if err != nil {
+				return operations.Config{}, err
+			}
+			return operations.Config{ReconcileEvery: cfg.ReconcileEvery, NewLogger: cfg.newLogger, StripeMode: cfg.stripeMode}, nil
 		},
 	}
 }

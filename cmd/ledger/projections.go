@@ -27,6 +27,7 @@ import (
 	"github.com/booking-ledger/ledger/adapters/postgres/monitoringviews"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
 	"github.com/booking-ledger/ledger/adapters/postgres/worklist"
+	"github.com/booking-ledger/ledger/cmd/ledger/operations"
 	"github.com/booking-ledger/ledger/projections"
 )
 
@@ -160,7 +161,7 @@ func newProjectionsCmd() *cobra.Command {
 		Use:   "projections",
 		Short: "Inspect and rebuild the read models derived from the event log",
 	}
-	cmd.AddCommand(newProjectionsStatusCmd(), newProjectionsRebuildCmd(), newDeadLettersCmd())
+	cmd.AddCommand(newProjectionsStatusCmd(), newProjectionsRebuildCmd(), operations.NewDeadLettersCmd(operationsEnv()))
 	return cmd
 }
 

@@ -1,4 +1,4 @@
-package main
+package auditcmd
 
 import (
 	"encoding/base64"
@@ -16,9 +16,9 @@ import (
 	"github.com/booking-ledger/ledger/domain/evidence"
 )
 
-// loadSigner reads the checkpoint signer key file (LEDGER_SIGNING_KEY);
+// LoadSigner reads the checkpoint signer key file (LEDGER_SIGNING_KEY);
 // nil when none is configured.
-func loadSigner(path string) (*evidence.Signer, error) {
+func LoadSigner(path string) (*evidence.Signer, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -29,8 +29,8 @@ func loadSigner(path string) (*evidence.Signer, error) {
 	return evidence.NewSigner(string(b))
 }
 
-// loadVerifier reads a checkpoint verifier key file (signing.pub).
-func loadVerifier(path string) (*evidence.Verifier, error) {
+// LoadVerifier reads a checkpoint verifier key file (signing.pub).
+func LoadVerifier(path string) (*evidence.Verifier, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--public-key: %w", err)
@@ -40,8 +40,8 @@ func loadVerifier(path string) (*evidence.Verifier, error) {
 
 // newCheckpointer is the checkpointer of cfg's key and directory; nil
 // without a key.
-func newCheckpointer(cfg Config, s *auditSession) (*checkpoints.Checkpointer, error) {
-	signer, err := loadSigner(cfg.SigningKeyFile)
+func newCheckpointer(cfg Env, s *auditSession) (*checkpoints.Checkpointer, error) {
+	signer, err := LoadSigner(cfg.SigningKeyFile)
 	if err != nil || signer == nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 	return f.Close()
 }
 
-func newAuditCheckpointCmd() *cobra.Command {
+func newAuditCheckpointCmd(load func() (Env, error)) *cobra.Command {
 	var key, dir string
 	var sealTimeout time.Duration
 	cmd := &cobra.Command{
@@ -117,7 +117,7 @@ checkpoint-<size>. Keep that directory where the database's administrators
 cannot write.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			s, err := openAudit(ctx)
+			s, err := openAudit(ctx, load)
 			if err != nil {
 				return err
 			}
@@ -172,7 +172,7 @@ func checkpointConfig(dir, key string) ([]checkpoints.File, *evidence.Verifier, 
 	if dir == "" || key == "" {
 		return nil, nil, errors.New("--checkpoints DIR and --public-key FILE go together")
 	}
-	v, err := loadVerifier(key)
+	v, err := LoadVerifier(key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -190,7 +190,7 @@ func checkpointConfig(dir, key string) ([]checkpoints.File, *evidence.Verifier, 
 const internalOnlyWarning = "warning: only the log's internal consistency was checked: whoever can write to the database can rewrite the log and recompute every hash. " +
 	"Check it against signed checkpoints kept elsewhere: --checkpoints DIR --public-key FILE"
 
-func newAuditBundleCmd() *cobra.Command {
+func newAuditBundleCmd(load func() (Env, error)) *cobra.Command {
 	var bookingID int64
 	var out string
 	var sealTimeout time.Duration
@@ -208,7 +208,7 @@ checkpoint so that everything recorded so far is covered.`,
 				return errors.New("--booking N is required")
 			}
 			ctx := cmd.Context()
-			s, err := openAudit(ctx)
+			s, err := openAudit(ctx, load)
 			if err != nil {
 				return err
 			}
@@ -272,7 +272,7 @@ naming the first thing that does not hold.`,
 			if publicKey == "" {
 				return errors.New("--public-key FILE is required (signing.pub of `ledger audit keygen`)")
 			}
-			key, err := loadVerifier(publicKey)
+			key, err := LoadVerifier(publicKey)
 			if err != nil {
 				return err
 			}

@@ -1,10 +1,16 @@
-package main
+// Package operations holds the operator's commands of `ledger`: obligations,
+// deliveries, refunds, projection dead letters and decisions. The ledger
+// command wires them with an Env.
+package operations
 
 import (
+	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/user"
 	"strings"
@@ -21,22 +27,42 @@ import (
 	"github.com/booking-ledger/ledger/domain/app"
 )
 
+// Env is what the operator's commands take from the ledger command, which
+// they do not import.
+type Env struct {
+	// OpenMigrated opens the database of DATABASE_URL, migrated first when
+	// the runtime role is not the tables' owner.
+	OpenMigrated func(ctx context.Context) (*sql.DB, error)
+	// LoadConfig reads the configuration from the environment.
+	LoadConfig func() (Config, error)
+}
+
+// Config is the part of the ledger's configuration the commands use.
+type Config struct {
+	// ReconcileEvery is LEDGER_RECONCILE_EVERY.
+	ReconcileEvery time.Duration
+	// NewLogger is the logger of LEDGER_LOG_FORMAT, on stderr.
+	NewLogger func() *slog.Logger
+	// StripeMode is the Stripe mode in effect and what set it.
+	StripeMode func() (mode app.Mode, source string, err error)
+}
+
 // The operator's commands: the worklist (obligations) and the stored
 // deliveries (list, replay). Their logic is in domain/app and the
 // adapters; these commands wire and print.
 
-func newObligationsCmd() *cobra.Command {
+func NewObligationsCmd(env Env) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
 		Use:   "obligations [--format table|json]",
 		Short: "List what needs a human: failed refunds, disputes due, unmatched deliveries, ... (GET /obligations)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openMigrated(cmd.Context())
+			db, err := env.OpenMigrated(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			cfg, err := loadConfig()
+			cfg, err := env.LoadConfig()
 			if err != nil {
 				return err
 			}
@@ -48,7 +74,7 @@ func newObligationsCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "table", "table or json")
-	cmd.AddCommand(newAckCmd("an open obligation"))
+	cmd.AddCommand(newAckCmd(env, "an open obligation"))
 	return cmd
 }
 
@@ -105,7 +131,7 @@ func printObligations(w io.Writer, format string, obs []app.Obligation) error {
 	return err
 }
 
-func newDeliveriesCmd() *cobra.Command {
+func NewDeliveriesCmd(env Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deliveries",
 		Short: "The Stripe events kept without a decision (unmatched, ignored, other mode or account): list, replay",
@@ -135,7 +161,7 @@ func newDeliveriesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			db, err := openMigrated(cmd.Context())
+			db, err := env.OpenMigrated(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -172,21 +198,21 @@ Prints one line per event: its id, the outcome and the booking.`,
 			if err != nil {
 				return err
 			}
-			cfg, err := loadConfig()
+			cfg, err := env.LoadConfig()
 			if err != nil {
 				return err
 			}
-			db, err := openMigrated(cmd.Context())
+			db, err := env.OpenMigrated(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer db.Close()
-			logger := cfg.newLogger()
+			logger := cfg.NewLogger()
 			store, err := bookingstore.New(bookingstore.Config{DB: db, Logger: logger})
 			if err != nil {
 				return err
 			}
-			mode, _, err := cfg.stripeMode()
+			mode, _, err := cfg.StripeMode()
 			if err != nil {
 				return err
 			}
@@ -248,7 +274,7 @@ func printDeliveries(w io.Writer, format string, stored []app.StoredDelivery) er
 	})
 }
 
-func newRefundsCmd() *cobra.Command {
+func NewRefundsCmd(env Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "refunds",
 		Short: "Refunds that failed: list, retry (a new request under a new idempotency key), acknowledge",
@@ -258,7 +284,7 @@ func newRefundsCmd() *cobra.Command {
 		Use:   "list [--format table|json]",
 		Short: "List every refund that failed, oldest first, and whether it is still open",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openMigrated(cmd.Context())
+			db, err := env.OpenMigrated(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -293,7 +319,7 @@ under a new idempotency key (Stripe would otherwise answer with the cached
 failure). The obligation closes when the refund succeeds.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openMigrated(cmd.Context())
+			db, err := env.OpenMigrated(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -325,7 +351,7 @@ failure). The obligation closes when the refund succeeds.`,
 			return fmt.Errorf("no refund failure %q (see `ledger refunds list`)", args[0])
 		},
 	}
-	cmd.AddCommand(list, retry, newAckCmd("the failed refund (ID from `ledger refunds list`)"))
+	cmd.AddCommand(list, retry, newAckCmd(env, "the failed refund (ID from `ledger refunds list`)"))
 	return cmd
 }
 
@@ -346,7 +372,7 @@ func printRefundFailures(w io.Writer, format string, rows []refundFailureRow) er
 	})
 }
 
-func newDeadLettersCmd() *cobra.Command {
+func NewDeadLettersCmd(env Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dead-letters",
 		Short: "Events a projection could not apply: list, retry (after a fix), acknowledge",
@@ -356,7 +382,7 @@ func newDeadLettersCmd() *cobra.Command {
 		Use:   "list [--format table|json]",
 		Short: "List the dead letters of this code's projection versions",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openMigrated(cmd.Context())
+			db, err := env.OpenMigrated(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -374,7 +400,7 @@ func newDeadLettersCmd() *cobra.Command {
 		Short: "Apply a dead-lettered event again (after a fix of the projection); closes it when applied",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openMigrated(cmd.Context())
+			db, err := env.OpenMigrated(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -386,7 +412,7 @@ func newDeadLettersCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(list, retry, newAckCmd("the dead letter (ID from `ledger projections dead-letters list`)"))
+	cmd.AddCommand(list, retry, newAckCmd(env, "the dead letter (ID from `ledger projections dead-letters list`)"))
 	return cmd
 }
 
@@ -403,14 +429,14 @@ func printDeadLetters(w io.Writer, format string, dls []readmodels.DeadLetter) e
 }
 
 // newAckCmd is the `ack ID --reason` of a family of obligations.
-func newAckCmd(what string) *cobra.Command {
+func newAckCmd(env Env, what string) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
 		Use:   "ack ID --reason TEXT",
 		Short: "Close " + what + " without acting in the ledger, saying why (recorded with who and when)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openMigrated(cmd.Context())
+			db, err := env.OpenMigrated(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -427,7 +453,7 @@ func newAckCmd(what string) *cobra.Command {
 	return cmd
 }
 
-func newDecisionsCmd() *cobra.Command {
+func NewDecisionsCmd(env Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "decisions",
 		Short: "What today's decision rules make of the stored inputs",
@@ -445,7 +471,7 @@ recorded and the re-decided event types, then a count. Read-only: a rule
 fix changes no recorded event; act on the list with compensating
 operations (a cancellation, a refund).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openMigrated(cmd.Context())
+			db, err := env.OpenMigrated(cmd.Context())
 			if err != nil {
 				return err
 			}

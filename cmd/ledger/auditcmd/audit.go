@@ -1,4 +1,8 @@
-package main
+// Package auditcmd is `ledger audit`: the auditor's commands (history,
+// export, chain head, verification) and the evidence commands (keygen,
+// checkpoints, bundles). They read the database directly; the ledger command
+// wires them with NewCommand and an Env.
+package auditcmd
 
 import (
 	"context"
@@ -25,28 +29,45 @@ import (
 	"github.com/booking-ledger/ledger/domain/eventlog"
 )
 
-func newAuditCmd() *cobra.Command {
+// NewCommand is `ledger audit`. load is called when a command starts, so
+// that a bad configuration fails that command only, as every other command
+// does.
+func NewCommand(load func() (Env, error)) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
 		Short: "Read the ledger as an auditor: history, export, chain head, verification",
 		Long: `Audit commands read the database directly (DATABASE_URL). Every one of
 them is recorded in the access log (audit_access_log) as cli:<user>@<host>.`,
 	}
-	cmd.AddCommand(newAuditHistoryCmd(), newAuditExportCmd(), newAuditHeadCmd(), newAuditVerifyCmd())
-	cmd.AddCommand(newAuditKeygenCmd(), newAuditCheckpointCmd(), newAuditBundleCmd(), newAuditCheckBundleCmd())
+	cmd.AddCommand(newAuditHistoryCmd(load), newAuditExportCmd(load), newAuditHeadCmd(load), newAuditVerifyCmd(load))
+	cmd.AddCommand(newAuditKeygenCmd(), newAuditCheckpointCmd(load), newAuditBundleCmd(load), newAuditCheckBundleCmd())
 	return cmd
+}
+
+// Env is what the audit commands take from the ledger command's
+// configuration. The commands do not import package main: the command
+// passes it in.
+type Env struct {
+	// DatabaseURL is DATABASE_URL, which the commands read directly.
+	DatabaseURL string
+	// SigningKeyFile and CheckpointDir are LEDGER_SIGNING_KEY and
+	// LEDGER_CHECKPOINT_DIR.
+	SigningKeyFile, CheckpointDir string
+	// WebhookSecrets returns the webhook secrets of STRIPE_WEBHOOK_SECRET,
+	// or the one a --dev server saved when it is unset.
+	WebhookSecrets func() []string
 }
 
 // auditSession is what every audit command needs: the configuration, a
 // pool, and the access log.
 type auditSession struct {
-	cfg     Config
+	cfg     Env
 	db      *sql.DB
 	auditor *audit.Auditor
 }
 
-func openAudit(ctx context.Context) (*auditSession, error) {
-	cfg, err := loadConfig()
+func openAudit(ctx context.Context, load func() (Env, error)) (*auditSession, error) {
+	cfg, err := load()
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +111,7 @@ func parseMoment(flag, v string) (time.Time, error) {
 	return t, nil
 }
 
-func newAuditHistoryCmd() *cobra.Command {
+func newAuditHistoryCmd(load func() (Env, error)) *cobra.Command {
 	var bookingID int64
 	var format, asOf string
 	cmd := &cobra.Command{
@@ -105,7 +126,7 @@ func newAuditHistoryCmd() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			s, err := openAudit(ctx)
+			s, err := openAudit(ctx, load)
 			if err != nil {
 				return err
 			}
@@ -211,7 +232,7 @@ func historyCSV(w io.Writer, h audit.BookingHistory) error {
 	return cw.Error()
 }
 
-func newAuditExportCmd() *cobra.Command {
+func newAuditExportCmd(load func() (Env, error)) *cobra.Command {
 	var from, to, format, output string
 	cmd := &cobra.Command{
 		Use:   "export [--from T] [--to T] [--format jsonl|csv] [--output FILE]",
@@ -230,7 +251,7 @@ that may still commit below it are waited for.`,
 				return err
 			}
 			ctx := cmd.Context()
-			s, err := openAudit(ctx)
+			s, err := openAudit(ctx, load)
 			if err != nil {
 				return err
 			}
@@ -296,7 +317,7 @@ func newBar(cmd *cobra.Command, what string) *progressbar.ProgressBar {
 	)
 }
 
-func newAuditHeadCmd() *cobra.Command {
+func newAuditHeadCmd(load func() (Env, error)) *cobra.Command {
 	var format string
 	var noSeal bool
 	var sealTimeout time.Duration
@@ -312,7 +333,7 @@ deletion of the newest events, which the chain alone cannot.`,
 				return fmt.Errorf("--format %q: want text or json", format)
 			}
 			ctx := cmd.Context()
-			s, err := openAudit(ctx)
+			s, err := openAudit(ctx, load)
 			if err != nil {
 				return err
 			}
@@ -364,7 +385,7 @@ func (s *auditSession) seal(cmd *cobra.Command, timeout time.Duration) error {
 	return nil
 }
 
-func newAuditVerifyCmd() *cobra.Command {
+func newAuditVerifyCmd(load func() (Env, error)) *cobra.Command {
 	var anchor, format, checkpoints, publicKey string
 	var noSeal bool
 	var sealTimeout, timeTolerance time.Duration
@@ -402,14 +423,13 @@ exits 0 when all holds, else 1 with the first broken place and what is wrong.`,
 				vcfg.Anchor = &a
 			}
 			ctx := cmd.Context()
-			s, err := openAudit(ctx)
+			s, err := openAudit(ctx, load)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			s.cfg.loadDevSecrets()
-			if len(s.cfg.WebhookSecrets) > 0 {
-				v, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: s.cfg.WebhookSecrets})
+			if secrets := s.cfg.WebhookSecrets(); len(secrets) > 0 {
+				v, err := stripe.NewVerifier(stripe.VerifierConfig{Secrets: secrets})
 				if err != nil {
 					return err
 				}
