@@ -2,144 +2,36 @@ package http
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/gorilla/mux"
 
+	"github.com/booking-ledger/ledger/adapters/http/access"
 	"github.com/booking-ledger/ledger/domain"
 )
 
-// Role is what a bearer token may do.
-type Role string
-
-// The roles. An operator may do everything; the others are read only.
-const (
-	// RoleOperator: every endpoint (create and cancel bookings, reads,
-	// audit, metrics, the UI).
-	RoleOperator Role = "operator"
-	// RoleAuditor: reads only: bookings, history, audit events, the
-	// monitoring summary and the auditor UI.
-	RoleAuditor Role = "auditor"
-	// RoleMetrics: GET /metrics only (a Prometheus scraper).
-	RoleMetrics Role = "metrics"
+// The token model lives in adapters/http/access; these names keep the
+// package's API (cmd/ledger) as it was.
+type (
+	Role  = access.Role
+	Token = access.Token
 )
 
-// MinTokenLength is the shortest token accepted: 32 characters, e.g. 24
-// random bytes in base64 or 16 in hex.
-const MinTokenLength = 32
+const (
+	RoleOperator     = access.RoleOperator
+	RoleAuditor      = access.RoleAuditor
+	RoleMetrics      = access.RoleMetrics
+	MinTokenLength   = access.MinTokenLength
+	DefaultTokenName = access.DefaultTokenName
+)
 
-// Token is a named bearer token with a role. The name, never the secret,
-// is what the access log and the request log record.
-type Token struct {
-	Name   string
-	Role   Role
-	Secret string
-}
-
-// DefaultTokenName names the single token of Config.APIToken
-// (LEDGER_API_TOKEN): an operator.
-const DefaultTokenName = "default"
-
-var tokenName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$`)
-
-// ParseTokens reads a token list in the form of LEDGER_API_TOKENS:
-// "name:role:token,..." (the token is everything after the second colon).
-// Errors name the entry and its name, never its secret.
-func ParseTokens(spec string) ([]Token, error) {
-	var out []Token
-	for i, entry := range strings.Split(spec, ",") {
-		entry = strings.TrimSpace(entry)
-		if entry == "" {
-			continue
-		}
-		parts := strings.SplitN(entry, ":", 3)
-		if len(parts) != 3 {
-			return nil, fmt.Errorf("entry %d: want name:role:token", i+1)
-		}
-		out = append(out, Token{Name: parts[0], Role: Role(parts[1]), Secret: parts[2]})
-	}
-	return out, nil
-}
-
-// ValidateTokens checks a token list: at least one token; names of 1-64
-// letters, digits and _ . @ -, each once; known roles; secrets of at least
-// MinTokenLength characters without white space or commas, each once.
-// Errors name the token, never its secret.
-func ValidateTokens(tokens []Token) error {
-	if len(tokens) == 0 {
-		return errors.New("http: no API token")
-	}
-	names := map[string]bool{}
-	digests := map[[32]byte]bool{}
-	for i, t := range tokens {
-		switch {
-		case !tokenName.MatchString(t.Name):
-			return fmt.Errorf("http: token %d: name %q: want 1-64 letters, digits, _ . @ -", i+1, t.Name)
-		case t.Role != RoleOperator && t.Role != RoleAuditor && t.Role != RoleMetrics:
-			return fmt.Errorf("http: token %q: role %q: want operator, auditor or metrics", t.Name, t.Role)
-		case len(t.Secret) < MinTokenLength:
-			return fmt.Errorf("http: token %q is shorter than %d characters", t.Name, MinTokenLength)
-		case strings.ContainsAny(t.Secret, " \t\r\n,"):
-			return fmt.Errorf("http: token %q holds white space or a comma", t.Name)
-		case names[t.Name]:
-			return fmt.Errorf("http: token name %q given twice", t.Name)
-		}
-		d := sha256.Sum256([]byte(t.Secret))
-		if digests[d] {
-			return fmt.Errorf("http: token %q has the secret of another token", t.Name)
-		}
-		names[t.Name], digests[d] = true, true
-	}
-	return nil
-}
-
-// tokenSet looks tokens up by the SHA-256 digest of the presented value,
-// comparing every configured digest in constant time: neither the
-// contents nor the length of a token can be learnt from the timing.
-type tokenSet struct {
-	tokens  []Token
-	digests [][32]byte
-}
-
-func newTokenSet(tokens []Token) *tokenSet {
-	s := &tokenSet{tokens: tokens, digests: make([][32]byte, len(tokens))}
-	for i, t := range tokens {
-		s.digests[i] = sha256.Sum256([]byte(t.Secret))
-	}
-	return s
-}
-
-// find returns the token whose secret is presented, if any.
-func (s *tokenSet) find(presented string) (Token, bool) {
-	d := sha256.Sum256([]byte(presented))
-	found := -1
-	for i := range s.digests {
-		if subtle.ConstantTimeCompare(d[:], s.digests[i][:]) == 1 {
-			found = i
-		}
-	}
-	if found < 0 {
-		return Token{}, false
-	}
-	return s.tokens[found], true
-}
-
-// byName returns the configured token called name, if any.
-func (s *tokenSet) byName(name string) (Token, bool) {
-	for _, t := range s.tokens {
-		if t.Name == name {
-			return t, true
-		}
-	}
-	return Token{}, false
-}
+var (
+	ParseTokens    = access.ParseTokens
+	ValidateTokens = access.ValidateTokens
+)
 
 // identity is who a request authenticated as.
 type identity struct {
@@ -201,12 +93,12 @@ const (
 // against the client's address; wait is the Retry-After of authLimited.
 func (s *server) checkBearer(r *http.Request) (id identity, out authOutcome, wait int) {
 	client := s.clientAddr(r)
-	if wait, blocked := s.failures.blocked(client); blocked {
+	if wait, blocked := s.failures.Blocked(client); blocked {
 		s.log.WarnContext(r.Context(), "authentication rate-limited", "path", r.URL.Path, "client", client, "retry_after_s", wait)
 		return identity{}, authLimited, wait
 	}
 	presented, present := bearer(r)
-	t, ok := s.tokens.find(presented)
+	t, ok := s.tokens.Find(presented)
 	switch {
 	case !present:
 		s.authFailed(r, client, "bearer", false)
@@ -242,7 +134,7 @@ func (s *server) authFailed(r *http.Request, client, via string, presented bool)
 		s.log.DebugContext(r.Context(), "authentication missing", "via", via, "path", r.URL.Path, "client", client)
 		return
 	}
-	s.failures.fail(client)
+	s.failures.Fail(client)
 	s.log.WarnContext(r.Context(), "authentication failed", "via", via, "method", r.Method, "path", r.URL.Path,
 		"client", client, "user_agent", r.UserAgent())
 }

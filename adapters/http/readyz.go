@@ -2,78 +2,8 @@ package http
 
 import (
 	"context"
-	"errors"
 	"net/http"
-	"sync"
-	"time"
-
-	"golang.org/x/sync/singleflight"
 )
-
-// probe runs a check at most once per ttl, however many requests ask: the
-// callers within ttl of the last run get its result, and concurrent
-// callers share one run (singleflight). The check runs on its own context,
-// bounded by probeTimeout, so that a caller that goes away does not fail
-// the others.
-type probe struct {
-	ttl   time.Duration
-	check func(ctx context.Context) (any, error)
-	group singleflight.Group
-
-	mu   sync.Mutex
-	at   time.Time
-	val  any
-	err  error
-	done bool
-}
-
-// probeTimeout bounds one run: a database that stops answering gives "not
-// ready" after it (lib/pq cannot cancel a read on such a server, so the
-// run itself is left behind and waited for by nobody).
-const probeTimeout = 3 * time.Second
-
-func newProbe(ttl time.Duration, check func(ctx context.Context) (any, error)) *probe {
-	return &probe{ttl: ttl, check: check}
-}
-
-func (p *probe) get(ctx context.Context) (any, error) {
-	p.mu.Lock()
-	if p.done && time.Since(p.at) < p.ttl {
-		v, err := p.val, p.err
-		p.mu.Unlock()
-		return v, err
-	}
-	p.mu.Unlock()
-	ch := p.group.DoChan("probe", func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
-		defer cancel()
-		type result struct {
-			v   any
-			err error
-		}
-		out := make(chan result, 1)
-		go func() {
-			v, err := p.check(ctx)
-			out <- result{v, err}
-		}()
-		var res result
-		select {
-		case res = <-out:
-		case <-ctx.Done():
-			res.err = errors.New("readiness check timed out")
-		}
-		p.mu.Lock()
-		p.at, p.val, p.err, p.done = time.Now(), res.v, res.err, true
-		p.mu.Unlock()
-		return res.v, res.err
-	})
-	select {
-	case r := <-ch:
-		return r.Val, r.Err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
 
 func (s *server) checkReady(ctx context.Context) (any, error) {
 	if s.cfg.Ready == nil {
@@ -118,7 +48,7 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 		detailed = true
 	}
-	_, err := s.ready.get(r.Context())
+	_, err := s.ready.Get(r.Context())
 	if err != nil {
 		s.log.WarnContext(r.Context(), "not ready", "error", err)
 		body := map[string]any{"status": "not ready"}
@@ -133,7 +63,7 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 		// Projections and the forwarder never make the service unready: a
 		// stale or lagging projection, or NATS down, is for the operator to
 		// act on.
-		if d, err := s.details.get(r.Context()); err == nil {
+		if d, err := s.details.Get(r.Context()); err == nil {
 			for k, v := range d.(map[string]any) {
 				body[k] = v
 			}

@@ -16,6 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/booking-ledger/ledger/adapters/http/access"
+	"github.com/booking-ledger/ledger/adapters/http/listen"
+	"github.com/booking-ledger/ledger/adapters/http/probe"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 	"github.com/booking-ledger/ledger/projections"
@@ -140,7 +143,7 @@ type Config struct {
 const (
 	DefaultMaxBodyBytes         = 1 << 20
 	DefaultMaxBufferedBodyBytes = 64 << 20
-	DefaultMaxHeaderBytes       = 64 << 10
+	DefaultMaxHeaderBytes       = listen.DefaultMaxHeaderBytes
 )
 
 func (c *Config) setDefaults() {
@@ -212,13 +215,13 @@ type server struct {
 	cfg      Config
 	log      *slog.Logger
 	inFlight chan struct{}
-	tokens   *tokenSet
+	tokens   *access.TokenSet
 	// roles are the roles besides operator each API route admits (allow).
 	roles    map[*mux.Route]map[Role]bool
-	failures *failureLimiter
+	failures *access.FailureLimiter
 	bodies   *semaphore.Weighted
-	ready    *probe
-	details  *probe
+	ready    *probe.Probe
+	details  *probe.Probe
 }
 
 // NewHandler returns the ledger's HTTP handler.
@@ -238,13 +241,13 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	}
 	s := &server{
 		cfg: cfg, log: cfg.Logger, inFlight: make(chan struct{}, cfg.MaxInFlight),
-		tokens:   newTokenSet(cfg.allTokens()),
+		tokens:   access.NewTokenSet(cfg.allTokens()),
 		roles:    map[*mux.Route]map[Role]bool{},
-		failures: newFailureLimiter(cfg.AuthFailureEvery, cfg.AuthFailureBurst, cfg.Now),
+		failures: access.NewFailureLimiter(cfg.AuthFailureEvery, cfg.AuthFailureBurst, cfg.Now),
 		bodies:   semaphore.NewWeighted(cfg.MaxBufferedBodyBytes),
 	}
-	s.ready = newProbe(cfg.ReadyCacheTTL, s.checkReady)
-	s.details = newProbe(cfg.ReadyCacheTTL, s.readyDetails)
+	s.ready = probe.New(cfg.ReadyCacheTTL, s.checkReady)
+	s.details = probe.New(cfg.ReadyCacheTTL, s.readyDetails)
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint"})

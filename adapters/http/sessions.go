@@ -2,17 +2,15 @@ package http
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
 	"time"
 
+	"github.com/booking-ledger/ledger/adapters/http/access"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -36,26 +34,6 @@ const uiCookie = "ledger_ui"
 // stored at most once a minute.
 const touchEvery = time.Minute
 
-func sessionDigest(id string) []byte {
-	d := sha256.Sum256([]byte(id))
-	return d[:]
-}
-
-// tokenFingerprint ties a session to the token's secret at sign-in.
-func tokenFingerprint(t Token) []byte {
-	d := sha256.Sum256([]byte("ledger-ui-token-v1\x00" + t.Secret))
-	return d[:16]
-}
-
-// csrfToken is the logout form's anti-forgery value: an HMAC of a fixed
-// label keyed with the session id, which only the cookie holds, so a page
-// of another site can neither read nor compute it.
-func csrfToken(sessionID string) string {
-	m := hmac.New(sha256.New, []byte(sessionID))
-	m.Write([]byte("ledger-ui-csrf-v1"))
-	return hex.EncodeToString(m.Sum(nil))
-}
-
 func (s *server) sessionCookie(value string, maxAge int) *http.Cookie {
 	return &http.Cookie{Name: uiCookie, Value: value, Path: "/ui", HttpOnly: true,
 		Secure: !s.cfg.InsecureCookies, SameSite: http.SameSiteStrictMode, MaxAge: maxAge}
@@ -70,7 +48,7 @@ func (s *server) newSession(w http.ResponseWriter, r *http.Request, t Token) err
 	id := base64.RawURLEncoding.EncodeToString(raw)
 	now := s.cfg.Now()
 	err := s.cfg.Sessions.CreateSession(r.Context(), app.Session{
-		Digest: sessionDigest(id), TokenName: t.Name, TokenFingerprint: tokenFingerprint(t),
+		Digest: access.SessionDigest(id), TokenName: t.Name, TokenFingerprint: access.TokenFingerprint(t),
 		CreatedAt: now, LastSeenAt: now, RemoteAddr: s.remoteAddr(r), UserAgent: truncate(r.UserAgent(), 512),
 	})
 	if err != nil {
@@ -93,7 +71,7 @@ func (s *server) session(r *http.Request) (identity, string, error) {
 	if err != nil || len(c.Value) != 43 {
 		return identity{}, "", errNoSession
 	}
-	digest := sessionDigest(c.Value)
+	digest := access.SessionDigest(c.Value)
 	sess, err := s.cfg.Sessions.Session(r.Context(), digest)
 	if errors.Is(err, domain.ErrNotFound) {
 		return identity{}, "", errNoSession
@@ -102,12 +80,12 @@ func (s *server) session(r *http.Request) (identity, string, error) {
 		return identity{}, "", err
 	}
 	now := s.cfg.Now()
-	t, ok := s.tokens.byName(sess.TokenName)
+	t, ok := s.tokens.ByName(sess.TokenName)
 	switch {
 	case !sess.RevokedAt.IsZero(),
 		now.Sub(sess.LastSeenAt) > s.cfg.SessionIdle,
 		now.Sub(sess.CreatedAt) > s.cfg.SessionMax,
-		!ok || subtle.ConstantTimeCompare(tokenFingerprint(t), sess.TokenFingerprint) != 1,
+		!ok || subtle.ConstantTimeCompare(access.TokenFingerprint(t), sess.TokenFingerprint) != 1,
 		!uiRole(t.Role):
 		return identity{}, "", errNoSession
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/booking-ledger/ledger/adapters/http/access"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -109,7 +110,7 @@ func (s *server) requireUI(h http.HandlerFunc) http.Handler {
 				s.uiError(w, r, uiPage{}, err)
 				return
 			}
-			id, csrf = sid, csrfToken(sessionID)
+			id, csrf = sid, access.CSRFToken(sessionID)
 		} else {
 			s.loginPage(w, r, http.StatusUnauthorized, "", r.URL.RequestURI())
 			return
@@ -311,14 +312,14 @@ func (s *server) uiLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	client := s.clientAddr(r)
-	if wait, blocked := s.failures.blocked(client); blocked {
+	if wait, blocked := s.failures.Blocked(client); blocked {
 		w.Header().Set("Retry-After", strconv.Itoa(wait))
 		s.log.WarnContext(r.Context(), "authentication rate-limited", "path", r.URL.Path, "client", client, "retry_after_s", wait)
 		s.loginPage(w, r, http.StatusTooManyRequests, "Too many failed sign-ins from this address; try again in "+strconv.Itoa(wait)+" s.", "/ui")
 		return
 	}
 	next := safeNext(r.PostFormValue("next"))
-	t, ok := s.tokens.find(r.PostFormValue("token"))
+	t, ok := s.tokens.Find(r.PostFormValue("token"))
 	if !ok {
 		s.authFailed(r, client, "ui_login", true)
 		s.loginPage(w, r, http.StatusUnauthorized, "Wrong token.", next)
@@ -356,12 +357,12 @@ func (s *server) uiLogout(w http.ResponseWriter, r *http.Request) {
 		s.uiError(w, r, uiPage{}, err)
 		return
 	}
-	if !sameOrigin(r) || subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(csrfToken(sessionID))) != 1 {
+	if !sameOrigin(r) || subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(access.CSRFToken(sessionID))) != 1 {
 		s.log.WarnContext(r.Context(), "ui sign-out refused: cross-site or without its CSRF value", "client", s.clientAddr(r))
 		s.loginPage(w, r, http.StatusForbidden, "Sign out from this site's own page.", "/ui")
 		return
 	}
-	if err := s.cfg.Sessions.RevokeSession(r.Context(), sessionDigest(sessionID), s.cfg.Now()); err != nil {
+	if err := s.cfg.Sessions.RevokeSession(r.Context(), access.SessionDigest(sessionID), s.cfg.Now()); err != nil {
 		s.uiError(w, r, uiPage{}, err)
 		return
 	}

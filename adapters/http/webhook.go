@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/booking-ledger/ledger/adapters/http/webhookmetrics"
 	"github.com/booking-ledger/ledger/domain"
 	"github.com/booking-ledger/ledger/domain/app"
 )
@@ -38,7 +39,7 @@ func (s *server) webhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
-	labelWebhook(r.Context(), d)
+	webhookmetrics.Label(r.Context(), d)
 	log := s.log.With("event_type", d.Type, "event_id", d.EventID)
 	res, err := s.cfg.Ledger.Ingest(r.Context(), d)
 	// "Processing webhook event: <type>" is logged once the outcome is
