@@ -35,12 +35,17 @@ type groupSetup struct {
 }
 
 func newGroupSetup(t *testing.T, db *sql.DB, gc bookingstore.GroupCommit) groupSetup {
+	return newGroupSetupAt(t, db, gc, nil)
+}
+
+// newGroupSetupAt is newGroupSetup with the clock now (nil: time.Now).
+func newGroupSetupAt(t *testing.T, db *sql.DB, gc bookingstore.GroupCommit, now func() time.Time) groupSetup {
 	t.Helper()
-	store, err := bookingstore.New(bookingstore.Config{DB: db, GroupCommit: gc})
+	store, err := bookingstore.New(bookingstore.Config{DB: db, GroupCommit: gc, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := app.NewService(app.Config{Bookings: store})
+	svc, err := app.NewService(app.Config{Bookings: store, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,5 +496,97 @@ func TestGroupCommitWaitFillsBoundedBatches(t *testing.T) {
 	}
 	if h == nil || h.GetSampleCount() != 2 || h.GetSampleSum() != 6 {
 		t.Errorf("ledger_ingest_batch_size %v, want 2 batches of 6 deliveries in all", h)
+	}
+}
+
+// TestGroupCommitWritesRowsAsAlone: the rows a batch writes (its
+// statement passes each table's columns as arrays) hold, column for
+// column, what the single delivery's statements write for the same
+// deliveries: raw bodies with bytes that are not text, quotes and
+// backslashes, times with nanoseconds, a Connect account, NULLs.
+func TestGroupCommitWritesRowsAsAlone(t *testing.T) {
+	received := time.Date(2027, 2, 1, 10, 0, 0, 123456789, time.UTC)
+	deliveries := func(bookings []int64) []app.Delivery {
+		var ds []app.Delivery
+		for i, b := range bookings {
+			d := paid(b, fmt.Sprintf("pi_rows_%d", i))
+			d.EventID = fmt.Sprintf("evt_rows_%d", i)
+			d.Raw = []byte(fmt.Sprintf("{\"id\":\"evt_rows_%d\",\"note\":\"a \\\"quote\\\" and a \\\\ backslash\"}\x00\xff\xfe", i))
+			d.Signature = `t=1,v1="` + strings.Repeat("ab", 32) + `"`
+			d.APIVersion = "2023-10-16"
+			if i%2 == 0 {
+				d.Account = fmt.Sprintf("acct_%d", i) // else NULL
+			}
+			d.Created, d.ReceivedAt = received.Add(-time.Hour).Truncate(time.Second), received.Add(time.Duration(i)*time.Nanosecond)
+			ds = append(ds, d)
+		}
+		for i := range ds {
+			ds[i].Created = received.Add(-time.Hour).Truncate(time.Second)
+		}
+		unmatched := paid(1<<40, "pi_rows_unmatched")
+		unmatched.EventID, unmatched.ReceivedAt, unmatched.Raw = "evt_rows_unmatched", received, []byte{0, 1, 2, '"', '\\'}
+		ignored := paid(0, "")
+		ignored.EventID, ignored.Type, ignored.Fact, ignored.ReceivedAt = "evt_rows_ignored", "customer.created", app.FactNone, received
+		ignored.Created = received
+		return append(ds, unmatched, ignored, ds[0]) // the last: a duplicate
+	}
+	tables := []string{
+		`SELECT event_id, event_type, api_version, livemode, created, received_at, source, outcome, booking_id, payload, payload_sha256, signature_header, account FROM stripe_inbox ORDER BY event_id`,
+		`SELECT event_id, event_type, received_at, outcome, booking_id, payload, payload_sha256, signature_header, account FROM stripe_deliveries ORDER BY event_id, outcome`,
+		`SELECT stream_id, stream_version, event_type, schema_version, occurred_at, causation_id, payload, metadata, hash_version FROM ledger_events ORDER BY stream_id, stream_version`,
+		`SELECT ` + bookingstore.BookingColumns + ` FROM bookings ORDER BY id`,
+	}
+	dump := func(s groupSetup) [][]string {
+		var out [][]string
+		for _, q := range tables {
+			out = append(out, pgtest.QueryRows(t, s.db, q))
+		}
+		return out
+	}
+	setup := func(gc bookingstore.GroupCommit) (groupSetup, []app.Delivery) {
+		// The clock ticks while the bookings are made, then stops: a
+		// batch stores its events with one recorded_at, where deliveries
+		// alone would each read the clock.
+		now, ticking := received.Add(-24*time.Hour), true
+		clock := func() time.Time {
+			if ticking {
+				now = now.Add(1234567 * time.Nanosecond)
+			}
+			return now
+		}
+		s := newGroupSetupAt(t, pgtest.NewDB(t), gc, clock)
+		var bookings []int64
+		for i := range 4 {
+			bookings = append(bookings, s.book(fmt.Sprintf("room-rows-%d", i), "2027-03-01", "2027-03-04"))
+		}
+		ticking = false
+		return s, deliveries(bookings)
+	}
+
+	alone, ds := setup(bookingstore.GroupCommit{})
+	for i, d := range ds {
+		if _, err := alone.svc.Ingest(context.Background(), d); err != nil {
+			t.Fatalf("delivery %d alone: %v", i, err)
+		}
+	}
+	batched, ds := setup(bookingstore.GroupCommit{MaxBatch: 64, Writers: 1})
+	_, errs := batched.ingestTogether(ds[:len(ds)-1]...)
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := batched.svc.Ingest(context.Background(), ds[len(ds)-1]); err != nil {
+		t.Fatal(err)
+	}
+	if n := batched.count(`SELECT count(DISTINCT xmin::text) FROM stripe_inbox WHERE event_id LIKE 'evt_rows_%'`); n != 1 {
+		t.Fatalf("the batch's inbox rows were written by %d transactions, want 1", n)
+	}
+	want, got := dump(alone), dump(batched)
+	for i := range tables {
+		if !reflect.DeepEqual(got[i], want[i]) {
+			t.Errorf("%s\nbatch:\n%s\nalone:\n%s", tables[i], strings.Join(got[i], "\n"), strings.Join(want[i], "\n"))
+		}
+	}
+	if len(want[0]) != 5 || len(want[1]) != 2 {
+		t.Errorf("alone: %d inbox rows and %d delivery rows, want 5 and 2", len(want[0]), len(want[1]))
 	}
 }

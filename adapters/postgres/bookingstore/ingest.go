@@ -128,25 +128,19 @@ func appendProjectInboxSQL(insert string, n int) string {
 		upsertBookingSQL("bookings", n+1, `(SELECT max(position) FROM ev)`) + ` RETURNING last_event_position`
 }
 
-// maxPreparedEvents is the most events whose statements are prepared: a
-// decision appends at most four.
-const maxPreparedEvents = 4
+// maxDecisionEvents is the most events a decision appends (capacity hints).
+const maxDecisionEvents = 4
 
-// appendProjectInboxQueries are appendProjectInboxSQL for 1 to
-// maxPreparedEvents events, built once.
-var appendProjectInboxQueries = func() []string {
-	q := make([]string, maxPreparedEvents+1)
-	for n := 1; n <= maxPreparedEvents; n++ {
-		q[n] = appendProjectInboxSQL(eventstore.InsertQuery(n), n*eventstore.InsertColumns)
-	}
-	return q
-}()
+// appendProjectInboxQuery is appendProjectInboxSQL for the schema
+// adapter's INSERT, which has one text for any number of events: built and
+// prepared once (hotQueries).
+var appendProjectInboxQuery = appendProjectInboxSQL(eventstore.InsertQuery(), eventstore.InsertColumns)
 
-// appendProjectInboxQuery is appendProjectInboxSQL, built once for the
-// INSERTs the schema adapter makes of up to maxPreparedEvents events.
-func appendProjectInboxQuery(insert string, n int) string {
-	if k := n / eventstore.InsertColumns; n%eventstore.InsertColumns == 0 && k >= 1 && k <= maxPreparedEvents && insert == eventstore.InsertQuery(k) {
-		return appendProjectInboxQueries[k]
+// appendProjectInboxTrailer is the single delivery's Trailer SQL: the
+// prepared text for the schema adapter's INSERT.
+func appendProjectInboxTrailer(insert string, n int) string {
+	if insert == eventstore.InsertQuery() && n == eventstore.InsertColumns {
+		return appendProjectInboxQuery
 	}
 	return appendProjectInboxSQL(insert, n)
 }
@@ -256,7 +250,7 @@ func (l *Store) loadStream(ctx context.Context, tx *sql.Tx, id int64) ([]eventst
 	if err := rows.Err(); err != nil {
 		return nil, nil, nil, nil, fmt.Errorf("bookingstore: load stream %d: %w", id, err)
 	}
-	envs, prior, err := decode(stored, maxPreparedEvents)
+	envs, prior, err := decode(stored, maxDecisionEvents)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

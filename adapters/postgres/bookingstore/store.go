@@ -84,14 +84,9 @@ func (l *Store) prepare(ctx context.Context) {
 }
 
 // hotQueries are the statements Store.prepare prepares.
-var hotQueries = func() []string {
-	q := []string{lookupQuery, streamQuery, insertInboxQuery, insertDeliveryQuery, recentUnmatchedQuery,
-		batchLookupQuery, batchLockQuery, batchStreamQuery}
-	for n := 1; n <= maxPreparedEvents; n++ {
-		q = append(q, eventstore.InsertQuery(n), appendProjectInboxQueries[n])
-	}
-	return q
-}()
+var hotQueries = []string{lookupQuery, streamQuery, insertInboxQuery, insertDeliveryQuery, recentUnmatchedQuery,
+	eventstore.InsertQuery(), appendProjectInboxQuery,
+	batchLookupQuery, batchLockQuery, batchStreamQuery, batchWriteQuery, batchWriteNoEventsQuery}
 
 // Create implements app.Bookings: in one transaction (run once) it
 // allocates the booking id, locks the resource, lists the confirmed stays
@@ -195,7 +190,7 @@ func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Booking
 	// inbox row (appendProjectInboxSQL): the publisher's executor runs it in
 	// place of the bare INSERT.
 	_, err = l.store.AppendWith(ctx, tx, int64(id), version, prev, newEvents, recordedAt, &eventstore.Trailer{
-		SQL:  appendProjectInboxQuery,
+		SQL:  appendProjectInboxTrailer,
 		Args: append(upsertArgs(row), inbox.args()...),
 		Dest: []any{&row.LastEventPosition},
 	})
@@ -356,7 +351,7 @@ func (t *TxStore) Update(ctx context.Context, id int64, causationID string, deci
 	if err != nil {
 		return projections.BookingRow{}, err
 	}
-	b, envs, err := rehydrate(id, stored, maxPreparedEvents)
+	b, envs, err := rehydrate(id, stored, maxDecisionEvents)
 	if err != nil {
 		return projections.BookingRow{}, err
 	}

@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/lib/pq"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
 	"github.com/booking-ledger/ledger/domain/eventlog"
@@ -54,90 +54,58 @@ type eventsSchema struct {
 	batchSize int
 }
 
+// InsertColumns is the number of parameters of InsertQuery.
 const InsertColumns = 12
 
-// insertQueries are the INSERTs of 1 to len-1 events, built once: the
-// ledger prepares them (Ledger.prepare), and a query is found by its text.
-var insertQueries = func() []string {
-	q := make([]string, 9)
-	for n := 1; n < len(q); n++ {
-		q[n] = buildInsertQuery(n)
-	}
-	return q
-}()
+// InsertQuery is the INSERT of any number of events: each column's values
+// are one array parameter (insertArgs), unnested in the order of the
+// messages, so positions are drawn in that order. One text for every
+// number of events: the ledger prepares it once (Store.prepare) and the
+// server neither parses nor plans it again, where a multi-row VALUES list
+// was a new statement for each batch size, parsed and planned on every
+// group commit. Every event is hashed with the current layout (Append),
+// which the row names: a constant of the statement, not a parameter.
+func InsertQuery() string { return insertQuery }
 
-func InsertQuery(n int) string {
-	if n < len(insertQueries) {
-		return insertQueries[n]
-	}
-	return buildInsertQuery(n)
-}
-
-func buildInsertQuery(n int) string {
-	var b strings.Builder
-	// Every event is hashed with the current layout (Append), which the
-	// row names; it is a constant of the statement, not a parameter.
-	b.WriteString(`INSERT INTO ledger_events (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, causation_id, payload, metadata, prev_hash, hash, hash_version) VALUES `)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('(')
-		for c := 1; c <= InsertColumns; c++ {
-			if c > 1 {
-				b.WriteByte(',')
-			}
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(i*InsertColumns + c))
-		}
-		b.WriteString("," + strconv.Itoa(eventlog.CurrentHashVersion) + ")")
-	}
-	return b.String()
-}
+var insertQuery = `INSERT INTO ledger_events (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, recorded_at, causation_id, payload, metadata, prev_hash, hash, hash_version)
+	SELECT e.*, ` + strconv.Itoa(eventlog.CurrentHashVersion) + ` FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::text[], $5::int[], $6::timestamptz[], $7::timestamptz[], $8::text[], $9::jsonb[], $10::jsonb[], $11::bytea[], $12::bytea[]) AS e`
 
 func (s eventsSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Query, error) {
 	if params.Topic != EventsTopic {
 		return wsql.Query{}, fmt.Errorf("eventstore: unknown topic %q", params.Topic)
 	}
-	args := make([]any, 0, len(params.Msgs)*InsertColumns)
-	for _, msg := range params.Msgs {
-		row, err := insertArgs(msg)
-		if err != nil {
-			return wsql.Query{}, err
-		}
-		args = append(args, row...)
-	}
-	return wsql.Query{Query: InsertQuery(len(params.Msgs)), Args: args}, nil
+	return insertArgs(params.Msgs)
 }
 
-func insertArgs(msg *message.Message) ([]any, error) {
-	md := msg.Metadata
-	prev, err := hex.DecodeString(md.Get(MetaPrevHash))
-	if err != nil {
-		return nil, fmt.Errorf("eventstore: message %s: prev_hash: %w", msg.UUID, err)
+// insertArgs are InsertQuery's parameters for msgs: one array per column.
+func insertArgs(msgs message.Messages) (wsql.Query, error) {
+	n := len(msgs)
+	var (
+		ids, streams, versions, types, schemas = make(pq.StringArray, n), make(pq.StringArray, n), make(pq.StringArray, n), make(pq.StringArray, n), make(pq.StringArray, n)
+		occurred, recorded, causations         = make(pq.StringArray, n), make(pq.StringArray, n), make(pq.StringArray, n)
+		payloads, metadata                     = make(pq.StringArray, n), make(pq.StringArray, n)
+		prevs, hashes                          = make(pq.ByteaArray, n), make(pq.ByteaArray, n)
+	)
+	for i, msg := range msgs {
+		md := msg.Metadata
+		prev, err := hex.DecodeString(md.Get(MetaPrevHash))
+		if err != nil {
+			return wsql.Query{}, fmt.Errorf("eventstore: message %s: prev_hash: %w", msg.UUID, err)
+		}
+		hash, err := hex.DecodeString(md.Get(MetaHash))
+		if err != nil {
+			return wsql.Query{}, fmt.Errorf("eventstore: message %s: hash: %w", msg.UUID, err)
+		}
+		extraJSON, err := extraMetadata(md)
+		if err != nil {
+			return wsql.Query{}, fmt.Errorf("eventstore: message %s: metadata: %w", msg.UUID, err)
+		}
+		ids[i], streams[i], versions[i], types[i], schemas[i] = msg.UUID, md.Get(MetaStreamID), md.Get(MetaStreamVersion), md.Get(MetaEventType), md.Get(MetaSchemaVersion)
+		occurred[i], recorded[i], causations[i] = md.Get(MetaOccurredAt), md.Get(MetaRecordedAt), md.Get(MetaCausationID)
+		payloads[i], metadata[i] = string(msg.Payload), string(extraJSON)
+		prevs[i], hashes[i] = prev, hash
 	}
-	hash, err := hex.DecodeString(md.Get(MetaHash))
-	if err != nil {
-		return nil, fmt.Errorf("eventstore: message %s: hash: %w", msg.UUID, err)
-	}
-	extraJSON, err := extraMetadata(md)
-	if err != nil {
-		return nil, fmt.Errorf("eventstore: message %s: metadata: %w", msg.UUID, err)
-	}
-	return []any{
-		msg.UUID,
-		md.Get(MetaStreamID),
-		md.Get(MetaStreamVersion),
-		md.Get(MetaEventType),
-		md.Get(MetaSchemaVersion),
-		md.Get(MetaOccurredAt),
-		md.Get(MetaRecordedAt),
-		md.Get(MetaCausationID),
-		[]byte(msg.Payload),
-		extraJSON,
-		prev,
-		hash,
-	}, nil
+	return wsql.Query{Query: insertQuery, Args: []any{ids, streams, versions, types, schemas, occurred, recorded, causations, payloads, metadata, prevs, hashes}}, nil
 }
 
 // extraMetadata is the JSON of the metadata that is not part of the
