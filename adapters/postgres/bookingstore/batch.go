@@ -414,13 +414,51 @@ func (l *Store) writeBatch(ctx context.Context, tx *sql.Tx, items []*batchItem, 
 func columnArrays(rows [][]any, cols int) []any {
 	out := make([]any, cols)
 	for c := range cols {
-		col := make([]any, len(rows))
-		for r, row := range rows {
-			col[r] = arrayElement(row[c])
-		}
-		out[c] = pq.GenericArray{A: col}
+		out[c] = columnArray(rows, c)
 	}
 	return out
+}
+
+// columnArray is column c of rows as one array parameter: lib/pq's typed
+// arrays when every value has their type (bytes, the raw bodies, are
+// hex-encoded once, straight into the literal), else a generic array of
+// arrayElement values.
+func columnArray(rows [][]any, c int) any {
+	switch {
+	case allOf[[]byte](rows, c):
+		a := make(pq.ByteaArray, len(rows))
+		for r, row := range rows {
+			a[r] = row[c].([]byte)
+		}
+		return a
+	case allOf[string](rows, c):
+		a := make(pq.StringArray, len(rows))
+		for r, row := range rows {
+			a[r] = row[c].(string)
+		}
+		return a
+	case allOf[int64](rows, c):
+		a := make(pq.Int64Array, len(rows))
+		for r, row := range rows {
+			a[r] = row[c].(int64)
+		}
+		return a
+	}
+	a := make([]any, len(rows))
+	for r, row := range rows {
+		a[r] = arrayElement(row[c])
+	}
+	return pq.GenericArray{A: a}
+}
+
+// allOf reports whether column c of every row holds a T (false for none).
+func allOf[T any](rows [][]any, c int) bool {
+	for _, row := range rows {
+		if _, ok := row[c].(T); !ok {
+			return false
+		}
+	}
+	return len(rows) > 0
 }
 
 // arrayElement is v as lib/pq writes it into an array literal: bytes as
