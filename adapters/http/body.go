@@ -11,11 +11,20 @@ import (
 )
 
 // readBody reads the request body, at most limit bytes (413 beyond). The
-// buffer grows with what arrives, never with what the client announced.
+// buffer grows with what arrives, never with what the client announced;
+// a body preread received whole is taken as it is, without a copy.
 // A body that cannot be read whole is the client's fault, never an
 // internal error: it is answered 400 (408 when it did not arrive in time,
 // see bodyError).
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if p, ok := r.Body.(*prereadBody); ok {
+		if b, ok := p.take(); ok {
+			if int64(len(b)) > limit {
+				return nil, &http.MaxBytesError{Limit: limit}
+			}
+			return b, nil
+		}
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var maxBytes *http.MaxBytesError

@@ -54,7 +54,7 @@ func (s *server) preread(limit int64, next http.Handler) http.Handler {
 				// Grow by doubling from one chunk (never to the announced
 				// length: a slow sender holds what it sent), each step
 				// counted against the budget.
-				grown := min(max(2*int64(cap(buf)), bodyChunk), limit+1)
+				grown := min(max(2*int64(cap(buf)), firstChunk(r.ContentLength)), limit+1)
 				if !s.bodies.TryAcquire(grown - int64(cap(buf))) {
 					w.Header().Set("Retry-After", "1")
 					writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "busy, try again"})
@@ -83,10 +83,40 @@ func (s *server) preread(limit int64, next http.Handler) http.Handler {
 		}
 		// The body is in; the connection's own timeouts apply again.
 		_ = rc.SetReadDeadline(time.Time{})
-		r.Body = io.NopCloser(bytes.NewReader(buf))
+		r.Body = &prereadBody{Reader: bytes.NewReader(buf), buf: buf}
 		r.ContentLength = int64(len(buf))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// firstChunk is the first size of a body's buffer: one byte more than
+// the announced length when that is below bodyChunk (the end of the body is
+// then read without growing the buffer), else bodyChunk, so that a sender
+// that announces much and sends slowly holds no more than it sent.
+func firstChunk(announced int64) int64 {
+	if announced > 0 && announced < bodyChunk {
+		return announced + 1
+	}
+	return bodyChunk
+}
+
+// prereadBody is a body preread received whole, handed on from memory.
+// readBody takes its bytes as they are instead of copying them.
+type prereadBody struct {
+	*bytes.Reader
+	buf []byte
+}
+
+func (*prereadBody) Close() error { return nil }
+
+// take returns the whole body and consumes it, or false when some of it
+// was read already.
+func (b *prereadBody) take() ([]byte, bool) {
+	if b.Len() != len(b.buf) {
+		return nil, false
+	}
+	b.Reset(nil)
+	return b.buf, true
 }
 
 // prereadAPI is preread for the API subrouter, with its body limit.
