@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/pprof/profile"
 	"github.com/spf13/cobra"
 
 	"github.com/booking-ledger/ledger/adapters/postgres"
@@ -115,6 +116,12 @@ type IngestResult struct {
 	// server runs in this process. AllocsPerEvent and BytesPerEvent are
 	// the heap allocations per delivery, likewise.
 	CPUPerEvent time.Duration
+	// LoadCPUPerEvent is the load generator's share of CPUPerEvent: the
+	// share of the ingest phase's CPU profile samples taken in goroutines
+	// labelled as the load generator's (loadLabels), times CPUPerEvent.
+	// The HTTP client's connection goroutines inherit the label from the
+	// senders that dialled them; the server's goroutines have none.
+	LoadCPUPerEvent time.Duration
 	// PGCPUPerEvent is the CPU time of the database's client backends per
 	// delivery (0 when the server's processes cannot be read).
 	PGCPUPerEvent  time.Duration
@@ -339,6 +346,9 @@ func RunIngest(ctx context.Context, env Env, o IngestOptions, logw io.Writer) (*
 
 	progress("warming up with %d deliveries", len(warmup))
 	res.acked = map[string]int{}
+	// The warm-up's senders open the connections the timed phase uses, so
+	// that their goroutines carry the load generator's label.
+	client.CloseIdleConnections()
 	res.warmUp(ctx, client, baseURL+"/webhooks/stripe/", secret, warmup)
 	progress("sending %d deliveries, %s", len(deliveries), o.mode())
 	batchesBefore := scrapeGroupCommit(ctx, client, baseURL, token)
@@ -577,17 +587,19 @@ func (r *IngestResult) sendAll(ctx context.Context, client *http.Client, url, se
 		mu.Unlock()
 	}
 
-	if o.CPUProfile != "" {
-		f, err := os.Create(o.CPUProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	// The CPU profile of the phase tells the load generator's share of
+	// this process's CPU; --cpuprofile keeps it.
+	var profile bytes.Buffer
+	perr := pprof.StartCPUProfile(&profile)
+	if perr != nil && o.CPUProfile != "" {
+		return fmt.Errorf("bench: CPU profile: %w", perr)
 	}
+	profiling := perr == nil
+	defer func() {
+		if profiling {
+			pprof.StopCPUProfile()
+		}
+	}()
 	if o.MemProfile != "" {
 		if err := writeAllocs(o.MemProfile + ".base"); err != nil {
 			return err
@@ -604,7 +616,7 @@ func (r *IngestResult) sendAll(ctx context.Context, client *http.Client, url, se
 	start := time.Now()
 
 	jobs := make(chan int, o.Concurrency)
-	go func() {
+	go pprof.Do(ctx, loadLabels, func(ctx context.Context) {
 		defer close(jobs)
 		for i := range deliveries {
 			if o.Rate > 0 {
@@ -619,11 +631,11 @@ func (r *IngestResult) sendAll(ctx context.Context, client *http.Client, url, se
 				return
 			}
 		}
-	}()
+	})
 	var wg sync.WaitGroup
 	for range o.Concurrency {
 		wg.Add(1)
-		go func() {
+		go pprof.Do(ctx, loadLabels, func(ctx context.Context) {
 			defer wg.Done()
 			for i := range jobs {
 				from := time.Now()
@@ -635,11 +647,25 @@ func (r *IngestResult) sendAll(ctx context.Context, client *http.Client, url, se
 				answer := postWebhook(ctx, client, url, secret, deliveries[i].Body)
 				record(i, time.Since(from), answer)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	r.Elapsed = time.Since(start)
 	cpu := processCPU() - cpu0
+	loadShare := 0.0
+	if profiling {
+		pprof.StopCPUProfile()
+		profiling = false
+		var err error
+		if loadShare, err = labelledShare(profile.Bytes(), loadLabelKey, loadLabelValue); err != nil {
+			return fmt.Errorf("bench: CPU profile: %w", err)
+		}
+		if o.CPUProfile != "" {
+			if err := os.WriteFile(o.CPUProfile, profile.Bytes(), 0o644); err != nil {
+				return err
+			}
+		}
+	}
 	var pgCPU time.Duration
 	if pg0 != nil {
 		pgCPU = cpuSince(pg0, backendCPU(ctx, pgdb))
@@ -657,21 +683,60 @@ func (r *IngestResult) sendAll(ctx context.Context, client *http.Client, url, se
 	r.Throughput = float64(len(durations)) / r.Elapsed.Seconds()
 	r.Latency = summarize(durations)
 	r.CPUPerEvent = time.Duration(float64(cpu) / n)
+	r.LoadCPUPerEvent = time.Duration(loadShare * float64(cpu) / n)
 	r.PGCPUPerEvent = time.Duration(float64(pgCPU) / n)
 	r.AllocsPerEvent = float64(m1.Mallocs-m0.Mallocs) / n
 	r.BytesPerEvent = float64(m1.TotalAlloc-m0.TotalAlloc) / n
 	return nil
 }
 
+// loadLabels mark the load generator's goroutines in CPU profiles, and
+// through them the HTTP client's connection goroutines they start.
+const loadLabelKey, loadLabelValue = "bench", "load generator"
+
+var loadLabels = pprof.Labels(loadLabelKey, loadLabelValue)
+
+// labelledShare is the share of a CPU profile's CPU time taken in
+// goroutines labelled key=value (0 for an empty profile).
+func labelledShare(data []byte, key, value string) (float64, error) {
+	p, err := profile.Parse(bytes.NewReader(data))
+	if err != nil {
+		return 0, err
+	}
+	idx := -1
+	for i, st := range p.SampleType {
+		if st.Type == "cpu" {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		return 0, fmt.Errorf("no cpu sample type in %v", p.SampleType)
+	}
+	var labelled, total int64
+	for _, smp := range p.Sample {
+		v := smp.Value[idx]
+		total += v
+		if slices.Contains(smp.Label[key], value) {
+			labelled += v
+		}
+	}
+	if total == 0 {
+		return 0, nil
+	}
+	return float64(labelled) / float64(total), nil
+}
+
 // warmUp sends deliveries from o.Concurrency connections, closed loop,
-// recording only which were acknowledged.
+// recording only which were acknowledged. Its senders carry loadLabels:
+// the connections they open, and so their goroutines, serve the timed
+// phase too.
 func (r *IngestResult) warmUp(ctx context.Context, client *http.Client, url, secret string, deliveries []benchDelivery) {
 	var mu sync.Mutex
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range r.Options.Concurrency {
 		wg.Add(1)
-		go func() {
+		go pprof.Do(ctx, loadLabels, func(ctx context.Context) {
 			defer wg.Done()
 			for {
 				i := int(next.Add(1) - 1)
@@ -684,7 +749,7 @@ func (r *IngestResult) warmUp(ctx context.Context, client *http.Client, url, sec
 					mu.Unlock()
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }
@@ -747,8 +812,8 @@ func (r *IngestResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "  mix:          %d deliveries (after %d to warm up, not timed) of %d events about %d bookings, average body %d bytes\n", r.Deliveries, r.Warmup, r.Unique, r.Bookings, r.AvgBody)
 	fmt.Fprintf(w, "  answers:      %s\n", formatAnswers(r.Answers))
 	fmt.Fprintf(w, "  ingest:       %.0f events/s over %s; latency %s\n", r.Throughput, r.Elapsed.Round(time.Millisecond), r.Latency)
-	fmt.Fprintf(w, "  per event:    %s CPU in this process, %s in PostgreSQL's backends, %.0f allocations, %.1f KiB allocated\n",
-		r.CPUPerEvent.Round(time.Microsecond), cpuOrUnknown(r.PGCPUPerEvent), r.AllocsPerEvent, r.BytesPerEvent/1024)
+	fmt.Fprintf(w, "  per event:    %s CPU in this process (of which the load generator %s, by a CPU profile), %s in PostgreSQL's backends, %.0f allocations, %.1f KiB allocated\n",
+		r.CPUPerEvent.Round(time.Microsecond), r.LoadCPUPerEvent.Round(time.Microsecond), cpuOrUnknown(r.PGCPUPerEvent), r.AllocsPerEvent, r.BytesPerEvent/1024)
 	fmt.Fprintf(w, "  ceiling:      %.0f tx/s (before %.0f, after %.0f): prepared single-row INSERT of %d bytes, autocommit, concurrency %d; latency %s; %s backend CPU per tx\n",
 		r.Ceiling.Throughput(), r.Ceiling.Before, r.Ceiling.After, r.Ceiling.PayloadBytes, r.Ceiling.Concurrency, r.Ceiling.Latency, cpuOrUnknown(r.Ceiling.PGCPUPerTx))
 	fmt.Fprintf(w, "  ceiling 2:    %.0f tx/s (before %.0f, after %.0f): the irreducible webhook transaction (inbox row with the raw event of %d bytes, one JSONB event, the status row's update; one prepared statement), autocommit, concurrency %d; latency %s; %s backend CPU per tx\n",
