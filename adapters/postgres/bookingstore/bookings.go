@@ -78,15 +78,18 @@ func scanBookingRow(s rowScanner) (projections.BookingRow, error) {
 // A confirmed stay that overlaps another confirmed stay of the resource
 // violates the table's exclusion constraint: that error wraps
 // domain.ErrConflict.
-func upsertBooking(ctx context.Context, tx *sql.Tx, table string, row projections.BookingRow) (projections.BookingRow, error) {
-	position := `COALESCE(NULLIF($` + strconv.Itoa(upsertParams+1) + `::bigint, 0), currval('ledger_events_position_seq'))`
-	out, err := scanBookingRow(tx.QueryRowContext(ctx, upsertBookingSQL(table, 1, position)+` RETURNING `+BookingColumns,
-		append(upsertArgs(row), row.LastEventPosition)...))
+func (l *Store) upsertBooking(ctx context.Context, tx *sql.Tx, row projections.BookingRow) (projections.BookingRow, error) {
+	out, err := scanBookingRow(l.stmts.QueryRow(ctx, tx, upsertBookingQuery, append(upsertArgs(row), row.LastEventPosition)...))
 	if err != nil {
 		return out, upsertError(row.ID, err)
 	}
 	return out, nil
 }
+
+// upsertBookingQuery is upsertBooking's statement, prepared with
+// hotQueries.
+var upsertBookingQuery = upsertBookingSQL("bookings", 1,
+	`COALESCE(NULLIF($`+strconv.Itoa(upsertParams+1)+`::bigint, 0), currval('ledger_events_position_seq'))`) + ` RETURNING ` + BookingColumns
 
 // upsertBookingSQL writes a status row from the upsertParams parameters from $first
 // on (upsertArgs) and the SQL expression position, without a RETURNING

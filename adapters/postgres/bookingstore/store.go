@@ -86,7 +86,8 @@ func (l *Store) prepare(ctx context.Context) {
 // hotQueries are the statements Store.prepare prepares.
 var hotQueries = []string{lookupQuery, streamQuery, insertInboxQuery, insertDeliveryQuery, recentUnmatchedQuery,
 	eventstore.InsertQuery(), appendProjectInboxQuery,
-	batchLookupQuery, batchLockQuery, batchStreamQuery, batchWriteQuery, batchWriteNoEventsQuery}
+	batchLookupQuery, batchLockQuery, batchStreamQuery, batchWriteQuery, batchWriteNoEventsQuery,
+	nextBookingIDQuery, lockResourceQuery, confirmedStaysQuery, sessionOwnerQuery, upsertBookingQuery}
 
 // Create implements app.Bookings: in one transaction (run once) it
 // allocates the booking id, locks the resource, lists the confirmed stays
@@ -96,21 +97,22 @@ var hotQueries = []string{lookupQuery, streamQuery, insertInboxQuery, insertDeli
 // written but a sequence value.
 func (l *Store) Create(ctx context.Context, resourceID string, stay domain.DateRange, sessionID, causationID string, decide app.Creation) (projections.BookingRow, error) {
 	var row projections.BookingRow
+	l.prepare(ctx)
 	err := postgres.TransactOnce(ctx, l.db, func(ctx context.Context, tx *sql.Tx) error {
 		var id int64
-		if err := tx.QueryRowContext(ctx, `SELECT nextval('booking_id_seq')`).Scan(&id); err != nil {
+		if err := l.stmts.QueryRow(ctx, tx, nextBookingIDQuery).Scan(&id); err != nil {
 			return fmt.Errorf("bookingstore: allocate booking id: %w", err)
 		}
-		if err := lockResource(ctx, tx, resourceID); err != nil {
-			return err
+		if _, err := l.stmts.Exec(ctx, tx, lockResourceQuery, resourceID); err != nil {
+			return fmt.Errorf("bookingstore: lock resource %q: %w", resourceID, err)
 		}
-		stays, err := confirmedStays(ctx, tx, resourceID, domain.BookingID(id), stay)
+		stays, err := l.confirmedStays(ctx, tx, resourceID, domain.BookingID(id), stay)
 		if err != nil {
 			return err
 		}
 		var owner int64
 		if sessionID != "" {
-			err := tx.QueryRowContext(ctx, `SELECT id FROM bookings WHERE session_id = $1 LIMIT 1`, sessionID).Scan(&owner)
+			err := l.stmts.QueryRow(ctx, tx, sessionOwnerQuery, sessionID).Scan(&owner)
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("bookingstore: session lookup: %w", err)
 			}
@@ -184,7 +186,7 @@ func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Booking
 		if _, err := l.store.AppendWith(ctx, tx, int64(id), version, prev, newEvents, recordedAt, nil); err != nil {
 			return projections.BookingRow{}, err
 		}
-		return upsertBooking(ctx, tx, "bookings", row)
+		return l.upsertBooking(ctx, tx, row)
 	}
 	// One statement appends the events and writes the status row and the
 	// inbox row (appendProjectInboxSQL): the publisher's executor runs it in
@@ -257,12 +259,14 @@ func overlapProbe(table, resource, checkIn, checkOut string) string {
 // lockResource serializes, until the transaction ends, every decision about
 // the availability of one resource, across all server processes. The
 // bookings table's exclusion constraint is the backstop behind it.
-func lockResource(ctx context.Context, tx *sql.Tx, resourceID string) error {
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(`+ResourceLockKey("$1")+`)`, resourceID); err != nil {
-		return fmt.Errorf("bookingstore: lock resource %q: %w", resourceID, err)
-	}
-	return nil
-}
+// The statements of Create besides the append, prepared with hotQueries:
+// a booking's creation planned all five on every call (0.4 ms of
+// backend CPU per booking).
+var (
+	nextBookingIDQuery = `SELECT nextval('booking_id_seq')`
+	lockResourceQuery  = `SELECT pg_advisory_xact_lock(` + ResourceLockKey("$1") + `)`
+	sessionOwnerQuery  = `SELECT id FROM bookings WHERE session_id = $1 LIMIT 1`
+)
 
 // confirmedStaysQuery: the confirmed stays of resource $1, other than
 // booking $2's, that overlap [$3, $4).
@@ -272,8 +276,8 @@ var confirmedStaysQuery = `SELECT id, check_in, check_out FROM bookings
 // confirmedStays lists the confirmed stays of resourceID, other than
 // booking self's, that overlap stay (the domain still decides; the index only
 // narrows the candidates).
-func confirmedStays(ctx context.Context, tx *sql.Tx, resourceID string, self domain.BookingID, stay domain.DateRange) ([]domain.Stay, error) {
-	rows, err := tx.QueryContext(ctx, confirmedStaysQuery, resourceID, int64(self), stay.CheckInString(), stay.CheckOutString())
+func (l *Store) confirmedStays(ctx context.Context, tx *sql.Tx, resourceID string, self domain.BookingID, stay domain.DateRange) ([]domain.Stay, error) {
+	rows, err := l.stmts.Query(ctx, tx, confirmedStaysQuery, resourceID, int64(self), stay.CheckInString(), stay.CheckOutString())
 	if err != nil {
 		return nil, fmt.Errorf("bookingstore: confirmed stays of %q: %w", resourceID, err)
 	}
