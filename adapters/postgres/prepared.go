@@ -117,3 +117,26 @@ func (s *Statements) QueryDB(ctx context.Context, db *sql.DB, query string, args
 	}
 	return db.QueryContext(ctx, query, args...)
 }
+
+// On is tx running the statements prepared in s as such (one round trip,
+// planned once per connection) and any other statement as a one-off query:
+// for code written against a Querier, such as the chain sealer's.
+func (s *Statements) On(tx *sql.Tx) PreparedTx { return PreparedTx{tx: tx, stmts: s} }
+
+// PreparedTx is a transaction whose statements go through Statements.
+type PreparedTx struct {
+	tx    *sql.Tx
+	stmts *Statements
+}
+
+func (p PreparedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return p.stmts.Query(ctx, p.tx, query, args...)
+}
+
+func (p PreparedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return p.stmts.QueryRow(ctx, p.tx, query, args...)
+}
+
+func (p PreparedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return p.stmts.Exec(ctx, p.tx, query, args...)
+}

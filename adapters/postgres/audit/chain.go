@@ -99,6 +99,10 @@ type Sealer struct {
 	// checkpoint, checkpointAt is when that was (zero: none yet); Run's.
 	sinceCheckpoint int
 	checkpointAt    time.Time
+	// stmts are the statements of a seal, prepared once (sealQueries):
+	// the sealer runs about ten per round, each planned on every round
+	// before.
+	stmts postgres.Statements
 }
 
 // NewSealer returns a Sealer with cfg's defaults applied.
@@ -258,15 +262,17 @@ func (s *Sealer) seal(ctx context.Context, wait bool) (int, bool, error) {
 	// previous lock holder committed is visible once the lock is ours, and
 	// each query's visibility and its xmin bound come from one and the
 	// same statement snapshot.
-	err := postgres.Transact(ctx, s.cfg.DB, func(ctx context.Context, tx *sql.Tx) error {
+	_ = s.stmts.Prepare(ctx, s.cfg.DB, sealQueries) // until it succeeds, one-off queries
+	err := postgres.Transact(ctx, s.cfg.DB, func(ctx context.Context, sqlTx *sql.Tx) error {
+		tx := s.stmts.On(sqlTx)
 		n, full = 0, false
 		if wait {
-			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(chainLockID)); err != nil {
+			if _, err := tx.ExecContext(ctx, chainLockQuery, int64(chainLockID)); err != nil {
 				return fmt.Errorf("audit: chain lock: %w", err)
 			}
 		} else {
 			var got bool
-			if err := tx.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(chainLockID)).Scan(&got); err != nil {
+			if err := tx.QueryRowContext(ctx, chainTryLockQuery, int64(chainLockID)).Scan(&got); err != nil {
 				return fmt.Errorf("audit: chain lock: %w", err)
 			}
 			if !got {
@@ -284,22 +290,7 @@ func (s *Sealer) seal(ctx context.Context, wait bool) (int, bool, error) {
 			if err != nil {
 				return err
 			}
-			var rows *sql.Rows
-			if kind == eventlog.KindEvent {
-				rows, err = tx.QueryContext(ctx, `
-					SELECT position, transaction_id, hash FROM ledger_events
-					WHERE (transaction_id, position) > ($1::text::xid8, $2::bigint)
-					AND `+postgres.CommittedBeforeXmin(postgres.CurrentSnapshot)+`
-					ORDER BY transaction_id, position
-					LIMIT $3`, strconv.FormatUint(markTx, 10), markID, s.cfg.BatchSize)
-			} else {
-				rows, err = tx.QueryContext(ctx, `
-					SELECT `+rowColumns[kind]+` FROM `+eventlog.KindTable[kind]+`
-					WHERE transaction_id IS NOT NULL AND (transaction_id, id) > ($1::text::xid8, $2::bigint)
-					AND `+postgres.CommittedBeforeXmin(postgres.CurrentSnapshot)+`
-					ORDER BY transaction_id, id
-					LIMIT $3`, strconv.FormatUint(markTx, 10), markID, s.cfg.BatchSize)
-			}
+			rows, err := tx.QueryContext(ctx, sealRowsQuery(kind), strconv.FormatUint(markTx, 10), markID, s.cfg.BatchSize)
 			if err != nil {
 				return fmt.Errorf("audit: %s rows to seal: %w", kind, err)
 			}
@@ -341,9 +332,7 @@ func (s *Sealer) seal(ctx context.Context, wait bool) (int, bool, error) {
 		if len(links.seqs) == 0 {
 			return nil
 		}
-		_, err = tx.ExecContext(ctx, `
-			INSERT INTO ledger_chain (seq, position, transaction_id, event_hash, prev_chain_hash, chain_hash, kind, row_id)
-			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]::xid8[], $4::bytea[], $5::bytea[], $6::bytea[], $7::text[], $8::bigint[])`,
+		_, err = tx.ExecContext(ctx, insertLinksQuery,
 			pq.Array(links.seqs), pq.Array(links.positions), pq.Array(links.txids),
 			pq.ByteaArray(links.entries), pq.ByteaArray(links.prevs), pq.ByteaArray(links.chs),
 			pq.Array(links.kinds), pq.Array(links.rowIDs))
@@ -359,13 +348,49 @@ func (s *Sealer) seal(ctx context.Context, wait bool) (int, bool, error) {
 	return n, full, nil
 }
 
+// The statements of a seal (Sealer.seal), prepared once per Sealer.
+const (
+	chainLockQuery    = `SELECT pg_advisory_xact_lock($1)`
+	chainTryLockQuery = `SELECT pg_try_advisory_xact_lock($1)`
+	kindMarkQuery     = `SELECT transaction_id::text, coalesce(position, row_id) FROM ledger_chain
+		WHERE kind = $1 ORDER BY seq DESC LIMIT 1`
+	insertLinksQuery = `INSERT INTO ledger_chain (seq, position, transaction_id, event_hash, prev_chain_hash, chain_hash, kind, row_id)
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]::xid8[], $4::bytea[], $5::bytea[], $6::bytea[], $7::text[], $8::bigint[])`
+)
+
+// sealRowsQuery reads up to $3 rows of kind after the watermark ($1
+// transaction id, $2 position or row id), in commit order, committed
+// before the snapshot's xmin.
+func sealRowsQuery(kind string) string {
+	if kind == eventlog.KindEvent {
+		return `SELECT position, transaction_id, hash FROM ledger_events
+			WHERE (transaction_id, position) > ($1::text::xid8, $2::bigint)
+			AND ` + postgres.CommittedBeforeXmin(postgres.CurrentSnapshot) + `
+			ORDER BY transaction_id, position
+			LIMIT $3`
+	}
+	return `SELECT ` + rowColumns[kind] + ` FROM ` + eventlog.KindTable[kind] + `
+		WHERE transaction_id IS NOT NULL AND (transaction_id, id) > ($1::text::xid8, $2::bigint)
+		AND ` + postgres.CommittedBeforeXmin(postgres.CurrentSnapshot) + `
+		ORDER BY transaction_id, id
+		LIMIT $3`
+}
+
+// sealQueries are the statements Sealer prepares.
+var sealQueries = func() []string {
+	q := []string{chainLockQuery, chainTryLockQuery, kindMarkQuery, lastLinkSQL, insertLinksQuery}
+	for _, kind := range append([]string{eventlog.KindEvent}, sideKinds...) {
+		q = append(q, sealRowsQuery(kind))
+	}
+	return q
+}()
+
 // kindMark is the sealer's watermark of a link kind: the transaction id and
 // the position (events) or row id of its newest link; zeros when none.
 func kindMark(ctx context.Context, q postgres.Querier, kind string) (uint64, int64, error) {
 	var txid string
 	var id int64
-	err := q.QueryRowContext(ctx, `SELECT transaction_id::text, coalesce(position, row_id) FROM ledger_chain
-		WHERE kind = $1 ORDER BY seq DESC LIMIT 1`, kind).Scan(&txid, &id)
+	err := q.QueryRowContext(ctx, kindMarkQuery, kind).Scan(&txid, &id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, nil
 	}
