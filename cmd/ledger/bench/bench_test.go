@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/pprof/profile"
 
 	"github.com/booking-ledger/ledger/adapters/postgres/pgtest"
 	"github.com/booking-ledger/ledger/adapters/postgres/readmodels"
@@ -143,3 +146,50 @@ func TestGenerateLog(t *testing.T) {
 }
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0)) }
+
+// TestLabelledShare: the load generator's share is the CPU time of the
+// profile's samples labelled as its own, over all samples' CPU time; the
+// sample counts do not matter.
+func TestLabelledShare(t *testing.T) {
+	fn := &profile.Function{ID: 1, Name: "f"}
+	loc := &profile.Location{ID: 1, Line: []profile.Line{{Function: fn}}}
+	sample := func(cpu int64, labels map[string][]string) *profile.Sample {
+		return &profile.Sample{Location: []*profile.Location{loc}, Value: []int64{1, cpu}, Label: labels}
+	}
+	for _, tc := range []struct {
+		name    string
+		samples []*profile.Sample
+		want    float64
+	}{
+		{"none", nil, 0},
+		{"mixed", []*profile.Sample{
+			sample(30e6, map[string][]string{loadLabelKey: {loadLabelValue}}),
+			sample(50e6, nil),
+			sample(10e6, map[string][]string{loadLabelKey: {"other"}}),
+			sample(10e6, map[string][]string{"role": {loadLabelValue}}),
+		}, 0.3},
+		{"all", []*profile.Sample{sample(20e6, map[string][]string{loadLabelKey: {loadLabelValue}})}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &profile.Profile{
+				SampleType: []*profile.ValueType{{Type: "samples", Unit: "count"}, {Type: "cpu", Unit: "nanoseconds"}},
+				Sample:     tc.samples, Location: []*profile.Location{loc}, Function: []*profile.Function{fn},
+				PeriodType: &profile.ValueType{Type: "cpu", Unit: "nanoseconds"}, Period: 10e6,
+			}
+			var buf bytes.Buffer
+			if err := p.Write(&buf); err != nil {
+				t.Fatal(err)
+			}
+			got, err := labelledShare(buf.Bytes(), loadLabelKey, loadLabelValue)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(got-tc.want) > 1e-9 {
+				t.Errorf("share %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if _, err := labelledShare([]byte("not a profile"), loadLabelKey, loadLabelValue); err == nil {
+		t.Error("a corrupt profile gave no error")
+	}
+}
