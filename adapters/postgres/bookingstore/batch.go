@@ -439,8 +439,8 @@ func columnArrays(rows [][]any, types []string, bodies *[]byte) []any {
 }
 
 // columnArray is column c of rows as one array parameter: lib/pq's typed
-// arrays when every value has their type (bytes, the raw bodies, are
-// hex-encoded once, straight into the literal), else a generic array of
+// arrays when every value has their type (bytes, the bodies' SHA-256 sums,
+// are hex-encoded straight into the literal), else a generic array of
 // arrayElement values.
 func columnArray(rows [][]any, c int) any {
 	switch {
