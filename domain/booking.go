@@ -116,21 +116,21 @@ type NewBookingParams struct {
 func NewBooking(p NewBookingParams) (*Booking, []Event, error) {
 	var errs fieldErrors
 	if p.ID <= 0 {
-		errs.add("booking_id", "must be a positive integer")
+		errs.Add("booking_id", "must be a positive integer")
 	}
-	errs.addErr(validateResourceID(p.ResourceID))
+	errs.AddErr(validateResourceID(p.ResourceID))
 	stay, err := ParseDateRange(p.CheckIn, p.CheckOut)
-	errs.addErr(err)
+	errs.AddErr(err)
 	price, err := NewMoney(p.Amount, p.Currency)
-	errs.addErr(err)
-	errs.addErr(validateEmail(p.CustomerEmail))
+	errs.AddErr(err)
+	errs.AddErr(validateEmail(p.CustomerEmail))
 	if p.SessionID != "" {
-		errs.addErr(CheckStripeID("session_id", "cs_", p.SessionID))
+		errs.AddErr(CheckStripeID("session_id", "cs_", p.SessionID))
 	}
 	if p.RequestedAt.IsZero() {
-		errs.add("requested_at", "is required")
+		errs.Add("requested_at", "is required")
 	}
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return nil, nil, err
 	}
 

@@ -34,7 +34,7 @@ func TestNewBooking(t *testing.T) {
 		{"ID", b.ID(), BookingID(7)},
 		{"ResourceID", b.ResourceID(), "room-12"},
 		{"Stay", b.Stay(), mustRange(t, "2027-01-10", "2027-01-13")},
-		{"Price", b.Price(), Money{36000, "eur"}},
+		{"Price", b.Price(), Money{Amount: 36000, Currency: "eur"}},
 		{"CustomerEmail", b.CustomerEmail(), "guest@example.com"},
 		{"SessionID", b.SessionID(), "cs_test_1"},
 		{"PaymentIntentID", b.PaymentIntentID(), ""},
@@ -285,7 +285,7 @@ func TestApplyRecordsFactsWithoutRules(t *testing.T) {
 	b := &Booking{}
 	mustApply(t, b, BookingRequested{BookingID: 1, ResourceID: "", CheckIn: "2027-01-10", CheckOut: "2028-02-14",
 		Amount: 0, Currency: "EUR", CustomerEmail: "not-an-email"})
-	if b.Stay().Nights() != 400 || b.Price() != (Money{0, "EUR"}) {
+	if b.Stay().Nights() != 400 || b.Price() != (Money{Amount: 0, Currency: "EUR"}) {
 		t.Errorf("state = %v %v", b.Stay(), b.Price())
 	}
 	// A failure on a paid booking is never decided, but if recorded it is

@@ -44,14 +44,14 @@ func DecideCancel(b *Booking, note string, refund *int64) ([]Event, error) {
 	}
 	var errs fieldErrors
 	if utf8.RuneCountInString(note) > MaxCancelNoteLen {
-		errs.add("reason", fmt.Sprintf("must be at most %d characters", MaxCancelNoteLen))
+		errs.Add("reason", fmt.Sprintf("must be at most %d characters", MaxCancelNoteLen))
 	} else if !printable(note) {
-		errs.add("reason", "must be printable text")
+		errs.Add("reason", "must be printable text")
 	}
 	if refund != nil && *refund < 0 {
-		errs.add("refund_amount", "must not be negative")
+		errs.Add("refund_amount", "must not be negative")
 	}
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return nil, err
 	}
 	if b.status == StatusCancelled {

@@ -109,18 +109,18 @@ func decideSucceeded(b *Booking, p Payment, confirmed []Stay, requireSession boo
 	var errs fieldErrors
 	source := validatePaymentIDs(&errs, p, requireSession)
 	if p.Amount < 0 {
-		errs.add("amount", "must not be negative")
+		errs.Add("amount", "must not be negative")
 	}
 	currency, ok := normaliseCurrency(p.Currency)
 	if !ok {
-		errs.add("currency", "must be a three-letter ISO 4217 code")
+		errs.Add("currency", "must be a three-letter ISO 4217 code")
 	}
 	switch p.PaymentStatus {
 	case "", checkoutPaid, checkoutUnpaid, checkoutNoPaymentRequired:
 	default:
-		errs.add("payment_status", fmt.Sprintf("unknown Checkout payment_status %q", p.PaymentStatus))
+		errs.Add("payment_status", fmt.Sprintf("unknown Checkout payment_status %q", p.PaymentStatus))
 	}
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return nil, err
 	}
 
@@ -213,7 +213,7 @@ func decideFailed(b *Booking, p Payment, requireSession bool) ([]Event, error) {
 	}
 	var errs fieldErrors
 	source := validatePaymentIDs(&errs, p, requireSession)
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return nil, err
 	}
 
@@ -276,14 +276,14 @@ func DecideCheckoutSessionOpened(b *Booking, sessionID, url string, expiresAt ti
 		return nil, err
 	}
 	var errs fieldErrors
-	errs.addErr(CheckStripeID("session_id", "cs_", sessionID))
+	errs.AddErr(CheckStripeID("session_id", "cs_", sessionID))
 	if url == "" {
-		errs.add("url", "is required")
+		errs.Add("url", "is required")
 	}
 	if expiresAt.IsZero() {
-		errs.add("expires_at", "is required")
+		errs.Add("expires_at", "is required")
 	}
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return nil, err
 	}
 	if b.sessionID == sessionID {
@@ -308,12 +308,12 @@ func DecideRefundIssued(b *Booking, r RefundIssued) ([]Event, error) {
 	}
 	var errs fieldErrors
 	if r.RefundID == "" {
-		errs.add("refund_id", "is required")
+		errs.Add("refund_id", "is required")
 	}
-	errs.addErr(CheckStripeID("payment_intent_id", "pi_", r.PaymentIntentID))
+	errs.AddErr(CheckStripeID("payment_intent_id", "pi_", r.PaymentIntentID))
 	m, err := NewMoney(r.Amount, r.Currency)
-	errs.addErr(err)
-	if err := errs.err(); err != nil {
+	errs.AddErr(err)
+	if err := errs.Err(); err != nil {
 		return nil, err
 	}
 	if b.refundIssued(r.RefundID) {
@@ -338,18 +338,18 @@ func checkBooking(b *Booking) error {
 func validatePaymentIDs(errs *fieldErrors, p Payment, requireSession bool) PaymentSource {
 	switch {
 	case p.SessionID != "":
-		errs.addErr(CheckStripeID("session_id", "cs_", p.SessionID))
+		errs.AddErr(CheckStripeID("session_id", "cs_", p.SessionID))
 	case requireSession:
-		errs.add("session_id", "is required")
+		errs.Add("session_id", "is required")
 	case p.PaymentIntentID == "":
-		errs.add("payment_intent_id", "a PaymentIntent id or a Checkout Session id is required")
+		errs.Add("payment_intent_id", "a PaymentIntent id or a Checkout Session id is required")
 	}
 	if p.PaymentIntentID != "" {
-		errs.addErr(CheckStripeID("payment_intent_id", "pi_", p.PaymentIntentID))
+		errs.AddErr(CheckStripeID("payment_intent_id", "pi_", p.PaymentIntentID))
 	}
 	source, err := ParsePaymentSource(p.Source)
 	if err != nil {
-		errs.add("source", `must be "webhook", "redirect", "api" or "replay"`)
+		errs.Add("source", `must be "webhook", "redirect", "api" or "replay"`)
 	}
 	return source
 }

@@ -314,21 +314,21 @@ func DecideDispute(b *Booking, fact DisputeFact, d Dispute) ([]Event, error) {
 	}
 	var errs fieldErrors
 	if CheckStripeID("dispute_id", "dp_", d.ID) != nil && CheckStripeID("dispute_id", "du_", d.ID) != nil {
-		errs.add("dispute_id", `must be a Stripe dispute id starting with "dp_" or "du_"`)
+		errs.Add("dispute_id", `must be a Stripe dispute id starting with "dp_" or "du_"`)
 	}
-	errs.addErr(checkChargeID("charge_id", d.ChargeID, d.PaymentIntentID == ""))
+	errs.AddErr(checkChargeID("charge_id", d.ChargeID, d.PaymentIntentID == ""))
 	if d.PaymentIntentID != "" {
-		errs.addErr(CheckStripeID("payment_intent_id", "pi_", d.PaymentIntentID))
+		errs.AddErr(CheckStripeID("payment_intent_id", "pi_", d.PaymentIntentID))
 	}
 	m, err := NewMoney(d.Amount, d.Currency)
-	errs.addErr(err)
+	errs.AddErr(err)
 	if !d.Status.Valid() {
-		errs.add("status", fmt.Sprintf("unknown dispute status %q", d.Status))
+		errs.Add("status", fmt.Sprintf("unknown dispute status %q", d.Status))
 	}
 	if fact < DisputeFactCreated || fact > DisputeFactFundsReinstated {
-		errs.add("type", "unknown dispute event")
+		errs.Add("type", "unknown dispute event")
 	}
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return nil, err
 	}
 

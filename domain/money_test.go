@@ -10,9 +10,9 @@ func TestNewMoney(t *testing.T) {
 		want      Money
 		badFields []string
 	}{
-		{"lower case", 36000, "eur", Money{36000, "eur"}, nil},
-		{"upper case lowered", 1, "EUR", Money{1, "eur"}, nil},
-		{"mixed case lowered", 500, "UsD", Money{500, "usd"}, nil},
+		{"lower case", 36000, "eur", Money{Amount: 36000, Currency: "eur"}, nil},
+		{"upper case lowered", 1, "EUR", Money{Amount: 1, Currency: "eur"}, nil},
+		{"mixed case lowered", 500, "UsD", Money{Amount: 500, Currency: "usd"}, nil},
 		{"zero amount", 0, "eur", Money{}, []string{"amount"}},
 		{"negative amount", -100, "eur", Money{}, []string{"amount"}},
 		{"empty currency", 100, "", Money{}, []string{"currency"}},
@@ -43,7 +43,7 @@ func TestNewMoney(t *testing.T) {
 }
 
 func TestMoneyString(t *testing.T) {
-	if got := (Money{36000, "eur"}).String(); got != "36000 eur" {
+	if got := (Money{Amount: 36000, Currency: "eur"}).String(); got != "36000 eur" {
 		t.Errorf("String() = %q", got)
 	}
 }

@@ -63,17 +63,17 @@ func DecideRefundFailed(b *Booking, f RefundFailed) ([]Event, error) {
 	}
 	var errs fieldErrors
 	if f.PaymentIntentID != "" {
-		errs.addErr(CheckStripeID("payment_intent_id", "pi_", f.PaymentIntentID))
+		errs.AddErr(CheckStripeID("payment_intent_id", "pi_", f.PaymentIntentID))
 	}
 	m, err := NewMoney(f.Amount, f.Currency)
-	errs.addErr(err)
+	errs.AddErr(err)
 	if !f.Reason.Valid() {
-		errs.add("reason", fmt.Sprintf("unknown refund reason %q", f.Reason))
+		errs.Add("reason", fmt.Sprintf("unknown refund reason %q", f.Reason))
 	}
 	if f.FailureCode == "" {
-		errs.add("failure_code", "is required")
+		errs.Add("failure_code", "is required")
 	}
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return nil, err
 	}
 	if !b.RefundPending(f.PaymentIntentID) {

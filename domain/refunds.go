@@ -409,18 +409,18 @@ func DecideChargeRefunded(b *Booking, c ChargeRefund) ([]Event, error) {
 		return nil, err
 	}
 	var errs fieldErrors
-	errs.addErr(checkChargeID("charge_id", c.ChargeID, true))
+	errs.AddErr(checkChargeID("charge_id", c.ChargeID, true))
 	if c.PaymentIntentID != "" {
-		errs.addErr(CheckStripeID("payment_intent_id", "pi_", c.PaymentIntentID))
+		errs.AddErr(CheckStripeID("payment_intent_id", "pi_", c.PaymentIntentID))
 	}
 	if c.AmountRefunded < 0 {
-		errs.add("amount_refunded", "must not be negative")
+		errs.Add("amount_refunded", "must not be negative")
 	}
 	currency, ok := normaliseCurrency(c.Currency)
 	if !ok {
-		errs.add("currency", "must be a three-letter ISO 4217 code")
+		errs.Add("currency", "must be a three-letter ISO 4217 code")
 	}
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return nil, err
 	}
 	var events []Event
@@ -466,27 +466,27 @@ func validateRefund(r Refund, prefix string) (string, error) {
 	var errs fieldErrors
 	if err := CheckStripeID(prefix+"refund_id", "re_", r.ID); err != nil {
 		if CheckStripeID(prefix+"refund_id", "pyr_", r.ID) != nil {
-			errs.add(prefix+"refund_id", `must be a Stripe refund id starting with "re_" or "pyr_"`)
+			errs.Add(prefix+"refund_id", `must be a Stripe refund id starting with "re_" or "pyr_"`)
 		}
 	}
 	if r.ChargeID == "" && r.PaymentIntentID == "" {
-		errs.add(prefix+"payment_intent_id", "a PaymentIntent id or a charge id is required")
+		errs.Add(prefix+"payment_intent_id", "a PaymentIntent id or a charge id is required")
 	}
-	errs.addErr(checkChargeID(prefix+"charge_id", r.ChargeID, false))
+	errs.AddErr(checkChargeID(prefix+"charge_id", r.ChargeID, false))
 	if r.PaymentIntentID != "" {
-		errs.addErr(CheckStripeID(prefix+"payment_intent_id", "pi_", r.PaymentIntentID))
+		errs.AddErr(CheckStripeID(prefix+"payment_intent_id", "pi_", r.PaymentIntentID))
 	}
 	if r.Amount <= 0 {
-		errs.add(prefix+"amount", "must be a positive integer in minor units")
+		errs.Add(prefix+"amount", "must be a positive integer in minor units")
 	}
 	currency, ok := normaliseCurrency(r.Currency)
 	if !ok {
-		errs.add(prefix+"currency", "must be a three-letter ISO 4217 code")
+		errs.Add(prefix+"currency", "must be a three-letter ISO 4217 code")
 	}
 	if !r.Status.Valid() {
-		errs.add(prefix+"status", fmt.Sprintf("unknown refund status %q", r.Status))
+		errs.Add(prefix+"status", fmt.Sprintf("unknown refund status %q", r.Status))
 	}
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return "", err
 	}
 	return currency, nil

@@ -1,4 +1,4 @@
-package domain
+package values
 
 import (
 	"fmt"
@@ -35,22 +35,22 @@ type DateRange struct {
 // the zero time, "check_out" if checkOut is zero, not after checkIn, or more
 // than MaxNights after it.
 func NewDateRange(checkIn, checkOut time.Time) (DateRange, error) {
-	var errs fieldErrors
+	var errs FieldErrors
 	if checkIn.IsZero() {
-		errs.add("check_in", "is required")
+		errs.Add("check_in", "is required")
 	}
 	if checkOut.IsZero() {
-		errs.add("check_out", "is required")
+		errs.Add("check_out", "is required")
 	}
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return DateRange{}, err
 	}
 	r := DateRange{checkIn: midnightUTC(checkIn), checkOut: midnightUTC(checkOut)}
 	switch n := r.Nights(); {
 	case n <= 0:
-		return DateRange{}, fieldErr("check_out", "must be after check_in")
+		return DateRange{}, Field("check_out", "must be after check_in")
 	case n > MaxNights:
-		return DateRange{}, fieldErr("check_out", fmt.Sprintf("stay must not exceed %d nights", MaxNights))
+		return DateRange{}, Field("check_out", fmt.Sprintf("stay must not exceed %d nights", MaxNights))
 	}
 	return r, nil
 }
@@ -60,25 +60,25 @@ func NewDateRange(checkIn, checkOut time.Time) (DateRange, error) {
 // 2027-02-30) yield a *FieldError naming "check_in" or "check_out"; both are
 // reported when both are malformed.
 func ParseDateRange(checkIn, checkOut string) (DateRange, error) {
-	var errs fieldErrors
+	var errs FieldErrors
 	in, err := time.Parse(DateLayout, checkIn)
 	if err != nil {
-		errs.add("check_in", "must be a date formatted YYYY-MM-DD")
+		errs.Add("check_in", "must be a date formatted YYYY-MM-DD")
 	}
 	out, err := time.Parse(DateLayout, checkOut)
 	if err != nil {
-		errs.add("check_out", "must be a date formatted YYYY-MM-DD")
+		errs.Add("check_out", "must be a date formatted YYYY-MM-DD")
 	}
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return DateRange{}, err
 	}
 	return NewDateRange(in, out)
 }
 
-// parseRecordedRange rebuilds a range from a recorded event. Only the format
+// ParseRecordedRange rebuilds a range from a recorded event. Only the format
 // is checked: length and order are business rules of new requests and a
 // replay must accept whatever was recorded.
-func parseRecordedRange(checkIn, checkOut string) (DateRange, error) {
+func ParseRecordedRange(checkIn, checkOut string) (DateRange, error) {
 	in, err := time.Parse(DateLayout, checkIn)
 	if err != nil {
 		return DateRange{}, fmt.Errorf("%w: recorded check_in %q: %v", ErrInvalid, checkIn, err)

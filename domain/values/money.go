@@ -1,4 +1,4 @@
-package domain
+package values
 
 import (
 	"fmt"
@@ -27,15 +27,15 @@ type Money struct {
 // Errors are *FieldError values (matching ErrInvalid) naming "amount" and/or
 // "currency", joined with errors.Join when both are wrong.
 func NewMoney(amount int64, currency string) (Money, error) {
-	var errs fieldErrors
+	var errs FieldErrors
 	if amount <= 0 {
-		errs.add("amount", "must be a positive integer in minor units")
+		errs.Add("amount", "must be a positive integer in minor units")
 	}
-	cur, ok := normaliseCurrency(currency)
+	cur, ok := NormaliseCurrency(currency)
 	if !ok {
-		errs.add("currency", "must be a three-letter ISO 4217 code")
+		errs.Add("currency", "must be a three-letter ISO 4217 code")
 	}
-	if err := errs.err(); err != nil {
+	if err := errs.Err(); err != nil {
 		return Money{}, err
 	}
 	return Money{Amount: amount, Currency: cur}, nil
@@ -47,10 +47,10 @@ func (m Money) String() string {
 	return fmt.Sprintf("%d %s", m.Amount, m.Currency)
 }
 
-// normaliseCurrency lower-cases a three-letter ASCII code; ok is false for
+// NormaliseCurrency lower-cases a three-letter ASCII code; ok is false for
 // anything else (including non-ASCII letters, which strings.ToLower would
 // otherwise happily accept).
-func normaliseCurrency(s string) (string, bool) {
+func NormaliseCurrency(s string) (string, bool) {
 	if len(s) != 3 {
 		return "", false
 	}

@@ -1,4 +1,4 @@
-package domain
+package values
 
 import "errors"
 
@@ -72,7 +72,36 @@ func (e *FieldError) Is(target error) bool {
 	return target == ErrInvalid
 }
 
-// fieldErr is shorthand used by the validators.
-func fieldErr(field, msg string) *FieldError {
+// Field is shorthand used by the validators: the *FieldError for field.
+func Field(field, msg string) *FieldError {
 	return &FieldError{Field: field, Msg: msg}
+}
+
+// FieldErrors collects every invalid field of one input so a client learns
+// about all of them at once instead of one per round trip.
+type FieldErrors []error
+
+func (f *FieldErrors) Add(field, msg string) {
+	*f = append(*f, Field(field, msg))
+}
+
+// AddErr keeps an error returned by a nested validator (already a FieldError
+// or a join of them).
+func (f *FieldErrors) AddErr(err error) {
+	if err != nil {
+		*f = append(*f, err)
+	}
+}
+
+// Err returns nil, the single error, or all of them joined. A single error is
+// returned as is so that its message is not altered by errors.Join.
+func (f FieldErrors) Err() error {
+	switch len(f) {
+	case 0:
+		return nil
+	case 1:
+		return f[0]
+	default:
+		return errors.Join(f...)
+	}
 }
