@@ -378,7 +378,7 @@ func (l *Store) writeBatch(ctx context.Context, tx *sql.Tx, items []*batchItem, 
 	args = append([]any{bodies}, args...)
 	var err error
 	if len(appends) > 0 {
-		_, err = l.store.AppendBatch(ctx, tx, appends, recordedAt, &eventstore.Trailer{SQL: batchWriteTrailer, Args: args, Dest: dest})
+		_, err = l.store.AppendBatch(ctx, tx, appends, recordedAt, &eventstore.Trailer{SQL: batchWriteQuery, Args: args, Dest: dest})
 	} else if inboxes+deliveries > 0 {
 		err = l.stmts.QueryRow(ctx, tx, batchWriteNoEventsQuery, args...).Scan(dest...)
 	}
@@ -568,15 +568,6 @@ var (
 	batchWriteQuery         = batchWriteSQL(eventstore.InsertQuery(), eventstore.InsertColumns)
 	batchWriteNoEventsQuery = batchWriteSQL("", 0)
 )
-
-// batchWriteTrailer is the batch's Trailer SQL: the prepared text for the
-// schema adapter's INSERT.
-func batchWriteTrailer(insert string, n int) string {
-	if insert == eventstore.InsertQuery() && n == eventstore.InsertColumns {
-		return batchWriteQuery
-	}
-	return batchWriteSQL(insert, n)
-}
 
 // parseStays turns the arrays of streamQuery's stay columns into stays.
 func parseStays(booking int64, ids []int64, checkIns, checkOuts []string) ([]domain.Stay, error) {

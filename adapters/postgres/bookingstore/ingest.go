@@ -136,15 +136,6 @@ const maxDecisionEvents = 4
 // prepared once (hotQueries).
 var appendProjectInboxQuery = appendProjectInboxSQL(eventstore.InsertQuery(), eventstore.InsertColumns)
 
-// appendProjectInboxTrailer is the single delivery's Trailer SQL: the
-// prepared text for the schema adapter's INSERT.
-func appendProjectInboxTrailer(insert string, n int) string {
-	if insert == eventstore.InsertQuery() && n == eventstore.InsertColumns {
-		return appendProjectInboxQuery
-	}
-	return appendProjectInboxSQL(insert, n)
-}
-
 // inboxColumns are the inbox row's columns in the order of inboxRow.args
 // followed by the booking id (the group commit's multi-row INSERT).
 const (

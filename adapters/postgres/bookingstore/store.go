@@ -192,7 +192,7 @@ func (l *Store) appendAndFold(ctx context.Context, tx *sql.Tx, id domain.Booking
 	// inbox row (appendProjectInboxSQL): the publisher's executor runs it in
 	// place of the bare INSERT.
 	_, err = l.store.AppendWith(ctx, tx, int64(id), version, prev, newEvents, recordedAt, &eventstore.Trailer{
-		SQL:  appendProjectInboxTrailer,
+		SQL:  appendProjectInboxQuery,
 		Args: append(upsertArgs(row), inbox.args()...),
 		Dest: []any{&row.LastEventPosition},
 	})

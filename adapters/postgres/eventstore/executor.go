@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
 
@@ -33,7 +34,10 @@ func (e txExecutor) ExecContext(ctx context.Context, query string, args ...any) 
 		// Once: watermill-sql v4 runs one INSERT per Publish, but should
 		// a version split it, the rows would still be written once.
 		tr.done = true
-		err := e.stmts.QueryRow(ctx, tx, tr.SQL(query, len(args)), append(args, tr.Args...)...).Scan(tr.Dest...)
+		if query != insertQuery || len(args) != InsertColumns {
+			return nil, fmt.Errorf("eventstore: a trailer wraps InsertQuery, not %d parameters of %.40q", len(args), query)
+		}
+		err := e.stmts.QueryRow(ctx, tx, tr.SQL, append(args, tr.Args...)...).Scan(tr.Dest...)
 		if err != nil {
 			return nil, err
 		}

@@ -86,12 +86,14 @@ func (s *EventStore) Append(ctx context.Context, tx *sql.Tx, streamID int64, exp
 }
 
 // Trailer is SQL that an append runs in the same statement as the events'
-// INSERT, to save a round trip: SQL wraps the INSERT (with its n
-// parameters) into a statement that returns one row, scanned into Dest;
-// Args follow the INSERT's parameters. The booking write side writes the
-// status row and the inbox row this way.
+// INSERT, to save a round trip: SQL wraps InsertQuery (whose InsertColumns
+// parameters come first) into a statement that returns one row, scanned
+// into Dest; Args follow the INSERT's parameters. InsertQuery's text is the
+// same for any number of events, so SQL is one text, which the caller may
+// prepare. The booking write side writes the status row and the inbox row
+// this way.
 type Trailer struct {
-	SQL  func(insert string, n int) string
+	SQL  string
 	Args []any
 	Dest []any
 	done bool
