@@ -589,8 +589,8 @@ func (r *IngestResult) sendAll(ctx context.Context, client *http.Client, url, se
 
 	// The CPU profile of the phase tells the load generator's share of
 	// this process's CPU; --cpuprofile keeps it.
-	var profile bytes.Buffer
-	perr := pprof.StartCPUProfile(&profile)
+	var prof bytes.Buffer
+	perr := pprof.StartCPUProfile(&prof)
 	if perr != nil && o.CPUProfile != "" {
 		return fmt.Errorf("bench: CPU profile: %w", perr)
 	}
@@ -657,11 +657,11 @@ func (r *IngestResult) sendAll(ctx context.Context, client *http.Client, url, se
 		pprof.StopCPUProfile()
 		profiling = false
 		var err error
-		if loadShare, err = labelledShare(profile.Bytes(), loadLabelKey, loadLabelValue); err != nil {
+		if loadShare, err = labelledShare(prof.Bytes(), loadLabelKey, loadLabelValue); err != nil {
 			return fmt.Errorf("bench: CPU profile: %w", err)
 		}
 		if o.CPUProfile != "" {
-			if err := os.WriteFile(o.CPUProfile, profile.Bytes(), 0o644); err != nil {
+			if err := os.WriteFile(o.CPUProfile, prof.Bytes(), 0o644); err != nil {
 				return err
 			}
 		}
