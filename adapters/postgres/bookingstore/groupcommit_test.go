@@ -590,3 +590,34 @@ func TestGroupCommitWritesRowsAsAlone(t *testing.T) {
 		t.Errorf("alone: %d inbox rows and %d delivery rows, want 5 and 2", len(want[0]), len(want[1]))
 	}
 }
+
+// TestGroupCommitGenericPlans: a batch's transaction runs its statements
+// with their generic plans (array parameters made PostgreSQL plan them on
+// every batch), and the setting ends with the transaction: the pool's
+// connections keep the server's.
+func TestGroupCommitGenericPlans(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.SetMaxOpenConns(1) // the batch's connection is the one checked after
+	s := newGroupSetup(t, db, bookingstore.GroupCommit{MaxBatch: 8, Writers: 1})
+	var inBatch []string
+	s.store.BeforeBatchWrite(func(ctx context.Context, tx *sql.Tx) error {
+		var mode string
+		err := tx.QueryRowContext(ctx, `SELECT current_setting('plan_cache_mode')`).Scan(&mode)
+		inBatch = append(inBatch, mode)
+		return err
+	})
+	a, b := s.book("room-plan-a", "2027-03-01", "2027-03-04"), s.book("room-plan-b", "2027-03-01", "2027-03-04")
+	if _, errs := s.ingestTogether(paid(a, stripe.NewPaymentIntentID()), paid(b, stripe.NewPaymentIntentID())); errors.Join(errs...) != nil {
+		t.Fatal(errors.Join(errs...))
+	}
+	if !reflect.DeepEqual(inBatch, []string{"force_generic_plan"}) {
+		t.Errorf("plan_cache_mode in the batches: %v, want one batch with force_generic_plan", inBatch)
+	}
+	var after string
+	if err := db.QueryRow(`SELECT current_setting('plan_cache_mode')`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != "auto" {
+		t.Errorf("plan_cache_mode on the pool's connection after the batch: %q, want auto", after)
+	}
+}
